@@ -101,7 +101,7 @@ EOF
     log "installing mmcv from $wheel_dir"
     "${PIP[@]}" install -q --no-deps --force-reinstall "$wheel_dir"/mmcv-*.whl
     # mmcv's own runtime needs (addict, yapf, opencv, ...), without letting pip touch mmcv itself.
-    "${PIP[@]}" install -q addict packaging Pillow pyyaml yapf "opencv-python-headless<4.12" regex
+    "${PIP[@]}" install -q addict packaging Pillow pyyaml yapf "opencv-python<4.12" regex
 fi
 
 log "installing the pinned OpenMMLab stack and mmssl"

@@ -1,0 +1,144 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+"""Pictures of masked-image reconstructions during pretraining."""
+import os.path as osp
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from mmengine.dataset import pseudo_collate
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from mmssl.registry import HOOKS
+
+
+@HOOKS.register_module()
+class ReconstructionVisHook(Hook):
+    """Save original / masked / reconstruction / pasted grids.
+
+    Every ``interval`` epochs (or iterations with ``by_epoch=False``) the
+    model's ``reconstruct(inputs, noise)`` is run on the same ``num_images``
+    images of the training set with the same masks, and a grid with one row
+    per image and four columns (original, masked input, reconstruction,
+    reconstruction with the visible patches pasted back) is written to
+    ``<work_dir>/<out_dir>/reconstruction_<epoch|iter>_<n>.png`` and to the
+    runner's visualizer backends. The masks come from a private generator, so
+    the hook never changes the training run's random stream.
+
+    Args:
+        interval (int): how often to draw. Defaults to 1.
+        by_epoch (bool): count ``interval`` in epochs. Defaults to True.
+        num_images (int): images in the grid. Defaults to 8.
+        indices (Sequence[int], optional): which training samples; evenly
+            spread over the data set if None.
+        out_dir (str): folder under the work dir. Defaults to 'vis'.
+        seed (int): seed of the masks. Defaults to 0.
+    """
+
+    priority = 'LOW'
+
+    def __init__(self,
+                 interval: int = 1,
+                 by_epoch: bool = True,
+                 num_images: int = 8,
+                 indices: Optional[Sequence[int]] = None,
+                 out_dir: str = 'vis',
+                 seed: int = 0) -> None:
+        if interval < 1:
+            raise ValueError(f'interval must be >= 1, got {interval}')
+        self.interval = interval
+        self.by_epoch = by_epoch
+        self.num_images = num_images
+        self.indices = indices
+        self.out_dir = out_dir
+        self.seed = seed
+        self._batch = None
+        self.saved_files = []
+
+    def _get_batch(self, runner):
+        if self._batch is None:
+            dataset = runner.train_dataloader.dataset
+            n = min(self.num_images, len(dataset))
+            indices = self.indices if self.indices is not None else \
+                np.linspace(0, len(dataset) - 1, n).astype(int).tolist()
+            self._batch = pseudo_collate([dataset[i] for i in indices])
+        return self._batch
+
+    def after_train_epoch(self, runner) -> None:
+        if self.by_epoch and self.every_n_epochs(runner, self.interval):
+            self._draw(runner, f'epoch{runner.epoch + 1}')
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None) -> None:
+        if not self.by_epoch and self.every_n_train_iters(
+                runner, self.interval):
+            self._draw(runner, f'iter{runner.iter + 1}')
+
+    @torch.no_grad()
+    def _draw(self, runner, tag: str) -> None:
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        if not hasattr(model, 'reconstruct'):
+            runner.logger.warning(
+                f'{type(model).__name__} has no `reconstruct` method; '
+                'ReconstructionVisHook draws nothing')
+            return
+        if runner.rank != 0:
+            return
+        was_training = model.training
+        model.eval()
+        try:
+            data = model.data_preprocessor(self._get_batch(runner), False)
+            inputs = data['inputs']
+            if isinstance(inputs, (list, tuple)):
+                inputs = inputs[0]
+            gen = torch.Generator().manual_seed(self.seed)
+            num_patches = model.backbone.patch_resolution[0] * \
+                model.backbone.patch_resolution[1]
+            noise = torch.rand(inputs.shape[0], num_patches, generator=gen)
+            out = model.reconstruct(inputs, noise=noise.to(inputs.device))
+        finally:
+            model.train(was_training)
+        grid = self._make_grid(model, inputs, out)
+        name = f'reconstruction_{tag}'
+        path = osp.join(runner.work_dir, self.out_dir, name + '.png')
+        import mmcv
+        mmcv.imwrite(grid[..., ::-1], path)
+        self.saved_files.append(path)
+        step = runner.epoch + 1 if self.by_epoch else runner.iter + 1
+        runner.visualizer.add_image('reconstruction', grid, step=step)
+
+    @staticmethod
+    def _make_grid(model, inputs: torch.Tensor, out: dict) -> np.ndarray:
+        """(H', W', 3) uint8 RGB grid: rows = images, 4 columns."""
+        pre = model.data_preprocessor
+        mean = getattr(pre, 'mean', None)
+        std = getattr(pre, 'std', None)
+
+        def to_uint8(x):
+            if mean is not None and std is not None:
+                x = x * std.to(x.device) + mean.to(x.device)
+            else:
+                x = x * 255
+            return x.clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
+
+        mask = out['mask']
+        masked = inputs * (1 - mask)
+        masked_img = to_uint8(masked)
+        # grey out the removed patches of the masked input
+        masked_img[mask[:, 0].bool().cpu().numpy()] = 127
+        cols = [
+            to_uint8(inputs), masked_img,
+            to_uint8(out['reconstruction']),
+            to_uint8(out['pasted'])
+        ]
+        pad = 2
+        B, H, W, _ = cols[0].shape
+        grid = np.full((B * (H + pad) + pad, 4 * (W + pad) + pad, 3),
+                       255,
+                       dtype=np.uint8)
+        for b in range(B):
+            for c, col in enumerate(cols):
+                y, x = pad + b * (H + pad), pad + c * (W + pad)
+                grid[y:y + H, x:x + W] = col[b]
+        return grid
