@@ -5,7 +5,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 import torch
-from mmengine.dataset import pseudo_collate
+from mmengine.dataset import default_collate
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
@@ -61,7 +61,7 @@ class ReconstructionVisHook(Hook):
             n = min(self.num_images, len(dataset))
             indices = self.indices if self.indices is not None else \
                 np.linspace(0, len(dataset) - 1, n).astype(int).tolist()
-            self._batch = pseudo_collate([dataset[i] for i in indices])
+            self._batch = default_collate([dataset[i] for i in indices])
         return self._batch
 
     def after_train_epoch(self, runner) -> None:
