@@ -1,0 +1,2 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+from .hooks import *  # noqa: F401,F403

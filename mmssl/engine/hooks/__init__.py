@@ -1,0 +1,10 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+from .frozen_eval_hook import FrozenEvalHook
+from .random_state_hook import RandomStateHook
+from .reconstruction_vis_hook import ReconstructionVisHook
+from .teacher_update_hook import TeacherUpdateHook
+
+__all__ = [
+    'FrozenEvalHook', 'RandomStateHook', 'ReconstructionVisHook',
+    'TeacherUpdateHook'
+]
