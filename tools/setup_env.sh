@@ -99,6 +99,8 @@ EOF
         rm -rf "$build_tmp" "$wrap_dir"
     fi
     log "installing mmcv from $wheel_dir"
+    # mmcv-lite / mmcv-full would shadow or contradict the mmcv with ops
+    "${PIP[@]}" uninstall -y -q mmcv-lite mmcv-full >/dev/null 2>&1 || true
     "${PIP[@]}" install -q --no-deps --force-reinstall "$wheel_dir"/mmcv-*.whl
     # mmcv's own runtime needs (addict, yapf, opencv, ...), without letting pip touch mmcv itself.
     "${PIP[@]}" install -q addict packaging Pillow pyyaml yapf "opencv-python<4.12" regex
