@@ -1,0 +1,20 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+from .features import (build_eval_dataloader, extract_features,
+                       infer_num_classes, load_backbone_from_checkpoint,
+                       pool_features)
+from .finetune_eval import finetune_backbone, seeded_rng
+from .frozen_eval import evaluate_backbone
+
+__all__ = [
+    'extract_features', 'pool_features', 'build_eval_dataloader',
+    'infer_num_classes', 'load_backbone_from_checkpoint', 'finetune_backbone',
+    'seeded_rng', 'evaluate_backbone'
+]
+
+from .benchmark import (  # noqa: E402
+    benchmark_configs, count_train_flops, machine_info, measure_matmul_peak)
+
+__all__ += [
+    'benchmark_configs', 'count_train_flops', 'machine_info',
+    'measure_matmul_peak'
+]

@@ -1,0 +1,572 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+"""Side-by-side benchmark of the training step of several configs.
+
+What is measured is the model + optimizer step only: ``model.train_step`` on
+one synthetic batch (data preprocessor, forward, loss, backward, optimizer
+update), the batch made once and kept on the device. The data loading and
+the CPU pipeline (decode, crop, flip) are excluded on purpose, so that two
+implementations of the same network compare on what they implement.
+
+For every config the numbers are:
+
+* ``img_per_s``: the median over ``repeat`` timed windows of ``iters`` steps,
+  after ``warmup`` untimed steps. The configs run interleaved (A, B, A, B,
+  ...) so that background load falls on all of them alike.
+* ``flops_per_img``: FLOPs of one training step (forward + backward) per
+  image, counted by ``torch.utils.flop_counter.FlopCounterMode`` (matrix
+  products, convolutions and attention, the usual MFU accounting;
+  element-wise ops and the optimizer update are not counted).
+* ``model_gflops``: ``flops_per_img * img_per_s`` / 1e9, and ``pct_of_peak``
+  that as a percentage of the fp32 matmul peak the tool measures on the same
+  device with the same thread count (:func:`measure_matmul_peak`).
+* ``peak_mem_mib``: ``state_mib`` (parameters, buffers, gradients and
+  optimizer states alive between steps, counted from the tensors) plus
+  ``step_mem_mib``, the most memory one training step adds on top of what
+  is allocated before it (activations, gradients, temporaries), taken on an
+  extra untimed step after the warm-up so that the timed windows are not
+  disturbed. On CUDA that is ``torch.cuda.max_memory_allocated`` minus
+  ``memory_allocated`` before the step. On CPU it is the growth of the
+  process's resident set size: peak RSS (``VmHWM`` in ``/proc/self/status``
+  after resetting it through ``/proc/self/clear_refs``, else ``VmRSS``
+  sampled every millisecond) minus ``VmRSS`` before the step, with the
+  allocator's free memory handed back to the system (``malloc_trim``) first;
+  it includes allocator overhead and is an approximation.
+"""
+import contextlib
+import copy
+import ctypes
+import logging
+import os
+import os.path as osp
+import platform
+import statistics
+import threading
+import time
+from typing import Callable, Iterator, List, Optional, Sequence, Union
+
+import torch
+import torch.nn as nn
+from mmengine.config import Config
+from mmengine.logging import MMLogger
+from mmengine.model import BaseModel
+from mmengine.optim import OptimWrapper, build_optim_wrapper
+from mmengine.registry import FUNCTIONS, MODELS, init_default_scope
+from mmengine.runner import set_random_seed
+from torch.utils.flop_counter import (FlopCounterMode,
+                                      sdpa_backward_flop_count,
+                                      sdpa_flop_count)
+
+__all__ = [
+    'measure_matmul_peak', 'count_train_flops', 'build_train_model',
+    'make_synthetic_batch', 'machine_info', 'benchmark_configs'
+]
+
+MIB = 1024.**2
+_AMP_WRAPPERS = ('AmpOptimWrapper', 'mmengine.AmpOptimWrapper')
+
+
+def _cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, **kwargs):
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def _cpu_sdpa_backward_flop(grad_out_shape, query_shape, key_shape,
+                            value_shape, *args, **kwargs):
+    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape,
+                                    value_shape)
+
+
+# FlopCounterMode knows the CUDA attention kernels but not the CPU one that
+# ``F.scaled_dot_product_attention`` runs on CPU; count it the same way.
+_EXTRA_FLOP_FORMULAS = {}
+if hasattr(torch.ops.aten, '_scaled_dot_product_flash_attention_for_cpu'):
+    _EXTRA_FLOP_FORMULAS = {
+        torch.ops.aten._scaled_dot_product_flash_attention_for_cpu:
+        _cpu_sdpa_flop,
+        torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward:
+        _cpu_sdpa_backward_flop,
+    }
+
+
+@contextlib.contextmanager
+def _num_threads(threads: Optional[int]) -> Iterator[None]:
+    """Run with ``torch.set_num_threads(threads)``, restore it on exit."""
+    old = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+@contextlib.contextmanager
+def _quiet_logs() -> Iterator[None]:
+    """Hide mmengine's INFO lines (weight init, paramwise options)."""
+    logger = MMLogger.get_current_instance()
+    old = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def measure_matmul_peak(device: Union[str, torch.device] = 'cpu',
+                        dtype: torch.dtype = torch.float32,
+                        threads: Optional[int] = None,
+                        n: int = 2048,
+                        repeats: int = 5) -> float:
+    """The device's matmul throughput: best of ``repeats`` square matmuls.
+
+    Args:
+        device (str | torch.device): Where to multiply. Defaults to 'cpu'.
+        dtype (torch.dtype): Element type. Defaults to float32.
+        threads (int, optional): CPU threads for the measurement (restored
+            afterwards); the current setting if None.
+        n (int): Side of the (n, n) @ (n, n) products. Defaults to 2048.
+        repeats (int): Timed products; the fastest one counts.
+
+    Returns:
+        float: GFLOP/s, counting ``2 * n**3`` FLOPs per product.
+    """
+    device = torch.device(device)
+    gen = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(n, n, device=device, dtype=dtype, generator=gen)
+    b = torch.randn(n, n, device=device, dtype=dtype, generator=gen)
+    out = torch.empty(n, n, device=device, dtype=dtype)
+    best = float('inf')
+    with _num_threads(threads):
+        torch.mm(a, b, out=out)  # warm-up: thread pool, kernels, caches
+        for _ in range(max(1, repeats)):
+            _sync(device)
+            start = time.perf_counter()
+            torch.mm(a, b, out=out)
+            _sync(device)
+            best = min(best, time.perf_counter() - start)
+    return 2. * n**3 / max(best, 1e-9) / 1e9
+
+
+def count_train_flops(model: nn.Module,
+                      data,
+                      loss_fn: Optional[Callable] = None) -> float:
+    """FLOPs of one training step's forward and backward pass.
+
+    Matrix products, convolutions and attention (also the CPU attention
+    kernel) are counted by ``FlopCounterMode``; element-wise work and the
+    optimizer update are not. Parameters are not changed; gradients are
+    cleared (set to None) afterwards.
+
+    Args:
+        model (nn.Module): An mmengine ``BaseModel`` (then ``data`` is a
+            collated batch, run through ``model.data_preprocessor(data,
+            True)``, ``model(**data, mode='loss')`` and
+            ``model.parse_losses``), or any module (then ``data`` is its
+            input, a tensor or a tuple of positional arguments).
+        data: The batch, as described above.
+        loss_fn (Callable, optional): For a plain module, maps its output to
+            the scalar loss; ``output.sum()`` if None.
+
+    Returns:
+        float: FLOPs of the whole batch (divide by the batch size for FLOPs
+        per sample).
+    """
+    counter = FlopCounterMode(
+        display=False, custom_mapping=_EXTRA_FLOP_FORMULAS)
+    with counter:
+        if isinstance(model, BaseModel):
+            batch = model.data_preprocessor(data, True)
+            if isinstance(batch, dict):
+                losses = model(**batch, mode='loss')
+            else:
+                losses = model(*batch, mode='loss')
+            loss, _ = model.parse_losses(losses)
+        else:
+            args = data if isinstance(data, tuple) else (data, )
+            output = model(*args)
+            loss = output.sum() if loss_fn is None else loss_fn(output)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
+def _as_config(cfg: Union[str, Config, dict]) -> Config:
+    if isinstance(cfg, Config):
+        return cfg
+    if isinstance(cfg, str):
+        return Config.fromfile(cfg)
+    return Config(cfg)
+
+
+def _img_size(cfg: Config) -> tuple:
+    """(H, W) from ``cfg.model.backbone.img_size`` (default 224)."""
+    size = cfg.model.get('backbone', {}).get('img_size', 224)
+    if isinstance(size, (tuple, list)):
+        return int(size[0]), int(size[1])
+    return int(size), int(size)
+
+
+def build_train_model(cfg: Config, device: Union[str, torch.device] = 'cpu'):
+    """Build ``cfg.model`` and its optimizer wrapper for training on device.
+
+    The model is built in the config's default scope (``mmpretrain`` if
+    unset), initialised with ``init_weights()`` and put in train mode. On CPU
+    an ``AmpOptimWrapper`` becomes a plain ``OptimWrapper`` (no fp16/bf16
+    autocast on CPU).
+
+    Args:
+        cfg (Config): A training config with ``model`` and ``optim_wrapper``.
+        device (str | torch.device): Where to train.
+
+    Returns:
+        tuple: ``(model, optim_wrapper, amp)``, ``amp`` telling whether mixed
+        precision is used.
+    """
+    device = torch.device(device)
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    with _quiet_logs():
+        model = MODELS.build(copy.deepcopy(cfg.model))
+        model.init_weights()
+    model.to(device)
+    model.train()
+    wrapper_cfg = copy.deepcopy(cfg.optim_wrapper)
+    amp = wrapper_cfg.get('type', 'OptimWrapper') in _AMP_WRAPPERS
+    if amp and device.type != 'cuda':
+        wrapper_cfg['type'] = 'OptimWrapper'
+        for key in ('loss_scale', 'dtype', 'use_fsdp'):
+            wrapper_cfg.pop(key, None)
+        amp = False
+    with _quiet_logs():
+        optim_wrapper = build_optim_wrapper(model, wrapper_cfg)
+    return model, optim_wrapper, amp
+
+
+def make_synthetic_batch(cfg: Config, batch_size: int, seed: int = 0) -> dict:
+    """A collated batch of random images, as the config's loader yields it.
+
+    ``batch_size`` samples ``dict(inputs=uint8 (3, H, W),
+    data_samples=DataSample())``, H and W from ``cfg.model.backbone.img_size``
+    (default 224), are collated with ``cfg.train_dataloader.collate_fn``
+    (``pseudo_collate`` if unset, as in mmengine's ``Runner``).
+
+    Returns:
+        dict: ``inputs`` (B, 3, H, W) uint8 (or a list of (3, H, W) with
+        ``pseudo_collate``) and ``data_samples``, a list of B DataSample.
+    """
+    from mmpretrain.structures import DataSample
+    height, width = _img_size(cfg)
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.randint(
+        0,
+        256, (batch_size, 3, height, width),
+        generator=gen,
+        dtype=torch.uint8)
+    samples = [
+        dict(inputs=images[i].clone(), data_samples=DataSample())
+        for i in range(batch_size)
+    ]
+    collate_cfg = copy.deepcopy(
+        cfg.get('train_dataloader', {}).get('collate_fn',
+                                            dict(type='pseudo_collate')))
+    collate_fn = FUNCTIONS.get(collate_cfg.pop('type'))
+    return collate_fn(samples, **collate_cfg)
+
+
+def _tensors_bytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors
+               if isinstance(t, torch.Tensor))
+
+
+def _state_bytes(model: nn.Module, optim_wrapper: OptimWrapper) -> int:
+    """Bytes of parameters, buffers, gradients and optimizer states."""
+    total = _tensors_bytes(model.parameters()) + _tensors_bytes(
+        model.buffers())
+    total += _tensors_bytes(p.grad for p in model.parameters())
+    for state in optim_wrapper.optimizer.state.values():
+        total += _tensors_bytes(state.values())
+    return total
+
+
+def _status_kib(key: str) -> Optional[int]:
+    """A ``kB`` field of ``/proc/self/status`` (None where there is none)."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith(key + ':'):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset ``VmHWM`` to the current RSS; False where the kernel refuses."""
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+        return _status_kib('VmHWM') is not None
+    except OSError:
+        return False
+
+
+def _malloc_trim() -> None:
+    """Give the C allocator's free memory back to the system (glibc)."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+class _StepMemory:
+    """The memory a block of steps adds on top of what it starts with."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        if device.type == 'cuda':
+            self.method = ('torch.cuda.max_memory_allocated - '
+                           'memory_allocated before the step')
+            self._hwm = False
+        else:
+            self._hwm = _reset_peak_rss()
+            source = 'VmHWM' if self._hwm else 'VmRSS sampled every 1 ms'
+            self.method = (f'process RSS growth ({source} - VmRSS before '
+                           'the step, after malloc_trim)')
+        self._stop = threading.Event()
+        self._thread = None
+        self._peak_kib = 0
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.001):
+            self._peak_kib = max(self._peak_kib, _status_kib('VmRSS') or 0)
+
+    def start(self) -> None:
+        if self.device.type == 'cuda':
+            _sync(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+            return
+        _malloc_trim()
+        self._base = _status_kib('VmRSS') or 0
+        self._peak_kib = self._base
+        if self._hwm:
+            _reset_peak_rss()
+        else:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+
+    def stop(self) -> float:
+        """Bytes added at the peak of the block."""
+        if self.device.type == 'cuda':
+            _sync(self.device)
+            return float(
+                torch.cuda.max_memory_allocated(self.device) - self._base)
+        if self._hwm:
+            self._peak_kib = _status_kib('VmHWM') or self._base
+        else:
+            self._stop.set()
+            self._thread.join()
+        return float(max(0, self._peak_kib - self._base) * 1024)
+
+
+def _cpu_model() -> str:
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info(device: Union[str, torch.device] = 'cpu') -> dict:
+    """What the numbers were measured on: CPU, threads, versions, GPU."""
+    import mmengine
+    device = torch.device(device)
+    info = dict(
+        cpu=_cpu_model(),
+        cpu_count=os.cpu_count(),
+        torch_threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        mmengine=mmengine.__version__,
+        python=platform.python_version(),
+        device=str(device))
+    try:
+        import mmpretrain
+        info['mmpretrain'] = mmpretrain.__version__
+    except ImportError:
+        pass
+    if hasattr(os, 'sched_getaffinity'):
+        info['cpu_affinity'] = len(os.sched_getaffinity(0))
+    if hasattr(os, 'getloadavg'):
+        info['load_average'] = [round(x, 2) for x in os.getloadavg()]
+    if device.type == 'cuda':
+        info['device_name'] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _default_names(cfgs: Sequence) -> List[str]:
+    names = []
+    for i, cfg in enumerate(cfgs):
+        path = cfg if isinstance(cfg, str) else getattr(cfg, 'filename', None)
+        name = osp.splitext(osp.basename(path))[0] if path else f'config{i}'
+        names.append(name if name not in names else f'{name}#{i}')
+    return names
+
+
+def _run_steps(model, optim_wrapper, data, steps: int) -> float:
+    log_vars = {}
+    for _ in range(steps):
+        log_vars = model.train_step(data, optim_wrapper)
+    loss = log_vars.get('loss')
+    return float(loss.detach()) if loss is not None else float('nan')
+
+
+def benchmark_configs(cfgs: Sequence[Union[str, Config, dict]],
+                      names: Optional[Sequence[str]] = None,
+                      batch_size: Optional[int] = None,
+                      iters: int = 20,
+                      warmup: int = 5,
+                      repeat: int = 3,
+                      threads: Optional[int] = None,
+                      device: Union[str, torch.device] = 'cpu',
+                      seed: int = 0,
+                      matmul_peak: Optional[float] = None,
+                      matmul_size: int = 2048) -> List[dict]:
+    """Time the training step of several configs side by side.
+
+    Every config's model and optimizer are built first (same seed), its
+    FLOPs counted and ``warmup`` steps run; then ``repeat`` rounds each time
+    every config for ``iters`` steps, in the given order. See the module
+    docstring for what each number means.
+
+    Args:
+        cfgs (Sequence[str | Config | dict]): Config files or configs.
+        names (Sequence[str], optional): A name per config; the file names
+            if None.
+        batch_size (int, optional): Images per step; each config's
+            ``train_dataloader.batch_size`` if None.
+        iters (int): Steps per timed window. Defaults to 20.
+        warmup (int): Untimed steps per config first. Defaults to 5.
+        repeat (int): Timed windows per config. Defaults to 3.
+        threads (int, optional): ``torch.set_num_threads`` for the whole run
+            (restored afterwards); the current setting if None.
+        device (str | torch.device): 'cpu' or 'cuda[:i]'.
+        seed (int): Seed of the weights, the batch and the masks.
+        matmul_peak (float, optional): The fp32 matmul peak in GFLOP/s;
+            measured before and after the run (the best of both) if None.
+        matmul_size (int): Matrix side for measuring the peak.
+
+    Returns:
+        list[dict]: One record per config, in order: ``name``, ``config``,
+        ``batch_size``, ``img_size``, ``img_per_s`` (median),
+        ``img_per_s_windows``, ``s_per_iter``, ``ratio`` (img/s over the
+        first config's), ``peak_mem_mib``, ``state_mib``, ``step_mem_mib``,
+        ``memory_method``, ``flops_per_img``, ``gflops_per_img``,
+        ``model_gflops``, ``matmul_peak_gflops``, ``pct_of_peak``,
+        ``num_params``, ``amp``, ``loss``, ``threads``, ``device``,
+        ``iters``, ``warmup``, ``repeat``.
+    """
+    if iters < 1 or repeat < 1 or warmup < 0:
+        raise ValueError('need iters >= 1, repeat >= 1 and warmup >= 0, got '
+                         f'{iters}, {repeat}, {warmup}')
+    device = torch.device(device)
+    configs = [_as_config(cfg) for cfg in cfgs]
+    names = list(names) if names is not None else _default_names(cfgs)
+    if len(names) != len(configs):
+        raise ValueError(f'{len(names)} names for {len(configs)} configs')
+
+    with _num_threads(threads):
+        num_threads = torch.get_num_threads()
+        peaks = [matmul_peak] if matmul_peak is not None else [
+            measure_matmul_peak(device, n=matmul_size)
+        ]
+        runs = []
+        for name, cfg, src in zip(names, configs, cfgs):
+            bs = batch_size or cfg.train_dataloader.batch_size
+            set_random_seed(seed)
+            model, optim_wrapper, amp = build_train_model(cfg, device)
+            data = model.data_preprocessor.cast_data(
+                make_synthetic_batch(cfg, bs, seed))
+            flops = count_train_flops(model, data)
+            set_random_seed(seed)
+            _run_steps(model, optim_wrapper, data, warmup)
+            state_bytes = _state_bytes(model, optim_wrapper)
+            meter = _StepMemory(device)
+            meter.start()
+            _run_steps(model, optim_wrapper, data, 1)
+            step_bytes = meter.stop()
+            runs.append(
+                dict(
+                    name=name,
+                    config=src if isinstance(src, str) else getattr(
+                        cfg, 'filename', None),
+                    model=model,
+                    optim_wrapper=optim_wrapper,
+                    data=data,
+                    batch_size=bs,
+                    img_size=list(_img_size(cfg)),
+                    amp=amp,
+                    flops=flops,
+                    state_bytes=state_bytes,
+                    step_bytes=step_bytes,
+                    memory_method=meter.method,
+                    times=[],
+                    loss=float('nan')))
+
+        for _ in range(repeat):
+            for run in runs:
+                _sync(device)
+                start = time.perf_counter()
+                run['loss'] = _run_steps(run['model'], run['optim_wrapper'],
+                                         run['data'], iters)
+                _sync(device)
+                run['times'].append(time.perf_counter() - start)
+
+        if matmul_peak is None:
+            peaks.append(measure_matmul_peak(device, n=matmul_size))
+    peak = max(peaks)
+
+    results = []
+    for run in runs:
+        img_per_s = [iters * run['batch_size'] / t for t in run['times']]
+        median_ips = statistics.median(img_per_s)
+        flops_per_img = run['flops'] / run['batch_size']
+        model_gflops = flops_per_img * median_ips / 1e9
+        step_bytes = run['step_bytes']
+        results.append(
+            dict(
+                name=run['name'],
+                config=run['config'],
+                batch_size=run['batch_size'],
+                img_size=run['img_size'],
+                img_per_s=median_ips,
+                img_per_s_windows=img_per_s,
+                s_per_iter=statistics.median(run['times']) / iters,
+                ratio=None,
+                peak_mem_mib=(run['state_bytes'] + step_bytes) / MIB,
+                state_mib=run['state_bytes'] / MIB,
+                step_mem_mib=step_bytes / MIB,
+                memory_method=run['memory_method'],
+                flops_per_img=flops_per_img,
+                gflops_per_img=flops_per_img / 1e9,
+                model_gflops=model_gflops,
+                matmul_peak_gflops=peak,
+                matmul_peak_gflops_runs=peaks,
+                pct_of_peak=100. * model_gflops / peak,
+                num_params=sum(p.numel() for p in run['model'].parameters()),
+                amp=run['amp'],
+                loss=run['loss'],
+                threads=num_threads,
+                device=str(device),
+                iters=iters,
+                warmup=warmup,
+                repeat=repeat))
+    for res in results:
+        res['ratio'] = res['img_per_s'] / results[0]['img_per_s']
+    return results

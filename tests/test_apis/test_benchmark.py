@@ -1,0 +1,127 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+"""The training-step benchmark: FLOP counts by hand, fields, twin configs.
+
+No test asserts a speed: timings on a shared machine are not reproducible.
+"""
+import importlib.util
+import json
+import os.path as osp
+import time
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mmssl.apis import (benchmark_configs, count_train_flops, machine_info,
+                        measure_matmul_peak)
+
+ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
+TINY = osp.join(ROOT,
+                'configs/mae/mae_vit-tiny-p8_1xb64-coslr-30e_embedded.py')
+TINY_REF = osp.join(
+    ROOT, 'configs/mae/reference/mae-mmpretrain_vit-tiny-p8_1xb64_embedded.py')
+
+
+def test_linear_flops_match_hand_count():
+    batch, c_in, c_out = 4, 6, 5
+    layer = nn.Linear(c_in, c_out)
+    forward = 2 * batch * c_in * c_out
+    # an input that needs a gradient: forward + weight grad + input grad
+    x = torch.randn(batch, c_in, requires_grad=True)
+    assert count_train_flops(layer, x) == 3 * forward
+    assert all(p.grad is None for p in layer.parameters())
+    # the first layer of a network: no input gradient is computed
+    assert count_train_flops(layer, torch.randn(batch, c_in)) == 2 * forward
+
+
+def test_cpu_attention_flops_are_counted():
+    b, h, n, d = 2, 3, 5, 4
+
+    class Attention(nn.Module):
+
+        def forward(self, q):
+            return F.scaled_dot_product_attention(q, q, q)
+
+    q = torch.randn(b, h, n, d, requires_grad=True)
+    bmm = 2 * b * h * n * n * d  # one (n, d) @ (d, n) product per head
+    # forward: q k^T and p v; backward: recompute q k^T, grad p, grad v,
+    # grad q, grad k
+    assert count_train_flops(Attention(), q) == 7 * bmm
+
+
+def test_matmul_peak_positive():
+    assert measure_matmul_peak('cpu', n=64, repeats=2, threads=1) > 0
+
+
+def test_machine_info_fields():
+    info = machine_info('cpu')
+    for key in ('cpu', 'cpu_count', 'torch_threads', 'torch', 'device'):
+        assert key in info
+    json.dumps(info)
+
+
+def test_benchmark_twin_configs():
+    results = benchmark_configs([TINY, TINY_REF],
+                                names=['mmssl', 'mmpretrain'],
+                                batch_size=4,
+                                iters=2,
+                                warmup=1,
+                                repeat=1,
+                                threads=1,
+                                matmul_size=128)
+    assert [r['name'] for r in results] == ['mmssl', 'mmpretrain']
+    for res in results:
+        for key in ('img_per_s', 's_per_iter', 'flops_per_img', 'model_gflops',
+                    'matmul_peak_gflops', 'pct_of_peak', 'state_mib',
+                    'num_params'):
+            assert res[key] > 0, key
+        assert res['peak_mem_mib'] >= res['state_mib']
+        assert res['batch_size'] == 4 and res['img_size'] == [64, 64]
+        assert res['threads'] == 1 and not res['amp']
+        assert len(res['img_per_s_windows']) == 1
+        assert res['loss'] == res['loss']  # finite, not NaN
+        json.dumps(res)
+    assert results[0]['ratio'] == 1.0
+    # the same network: the same FLOPs and parameters
+    assert results[0]['flops_per_img'] == results[1]['flops_per_img']
+    assert results[0]['num_params'] == results[1]['num_params']
+
+
+def test_benchmark_rejects_bad_arguments():
+    with pytest.raises(ValueError):
+        benchmark_configs([TINY], iters=0)
+    with pytest.raises(ValueError):
+        benchmark_configs([TINY], names=['a', 'b'])
+
+
+def test_tool_cli(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location(
+        'benchmark_train',
+        osp.join(ROOT, 'tools/analysis_tools/benchmark_train.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out = tmp_path / 'bench.json'
+    tool.main([
+        TINY, '--batch-size', '2', '--iters', '1', '--warmup', '0', '--repeat',
+        '1', '--threads', '1', '--matmul-size', '64', '--out',
+        str(out), '--cfg-options', 'model.backbone.mask_ratio=0.5'
+    ])
+    assert 'GFLOPs/img' in capsys.readouterr().out
+    payload = json.loads(out.read_text())
+    assert payload['machine']['torch_threads'] == 1
+    assert payload['args']['batch_size'] == 2
+    assert payload['results'][0]['name'] == osp.splitext(osp.basename(TINY))[0]
+
+
+@pytest.mark.parametrize('hwm', [True, False])
+def test_step_memory_sees_an_allocation(monkeypatch, hwm):
+    from mmssl.apis import benchmark
+    if not hwm:  # kernels without clear_refs: VmRSS is sampled instead
+        monkeypatch.setattr(benchmark, '_reset_peak_rss', lambda: False)
+    meter = benchmark._StepMemory(torch.device('cpu'))
+    meter.start()
+    block = torch.ones(16 * 1024 * 1024)  # 64 MiB, written, so resident
+    time.sleep(0.05)
+    del block
+    assert meter.stop() > 48 * 1024 * 1024

@@ -1,0 +1,180 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+"""Benchmark the training step of one or more configs side by side.
+
+Usage::
+
+    python tools/analysis_tools/benchmark_train.py CONFIG [CONFIG ...]
+        [--names a b] [--batch-size N] [--iters 20] [--warmup 5]
+        [--repeat 3] [--threads N] [--device cpu|cuda] [--seed 0]
+        [--matmul-size 2048] [--cfg-options ...] [--out result.json]
+
+Each config's model and optimizer are built as the training would build
+them and fed one synthetic batch of random images of the size the model
+expects (``model.backbone.img_size``, default 224), collated like the
+config's loader does. What is timed is ``model.train_step`` alone: data
+preprocessing on the device, forward, loss, backward and optimizer update.
+Data loading is excluded on purpose, so that two implementations of one
+network (e.g. mmssl's MAE and mmpretrain's, see ``configs/mae/reference``)
+compare on the model and optimizer step they implement.
+
+The configs run interleaved (A, B, A, B, ...) over ``--repeat`` windows of
+``--iters`` steps, with the same seed and thread count, so background load
+falls on all of them alike; img/s is the median of the windows. The table
+shows images/s, seconds per step, the ratio to the first config, peak
+memory, FLOPs per image of one training step (forward + backward, matrix
+products, convolutions and attention), the model FLOP/s achieved and its
+share of the fp32 matmul peak measured on the same device and threads. How
+each number is defined is written in :mod:`mmssl.apis.benchmark`. On CPU
+fp16/bf16 mixed precision is off (an ``AmpOptimWrapper`` is run as a plain
+``OptimWrapper``).
+
+Example (mmssl's MAE vs mmpretrain's on the tiny 64 px config)::
+
+    python tools/analysis_tools/benchmark_train.py \\
+        configs/mae/mae_vit-tiny-p8_1xb64-coslr-30e_embedded.py \\
+        configs/mae/reference/mae-mmpretrain_vit-tiny-p8_1xb64_embedded.py \\
+        --names mmssl mmpretrain --threads 2 --out bench.json
+"""
+import argparse
+import json
+import os.path as osp
+import sys
+from typing import List, Optional
+
+from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
+
+try:
+    import mmssl  # noqa: F401  (registers mmssl's parts)
+except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
+    if _err.name != 'mmssl':
+        raise
+    sys.path.insert(
+        0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+    import mmssl  # noqa: F401
+from mmssl.apis import benchmark_configs, machine_info  # noqa: E402
+
+# (result key, column title, number format)
+COLUMNS = [('img_per_s', 'img/s', '.2f'), ('s_per_iter', 's/iter', '.4f'),
+           ('ratio', 'ratio', '.3f'), ('peak_mem_mib', 'peak MiB', '.1f'),
+           ('gflops_per_img', 'GFLOPs/img', '.3f'),
+           ('model_gflops', 'GFLOP/s', '.2f'),
+           ('pct_of_peak', '% of peak', '.1f')]
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Time the training step of configs side by side '
+        '(model + optimizer only, synthetic data)')
+    parser.add_argument('configs', nargs='+', help='training config files')
+    parser.add_argument(
+        '--names', nargs='+', default=None, help='a name per config')
+    parser.add_argument(
+        '--batch-size',
+        type=int,
+        default=None,
+        help='images per step (default: train_dataloader.batch_size)')
+    parser.add_argument(
+        '--iters', type=int, default=20, help='steps per timed window')
+    parser.add_argument(
+        '--warmup', type=int, default=5, help='untimed steps first')
+    parser.add_argument(
+        '--repeat', type=int, default=3, help='timed windows per config')
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help='torch threads (default: the current torch setting)')
+    parser.add_argument(
+        '--device', default='cpu', help="'cpu' or 'cuda' ('cuda:1', ...)")
+    parser.add_argument('--seed', type=int, default=0, help='random seed')
+    parser.add_argument(
+        '--matmul-size',
+        type=int,
+        default=2048,
+        help='matrix side of the fp32 matmul peak measurement')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of every config, e.g. '
+        'model.backbone.img_size=96')
+    parser.add_argument('--out', default=None, help='write results as JSON')
+    args = parser.parse_args(argv)
+    if args.names is not None and len(args.names) != len(args.configs):
+        parser.error(f'--names gives {len(args.names)} names for '
+                     f'{len(args.configs)} configs')
+    return args
+
+
+def format_table(results: List[dict]) -> str:
+    """One row per config, one column per number."""
+    header = ['config'] + [title for _, title, _ in COLUMNS]
+    rows = [header]
+    for res in results:
+        row = [res['name']]
+        for key, _, fmt in COLUMNS:
+            value = res.get(key)
+            row.append('-' if value is None else format(value, fmt))
+        rows.append(row)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [
+        '  '.join(
+            cell.ljust(width) if i == 0 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths)))
+        for row in rows
+    ]
+    lines.insert(1, '-' * len(lines[0]))
+    return '\n'.join(lines)
+
+
+def load_configs(paths: List[str], cfg_options: Optional[dict]) -> list:
+    configs = []
+    for path in paths:
+        cfg = Config.fromfile(path)
+        if cfg_options:
+            cfg.merge_from_dict(cfg_options)
+        configs.append(cfg)
+    return configs
+
+
+def main(argv: Optional[List[str]] = None) -> List[dict]:
+    args = parse_args(argv)
+    configs = load_configs(args.configs, args.cfg_options)
+    machine = machine_info(args.device)
+    results = benchmark_configs(
+        configs,
+        names=args.names,
+        batch_size=args.batch_size,
+        iters=args.iters,
+        warmup=args.warmup,
+        repeat=args.repeat,
+        threads=args.threads,
+        device=args.device,
+        seed=args.seed,
+        matmul_size=args.matmul_size)
+    machine['load_average_end'] = machine_info(args.device).get('load_average')
+    machine['torch_threads'] = results[0]['threads']
+    machine['matmul_peak_gflops'] = results[0]['matmul_peak_gflops']
+
+    first = results[0]
+    print(format_table(results))
+    print(f"batch {first['batch_size']}, {first['iters']} steps x "
+          f"{first['repeat']} windows after {first['warmup']} warm-up steps, "
+          f"{first['threads']} threads on {machine['device']} "
+          f"({machine.get('device_name', machine['cpu'])}); fp32 matmul "
+          f"peak {first['matmul_peak_gflops']:.1f} GFLOP/s; "
+          f"load average {machine.get('load_average')} before, "
+          f"{machine.get('load_average_end')} after")
+    print(f"peak memory: state + one step's growth, {first['memory_method']}")
+    if args.out:
+        payload = dict(
+            machine=machine, argv=sys.argv, args=vars(args), results=results)
+        with open(args.out, 'w') as f:
+            json.dump(payload, f, indent=2)
+        print_log(f'results written to {args.out}', logger='current')
+    return results
+
+
+if __name__ == '__main__':
+    main()
