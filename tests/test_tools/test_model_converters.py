@@ -140,7 +140,8 @@ def test_extract_backbone_mmseg_layout(extract, pretrain_ckpt, tmp_path):
         embed_dims=EMBED,
         num_layers=DEPTH,
         num_heads=HEADS,
-        mlp_ratio=MLP / EMBED,
+        mlp_ratio=MLP // EMBED,
+        patch_bias=True,  # MAE / mmpretrain patch embeddings have a bias
         final_norm=True)
     result = seg_vit.load_state_dict(state_dict, strict=False)
     assert not result.missing_keys and not result.unexpected_keys

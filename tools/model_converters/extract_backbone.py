@@ -33,7 +33,9 @@ so use the ``checkpoint=`` form, *without* ``prefix=``):
   ``layers.{i}.attn.attn.in_proj_*``, ``layers.{i}.attn.proj.*`` ->
   ``layers.{i}.attn.attn.out_proj.*``). Load with ``model.pretrained=
   OUT_CKPT`` or ``backbone.init_cfg=dict(type='Pretrained',
-  checkpoint=OUT_CKPT)``; mmseg's ViT resizes ``pos_embed`` itself. For an
+  checkpoint=OUT_CKPT)``; mmseg's ViT resizes ``pos_embed`` itself. Set
+  ``patch_bias=True`` on mmseg's ``VisionTransformer`` (its default is False,
+  MAE's patch embedding has a bias). For an
   ``mmpretrain.*`` backbone inside an mmseg config use ``--target
   mmpretrain``.
 
