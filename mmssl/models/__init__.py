@@ -1,3 +1,7 @@
 # Copyright (c) mmssl contributors. All rights reserved.
+from .backbones.d2v2_vit import D2V2ViT  # noqa: F401
+from .heads.d2v2_head import D2V2Head  # noqa: F401
+from .losses.d2v2_loss import D2V2RegressionLoss  # noqa: F401
+from .necks.d2v2_decoder import D2V2ConvDecoder2d  # noqa: F401
 from .selfsup import *  # noqa: F401,F403
 from .utils import *  # noqa: F401,F403

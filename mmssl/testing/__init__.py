@@ -39,3 +39,120 @@ def tiny_mae_cfg(img_size: int = 32, patch_size: int = 8,
             loss=dict(
                 type='mmpretrain.PixelReconstructionLoss',
                 criterion='L2'))))
+
+
+def tiny_data2vec2_cfg(img_size: int = 32,
+                       patch_size: int = 8,
+                       embed_dims: int = 16,
+                       num_layers: int = 4,
+                       top_k: int = 2,
+                       num_masks: int = 3,
+                       mask_ratio: float = 0.8,
+                       ema: dict = None) -> dict:
+    """A tiny ``mmssl.Data2VecV2`` config dict (spec 7.6: 32 px, patch 8,
+    D 16, 4 blocks, K 2, M 3; a 2-layer conv decoder with 4 groups)."""
+    return copy.deepcopy(dict(
+        type='mmssl.Data2VecV2',
+        data_preprocessor=dict(
+            type='mmpretrain.SelfSupDataPreprocessor',
+            mean=[123.675, 116.28, 103.53],
+            std=[58.395, 57.12, 57.375],
+            to_rgb=True),
+        backbone=dict(
+            type='mmssl.D2V2ViT',
+            arch=dict(
+                embed_dims=embed_dims, num_layers=num_layers, num_heads=2,
+                feedforward_channels=2 * embed_dims),
+            img_size=img_size,
+            patch_size=patch_size),
+        neck=dict(
+            type='mmssl.D2V2ConvDecoder2d',
+            in_channels=embed_dims,
+            embed_dims=embed_dims,
+            num_layers=2,
+            kernel_size=3,
+            groups=4),
+        head=dict(
+            type='mmssl.D2V2Head',
+            top_k=top_k,
+            cls_loss_weight=0.01,
+            loss=dict(type='mmssl.D2V2RegressionLoss')),
+        num_masks=num_masks,
+        mask_ratio=mask_ratio,
+        ema=ema or dict(momentum=2e-4, end_momentum=1e-5,
+                        anneal_iters=100000)))
+
+
+def write_random_images(root: str, num: int = 16, size: int = 40,
+                        seed: int = 0) -> None:
+    """Write ``num`` random RGB PNGs (``000.png`` ...) into folder ``root``."""
+    import os.path as osp
+
+    import numpy as np
+    from PIL import Image
+    rng = np.random.RandomState(seed)
+    for i in range(num):
+        arr = rng.randint(0, 255, (size, size, 3), dtype=np.uint8)
+        Image.fromarray(arr).save(osp.join(root, f'{i:03d}.png'))
+
+
+def tiny_pretrain_runner_cfg(model: dict,
+                             work_dir: str,
+                             data_root: str,
+                             max_epochs: int,
+                             img_size: int = 32,
+                             extra_transforms: list = (),
+                             custom_hooks: list = (),
+                             resume_from: str = None,
+                             total_epochs: int = 4) -> dict:
+    """A small mmengine runner config for pretraining ``model`` on the
+    images of ``data_root`` (batch 4, AdamW, warmup + cosine over
+    ``total_epochs``, a checkpoint and the random state every epoch), as
+    used by the exact-resume tests. ``extra_transforms`` go before
+    ``PackInputs(algorithm_keys=['mask'])``."""
+    pipeline = [
+        dict(type='LoadImageFromFile'),
+        dict(type='RandomResizedCrop', scale=img_size,
+             crop_ratio_range=(0.5, 1)),
+        dict(type='RandomFlip', prob=0.5),
+        *extra_transforms,
+        dict(type='PackInputs', algorithm_keys=['mask']),
+    ]
+    cfg = dict(
+        default_scope='mmpretrain',
+        custom_imports=dict(imports=['mmssl'], allow_failed_imports=False),
+        work_dir=work_dir,
+        model=model,
+        train_dataloader=dict(
+            batch_size=4,
+            num_workers=0,
+            sampler=dict(type='DefaultSampler', shuffle=True),
+            collate_fn=dict(type='default_collate'),
+            dataset=dict(
+                type='CustomDataset',
+                data_root=data_root,
+                with_label=False,
+                pipeline=pipeline)),
+        optim_wrapper=dict(
+            optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
+            clip_grad=dict(max_norm=4.)),
+        param_scheduler=[
+            dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0,
+                 end=1, convert_to_iter_based=True),
+            dict(type='CosineAnnealingLR', T_max=total_epochs - 1,
+                 by_epoch=True, begin=1, end=total_epochs,
+                 convert_to_iter_based=True)
+        ],
+        train_cfg=dict(type='EpochBasedTrainLoop', max_epochs=max_epochs),
+        default_hooks=dict(
+            checkpoint=dict(type='CheckpointHook', interval=1),
+            logger=dict(type='LoggerHook', interval=1),
+            random_state=dict(type='mmssl.RandomStateHook')),
+        custom_hooks=list(custom_hooks),
+        randomness=dict(seed=7),
+        env_cfg=dict(dist_cfg=dict(backend='gloo')),
+        log_level='WARNING',
+    )
+    if resume_from:
+        cfg.update(resume=True, load_from=resume_from)
+    return copy.deepcopy(cfg)

@@ -1,4 +1,5 @@
 # Copyright (c) mmssl contributors. All rights reserved.
+from .data2vec2 import Data2VecV2
 from .mae import MAE, MAEViT
 
-__all__ = ['MAE', 'MAEViT']
+__all__ = ['MAE', 'MAEViT', 'Data2VecV2']

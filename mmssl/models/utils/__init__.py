@@ -1,8 +1,12 @@
 # Copyright (c) mmssl contributors. All rights reserved.
+from .ema import LinearAnnealEMA, annealed_decay
 from .masking import (check_mask_ratio, num_visible, patchify, random_masking,
                       unpatchify, unshuffle_tokens)
+from .masking import (gather_tokens, inverse_block_mask, mask_to_ids,
+                      random_mask)
 
 __all__ = [
     'check_mask_ratio', 'num_visible', 'patchify', 'random_masking',
-    'unpatchify', 'unshuffle_tokens'
+    'unpatchify', 'unshuffle_tokens', 'LinearAnnealEMA', 'annealed_decay',
+    'gather_tokens', 'inverse_block_mask', 'mask_to_ids', 'random_mask'
 ]

@@ -109,3 +109,163 @@ def unpatchify(x: torch.Tensor, patch_size: int, channels: int = 3,
     x = x.reshape(B, h, w, p, p, channels)
     x = torch.einsum('nhwpqc->nchpwq', x)
     return x.reshape(B, channels, h * p, w * p)
+
+
+def _check_num_masks(num_masks: int, key: str = 'num_masks') -> int:
+    if isinstance(num_masks, bool) or not isinstance(num_masks, int) \
+            or num_masks < 1:
+        raise ValueError(f'`{key}` (masks drawn per image, the clone batch '
+                         f'M) must be an integer >= 1, got {num_masks!r}')
+    return num_masks
+
+
+def _check_grid(grid_h: int, grid_w: int) -> None:
+    for name, v in (('grid_h', grid_h), ('grid_w', grid_w)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f'`{name}` must be a positive integer, got '
+                             f'{v!r}')
+
+
+def random_mask(grid_h: int,
+                grid_w: int,
+                mask_ratio: float,
+                num_masks: int = 1,
+                generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Uniformly random patch masks with an exact number of visible patches.
+
+    The mask-tensor counterpart of :func:`random_masking`: each of the
+    ``num_masks`` masks keeps ``num_visible(h * w, mask_ratio)`` patches
+    chosen uniformly at random.
+
+    Args:
+        grid_h (int): Patch rows h.
+        grid_w (int): Patch columns w.
+        mask_ratio (float): Fraction of patches removed, in [0, 1).
+        num_masks (int): Number of independent masks M. Defaults to 1.
+        generator (torch.Generator, optional): Source of randomness; the
+            global torch generator if None.
+
+    Returns:
+        Tensor: (M, h, w) bool, True = masked (removed), False = visible.
+    """
+    _check_grid(grid_h, grid_w)
+    check_mask_ratio(mask_ratio)
+    _check_num_masks(num_masks)
+    L = grid_h * grid_w
+    keep = num_visible(L, mask_ratio)
+    noise = torch.rand(num_masks, L, generator=generator)
+    ranks = torch.argsort(torch.argsort(noise, dim=1), dim=1)
+    return (ranks >= keep).view(num_masks, grid_h, grid_w)
+
+
+def inverse_block_mask(grid_h: int,
+                       grid_w: int,
+                       mask_ratio: float,
+                       num_masks: int = 1,
+                       block_size: int = 3,
+                       adjust: float = 0.07,
+                       generator: Optional[torch.Generator] = None
+                       ) -> torch.Tensor:
+    """Inverse block masks of data2vec 2.0: blocks of patches are *kept*.
+
+    Follows fairseq's ``compute_block_mask_2d(..., inverse_mask=True,
+    require_same_masks=True)``: with the keep fraction ``k = 1 - mask_ratio``
+    and ``L = h * w``, draw ``int(L * (k + adjust) / block_size**2)`` centre
+    cells (with replacement) and keep the ``block_size x block_size`` block
+    around each (clipped at the border); then drop kept cells or keep extra
+    cells, chosen uniformly at random, until exactly
+    ``num_visible(L, mask_ratio) = int(L * k)`` cells are kept. Every mask
+    therefore has the same number of visible patches, so the visible tokens
+    of a batch form a rectangular tensor.
+
+    Args:
+        grid_h (int): Patch rows h.
+        grid_w (int): Patch columns w.
+        mask_ratio (float): Fraction of patches removed, in [0, 1)
+            (data2vec 2.0: 0.8 for ViT-B, 0.75 for ViT-L).
+        num_masks (int): Number of independent masks M (the clone batch).
+            Defaults to 1.
+        block_size (int): Side of the kept blocks. Defaults to 3.
+        adjust (float): Extra keep probability for the number of centres,
+            compensating for overlapping blocks. Defaults to 0.07.
+        generator (torch.Generator, optional): Source of randomness; the
+            global torch generator if None.
+
+    Returns:
+        Tensor: (M, h, w) bool, True = masked (removed), False = visible.
+    """
+    _check_grid(grid_h, grid_w)
+    check_mask_ratio(mask_ratio)
+    _check_num_masks(num_masks)
+    if isinstance(block_size, bool) or not isinstance(block_size, int) \
+            or block_size < 1:
+        raise ValueError('`block_size` must be an integer >= 1, got '
+                         f'{block_size!r}')
+    if not isinstance(adjust, (int, float)) or isinstance(adjust, bool):
+        raise ValueError(f'`adjust` must be a number, got {adjust!r}')
+    L = grid_h * grid_w
+    keep_frac = 1 - mask_ratio
+    target = num_visible(L, mask_ratio)
+    num_centres = max(0, int(L * (keep_frac + adjust) / block_size**2))
+
+    kept = torch.zeros(num_masks, grid_h, grid_w, dtype=torch.bool)
+    if num_centres > 0:
+        centres = torch.randint(
+            0, L, (num_masks, num_centres), generator=generator)
+        rows = torch.div(centres, grid_w, rounding_mode='floor')
+        cols = centres % grid_w
+        m_idx = torch.arange(num_masks).unsqueeze(1).expand_as(centres)
+        offset = block_size // 2
+        for di in range(block_size):
+            r = (rows + di - offset).clamp(0, grid_h - 1)
+            for dj in range(block_size):
+                c = (cols + dj - offset).clamp(0, grid_w - 1)
+                kept[m_idx, r, c] = True
+    kept = kept.view(num_masks, L)
+    # Exactly `target` kept cells: order kept cells first, each group in a
+    # random order, and keep the first `target`. This drops a uniformly
+    # random subset of the kept cells (too many) or keeps a uniformly random
+    # subset of the others (too few), as fairseq's multinomial draws do.
+    noise = torch.rand(num_masks, L, generator=generator)
+    key = noise + (~kept).float() * 2
+    ranks = torch.argsort(torch.argsort(key, dim=1), dim=1)
+    return (ranks >= target).view(num_masks, grid_h, grid_w)
+
+
+def mask_to_ids(mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Shuffle bookkeeping of a given binary mask (visible tokens first).
+
+    Args:
+        mask (Tensor): (B, L) bool or 0/1, True/1 = removed. Every row must
+            have the same number of visible tokens V.
+
+    Returns:
+        tuple:
+        - ids_keep (Tensor): (B, V) long, indices of the visible tokens in
+          increasing order.
+        - ids_restore (Tensor): (B, L) long, un-shuffles ``[visible,
+          removed]`` back to the original order (as in
+          :func:`random_masking`).
+
+    Raises:
+        ValueError: if the rows have different numbers of visible tokens.
+    """
+    if mask.dim() != 2:
+        raise ValueError(f'mask must be (B, L), got {tuple(mask.shape)}')
+    removed = mask.bool()
+    visible = (~removed).sum(dim=1)
+    if visible.numel() and not bool((visible == visible[0]).all()):
+        raise ValueError(
+            'every mask must leave the same number of visible tokens, got '
+            f'{sorted(set(visible.tolist()))}; use a generator with an exact '
+            'count (mmssl.InverseBlockMaskGenerator, '
+            'mmssl.RandomMaskGenerator)')
+    num_keep = int(visible[0]) if visible.numel() else 0
+    ids_shuffle = torch.argsort(removed.to(torch.uint8), dim=1, stable=True)
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    return ids_shuffle[:, :num_keep], ids_restore
+
+
+def gather_tokens(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Select tokens per sample: (B, L, C) gathered by (B, K) -> (B, K, C)."""
+    return torch.gather(x, 1, ids.unsqueeze(-1).expand(-1, -1, x.shape[-1]))

@@ -1,0 +1,145 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+"""Targets and loss of data2vec 2.0 (fairseq ``make_targets`` and the loss
+part of ``Data2VecMultiModel.forward``)."""
+from typing import Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+
+from mmssl.registry import MODELS
+
+
+@torch.no_grad()
+def d2v2_targets(layer_outputs: Sequence[torch.Tensor],
+                 top_k: Optional[int] = None,
+                 instance_norm: bool = True,
+                 layer_norm: bool = True) -> torch.Tensor:
+    """Contextualised targets: ``LN(mean_l IN(a_l))`` over the top-K layers.
+
+    Args:
+        layer_outputs (Sequence[Tensor]): Teacher layer outputs a_l, each
+            (B, N, C) (patch tokens only), shallowest first.
+        top_k (int, optional): Average the last K of them; all if None.
+        instance_norm (bool): Normalise each layer over the N tokens, per
+            sample and channel (no affine, eps 1e-5). Defaults to True.
+        layer_norm (bool): LayerNorm over channels (no affine, eps 1e-5) of
+            the average. Defaults to True.
+
+    Returns:
+        Tensor: (B, N, C) float32 targets, no gradient.
+    """
+    if not len(layer_outputs):
+        raise ValueError('no teacher layer outputs to build targets from')
+    k = len(layer_outputs) if top_k is None else top_k
+    if not 1 <= k <= len(layer_outputs):
+        raise ValueError(f'top_k={top_k} with {len(layer_outputs)} layers')
+    layers = [t.float() for t in layer_outputs[-k:]]
+    if instance_norm:
+        layers = [
+            F.instance_norm(t.transpose(1, 2)).transpose(1, 2)
+            for t in layers
+        ]
+    y = torch.stack(layers).mean(dim=0)
+    if layer_norm:
+        y = F.layer_norm(y, y.shape[-1:])
+    return y
+
+
+def feature_std(x: torch.Tensor) -> torch.Tensor:
+    """Std over rows averaged over channels (fairseq's ``compute_var``)."""
+    x = x.detach().float().reshape(-1, x.shape[-1])
+    if x.shape[0] < 2:
+        return x.new_zeros(())
+    return torch.sqrt(x.var(dim=0) + 1e-6).mean()
+
+
+@MODELS.register_module()
+class D2V2Head(BaseModule):
+    """data2vec 2.0 head: builds targets and computes the losses.
+
+    ``L = L_reg + L_cls`` with
+
+    * ``L_reg = loss(pred[masked], y[masked])`` averaged over masked tokens
+      (the regression loss sums over channels and scales by 1/sqrt(C));
+    * ``L_cls = cls_loss_weight * sum over the B * M clones of
+      loss(z_cls, mean_t y)``: as in fairseq, where the CLS loss is
+      multiplied by the number of masked tokens before the common division,
+      this term is a *sum* over clones, not a mean.
+
+    Args:
+        top_k (int): Teacher blocks averaged, K. Defaults to 10.
+        instance_norm (bool): Instance-normalise each layer. Defaults to
+            True.
+        layer_norm (bool): LayerNorm the average. Defaults to True.
+        cls_loss_weight (float): lambda_cls; 0 disables the CLS term.
+            Defaults to 0.01.
+        loss (dict): The regression loss. Defaults to
+            ``dict(type='mmssl.D2V2RegressionLoss')``.
+    """
+
+    def __init__(self,
+                 top_k: int = 10,
+                 instance_norm: bool = True,
+                 layer_norm: bool = True,
+                 cls_loss_weight: float = 0.01,
+                 loss: dict = dict(type='mmssl.D2V2RegressionLoss'),
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f'model.head.top_k (teacher blocks averaged) '
+                             f'must be an integer >= 1, got {top_k!r}')
+        if not cls_loss_weight >= 0:
+            raise ValueError('model.head.cls_loss_weight must be >= 0, got '
+                             f'{cls_loss_weight!r}')
+        self.top_k = top_k
+        self.instance_norm = instance_norm
+        self.layer_norm = layer_norm
+        self.cls_loss_weight = float(cls_loss_weight)
+        self.loss_module = MODELS.build(loss)
+
+    def build_targets(self,
+                      layer_outputs: List[torch.Tensor]) -> torch.Tensor:
+        """(B, N, C) targets from the teacher's last K FFN outputs."""
+        return d2v2_targets(layer_outputs, self.top_k, self.instance_norm,
+                            self.layer_norm)
+
+    def loss(self,
+             pred: torch.Tensor,
+             targets: torch.Tensor,
+             mask: torch.Tensor,
+             cls_pred: Optional[torch.Tensor] = None
+             ) -> Dict[str, torch.Tensor]:
+        """Losses of one batch of B images x M clones.
+
+        Args:
+            pred (Tensor): (B * M, N, C) decoder predictions.
+            targets (Tensor): (B, N, C) teacher targets, computed once per
+                image; clone m of image b is row ``b * M + m``.
+            mask (Tensor): (B * M, N) bool, True = removed (regressed).
+            cls_pred (Tensor, optional): (B * M, C) student CLS outputs.
+
+        Returns:
+            dict: ``loss_reg`` (and ``loss_cls``), plus ``target_std`` and
+            ``pred_std`` to watch for collapse.
+        """
+        B = targets.shape[0]
+        if pred.shape[0] % B or mask.shape[0] != pred.shape[0]:
+            raise ValueError(
+                f'{pred.shape[0]} predictions / {mask.shape[0]} masks do not '
+                f'split into clones of {B} images')
+        M = pred.shape[0] // B
+        mask = mask.bool()
+        y = targets.repeat_interleave(M, dim=0) if M > 1 else targets
+        y_m = y[mask]
+        pred_m = pred[mask]
+        losses = dict(loss_reg=self.loss_module(pred_m, y_m))
+        if self.cls_loss_weight > 0 and cls_pred is not None:
+            cls_target = targets.mean(dim=1)
+            if M > 1:
+                cls_target = cls_target.repeat_interleave(M, dim=0)
+            losses['loss_cls'] = self.cls_loss_weight * self.loss_module(
+                cls_pred, cls_target, reduction='sum')
+        losses['target_std'] = feature_std(y_m)
+        losses['pred_std'] = feature_std(pred_m)
+        return losses

@@ -1,0 +1,141 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+"""The convolutional decoder of data2vec 2.0 (fairseq ``Decoder2d``)."""
+from typing import Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+
+from mmssl.registry import MODELS
+from ..utils.masking import unshuffle_tokens
+
+
+class _ConvLNGELU(nn.Module):
+    """Conv2d k x k (grouped, 'same' size) -> LayerNorm over channels
+    without affine -> GELU."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
+                 groups: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size=kernel_size,
+            padding=kernel_size // 2,
+            groups=groups)
+        # an even kernel grows the map by one; crop it back (SamePad2d)
+        self.crop = 1 if kernel_size % 2 == 0 else 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        if self.crop:
+            x = x[..., :-self.crop, :-self.crop]
+        x = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2])
+        return F.gelu(x.permute(0, 3, 1, 2))
+
+
+@MODELS.register_module()
+class D2V2ConvDecoder2d(BaseModule):
+    """Fill the masked positions and predict targets everywhere (data2vec 2.0).
+
+    The visible encoder tokens are put back in place and every removed
+    position gets a fresh ``N(0, noise_std^2)`` token (no learned mask token,
+    no position embedding); the (B, C, h, w) map then goes through
+    ``num_layers`` blocks of {grouped Conv2d k x k, LayerNorm over channels
+    without affine, GELU}, each with a residual add of its input when the
+    widths match, and a per-position Linear back to ``in_channels``.
+
+    Args:
+        in_channels (int): Encoder width C (also the output width).
+        embed_dims (int): Decoder width. Defaults to 768.
+        num_layers (int): Conv blocks. Defaults to 6.
+        kernel_size (int): Conv kernel. Defaults to 3.
+        groups (int): Conv groups; must divide ``in_channels`` and
+            ``embed_dims``. Defaults to 16.
+        residual (bool): Residual adds around the blocks. Defaults to True.
+        noise_std (float): Std of the tokens put at removed positions.
+            Defaults to 0.01.
+        init_cfg (dict, optional): Defaults to None (PyTorch's default init,
+            as the reference).
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 embed_dims: int = 768,
+                 num_layers: int = 6,
+                 kernel_size: int = 3,
+                 groups: int = 16,
+                 residual: bool = True,
+                 noise_std: float = 0.01,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        for key, value in (('in_channels', in_channels),
+                           ('embed_dims', embed_dims),
+                           ('num_layers', num_layers),
+                           ('kernel_size', kernel_size), ('groups', groups)):
+            if isinstance(value, bool) or not isinstance(value,
+                                                         int) or value < 1:
+                raise ValueError(f'model.neck.{key} must be a positive '
+                                 f'integer, got {value!r}')
+        if in_channels % groups or embed_dims % groups:
+            raise ValueError(
+                f'model.neck.groups={groups} must divide in_channels='
+                f'{in_channels} and embed_dims={embed_dims}')
+        if not noise_std >= 0:
+            raise ValueError(f'model.neck.noise_std must be >= 0, got '
+                             f'{noise_std!r}')
+        self.in_channels = in_channels
+        self.embed_dims = embed_dims
+        self.residual = residual
+        self.noise_std = float(noise_std)
+        self.blocks = nn.ModuleList([
+            _ConvLNGELU(in_channels if i == 0 else embed_dims, embed_dims,
+                        kernel_size, groups) for i in range(num_layers)
+        ])
+        self.proj = nn.Linear(embed_dims, in_channels)
+
+    def fill(self, x: torch.Tensor,
+             ids_restore: torch.Tensor) -> torch.Tensor:
+        """Visible tokens + noise tokens in the original order.
+
+        Args:
+            x (Tensor): (B, V, C) encoded visible tokens (no CLS).
+            ids_restore (Tensor): (B, N) from the encoder.
+
+        Returns:
+            Tensor: (B, N, C).
+        """
+        B, V, C = x.shape
+        noise = x.new_empty(B, ids_restore.shape[1] - V, C).normal_(
+            0, self.noise_std)
+        return unshuffle_tokens(x, noise, ids_restore)
+
+    def forward(self, x: torch.Tensor, ids_restore: torch.Tensor,
+                grid: Optional[Sequence[int]] = None) -> torch.Tensor:
+        """Predict all N positions from the visible tokens.
+
+        Args:
+            x (Tensor): (B, V, C) encoded visible tokens, CLS removed.
+            ids_restore (Tensor): (B, N) long.
+            grid (tuple[int, int], optional): Patch grid (h, w); square if
+                None.
+
+        Returns:
+            Tensor: (B, N, C) predictions (only removed positions are
+            trained).
+        """
+        x = self.fill(x, ids_restore)
+        B, N, C = x.shape
+        if grid is None:
+            side = int(round(N**0.5))
+            grid = (side, side)
+        h, w = grid
+        if h * w != N:
+            raise ValueError(f'{N} tokens do not form a {h}x{w} grid')
+        x = x.transpose(1, 2).reshape(B, C, h, w)
+        for block in self.blocks:
+            out = block(x)
+            x = out + x if self.residual and out.shape == x.shape else out
+        x = x.reshape(B, self.embed_dims, N).transpose(1, 2)
+        return self.proj(x)

@@ -1,0 +1,1 @@
+# Copyright (c) mmssl contributors. All rights reserved.
