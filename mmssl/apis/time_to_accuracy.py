@@ -1,0 +1,284 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+"""Pretraining under a wall-clock budget, evaluated at fixed time points.
+
+The question this answers is the one data2vec 2.0's paper asks of MAE: *how
+much pretraining time does a method need to reach another method's
+accuracy?* Each config is trained through a normal mmengine ``Runner`` (its
+own hooks, EMA teacher, data pipeline) for ``budget_s`` seconds of training
+wall-clock time. Its schedule (warm-up, cosine decay, EMA annealing) is
+rescaled from epochs to the number of iterations that fit the budget, which
+is estimated from a short timed probe. At ``num_evals`` evenly spaced time
+points training is paused (the clock stops) and the frozen backbone is
+evaluated with kNN and/or a linear probe on the config's ``frozen_eval``
+data. The result holds the accuracy curve of each method, and the time each
+method needed to reach the reference method's final accuracy.
+"""
+import copy
+import os.path as osp
+import tempfile
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Union
+
+import torch
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner
+
+from .features import build_eval_dataloader
+from .frozen_eval import evaluate_backbone
+
+__all__ = [
+    'rescale_schedule', 'TimeBudgetHook', 'pretrain_under_budget',
+    'time_to_reach', 'compare_time_to_accuracy'
+]
+
+
+def _iters_per_epoch(cfg: Config) -> int:
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    loader = Runner.build_dataloader(copy.deepcopy(cfg.train_dataloader))
+    return max(1, len(loader))
+
+
+def rescale_schedule(cfg: Config, total_iters: int,
+                     iters_per_epoch: int) -> Config:
+    """Turn an epoch schedule into one of ``total_iters`` iterations.
+
+    Every ``param_scheduler`` entry keeps its place as a fraction of the run
+    (``begin``, ``end``, ``T_max`` scale by ``total_iters / (max_epochs *
+    iters_per_epoch)``) and becomes iteration-based; the train loop becomes
+    an ``IterBasedTrainLoop`` of ``total_iters``; an EMA teacher's
+    ``model.ema.anneal_iters`` scales by the same factor.
+
+    Args:
+        cfg (Config): a pretraining config with an epoch-based train loop.
+        total_iters (int): iterations of the rescaled run.
+        iters_per_epoch (int): iterations of one epoch of ``cfg``.
+
+    Returns:
+        Config: a rescaled copy.
+    """
+    cfg = copy.deepcopy(cfg)
+    train_cfg = cfg.train_cfg
+    if 'max_epochs' in train_cfg:
+        orig_iters = train_cfg.max_epochs * iters_per_epoch
+    else:
+        orig_iters = train_cfg.max_iters
+    scale = total_iters / orig_iters
+    schedulers = cfg.get('param_scheduler', [])
+    if isinstance(schedulers, dict):
+        schedulers = [schedulers]
+    new = []
+    for sched in schedulers:
+        sched = copy.deepcopy(sched)
+        per = iters_per_epoch if sched.get('by_epoch', True) else 1
+        for key in ('begin', 'end', 'T_max'):
+            if key in sched and sched[key] is not None:
+                sched[key] = max(1 if key != 'begin' else 0,
+                                 int(round(sched[key] * per * scale)))
+        sched['by_epoch'] = False
+        sched.pop('convert_to_iter_based', None)
+        new.append(sched)
+    cfg.param_scheduler = new
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=total_iters)
+    ema = cfg.model.get('ema')
+    if isinstance(ema, dict) and 'anneal_iters' in ema:
+        ema['anneal_iters'] = max(1, int(round(ema['anneal_iters'] * scale)))
+    return cfg
+
+
+class TimeBudgetHook(Hook):
+    """Stop training after ``budget_s`` seconds; evaluate at time points.
+
+    Training time is wall-clock time from the first iteration on, data
+    loading included, with the evaluations themselves excluded.
+
+    Args:
+        budget_s (float): training seconds.
+        eval_points_s (Sequence[float]): training times to evaluate at (the
+            last one should equal ``budget_s``).
+        evaluate (Callable[[model], dict]): the evaluation.
+    """
+
+    priority = 'LOWEST'
+
+    def __init__(self, budget_s: float, eval_points_s: Sequence[float],
+                 evaluate: Callable[[torch.nn.Module], Dict[str, float]]):
+        self.budget_s = budget_s
+        self.eval_points_s = sorted(eval_points_s)
+        self.evaluate = evaluate
+        self.records: List[dict] = []
+        self._start = None
+        self._paused = 0.0
+        self._images = 0
+
+    def train_seconds(self) -> float:
+        return time.perf_counter() - self._start - self._paused
+
+    def before_train(self, runner) -> None:
+        # the initialised (untrained) model is the curve's first point
+        self._start = time.perf_counter()
+        self._record(runner, 0.0, iteration=0)
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None) -> None:
+        inputs = data_batch['inputs'] if isinstance(data_batch,
+                                                    dict) else None
+        if isinstance(inputs, (list, tuple)):
+            inputs = inputs[0]
+        if torch.is_tensor(inputs):
+            self._images += inputs.shape[0] * runner.world_size
+        elapsed = self.train_seconds()
+        last = runner.iter + 1 >= runner.max_iters or elapsed >= self.budget_s
+        due = self.eval_points_s and elapsed >= self.eval_points_s[0]
+        if due or last:
+            while self.eval_points_s and elapsed >= self.eval_points_s[0]:
+                self.eval_points_s.pop(0)
+            self._record(runner, elapsed)
+        if elapsed >= self.budget_s:
+            runner.train_loop.stop_training = True
+
+    def _record(self, runner, elapsed: float,
+                iteration: Optional[int] = None) -> None:
+        pause = time.perf_counter()
+        metrics = self.evaluate(runner.model)
+        record = dict(
+            train_s=round(elapsed, 2),
+            iter=runner.iter + 1 if iteration is None else iteration,
+            images=self._images,
+            loss=_last_loss(runner),
+            **metrics)
+        self.records.append(record)
+        print_log(
+            'time-to-accuracy: ' +
+            ', '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}'
+                      for k, v in record.items()),
+            logger='current')
+        self._paused += time.perf_counter() - pause
+
+
+def _last_loss(runner) -> Optional[float]:
+    scalars = runner.message_hub.log_scalars
+    buf = scalars.get('train/loss')
+    return float(buf.current()) if buf is not None else None
+
+
+def pretrain_under_budget(cfg: Union[str, Config],
+                          budget_s: float,
+                          img_per_s: float,
+                          num_evals: int = 5,
+                          protocols: Sequence[str] = ('knn', 'linear'),
+                          work_dir: Optional[str] = None,
+                          seed: int = 0) -> dict:
+    """Pretrain one config for ``budget_s`` seconds, evaluating on the way.
+
+    Args:
+        cfg (str | Config): a pretraining config with ``frozen_eval``.
+        budget_s (float): training seconds.
+        img_per_s (float): expected training speed, used to size the
+            schedule (``budget_s * img_per_s / batch_size`` iterations).
+        num_evals (int): evaluations, evenly spaced in time.
+        protocols (Sequence[str]): 'knn' and/or 'linear'.
+        work_dir (str, optional): where the runner writes.
+        seed (int): the run's seed.
+
+    Returns:
+        dict: ``records`` (one dict per evaluation: ``train_s``, ``iter``,
+        ``images``, ``loss`` and the metrics), ``total_iters``.
+    """
+    if isinstance(cfg, str):
+        cfg = Config.fromfile(cfg)
+    if 'frozen_eval' not in cfg:
+        raise KeyError(
+            'the config has no `frozen_eval` (train_dataloader / '
+            'val_dataloader of a labelled classification set) to evaluate '
+            'on; see configs/_base_/datasets/embedded_bs64_mae.py')
+    batch = cfg.train_dataloader.batch_size
+    total_iters = max(2, int(budget_s * img_per_s / batch))
+    cfg = rescale_schedule(cfg, total_iters, _iters_per_epoch(cfg))
+    cfg.work_dir = work_dir or tempfile.mkdtemp(prefix='tta_')
+    cfg.randomness = dict(seed=seed)
+    cfg.default_hooks.checkpoint = dict(
+        type='CheckpointHook', interval=10**9, save_last=False)
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=50)
+    cfg.custom_hooks = [
+        h for h in cfg.get('custom_hooks', [])
+        if 'Vis' not in h.get('type', '') and 'FrozenEval' not in h.get(
+            'type', '')
+    ]
+    cfg.pop('val_dataloader', None)
+    cfg.log_level = 'WARNING'
+    runner = Runner.from_cfg(cfg)
+    eval_loaders = (build_eval_dataloader(cfg.frozen_eval.train_dataloader),
+                    build_eval_dataloader(cfg.frozen_eval.val_dataloader))
+
+    def evaluate(model):
+        return evaluate_backbone(
+            model, *eval_loaders, protocols=protocols, progress=False)
+
+    points = [budget_s * (i + 1) / num_evals for i in range(num_evals)]
+    hook = TimeBudgetHook(budget_s, points, evaluate)
+    runner.register_hook(hook)
+    runner.train()
+    return dict(records=hook.records, total_iters=total_iters)
+
+
+def time_to_reach(records: Sequence[dict], metric: str,
+                  target: float) -> Optional[float]:
+    """Training seconds of the first evaluation with ``metric >= target``.
+
+    Between two evaluations the curve is interpolated linearly; None when
+    the target is never reached.
+    """
+    prev_t, prev_v = 0.0, None
+    for rec in records:
+        if rec['train_s'] == 0 and rec.get(metric, -1) < target:
+            prev_t, prev_v = 0.0, rec.get(metric)
+            continue
+        t, v = rec['train_s'], rec.get(metric)
+        if v is None:
+            continue
+        if v >= target:
+            if prev_v is None or v == prev_v:
+                return t
+            frac = (target - prev_v) / (v - prev_v)
+            return prev_t + max(0.0, min(1.0, frac)) * (t - prev_t)
+        prev_t, prev_v = t, v
+    return None
+
+
+def compare_time_to_accuracy(cfgs: Sequence[Union[str, Config]],
+                             names: Sequence[str],
+                             budget_s: float,
+                             img_per_s: Sequence[float],
+                             metric: str = 'knn_top1',
+                             **kwargs) -> dict:
+    """Run :func:`pretrain_under_budget` per config; compare with the first.
+
+    The first config is the reference: its accuracy at the end of the budget
+    is the target, and each method's time to reach it is reported with the
+    speed-up ``reference budget / method's time``.
+    """
+    runs = {}
+    for cfg, name, speed in zip(cfgs, names, img_per_s):
+        work_dir = kwargs.pop('work_dir', None)
+        sub = osp.join(work_dir, name) if work_dir else None
+        runs[name] = pretrain_under_budget(
+            cfg, budget_s, speed, work_dir=sub, **kwargs)
+        if work_dir:
+            kwargs['work_dir'] = work_dir
+    ref = names[0]
+    target = runs[ref]['records'][-1][metric]
+    ref_time = runs[ref]['records'][-1]['train_s']
+    summary = {}
+    for name in names:
+        t = time_to_reach(runs[name]['records'], metric, target)
+        summary[name] = dict(
+            final=runs[name]['records'][-1][metric],
+            time_to_target_s=t,
+            # a target met by the untrained model (t == 0) has no speed-up
+            speedup=(ref_time / t) if t else None)
+    return dict(
+        metric=metric, target=target, reference=ref, runs=runs,
+        summary=summary)
