@@ -4,18 +4,25 @@ import copy
 
 
 def tiny_mae_cfg(img_size: int = 32, patch_size: int = 8,
-                 embed_dims: int = 32, mask_ratio: float = 0.75) -> dict:
-    """A tiny ``mmssl.MAE`` config dict (2 blocks, 1 decoder block)."""
+                 embed_dims: int = 32, mask_ratio: float = 0.75,
+                 scope: str = 'mmssl') -> dict:
+    """A tiny MAE config dict (2 blocks, 1 decoder block).
+
+    ``scope='mmssl'`` builds ``mmssl.MAE``/``mmssl.MAEViT``;
+    ``scope='mmpretrain'`` the same network from mmpretrain's own classes.
+    """
+    if scope not in ('mmssl', 'mmpretrain'):
+        raise ValueError(f'scope must be mmssl or mmpretrain, got {scope!r}')
     num_patches = (img_size // patch_size)**2
     return copy.deepcopy(dict(
-        type='mmssl.MAE',
+        type=f'{scope}.MAE',
         data_preprocessor=dict(
             type='mmpretrain.SelfSupDataPreprocessor',
             mean=[123.675, 116.28, 103.53],
             std=[58.395, 57.12, 57.375],
             to_rgb=True),
         backbone=dict(
-            type='mmssl.MAEViT',
+            type=f'{scope}.MAEViT',
             arch=dict(
                 embed_dims=embed_dims, num_layers=2, num_heads=2,
                 feedforward_channels=2 * embed_dims),

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 from mmssl.apis import (build_eval_dataloader, evaluate_backbone,
                         extract_features, infer_num_classes,
                         load_backbone_from_checkpoint, pool_features)
+from mmssl.testing import tiny_mae_cfg
 
 
 @pytest.fixture(autouse=True)
@@ -21,35 +22,7 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-MAE_CFG = dict(
-    type='mmpretrain.MAE',
-    backbone=dict(
-        type='mmpretrain.MAEViT',
-        arch=dict(
-            embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64),
-        img_size=32,
-        patch_size=8,
-        mask_ratio=0.75),
-    neck=dict(
-        type='mmpretrain.MAEPretrainDecoder',
-        num_patches=16,
-        patch_size=8,
-        in_chans=3,
-        embed_dim=32,
-        decoder_embed_dim=16,
-        decoder_depth=1,
-        decoder_num_heads=2,
-        mlp_ratio=4.),
-    head=dict(
-        type='mmpretrain.MAEPretrainHead',
-        norm_pix=True,
-        patch_size=8,
-        loss=dict(type='mmpretrain.PixelReconstructionLoss', criterion='L2')),
-    data_preprocessor=dict(
-        type='mmpretrain.SelfSupDataPreprocessor',
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        to_rgb=True))
+MAE_CFG = tiny_mae_cfg(scope='mmpretrain')
 
 
 def tiny_mae(seed=0):

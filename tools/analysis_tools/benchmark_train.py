@@ -53,6 +53,7 @@ except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
         0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
     import mmssl  # noqa: F401
 from mmssl.apis import benchmark_configs, machine_info  # noqa: E402
+from mmssl.utils.table import format_table as _format_table  # noqa: E402
 
 # (result key, column title, number format)
 COLUMNS = [('img_per_s', 'img/s', '.2f'), ('s_per_iter', 's/iter', '.4f'),
@@ -109,23 +110,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def format_table(results: List[dict]) -> str:
     """One row per config, one column per number."""
-    header = ['config'] + [title for _, title, _ in COLUMNS]
-    rows = [header]
-    for res in results:
-        row = [res['name']]
-        for key, _, fmt in COLUMNS:
-            value = res.get(key)
-            row.append('-' if value is None else format(value, fmt))
-        rows.append(row)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = [
-        '  '.join(
-            cell.ljust(width) if i == 0 else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(row, widths)))
-        for row in rows
-    ]
-    lines.insert(1, '-' * len(lines[0]))
-    return '\n'.join(lines)
+    return _format_table([(r['name'], r) for r in results], COLUMNS,
+                         'config')
 
 
 def load_configs(paths: List[str], cfg_options: Optional[dict]) -> list:

@@ -52,6 +52,7 @@ except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
     import mmssl  # noqa: F401
 from mmssl.apis import (  # noqa: E402
     build_eval_dataloader, evaluate_backbone, load_backbone_from_checkpoint)
+from mmssl.utils.table import format_table as _format_table  # noqa: E402
 from mmssl.engine.runner_utils import (  # noqa: E402
     CfgOptionsAction, ToolError, friendly_errors, load_config,
     merge_cfg_options, run_tool)
@@ -164,23 +165,7 @@ def load_model(cfg: Config, checkpoint: Optional[str], device: str):
 
 def format_table(results: Dict[str, dict]) -> str:
     """One row per backbone, one column per protocol and health number."""
-    header = ['backbone'] + [title for _, title, _ in COLUMNS]
-    rows = [header]
-    for name, metrics in results.items():
-        row = [name]
-        for key, _, fmt in COLUMNS:
-            value = metrics.get(key)
-            row.append('-' if value is None else format(value, fmt))
-        rows.append(row)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = [
-        '  '.join(
-            cell.ljust(width) if i == 0 else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(row, widths)))
-        for row in rows
-    ]
-    lines.insert(1, '-' * len(lines[0]))
-    return '\n'.join(lines)
+    return _format_table(results.items(), COLUMNS, 'backbone')
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, dict]:
