@@ -7,7 +7,7 @@ accuracy?* Each config is trained through a normal mmengine ``Runner`` (its
 own hooks, EMA teacher, data pipeline) for ``budget_s`` seconds of training
 wall-clock time. Its schedule (warm-up, cosine decay, EMA annealing) is
 rescaled from epochs to the number of iterations that fit the budget, which
-is estimated from a short timed probe. At ``num_evals`` evenly spaced time
+is estimated from a short real training probe (data loading included). At ``num_evals`` evenly spaced time
 points training is paused (the clock stops) and the frozen backbone is
 evaluated with kNN and/or a linear probe on the config's ``frozen_eval``
 data. The result holds the accuracy curve of each method, and the time each
@@ -30,7 +30,8 @@ from .features import build_eval_dataloader
 from .frozen_eval import evaluate_backbone
 
 __all__ = [
-    'rescale_schedule', 'TimeBudgetHook', 'pretrain_under_budget',
+    'rescale_schedule', 'TimeBudgetHook', 'probe_iter_time',
+    'pretrain_under_budget',
     'time_to_reach', 'compare_time_to_accuracy'
 ]
 
@@ -82,6 +83,9 @@ def rescale_schedule(cfg: Config, total_iters: int,
         new.append(sched)
     cfg.param_scheduler = new
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=total_iters)
+    sampler = cfg.train_dataloader.get('sampler', {})
+    cfg.train_dataloader.sampler = dict(
+        type='InfiniteSampler', shuffle=sampler.get('shuffle', True))
     ema = cfg.model.get('ema')
     if isinstance(ema, dict) and 'anneal_iters' in ema:
         ema['anneal_iters'] = max(1, int(round(ema['anneal_iters'] * scale)))
@@ -164,9 +168,54 @@ def _last_loss(runner) -> Optional[float]:
     return float(buf.current()) if buf is not None else None
 
 
+class _SpeedProbeHook(Hook):
+    """Time the iterations after a warm-up (data loading included)."""
+
+    priority = 'LOWEST'
+
+    def __init__(self, warmup: int):
+        self.warmup = warmup
+        self.start = None
+        self.iters = 0
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None) -> None:
+        if runner.iter + 1 == self.warmup:
+            self.start = time.perf_counter()
+        elif self.start is not None:
+            self.iters += 1
+
+
+def probe_iter_time(cfg: Config, iters: int = 10, warmup: int = 3) -> float:
+    """Seconds per training iteration of ``cfg``, measured for real.
+
+    A throw-away Runner trains ``warmup + iters`` iterations with the
+    config's own data pipeline and hooks (no checkpoints, no pictures), so
+    data loading and the teacher update count, unlike in the synthetic-batch
+    benchmark of :mod:`mmssl.apis.benchmark`.
+    """
+    cfg = copy.deepcopy(cfg)
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=warmup + iters)
+    cfg.train_dataloader.sampler = dict(type='InfiniteSampler', shuffle=True)
+    cfg.param_scheduler = []
+    cfg.work_dir = tempfile.mkdtemp(prefix='tta_probe_')
+    cfg.default_hooks.checkpoint = None
+    cfg.custom_hooks = [
+        h for h in cfg.get('custom_hooks', [])
+        if 'Vis' not in h.get('type', '') and 'FrozenEval' not in h.get(
+            'type', '')
+    ]
+    cfg.log_level = 'WARNING'
+    runner = Runner.from_cfg(cfg)
+    hook = _SpeedProbeHook(warmup)
+    runner.register_hook(hook)
+    runner.train()
+    return (time.perf_counter() - hook.start) / max(1, hook.iters)
+
+
 def pretrain_under_budget(cfg: Union[str, Config],
                           budget_s: float,
-                          img_per_s: float,
+                          img_per_s: Optional[float] = None,
                           num_evals: int = 5,
                           protocols: Sequence[str] = ('knn', 'linear'),
                           work_dir: Optional[str] = None,
@@ -176,8 +225,9 @@ def pretrain_under_budget(cfg: Union[str, Config],
     Args:
         cfg (str | Config): a pretraining config with ``frozen_eval``.
         budget_s (float): training seconds.
-        img_per_s (float): expected training speed, used to size the
-            schedule (``budget_s * img_per_s / batch_size`` iterations).
+        img_per_s (float, optional): expected training speed, used to size
+            the schedule (``budget_s * img_per_s / batch_size``
+            iterations); measured with :func:`probe_iter_time` if None.
         num_evals (int): evaluations, evenly spaced in time.
         protocols (Sequence[str]): 'knn' and/or 'linear'.
         work_dir (str, optional): where the runner writes.
@@ -195,7 +245,11 @@ def pretrain_under_budget(cfg: Union[str, Config],
             'val_dataloader of a labelled classification set) to evaluate '
             'on; see configs/_base_/datasets/embedded_bs64_mae.py')
     batch = cfg.train_dataloader.batch_size
-    total_iters = max(2, int(budget_s * img_per_s / batch))
+    if img_per_s is None:
+        iter_s = probe_iter_time(cfg)
+    else:
+        iter_s = batch / img_per_s
+    total_iters = max(2, int(budget_s / iter_s))
     cfg = rescale_schedule(cfg, total_iters, _iters_per_epoch(cfg))
     cfg.work_dir = work_dir or tempfile.mkdtemp(prefix='tta_')
     cfg.randomness = dict(seed=seed)
@@ -208,7 +262,7 @@ def pretrain_under_budget(cfg: Union[str, Config],
             'type', '')
     ]
     cfg.pop('val_dataloader', None)
-    cfg.log_level = 'WARNING'
+    cfg.log_level = 'INFO'
     runner = Runner.from_cfg(cfg)
     eval_loaders = (build_eval_dataloader(cfg.frozen_eval.train_dataloader),
                     build_eval_dataloader(cfg.frozen_eval.val_dataloader))
@@ -221,7 +275,8 @@ def pretrain_under_budget(cfg: Union[str, Config],
     hook = TimeBudgetHook(budget_s, points, evaluate)
     runner.register_hook(hook)
     runner.train()
-    return dict(records=hook.records, total_iters=total_iters)
+    return dict(
+        records=hook.records, total_iters=total_iters, probe_iter_s=iter_s)
 
 
 def time_to_reach(records: Sequence[dict], metric: str,
@@ -251,7 +306,7 @@ def time_to_reach(records: Sequence[dict], metric: str,
 def compare_time_to_accuracy(cfgs: Sequence[Union[str, Config]],
                              names: Sequence[str],
                              budget_s: float,
-                             img_per_s: Sequence[float],
+                             img_per_s: Optional[Sequence[float]] = None,
                              metric: str = 'knn_top1',
                              **kwargs) -> dict:
     """Run :func:`pretrain_under_budget` per config; compare with the first.
@@ -261,6 +316,8 @@ def compare_time_to_accuracy(cfgs: Sequence[Union[str, Config]],
     speed-up ``reference budget / method's time``.
     """
     runs = {}
+    if img_per_s is None:
+        img_per_s = [None] * len(cfgs)
     for cfg, name, speed in zip(cfgs, names, img_per_s):
         work_dir = kwargs.pop('work_dir', None)
         sub = osp.join(work_dir, name) if work_dir else None
