@@ -313,7 +313,7 @@ def compare_time_to_accuracy(cfgs: Sequence[Union[str, Config]],
 
     The first config is the reference: its accuracy at the end of the budget
     is the target, and each method's time to reach it is reported with the
-    speed-up ``reference budget / method's time``.
+    speed-up ``reference's time to the target / method's time``.
     """
     runs = {}
     if img_per_s is None:
@@ -327,7 +327,9 @@ def compare_time_to_accuracy(cfgs: Sequence[Union[str, Config]],
             kwargs['work_dir'] = work_dir
     ref = names[0]
     target = runs[ref]['records'][-1][metric]
-    ref_time = runs[ref]['records'][-1]['train_s']
+    # the reference's own time to its final accuracy (earlier than its
+    # budget when its curve is not monotone)
+    ref_time = time_to_reach(runs[ref]['records'], metric, target)
     summary = {}
     for name in names:
         t = time_to_reach(runs[name]['records'], metric, target)
@@ -335,7 +337,7 @@ def compare_time_to_accuracy(cfgs: Sequence[Union[str, Config]],
             final=runs[name]['records'][-1][metric],
             time_to_target_s=t,
             # a target met by the untrained model (t == 0) has no speed-up
-            speedup=(ref_time / t) if t else None)
+            speedup=(ref_time / t) if t and ref_time else None)
     return dict(
         metric=metric, target=target, reference=ref, runs=runs,
         summary=summary)

@@ -14,7 +14,8 @@ of training time through mmengine's Runner, and its frozen backbone is
 evaluated (kNN / linear probe on the config's ``frozen_eval`` data) at
 ``--evals`` evenly spaced time points. The table reports each method's final
 accuracy, the training time it needed to reach the reference's final
-accuracy, and the speed-up (reference budget / that time). The curves are
+accuracy, and the speed-up (the reference's own time to that accuracy /
+the method's time). The curves are
 saved as a picture with ``--plot``.
 """
 import argparse
