@@ -2,6 +2,8 @@
 """Tiny model configs for tests and examples (like ``mmdet.testing``)."""
 import copy
 
+from .contrastive import tiny_simclr_cfg  # noqa: F401
+
 
 def tiny_mae_cfg(img_size: int = 32, patch_size: int = 8,
                  embed_dims: int = 32, mask_ratio: float = 0.75,

@@ -1,5 +1,6 @@
 # Copyright (c) mmssl contributors. All rights reserved.
 from .data2vec2 import Data2VecV2
 from .mae import MAE, MAEViT
+from .simclr import SimCLR
 
-__all__ = ['MAE', 'MAEViT', 'Data2VecV2']
+__all__ = ['MAE', 'MAEViT', 'Data2VecV2', 'SimCLR']

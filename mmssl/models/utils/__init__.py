@@ -1,4 +1,6 @@
 # Copyright (c) mmssl contributors. All rights reserved.
+from .dist import (all_gather_with_grad, concat_all_gather,
+                   concat_all_gather_with_grad)
 from .ema import LinearAnnealEMA, annealed_decay
 from .masking import (check_mask_ratio, num_visible, patchify, random_masking,
                       unpatchify, unshuffle_tokens)
@@ -8,5 +10,6 @@ from .masking import (gather_tokens, inverse_block_mask, mask_to_ids,
 __all__ = [
     'check_mask_ratio', 'num_visible', 'patchify', 'random_masking',
     'unpatchify', 'unshuffle_tokens', 'LinearAnnealEMA', 'annealed_decay',
-    'gather_tokens', 'inverse_block_mask', 'mask_to_ids', 'random_mask'
+    'gather_tokens', 'inverse_block_mask', 'mask_to_ids', 'random_mask',
+    'all_gather_with_grad', 'concat_all_gather', 'concat_all_gather_with_grad'
 ]

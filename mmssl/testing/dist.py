@@ -1,0 +1,132 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+"""Check that a distributed computation equals the single-process one.
+
+:func:`run_single_and_distributed` runs a step function once in this process
+on the global batch and once in ``world_size`` gloo processes on CPU, each on
+its contiguous share of the batch; the ranks' results are averaged (the DDP
+convention for gradients). :func:`assert_matches_single_process` compares the
+two to a tolerance. The step function must be importable (defined at module
+level) and take the batch tensors as positional arguments; it returns a dict
+of tensors, e.g. the loss and the parameter gradients after ``backward()``.
+"""
+import os
+import os.path as osp
+import socket
+import tempfile
+import time
+from datetime import timedelta
+from typing import Callable, Dict, Sequence, Tuple
+
+import torch
+import torch.distributed as torch_dist
+import torch.multiprocessing as mp
+
+Result = Dict[str, torch.Tensor]
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def split_batch(batch: Sequence[torch.Tensor], world_size: int,
+                rank: int) -> Tuple[torch.Tensor, ...]:
+    """Rank ``rank``'s contiguous share of every (B, ...) tensor."""
+    out = []
+    for t in batch:
+        if t.shape[0] % world_size:
+            raise ValueError(f'batch size {t.shape[0]} is not divisible by '
+                             f'world_size={world_size}')
+        out.append(t.chunk(world_size)[rank].clone())
+    return tuple(out)
+
+
+def _worker(rank: int, fn: Callable, batch, world_size: int, port: int,
+            out_dir: str, timeout_s: float) -> None:
+    os.environ['MASTER_ADDR'] = '127.0.0.1'
+    os.environ['MASTER_PORT'] = str(port)
+    torch.set_num_threads(1)
+    torch_dist.init_process_group(
+        'gloo',
+        rank=rank,
+        world_size=world_size,
+        timeout=timedelta(seconds=timeout_s))
+    try:
+        result = fn(*split_batch(batch, world_size, rank))
+        reduced = {}
+        for key, value in result.items():
+            value = value.detach().clone().double()
+            torch_dist.all_reduce(value, op=torch_dist.ReduceOp.SUM)
+            reduced[key] = value / world_size
+        if rank == 0:
+            torch.save(reduced, osp.join(out_dir, 'result.pth'))
+    finally:
+        torch_dist.destroy_process_group()
+
+
+def run_distributed(fn: Callable[..., Result],
+                    batch: Sequence[torch.Tensor],
+                    world_size: int = 2,
+                    timeout_s: float = 120.) -> Result:
+    """Run ``fn`` on ``world_size`` gloo processes, each with its share of
+    ``batch``, and return the rank-averaged results (float64)."""
+    with tempfile.TemporaryDirectory() as out_dir:
+        ctx = mp.start_processes(
+            _worker,
+            args=(fn, tuple(batch), world_size, free_port(), out_dir,
+                  timeout_s),
+            nprocs=world_size,
+            join=False,
+            start_method='fork')
+        deadline = time.monotonic() + timeout_s
+        while not ctx.join(timeout=1):
+            if time.monotonic() > deadline:
+                for proc in ctx.processes:
+                    if proc.is_alive():
+                        proc.kill()
+                raise TimeoutError(
+                    f'{world_size}-process run did not end in {timeout_s} s')
+        return torch.load(osp.join(out_dir, 'result.pth'), weights_only=True)
+
+
+def run_single_and_distributed(
+        fn: Callable[..., Result],
+        batch: Sequence[torch.Tensor],
+        world_size: int = 2,
+        timeout_s: float = 120.) -> Tuple[Result, Result]:
+    """``fn`` on the whole batch here, and on ``world_size`` processes.
+
+    Returns:
+        tuple[dict, dict]: single-process results and rank-averaged
+        distributed results (both float64).
+    """
+    single = {
+        k: v.detach().double()
+        for k, v in fn(*[t.clone() for t in batch]).items()
+    }
+    return single, run_distributed(fn, batch, world_size, timeout_s)
+
+
+def max_differences(single: Result, multi: Result) -> Dict[str, float]:
+    """Largest absolute difference per key."""
+    if single.keys() != multi.keys():
+        raise KeyError(f'keys differ: {sorted(single)} vs {sorted(multi)}')
+    return {k: (single[k] - multi[k]).abs().max().item() for k in single}
+
+
+def assert_matches_single_process(fn: Callable[..., Result],
+                                  batch: Sequence[torch.Tensor],
+                                  world_size: int = 2,
+                                  atol: float = 1e-5,
+                                  timeout_s: float = 120.) -> None:
+    """Assert the rank-averaged ``world_size``-process results of ``fn``
+    equal the single-process ones to ``atol``."""
+    diffs = max_differences(
+        *run_single_and_distributed(fn, batch, world_size, timeout_s))
+    bad = {k: d for k, d in diffs.items() if not d <= atol}
+    if bad:
+        raise AssertionError(
+            f'{world_size}-process results differ from the single-process '
+            f'ones by more than {atol}: {bad}')

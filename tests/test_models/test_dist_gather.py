@@ -1,0 +1,67 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+"""2 gloo processes == 1 process for NT-Xent with mmssl's gather; the
+naive gather and mmpretrain's ``GatherLayer`` fail the same check."""
+import pytest
+import torch
+
+from mmssl.models.utils.dist import (all_gather_with_grad, concat_all_gather,
+                                     concat_all_gather_with_grad)
+from mmssl.testing.contrastive import (ntxent_linear_step,
+                                       ntxent_linear_step_mmpretrain_gather,
+                                       ntxent_linear_step_naive_gather)
+from mmssl.testing.dist import (assert_matches_single_process,
+                                run_single_and_distributed, split_batch)
+
+
+def _batch(n=8, d=6):
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(n, d, generator=g), torch.randn(n, d, generator=g)
+
+
+def test_single_process_gathers_are_identity():
+    x = torch.randn(3, 2, requires_grad=True)
+    assert all_gather_with_grad(x)[0] is x
+    assert concat_all_gather_with_grad(x) is x
+    assert not concat_all_gather(x).requires_grad
+    with pytest.raises(ValueError, match='divisible'):
+        split_batch(_batch(n=5), 2, 0)
+
+
+def test_two_processes_match_one():
+    assert_matches_single_process(ntxent_linear_step, _batch(), atol=1e-5)
+
+
+def test_naive_gather_fails_the_check():
+    batch = _batch()
+    with pytest.raises(AssertionError, match='differ'):
+        assert_matches_single_process(
+            ntxent_linear_step_naive_gather, batch, atol=1e-5)
+    single, multi = run_single_and_distributed(ntxent_linear_step_naive_gather,
+                                               batch)
+    # the loss value is right, its gradient is not
+    assert abs(single['loss'] - multi['loss']).item() < 1e-6
+    assert (single['weight'] - multi['weight']).abs().max() > 1e-3
+
+
+def test_mmpretrain_gather_layer_halves_the_gradient():
+    single, multi = run_single_and_distributed(
+        ntxent_linear_step_mmpretrain_gather, _batch())
+    torch.testing.assert_close(multi['loss'], single['loss'])
+    # GatherLayer.backward keeps the local slice only: with every rank
+    # computing the full loss, DDP's average gives grad / world_size
+    for k in ('weight', 'bias'):
+        torch.testing.assert_close(multi[k], single[k] / 2, atol=1e-6, rtol=0)
+        assert (multi[k] - single[k]).abs().max() > 1e-3
+
+
+def test_simclr_model_two_processes_match_one():
+    """The whole mmssl.SimCLR (GN, so nothing else depends on the split)."""
+    from mmssl.testing.contrastive import simclr_model_step
+    g = torch.Generator().manual_seed(0)
+    x1, x2 = (torch.randn(4, 3, 32, 32, generator=g) for _ in range(2))
+    single, multi = run_single_and_distributed(simclr_model_step, (x1, x2))
+    assert len(single) > 10
+    assert max(v.abs().max() for k, v in single.items() if k != 'loss') > 1e-3
+    for k in single:
+        torch.testing.assert_close(
+            multi[k], single[k], atol=1e-5, rtol=1e-4, msg=k)
