@@ -318,13 +318,11 @@ def compare_time_to_accuracy(cfgs: Sequence[Union[str, Config]],
     runs = {}
     if img_per_s is None:
         img_per_s = [None] * len(cfgs)
+    work_dir = kwargs.pop('work_dir', None)
     for cfg, name, speed in zip(cfgs, names, img_per_s):
-        work_dir = kwargs.pop('work_dir', None)
         sub = osp.join(work_dir, name) if work_dir else None
         runs[name] = pretrain_under_budget(
             cfg, budget_s, speed, work_dir=sub, **kwargs)
-        if work_dir:
-            kwargs['work_dir'] = work_dir
     ref = names[0]
     target = runs[ref]['records'][-1][metric]
     # the reference's own time to its final accuracy (earlier than its

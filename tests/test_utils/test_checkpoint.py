@@ -1,6 +1,5 @@
 # Copyright (c) mmssl contributors. All rights reserved.
 import os
-import os.path as osp
 
 import numpy as np
 import pytest
@@ -81,7 +80,6 @@ def test_runner_uses_atomic_save():
     from mmengine.runner import runner as runner_mod
     assert runner_mod.save_checkpoint is ckpt_mod.save_checkpoint
     assert 'atomic' in runner_mod.save_checkpoint.__doc__.lower()
-    assert osp.basename(__file__)
 
 
 def test_plain_mmengine_history_buffer_pickle_loads(tmp_path, monkeypatch):
