@@ -33,6 +33,7 @@ def test_config_builds(path):
                 'type') == 'AmpOptimWrapper':
             optim_cfg['type'] = 'OptimWrapper'
             optim_cfg.pop('loss_scale', None)
+            optim_cfg.pop('dtype', None)
         build_optim_wrapper(model, optim_cfg)
     if 'train_cfg' in cfg:
         assert cfg.train_cfg.get('type') or cfg.train_cfg.get('by_epoch') \

@@ -29,7 +29,8 @@ except ImportError:  # running from a source checkout without install
     sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
         osp.abspath(__file__)))))
     import mmssl  # noqa: F401
-from mmengine.config import Config  # noqa: E402
+from mmengine.config import Config, DictAction  # noqa: E402
+import torch  # noqa: E402
 
 from mmssl.apis import benchmark_configs, machine_info  # noqa: E402
 from mmssl.apis.time_to_accuracy import compare_time_to_accuracy  # noqa
@@ -50,6 +51,14 @@ def parse_args(argv=None):
     p.add_argument('--probe-iters', type=int, default=5,
                    help='timed steps of the speed probe')
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--device', default=None,
+                   help="'cpu' or 'cuda' (default: cuda when available); "
+                   'training runs where mmengine puts it (the GPU when '
+                   'there is one)')
+    p.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override settings of every config, e.g. '
+        'train_dataloader.num_workers=8')
     p.add_argument('--work-dir', default=None)
     p.add_argument('--out', help='JSON file for all numbers')
     p.add_argument('--plot', help='PNG file for the accuracy curves')
@@ -84,9 +93,13 @@ def main(argv=None):
     if len(names) != len(args.configs):
         raise SystemExit('error: --names needs one name per config')
     cfgs = [Config.fromfile(c) for c in args.configs]
+    if args.cfg_options:
+        for cfg in cfgs:
+            cfg.merge_from_dict(args.cfg_options)
+    device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     speed = benchmark_configs(
         cfgs, names=names, iters=args.probe_iters, warmup=2, repeat=1,
-        seed=args.seed)
+        seed=args.seed, device=device)
     # the schedules are sized by a real probe (data loading included); the
     # synthetic-batch benchmark above gives the step's own numbers
     result = compare_time_to_accuracy(
@@ -94,7 +107,7 @@ def main(argv=None):
         metric=args.metric, num_evals=args.evals, protocols=args.protocols,
         work_dir=args.work_dir, seed=args.seed)
     result['speed'] = speed
-    result['machine'] = machine_info()
+    result['machine'] = machine_info(device)
     result['argv'] = sys.argv
     print(f"\nmetric: {args.metric}; target = {result['reference']}'s "
           f"final {result['target']:.2f} after {args.budget:.0f} s")
