@@ -18,3 +18,12 @@ __all__ += [
     'benchmark_configs', 'count_train_flops', 'machine_info',
     'measure_matmul_peak'
 ]
+
+from .convert import (  # noqa: E402
+    ConversionError, check_backbone_state, convert_checkpoint,
+    convert_state_dict, detect_arch)
+
+__all__ += [
+    'ConversionError', 'check_backbone_state', 'convert_checkpoint',
+    'convert_state_dict', 'detect_arch'
+]

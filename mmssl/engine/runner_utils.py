@@ -44,7 +44,8 @@ __all__ = [
     'merge_cfg_options', 'friendly_errors', 'unknown_type_error',
     'configure_amp', 'configure_test_amp', 'configure_distributed',
     'set_default_dataloader_cfg', 'build_runner', 'compare_state_dict',
-    'StateDictReport', 'check_checkpoint', 'run_tool'
+    'StateDictReport', 'check_checkpoint', 'run_tool',
+    'classifier_shape_mismatches', 'num_classes_mismatch_lines'
 ]
 
 EXTRACT_BACKBONE = 'tools/model_converters/extract_backbone.py'
@@ -756,12 +757,82 @@ def compare_state_dict(model: torch.nn.Module,
                            backbone_like)
 
 
+# names of the modules that hold a class-dependent output layer
+_HEAD_PREFIXES = ('head.', 'decode_head.', 'auxiliary_head.', 'bbox_head.',
+                  'roi_head.', 'cls_head.', 'mask_head.')
+_CLASSIFIER_LAYER = re.compile(
+    r'(^|\.)(fc|fc_cls|cls|cls_score|classifier|conv_seg|conv_cls|'
+    r'head)\.(weight|bias)$')
+
+
+def classifier_shape_mismatches(
+        report: StateDictReport) -> List[Tuple[str, tuple, tuple]]:
+    """Mismatched weights that look like a classifier of another size.
+
+    A weight qualifies when it lies in a head (``head.``, ``decode_head.``,
+    ...) or is an output layer (``fc``, ``fc_cls``, ``conv_seg``, ...), and
+    its shapes differ in the first (class) dimension only.
+
+    Args:
+        report (StateDictReport): From :func:`compare_state_dict`.
+
+    Returns:
+        list[tuple]: ``(key, checkpoint_shape, model_shape)``.
+    """
+    found = []
+    for key, ckpt_shape, model_shape in report.mismatched:
+        ckpt_shape, model_shape = tuple(ckpt_shape), tuple(model_shape)
+        if not ckpt_shape or len(ckpt_shape) != len(model_shape):
+            continue
+        if ckpt_shape[1:] != model_shape[1:]:
+            continue
+        if key.startswith(_HEAD_PREFIXES) or _CLASSIFIER_LAYER.search(key):
+            found.append((key, ckpt_shape, model_shape))
+    return found
+
+
+def num_classes_mismatch_lines(report: StateDictReport,
+                               filename: str) -> List[str]:
+    """Message lines naming a mismatched number of classes, if any.
+
+    Example: ``number of classes differs: 'head.fc.weight' has 9 classes
+    in the checkpoint (shape (9, 32)) but 2 in the model (shape (2,
+    32))``, followed by the two ways out (set ``num_classes`` or load only
+    the backbone).
+
+    Args:
+        report (StateDictReport): From :func:`compare_state_dict`.
+        filename (str): The checkpoint, for the message.
+
+    Returns:
+        list[str]: Empty when no classifier weight differs in size.
+    """
+    found = classifier_shape_mismatches(report)
+    if not found:
+        return []
+    lines = [
+        f'number of classes differs: {key!r} has {a[0]} classes in the '
+        f'checkpoint (shape {a}) but {b[0]} in the model (shape {b})'
+        for key, a, b in found
+    ]
+    heads = sorted({key.split('.', 1)[0] for key, _, _ in found})
+    num = found[0][1][0]
+    lines.append(
+        f'Set num_classes={num} in model.{heads[0]} (and in the data '
+        'preprocessor / data set) to use this head, or load only the '
+        "backbone with model.backbone.init_cfg=dict(type='Pretrained', "
+        f"prefix='backbone.', checkpoint={filename!r}) and train a new "
+        'head.')
+    return lines
+
+
 def _mismatch_message(filename: str, config_path: str, report: StateDictReport,
                       purpose: str) -> str:
     lines = [
         f'checkpoint {filename!r} does not match the model built from '
         f'config {config_path!r}: {report.summary()}.'
     ]
+    lines += num_classes_mismatch_lines(report, filename)
     if report.backbone_like:
         child = report.backbone_like
         lines.append(
@@ -775,7 +846,7 @@ def _mismatch_message(filename: str, config_path: str, report: StateDictReport,
             f'pretraining checkpoint in another model, extract its backbone '
             f'with `python {EXTRACT_BACKBONE} {filename} backbone.pth` and '
             "load it through model.backbone.init_cfg=dict(type='Pretrained', "
-            "checkpoint='backbone.pth').")
+            "prefix='backbone.', checkpoint='backbone.pth').")
     return '\n'.join(lines)
 
 

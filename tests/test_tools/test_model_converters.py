@@ -1,5 +1,8 @@
 # Copyright (c) mmssl contributors. All rights reserved.
-"""tools/model_converters: extract_backbone.py and mae_official_to_mmssl.py."""
+"""tools/model_converters: extract_backbone.py and mae_official_to_mmssl.py.
+
+convert_backbone.py is tested in test_convert_backbone.py.
+"""
 import argparse
 import copy
 
@@ -64,19 +67,24 @@ def pretrain_ckpt(tmp_path, tiny_mae_model):
 
 
 def test_extract_backbone_round_trip(extract, pretrain_ckpt, tmp_path,
-                                     tiny_mae_model, tiny_vit_backbone):
+                                     tiny_mae_model, tiny_vit_backbone,
+                                     capsys):
     src, mae = pretrain_ckpt
     dst = str(tmp_path / 'backbone.pth')
     assert extract.main([src, dst]) == 0
+    printed = capsys.readouterr().out
+    assert "prefix='backbone.'" in printed and 'dropped 20 neck.*' in printed
     out = safe_torch_load(dst)
     assert set(out) == {'meta', 'state_dict'}
     meta = out['meta']
     assert meta['source'].endswith('pretrain.pth')
     assert meta['prefix'] == 'backbone.' and meta['target'] == 'mmpretrain'
+    assert meta['arch'] == 'vit'
     assert meta['source_epoch'] == 3 and meta['source_iter'] == 30
+    assert meta['dropped'] == {'neck': 20, 'teacher': 30}
     state_dict = out['state_dict']
     expected = {
-        k[len('backbone.'):]: v
+        k: v
         for k, v in mae.state_dict().items() if k.startswith('backbone.')
     }
     assert set(state_dict) == set(expected)
@@ -84,37 +92,47 @@ def test_extract_backbone_round_trip(extract, pretrain_ckpt, tmp_path,
         assert torch.equal(state_dict[key], value), key
 
     # loads into MAEViT and VisionTransformer with no missing key
+    bare = {k[len('backbone.'):]: v for k, v in state_dict.items()}
     maevit = _build(tiny_mae_model['backbone'])
-    maevit.load_state_dict(state_dict, strict=True)
+    maevit.load_state_dict(bare, strict=True)
     vit = _build(tiny_vit_backbone)
-    vit.load_state_dict(state_dict, strict=True)
+    vit.load_state_dict(bare, strict=True)
     # a fine-tuning ViT (avg-pooled) only adds its new ln2
     ft = _build(
         dict(tiny_vit_backbone, out_type='avg_featmap', final_norm=False))
-    result = ft.load_state_dict(state_dict, strict=False)
+    result = ft.load_state_dict(bare, strict=False)
     assert sorted(result.missing_keys) == ['ln2.bias', 'ln2.weight']
     assert sorted(result.unexpected_keys) == ['ln1.bias', 'ln1.weight']
 
-    # the documented init_cfg form loads it as well
+    # the documented init_cfg form loads it
     init = _build(
         dict(
             tiny_vit_backbone,
-            init_cfg=dict(type='Pretrained', checkpoint=dst)))
+            init_cfg=dict(
+                type='Pretrained', prefix='backbone.', checkpoint=dst)))
     init.init_weights()
     assert torch.equal(init.layers[1].attn.qkv.weight,
-                       expected['layers.1.attn.qkv.weight'])
+                       expected['backbone.layers.1.attn.qkv.weight'])
 
 
 def test_extract_backbone_other_prefix_and_errors(extract, pretrain_ckpt,
                                                   tmp_path, capsys):
     src, mae = pretrain_ckpt
     dst = str(tmp_path / 'neck.pth')
+    # weights of no known architecture are copied (under 'backbone.')
     assert extract.main([src, dst, '--prefix', 'neck']) == 0
+    out = safe_torch_load(dst)
+    assert out['meta']['arch'] == 'unknown'
+    assert torch.equal(out['state_dict']['backbone.mask_token'],
+                       mae.neck.mask_token)
+    # the teacher copy is a ViT too
+    assert extract.main([src, dst, '--prefix', 'teacher.backbone.']) == 0
     out = safe_torch_load(dst)['state_dict']
-    assert torch.equal(out['mask_token'], mae.neck.mask_token)
+    assert torch.equal(out['backbone.cls_token'], mae.backbone.cls_token + 1)
+    capsys.readouterr()
     assert extract.main([src, dst, '--prefix', 'encoder.']) == 2
     err = capsys.readouterr().err
-    assert "no weight starts with 'encoder.'" in err
+    assert "no key starts with 'encoder.'" in err
     assert "'backbone.'" in err and "'teacher.'" in err
     assert extract.main([str(tmp_path / 'missing.pth'), dst]) == 2
     assert 'does not exist' in capsys.readouterr().err
@@ -124,16 +142,14 @@ def test_extract_backbone_mmseg_layout(extract, pretrain_ckpt, tmp_path):
     src, mae = pretrain_ckpt
     dst = str(tmp_path / 'seg.pth')
     assert extract.main([src, dst, '--target', 'mmseg']) == 0
+    # mmseg's VisionTransformer ignores prefix=: its keys carry none
     state_dict = safe_torch_load(dst)['state_dict']
     assert torch.equal(state_dict['layers.0.attn.attn.in_proj_weight'],
                        mae.backbone.layers[0].attn.qkv.weight)
     assert torch.equal(state_dict['layers.1.attn.attn.out_proj.bias'],
                        mae.backbone.layers[1].attn.proj.bias)
     assert not any('.qkv.' in k or 'attn.proj' in k for k in state_dict)
-    try:
-        from mmseg.models.backbones import VisionTransformer
-    except Exception as err:  # mmseg needs mmcv's compiled ops
-        pytest.skip(f'mmseg backbones unavailable: {err}')
+    from mmseg.models.backbones import VisionTransformer
     seg_vit = VisionTransformer(
         img_size=IMG,
         patch_size=PATCH,
