@@ -1,4 +1,5 @@
 # Copyright (c) mmssl contributors. All rights reserved.
+from .densecl_warmup_hook import DenseCLWarmupHook
 from .frozen_eval_hook import FrozenEvalHook
 from .random_state_hook import RandomStateHook
 from .reconstruction_vis_hook import ReconstructionVisHook
@@ -6,5 +7,5 @@ from .teacher_update_hook import TeacherUpdateHook
 
 __all__ = [
     'FrozenEvalHook', 'RandomStateHook', 'ReconstructionVisHook',
-    'TeacherUpdateHook'
+    'TeacherUpdateHook', 'DenseCLWarmupHook'
 ]

@@ -1,6 +1,7 @@
 # Copyright (c) mmssl contributors. All rights reserved.
 from .data2vec2 import Data2VecV2
+from .densecl import DenseCL
 from .mae import MAE, MAEViT
 from .simclr import SimCLR
 
-__all__ = ['MAE', 'MAEViT', 'Data2VecV2', 'SimCLR']
+__all__ = ['MAE', 'MAEViT', 'Data2VecV2', 'SimCLR', 'DenseCL']
