@@ -45,3 +45,19 @@ __all__ = [
     'EmbeddedClsDataset', 'EmbeddedCocoDataset', 'EmbeddedSegDataset',
     'UnlabeledImageFolder'
 ]
+from .unidet import (RVC_EDITS, LabelSpaceError,  # noqa: F401,E402
+                     build_label_space, load_label_space,
+                     prepare_embedded_unidet, unify_label_space)
+try:
+    from .unidet.unified_coco import (  # noqa: F401,E402
+        EmbeddedUniDetDataset, UnifiedConcatDataset, UnifiedCocoDataset)
+except ImportError as err:  # mmdet missing or mmcv without compiled ops
+    EmbeddedUniDetDataset = _unavailable('EmbeddedUniDetDataset', 'mmdet',
+                                         err)
+    UnifiedCocoDataset = _unavailable('UnifiedCocoDataset', 'mmdet', err)
+    UnifiedConcatDataset = _unavailable('UnifiedConcatDataset', 'mmdet', err)
+__all__ += [
+    'RVC_EDITS', 'LabelSpaceError', 'build_label_space', 'load_label_space',
+    'prepare_embedded_unidet', 'unify_label_space', 'EmbeddedUniDetDataset',
+    'UnifiedCocoDataset', 'UnifiedConcatDataset'
+]
