@@ -61,3 +61,11 @@ __all__ += [
     'prepare_embedded_unidet', 'unify_label_space', 'EmbeddedUniDetDataset',
     'UnifiedCocoDataset', 'UnifiedConcatDataset'
 ]
+from .captions import EmbeddedCaptionDataset  # noqa: F401,E402
+__all__ += ['EmbeddedCaptionDataset']
+from .fewshot import (CoOpSplitDataset, FewShotDataset,  # noqa: F401,E402
+                      sample_few_shot, split_base_novel)
+__all__ += [
+    'CoOpSplitDataset', 'FewShotDataset', 'sample_few_shot',
+    'split_base_novel'
+]

@@ -11,3 +11,5 @@ try:  # universal detection needs mmdet
 except ImportError as _unidet_err:  # pragma: no cover
     import warnings as _warnings
     _warnings.warn(f'mmssl.models.unidet unavailable: {_unidet_err}')
+from .clip import *  # noqa: F401,F403,E402
+from .prompt import *  # noqa: F401,F403,E402

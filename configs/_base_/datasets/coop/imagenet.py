@@ -1,0 +1,45 @@
+# imagenet: base-to-novel protocol (train: few shots of the base half of the
+# classes; test: every test image scored against all class names).
+# ImageNet has no CoOp split file: mmpretrain's meta/{train,val}.txt lists
+# ("<folder>/<file> <label>") and CoOp's classnames.txt; the test set is val.
+data_root = 'data/imagenet'
+num_shots = 16
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.08, 1.0),
+         backend='pillow', interpolation='bicubic'),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='ResizeEdge', scale=224, edge='short', backend='pillow',
+         interpolation='bicubic'),
+    dict(type='CenterCrop', crop_size=224),
+    dict(type='PackInputs')
+]
+train_dataloader = dict(
+    batch_size=32,
+    num_workers=4,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(
+        type='mmssl.FewShotDataset',
+        dataset=dict(type='mmssl.CoOpSplitDataset', data_root=data_root, split='train', img_dir='train', ann_file='meta/train.txt', classnames_file='classnames.txt'),
+        num_shots=num_shots,
+        seed=1,
+        subsample='base',
+        pipeline=train_pipeline))
+test_dataloader = dict(
+    batch_size=100,
+    num_workers=4,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(
+        type='mmssl.FewShotDataset',
+        dataset=dict(type='mmssl.CoOpSplitDataset', data_root=data_root, split='test', img_dir='val', ann_file='meta/val.txt', classnames_file='classnames.txt'),
+        subsample='all',
+        pipeline=test_pipeline))
+test_evaluator = dict(type='mmssl.BaseNovelAccuracy')
+val_dataloader = test_dataloader
+val_evaluator = test_evaluator

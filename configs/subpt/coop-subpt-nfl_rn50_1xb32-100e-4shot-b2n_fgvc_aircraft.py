@@ -1,0 +1,3 @@
+# CoOp + SubPT + NFL (novel names, cosine, weight 1), base-to-novel: fgvc_aircraft.
+_base_ = ['./coop-subpt_rn50_1xb32-100e-4shot-b2n_fgvc_aircraft.py']
+model = dict(nfl=dict(names='novel', weight=1.0, loss='cosine'))

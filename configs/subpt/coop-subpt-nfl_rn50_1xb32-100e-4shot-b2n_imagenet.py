@@ -1,0 +1,3 @@
+# CoOp + SubPT + NFL (novel names, cosine, weight 1), base-to-novel: imagenet.
+_base_ = ['./coop-subpt_rn50_1xb32-100e-4shot-b2n_imagenet.py']
+model = dict(nfl=dict(names='novel', weight=1.0, loss='cosine'))

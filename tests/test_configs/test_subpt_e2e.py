@@ -1,0 +1,80 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+"""End to end: CoOp+SubPT+NFL base-to-novel config on the embedded data,
+with a tiny CLIP made in the test (no downloads), then the protocol tool."""
+import json
+import os.path as osp
+
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+from mmssl.models.clip import CLIPPretrainer
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CFG = osp.join(ROOT, 'configs', 'subpt',
+               'coop-subpt-nfl_tiny-rn_1xb32-30e_embedded-b2n.py')
+TINY = dict(
+    embed_dim=32,
+    vision=dict(width=8, image_size=32),
+    text=dict(width=32, heads=2, layers=1, context_length=16))
+
+
+def _clip_ckpt(path):
+    torch.manual_seed(0)
+    model = CLIPPretrainer(arch='tiny-rn', arch_overrides=TINY)
+    torch.save(dict(state_dict=model.state_dict()), path)
+    return path
+
+
+def test_subpt_nfl_config_trains_and_evaluates(tmp_path):
+    ckpt = _clip_ckpt(str(tmp_path / 'clip.pth'))
+    cfg = Config.fromfile(CFG)
+    cfg.work_dir = str(tmp_path / 'work')
+    cfg.model.clip = dict(arch='tiny-rn', checkpoint=ckpt, **TINY)
+    cfg.train_dataloader.dataset.num_shots = 2  # 10 images, 1 batch
+    cfg.train_dataloader.batch_size = 10
+    cfg.val_dataloader.dataset.dataset.indices = 45  # 45 val images
+    cfg.val_dataloader.batch_size = 45
+    cfg.test_dataloader = cfg.val_dataloader
+    cfg.train_cfg.max_epochs = 3
+    cfg.param_scheduler[1].update(T_max=2, end=3)
+    cfg.custom_hooks[1].update(t_early=2, rank=1)
+    cfg.log_level = 'WARNING'
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    metrics = runner.message_hub.get_scalar('val/base_novel/hm')
+    assert metrics is not None
+    model = runner.model
+    assert model.class_names[:5] == [
+        'circle', 'ellipse', 'semicircle', 'triangle', 'square'
+    ]
+    assert model.num_base == 5 and model.nfl_names[0] == 'pentagon'
+    raw = torch.load(
+        osp.join(cfg.work_dir, 'epoch_3.pth'), weights_only=True)
+    assert raw['subpt']['basis'].shape == (1, model.prompt_learner.ctx
+                                           .numel())
+    assert osp.isfile(osp.join(cfg.work_dir, 'subpt_subspace.pth'))
+
+
+def test_base_to_novel_tool(tmp_path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'base_to_novel',
+        osp.join(ROOT, 'tools', 'analysis_tools', 'base_to_novel.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    results = {
+        'zeroshot': [dict(epoch=0, base=50., novel=40., hm=44.4)],
+        'coop': [
+            dict(epoch=e, base=60. + e, novel=40. - e, hm=45.)
+            for e in (1, 2)
+        ]
+    }
+    (tmp_path / 'results.json').write_text(json.dumps(results))
+    assert tool.main([
+        '--clip-checkpoint', 'unused', '--work-dir', str(tmp_path),
+        '--epochs', '2', '--plot-only'
+    ]) == 0
+    md = (tmp_path / 'table.md').read_text()
+    assert '| CoOp (best base) | 2 | 62.0 | 38.0 | 45.0 |' in md
+    assert osp.isfile(tmp_path / 'curves.png')

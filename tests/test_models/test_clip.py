@@ -1,0 +1,100 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+"""CLIP wrapper: OpenAI token ids, text path on embeddings, checkpoints."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmssl.models.clip import (EOT_TOKEN, SOT_TOKEN, CLIPPretrainer,
+                               build_clip, clip_contrastive_loss,
+                               encode_text_embeddings, load_clip_checkpoint,
+                               tokenize, zero_shot_text_features)
+
+TINY = dict(
+    arch='tiny-rn',
+    embed_dim=32,
+    vision=dict(width=8, image_size=32),
+    text=dict(width=32, heads=2, layers=1, context_length=16))
+
+
+def test_tokenizer_gives_openai_ids():
+    # ids of OpenAI's CLIP BPE vocabulary (bpe_simple_vocab_16e6)
+    ids = tokenize('a photo of a cat.')
+    assert ids.shape == (1, 77) and ids.dtype == torch.int64
+    assert ids[0, :8].tolist() == [
+        SOT_TOKEN, 320, 1125, 539, 320, 2368, 269, EOT_TOKEN
+    ]
+    assert (ids[0, 8:] == 0).all()
+    assert (SOT_TOKEN, EOT_TOKEN) == (49406, 49407)
+    assert tokenize('a diagram', 8)[0].tolist() == [
+        49406, 320, 22697, 49407, 0, 0, 0, 0
+    ]
+    # lower-cased; over-long texts are cut and end with end-of-text
+    assert tokenize('A DOG')[0, :4].tolist() == [49406, 320, 1929, 49407]
+    cut = tokenize('a photo of a cat ' * 10, 6)[0]
+    assert cut.tolist() == [49406, 320, 1125, 539, 320, 49407]
+
+
+def test_text_on_embeddings_equals_encode_text():
+    torch.manual_seed(0)
+    clip = build_clip(**TINY).eval()
+    ids = tokenize(['a photo of a circle.', 'a red star.'], 16)
+    emb = clip.token_embedding(ids)
+    with torch.no_grad():
+        ref = clip.encode_text(ids)
+        out = encode_text_embeddings(clip, emb, ids)
+    torch.testing.assert_close(out, ref)
+    assert out.shape == (2, 32)
+
+
+def test_checkpoint_roundtrip_and_missing_file(tmp_path):
+    torch.manual_seed(0)
+    model = CLIPPretrainer(arch='tiny-rn', arch_overrides={
+        k: v for k, v in TINY.items() if k != 'arch'})
+    path = tmp_path / 'epoch_1.pth'
+    torch.save(dict(state_dict=model.state_dict()), path)
+    other = build_clip(**TINY)
+    load_clip_checkpoint(other, str(path))
+    for k, v in model.clip.state_dict().items():
+        torch.testing.assert_close(other.state_dict()[k], v)
+    # an OpenAI-style plain state dict (fp16 halves included) loads in fp32
+    plain = {k: v.half() if v.is_floating_point() else v
+             for k, v in model.clip.state_dict().items()}
+    torch.save(plain, tmp_path / 'openai.pt')
+    load_clip_checkpoint(other, str(tmp_path / 'openai.pt'))
+    assert other.text_projection.dtype == torch.float32
+    with pytest.raises(FileNotFoundError, match='ViT-B-16.pt.*') as err:
+        build_clip('ViT-B/16', checkpoint=str(tmp_path / 'ViT-B-16.pt'))
+    assert 'openaipublic' in str(err.value)
+    # wrong architecture: a clear error
+    with pytest.raises(RuntimeError, match='does not fit'):
+        load_clip_checkpoint(build_clip('tiny-rn'), str(path))
+
+
+def test_pretrainer_loss_and_zero_shot():
+    from mmpretrain.structures import DataSample
+    torch.manual_seed(0)
+    model = CLIPPretrainer(
+        class_names=['circle', 'star', 'cross'],
+        arch_overrides={k: v for k, v in TINY.items() if k != 'arch'})
+    imgs = torch.randn(4, 3, 32, 32)
+    samples = [DataSample() for _ in range(4)]
+    for s, c in zip(samples, ['a red circle.', 'a star.', 'a cross.',
+                              'a photo of a circle.']):
+        s.caption = c
+    losses = model(imgs, samples, mode='loss')
+    assert losses['loss'].requires_grad and losses['loss'] > 0
+    out = model(imgs, samples, mode='predict')
+    assert out[0].pred_score.shape == (3, )
+    feats = zero_shot_text_features(model.clip, ['circle'],
+                                    ['a {}.', 'a photo of a {}.'])
+    torch.testing.assert_close(feats.norm(dim=-1), torch.ones(1))
+    # symmetric InfoNCE on perfectly aligned pairs is small
+    e = F.normalize(torch.eye(4), dim=-1)
+    assert clip_contrastive_loss(e, e, torch.tensor(4.6)) < 0.1
+
+
+def test_openai_archs_are_defined():
+    from mmssl.models.clip import CLIP_ARCHS
+    assert CLIP_ARCHS['ViT-B/16']['embed_dim'] == 512
+    assert CLIP_ARCHS['RN50']['embed_dim'] == 1024
+    assert CLIP_ARCHS['RN50']['vision']['layers'] == (3, 4, 6, 3)
