@@ -27,3 +27,14 @@ __all__ += [
     'ConversionError', 'check_backbone_state', 'convert_checkpoint',
     'convert_state_dict', 'detect_arch'
 ]
+
+from .difffashion import (DiffFashion, MaskError,  # noqa: E402
+                          WeightFileError, colour_match, fashion_metrics,
+                          load_diffusion_model, load_fashion_image, load_vit,
+                          make_grid, save_image, write_outputs)
+
+__all__ += [
+    'DiffFashion', 'MaskError', 'WeightFileError', 'colour_match',
+    'fashion_metrics', 'load_diffusion_model', 'load_fashion_image',
+    'load_vit', 'make_grid', 'save_image', 'write_outputs'
+]

@@ -13,3 +13,4 @@ except ImportError as _unidet_err:  # pragma: no cover
     _warnings.warn(f'mmssl.models.unidet unavailable: {_unidet_err}')
 from .clip import *  # noqa: F401,F403,E402
 from .prompt import *  # noqa: F401,F403,E402
+from .diffusion import *  # noqa: F401,F403,E402

@@ -1,0 +1,203 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+"""ClassCondDDPM and DiffFashion's pure helpers."""
+import os.path as osp
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler
+from mmpretrain.structures import DataSample
+
+from mmssl.models.diffusion import (ViTFeatureExtractor, blend_background,
+                                    clean_mask, ddpm_posterior,
+                                    key_self_similarity, label_contrast_score,
+                                    patch_nce_loss, predict_x0, q_sample,
+                                    space_timesteps, threshold_mask)
+from mmssl.registry import MODELS
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from difffashion_helpers import tiny_ddpm_cfg, tiny_vit_cfg  # noqa: E402
+
+
+def _samples(labels):
+    return [DataSample().set_gt_label(int(y)) for y in labels]
+
+
+def test_loss_equals_hand_computation():
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_ddpm_cfg())
+    x0 = torch.rand(3, 3, 16, 16) * 2 - 1
+    labels = torch.tensor([0, 2, 3])
+    noise = torch.randn_like(x0)
+    t = torch.tensor([0, 500, 999])
+    loss = model.loss(x0, labels, noise=noise, timesteps=t)['loss']
+    # by hand: scheduler's alphas_cumprod, UNet on the noised images
+    sched = DDPMScheduler(
+        num_train_timesteps=1000, beta_schedule='linear', beta_start=1e-4,
+        beta_end=0.02)
+    a = sched.alphas_cumprod[t].view(-1, 1, 1, 1)
+    x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    torch.testing.assert_close(x_t, sched.add_noise(x0, noise, t))
+    eps = model.unet(x_t, t, class_labels=labels).sample
+    hand = ((eps - noise)**2).sum() / eps.numel()
+    torch.testing.assert_close(loss, hand)
+    # labels matter: another label gives another loss
+    other = model.loss(x0, (labels + 1) % 4, noise=noise, timesteps=t)
+    assert not torch.allclose(other['loss'], loss)
+
+
+def test_forward_modes_and_bad_labels():
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_ddpm_cfg())
+    data = dict(
+        inputs=[torch.randint(0, 255, (3, 16, 16), dtype=torch.uint8)
+                for _ in range(2)],
+        data_samples=_samples([1, 3]))
+    batch = model.data_preprocessor(data, training=True)
+    assert batch['inputs'].min() >= -1 and batch['inputs'].max() <= 1
+    losses = model(**batch, mode='loss')
+    assert losses['loss'].ndim == 0 and losses['loss'] > 0
+    out = model(**batch, mode='predict')
+    assert out[0].pred_img.shape == (3, 16, 16)
+    assert model(**batch, mode='tensor').shape == (2, 3, 16, 16)
+    batch['data_samples'] = _samples([1, 7])
+    with pytest.raises(ValueError, match='labels must lie'):
+        model(**batch, mode='loss')
+    cfg = tiny_ddpm_cfg()
+    cfg['unet']['num_class_embeds'] = None
+    with pytest.raises(ValueError, match='num_class_embeds'):
+        MODELS.build(cfg)
+
+
+def test_learned_variance_uses_eps_channels():
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_ddpm_cfg(out_channels=6))
+    x0 = torch.rand(2, 3, 16, 16) * 2 - 1
+    noise, t, y = torch.randn_like(x0), torch.tensor([3, 700]), torch.tensor(
+        [0, 1])
+    loss = model.loss(x0, y, noise=noise, timesteps=t)['loss']
+    out = model.unet(q_sample(x0, noise, t, model.alphas_cumprod), t,
+                     class_labels=y).sample
+    torch.testing.assert_close(loss, F.mse_loss(out[:, :3], noise))
+
+
+def test_space_timesteps_matches_guided_diffusion():
+    ts = space_timesteps(1000, 200)
+    assert len(ts) == 200 and ts[0] == 999 and ts[-1] == 0
+    asc = ts[::-1]
+    assert asc[119] == 597  # skip 80 of 200: start ~60 % noise
+    assert asc[1] == 5
+    with pytest.raises(ValueError):
+        space_timesteps(1000, 0)
+
+
+def test_posterior_matches_scheduler_and_label_identity():
+    sched = DDPMScheduler(beta_schedule='linear', beta_start=1e-4,
+                          beta_end=0.02)
+    ac = sched.alphas_cumprod
+    torch.manual_seed(0)
+    x_t, x0 = torch.randn(1, 3, 8, 8), torch.randn(1, 3, 8, 8).clamp(-1, 1)
+    # consecutive steps of the full schedule: diffusers' posterior
+    t = 10
+    mean, var = ddpm_posterior(x0, x_t, ac[t], ac[t - 1])
+    sched.set_timesteps(1000)
+    eps = (x_t - ac[t].sqrt() * x0) / (1 - ac[t]).sqrt()
+    torch.testing.assert_close(sched._get_variance(t), var)
+    # step at t = 0 adds no noise: its output is the posterior mean
+    mean0, _ = ddpm_posterior(x0, x_t, ac[0], torch.tensor(1.0))
+    eps0 = (x_t - ac[0].sqrt() * x0) / (1 - ac[0]).sqrt()
+    step = sched.step(eps0, 0, x_t).prev_sample
+    torch.testing.assert_close(step, mean0, atol=1e-5, rtol=1e-5)
+    # unclipped x0: mu_a - mu_b = -beta / (sqrt(alpha) sqrt(1 - a_t)) (e_a-e_b)
+    a_t, a_prev = ac[597], ac[592]
+    beta = 1 - a_t / a_prev
+    e_a, e_b = torch.randn_like(x_t), torch.randn_like(x_t)
+    mu_a = ddpm_posterior(predict_x0(x_t, e_a, a_t), x_t, a_t, a_prev)[0]
+    mu_b = ddpm_posterior(predict_x0(x_t, e_b, a_t), x_t, a_t, a_prev)[0]
+    expect = -beta / ((1 - beta).sqrt() * (1 - a_t).sqrt()) * (e_a - e_b)
+    torch.testing.assert_close(mu_a - mu_b, expect, atol=1e-5, rtol=1e-4)
+    del eps
+
+
+def test_label_contrast_mask_box_and_threshold_fraction():
+    mu_ref = torch.zeros(1, 3, 16, 16)
+    box = torch.zeros(1, 16, 16, dtype=torch.bool)
+    box[:, 4:12, 2:10] = True
+    others = [mu_ref + 0.3 * box[:, None], mu_ref + 0.1 * box[:, None]]
+    z = label_contrast_score(mu_ref, others)
+    mask = threshold_mask(z, -0.2)
+    assert torch.equal(mask, box)
+    # random scores: fraction of True = fraction of z above -0.2
+    torch.manual_seed(0)
+    z = label_contrast_score(
+        torch.randn(2, 3, 8, 8), [torch.randn(2, 3, 8, 8)])
+    assert torch.allclose(z.flatten(1).mean(1), torch.zeros(2), atol=1e-5)
+    frac = threshold_mask(z).float().mean()
+    assert frac == (z > -0.2).float().mean()
+    with pytest.raises(ValueError):
+        label_contrast_score(mu_ref, [])
+
+
+def test_clean_mask_removes_specks_and_fills_holes():
+    m = torch.zeros(1, 16, 16, dtype=torch.bool)
+    m[:, 3:12, 3:12] = True
+    m[:, 7, 7] = False  # pin-hole
+    m[:, 14, 1] = True  # speck
+    out = clean_mask(m, 3)
+    assert out[0, 7, 7] and not out[0, 14, 1]
+    assert out[:, 3:12, 3:12].all()
+    assert torch.equal(clean_mask(m, 1), m)
+    with pytest.raises(ValueError):
+        clean_mask(m, 2)
+
+
+def test_blend_keeps_background_exactly():
+    torch.manual_seed(0)
+    x, bg = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)
+    mask = (torch.rand(2, 1, 8, 8) > 0.5).float()
+    out = blend_background(x, mask, bg)
+    keep = mask.expand_as(x) == 0
+    assert torch.equal(out[keep], bg[keep])
+    assert torch.equal(out[~keep], x[~keep])
+    sched = DDPMScheduler()
+    eps = torch.randn(2, 3, 8, 8)
+    noised = sched.add_noise(bg, eps, torch.tensor([400]))
+    out = blend_background(x, mask[:, 0], noised)
+    assert torch.equal(out[keep], noised[keep])
+
+
+def test_vit_features_self_similarity_and_patch_nce():
+    torch.manual_seed(0)
+    vit = MODELS.build(tiny_vit_cfg(16))
+    ext = ViTFeatureExtractor(vit, img_size=16)
+    keys, cls = ext(torch.rand(2, 3, 32, 32) * 2 - 1)  # resized to 16
+    assert keys.shape == (2, 1 + 16, 32) and cls.shape == (2, 32)
+    assert not any(p.requires_grad for p in vit.parameters())
+    s = key_self_similarity(keys)
+    assert s.shape == (2, 17, 17)
+    torch.testing.assert_close(s, s.transpose(1, 2))
+    torch.testing.assert_close(torch.diagonal(s, dim1=1, dim2=2),
+                               torch.ones(2, 17))
+    shuffled = keys[:, torch.randperm(17)]
+    assert patch_nce_loss(keys, keys) < patch_nce_loss(shuffled, keys)
+    with pytest.raises(TypeError):
+        ViTFeatureExtractor(torch.nn.Linear(2, 2))
+
+
+def test_smooth_score_restandardises_and_keeps_a_box():
+    from mmssl.models.diffusion import smooth_score
+    torch.manual_seed(0)
+    box = torch.zeros(1, 16, 16)
+    box[:, 4:12, 4:12] = 1
+    z = label_contrast_score(torch.zeros(1, 3, 16, 16),
+                             [box[:, None].expand(1, 3, 16, 16) +
+                              0.5 * torch.randn(1, 3, 16, 16)])
+    s = smooth_score(z, 5)
+    assert abs(float(s.mean())) < 1e-5 and abs(float(s.std()) - 1) < 1e-4
+    inside = threshold_mask(s, -0.2)[0, 5:11, 5:11].float().mean()
+    outside = threshold_mask(s, -0.2)[0, :2].float().mean()
+    assert inside == 1 and outside == 0
+    assert torch.equal(smooth_score(z, 1), z)
+    with pytest.raises(ValueError):
+        smooth_score(z, 4)
