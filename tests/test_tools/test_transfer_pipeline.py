@@ -1,0 +1,118 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+"""tools/analysis_tools/transfer_pipeline.py: pretrain -> convert ->
+fine-tune -> evaluate, end to end on a tiny embedded data set."""
+import json
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+
+
+@pytest.fixture(scope='module')
+def pipeline(load_tool_module):
+    return load_tool_module('analysis_tools/transfer_pipeline.py')
+
+
+def test_rescale_schedule(pipeline):
+    cfg = Config(
+        dict(
+            train_cfg=dict(max_epochs=30, val_interval=10),
+            param_scheduler=[
+                dict(
+                    type='LinearLR',
+                    by_epoch=True,
+                    begin=0,
+                    end=3,
+                    convert_to_iter_based=True),
+                dict(
+                    type='CosineAnnealingLR',
+                    T_max=27,
+                    by_epoch=True,
+                    begin=3,
+                    end=30,
+                    convert_to_iter_based=True),
+                dict(type='LinearLR', by_epoch=False, begin=0, end=50),
+            ]))
+    pipeline.rescale_schedule(cfg, 10, iters_per_epoch=31)
+    warmup, cosine, iters = cfg.param_scheduler
+    assert cfg.train_cfg.max_epochs == 10 and cfg.train_cfg.val_interval == 10
+    assert (warmup.begin, warmup.end, warmup.by_epoch) == (0, 31, False)
+    assert 'convert_to_iter_based' not in warmup
+    assert (cosine.begin, cosine.end, cosine.T_max) == (31, 310, 279)
+    assert (iters.begin, iters.end) == (0, 50)  # iteration-based: kept
+    # a tiny run keeps every scheduler at least one iteration long
+    pipeline.rescale_schedule(cfg, 1, iters_per_epoch=1)
+    assert cfg.param_scheduler[0].end - cfg.param_scheduler[0].begin >= 1
+    assert cfg.param_scheduler[1].T_max >= 1
+    # without the epoch length: fractional epochs
+    cfg = Config(
+        dict(
+            train_cfg=dict(max_epochs=20),
+            param_scheduler=dict(
+                type='PolyLR',
+                by_epoch=True,
+                begin=0,
+                end=20,
+                convert_to_iter_based=True)))
+    pipeline.rescale_schedule(cfg, 5)
+    assert cfg.param_scheduler.end == 5
+
+
+def test_method_configs(pipeline):
+    assert pipeline.method_configs('random', 'seg')['pretrain'] is None
+    simclr = pipeline.method_configs('simclr', 'det')
+    assert simclr['pretrain'].startswith('configs/simclr/')
+    assert simclr['finetune'].startswith('configs/transfer/det/')
+    with pytest.raises(pipeline.PipelineError, match='no det transfer'):
+        pipeline.method_configs('mae', 'det')
+    with pytest.raises(pipeline.PipelineError, match='unknown method'):
+        pipeline.method_configs('byol', 'seg')
+    seg = pipeline.available_methods('seg')
+    assert seg[0] == 'random'
+    assert {'simclr', 'mae', 'data2vec2', 'random-vit'} <= set(seg)
+    assert set(
+        pipeline.available_methods('det')) <= {'random', 'simclr', 'densecl'}
+
+
+def test_pipeline_end_to_end(pipeline, tmp_path):
+    """SimCLR and random init through every stage in a minimal setting."""
+    work_dir = tmp_path / 'work'
+    common = [
+        '--task', 'seg', '--work-dir',
+        str(work_dir), '--data-root',
+        str(tmp_path / 'data'), '--num-train', '16', '--num-val', '8',
+        '--pretrain-epochs', '1', '--finetune-epochs', '1',
+        '--pretrain-cfg-options', 'train_dataloader.batch_size=8',
+        'train_dataloader.num_workers=0', '--finetune-cfg-options',
+        'train_dataloader.batch_size=4', 'train_dataloader.num_workers=0'
+    ]
+    records = pipeline.main(['--method', 'simclr'] + common)
+    assert len(records) == 1
+    rec = records[0]
+    assert set(rec['stages']) == {'pretrain', 'convert', 'finetune', 'test'}
+    assert rec['metric'] == 'mIoU' and 0 <= rec['value'] <= 100
+    with open(work_dir / 'seg_simclr.json') as f:
+        written = json.load(f)
+    assert written['value'] == rec['value']
+    assert 'mIoU' in written['metrics']
+    # the converter wrote a prefixed backbone that the fine-tuning loaded
+    backbone = rec['stages']['convert']['output']
+    state = torch.load(backbone, map_location='cpu', weights_only=True)
+    assert all(k.startswith('backbone.') for k in state['state_dict'])
+    ft_cfg = Config.fromfile(rec['stages']['finetune']['config'])
+    assert ft_cfg.model.backbone.init_cfg.checkpoint == backbone
+    assert ft_cfg.train_cfg.max_epochs == 1
+    with open(osp.join(work_dir, 'simclr', 'seg', 'finetune.log')) as f:
+        assert f'load backbone. in model from: {backbone}' in f.read()
+
+    records = pipeline.main(['--method', 'random'] + common +
+                            ['--out', str(tmp_path / 'random.json')])
+    rec = records[0]
+    assert set(rec['stages']) == {'finetune', 'test'}
+    assert 0 <= rec['value'] <= 100
+    ft_cfg = Config.fromfile(rec['stages']['finetune']['config'])
+    assert ft_cfg.model.backbone.init_cfg is None
+    with open(tmp_path / 'random.json') as f:
+        assert json.load(f)['results'][0]['method'] == 'random'
+    assert (tmp_path / 'random.md').read_text().startswith('| method |')
