@@ -29,15 +29,15 @@ SEG = 'configs/transfer/seg/'
 DET = 'configs/transfer/det/'
 # tiny transfer config -> (pretraining config, convert_backbone --to)
 TINY = {
-    SEG + 'fcn_r18-tiny-d8-simclr_1xb8-10e_embedded.py':
+    SEG + 'fcn_r18-tiny-d8-simclr_1xb8-20e_embedded.py':
     ('configs/simclr/simclr_resnet18-tiny_1xb64-coslr-30e_embedded.py',
      'mmseg'),
-    SEG + 'upernet_vit-tiny-p8-mae_1xb8-10e_embedded.py':
+    SEG + 'upernet_vit-tiny-p8-mae_1xb8-20e_embedded.py':
     ('configs/mae/mae_vit-tiny-p8_1xb64-coslr-30e_embedded.py', 'mmpretrain'),
-    SEG + 'upernet_vit-tiny-p8-data2vec2_1xb8-10e_embedded.py':
+    SEG + 'upernet_vit-tiny-p8-data2vec2_1xb8-20e_embedded.py':
     ('configs/data2vec2/data2vec2_vit-tiny-p8_1xb64-coslr-30e_embedded.py',
      'mmpretrain'),
-    DET + 'faster-rcnn_r18-tiny-fpn-simclr_syncbn_1xb8-10e_embedded.py':
+    DET + 'faster-rcnn_r18-tiny-fpn-simclr_syncbn_1xb8-8e_embedded.py':
     ('configs/simclr/simclr_resnet18-tiny_1xb64-coslr-30e_embedded.py',
      'mmdet'),
 }
@@ -98,8 +98,8 @@ def test_transfer_config_builds(path):
 
 
 @pytest.mark.parametrize('name', [
-    'upernet_vit-tiny-p8-mae_1xb8-10e_embedded.py',
-    'upernet_vit-tiny-p8-data2vec2_1xb8-10e_embedded.py',
+    'upernet_vit-tiny-p8-mae_1xb8-20e_embedded.py',
+    'upernet_vit-tiny-p8-data2vec2_1xb8-20e_embedded.py',
     'upernet_vit-b16-mae_8xb2-160k_ade20k-512x512.py',
 ])
 def test_layer_decay(name):
@@ -144,7 +144,7 @@ def test_layer_decay(name):
 
 def test_layer_decay_needs_backbone_depth():
     cfg = Config.fromfile(
-        osp.join(ROOT, SEG, 'fcn_r18-tiny-d8-simclr_1xb8-10e_embedded.py'))
+        osp.join(ROOT, SEG, 'fcn_r18-tiny-d8-simclr_1xb8-20e_embedded.py'))
     init_default_scope('mmseg')
     model = MODELS.build(cfg.model)
     optim = dict(

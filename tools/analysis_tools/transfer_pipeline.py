@@ -63,40 +63,40 @@ METHODS: Dict[str, dict] = {
     dict(
         pretrain=None,
         family='resnet',
-        seg=_SEG + 'fcn_r18-tiny-d8-simclr_1xb8-10e_embedded.py',
-        det=_DET + 'faster-rcnn_r18-tiny-fpn-simclr_syncbn_1xb8-10e_'
+        seg=_SEG + 'fcn_r18-tiny-d8-simclr_1xb8-20e_embedded.py',
+        det=_DET + 'faster-rcnn_r18-tiny-fpn-simclr_syncbn_1xb8-8e_'
         'embedded.py'),
     'simclr':
     dict(
         pretrain='configs/simclr/simclr_resnet18-tiny_1xb64-coslr-30e_'
         'embedded.py',
         family='resnet',
-        seg=_SEG + 'fcn_r18-tiny-d8-simclr_1xb8-10e_embedded.py',
-        det=_DET + 'faster-rcnn_r18-tiny-fpn-simclr_syncbn_1xb8-10e_'
+        seg=_SEG + 'fcn_r18-tiny-d8-simclr_1xb8-20e_embedded.py',
+        det=_DET + 'faster-rcnn_r18-tiny-fpn-simclr_syncbn_1xb8-8e_'
         'embedded.py'),
     'densecl':
     dict(
         pretrain='configs/densecl/densecl_resnet18-tiny_*_embedded.py',
         family='resnet',
-        seg=_SEG + 'fcn_r18-tiny-d8-densecl_1xb8-10e_embedded.py',
-        det=_DET + 'faster-rcnn_r18-tiny-fpn-densecl_syncbn_1xb8-10e_'
+        seg=_SEG + 'fcn_r18-tiny-d8-densecl_1xb8-20e_embedded.py',
+        det=_DET + 'faster-rcnn_r18-tiny-fpn-densecl_syncbn_1xb8-8e_'
         'embedded.py'),
     'random-vit':
     dict(
         pretrain=None,
         family='vit',
-        seg=_SEG + 'upernet_vit-tiny-p8-mae_1xb8-10e_embedded.py'),
+        seg=_SEG + 'upernet_vit-tiny-p8-mae_1xb8-20e_embedded.py'),
     'mae':
     dict(
         pretrain='configs/mae/mae_vit-tiny-p8_1xb64-coslr-30e_embedded.py',
         family='vit',
-        seg=_SEG + 'upernet_vit-tiny-p8-mae_1xb8-10e_embedded.py'),
+        seg=_SEG + 'upernet_vit-tiny-p8-mae_1xb8-20e_embedded.py'),
     'data2vec2':
     dict(
         pretrain='configs/data2vec2/data2vec2_vit-tiny-p8_1xb64-coslr-30e_'
         'embedded.py',
         family='vit',
-        seg=_SEG + 'upernet_vit-tiny-p8-data2vec2_1xb8-10e_embedded.py'),
+        seg=_SEG + 'upernet_vit-tiny-p8-data2vec2_1xb8-20e_embedded.py'),
 }
 #: ``convert_backbone.py --to`` for (task, backbone family)
 CONVERT_TO = {

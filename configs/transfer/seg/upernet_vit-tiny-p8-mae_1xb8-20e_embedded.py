@@ -18,8 +18,8 @@ _base_ = [
 pretrained = 'work_dirs/transfer/embedded/mae/backbone_mmpretrain.pth'
 num_classes = 10
 embed_dims = 192
-max_epochs = 10
-warmup_epochs = 1
+max_epochs = 20
+warmup_epochs = 2
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 
 model = dict(

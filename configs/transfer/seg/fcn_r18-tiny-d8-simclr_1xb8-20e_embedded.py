@@ -14,7 +14,7 @@ _base_ = [
 
 pretrained = 'work_dirs/transfer/embedded/simclr/backbone_mmseg.pth'
 num_classes = 10
-max_epochs = 10
+max_epochs = 20
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 
 model = dict(

@@ -17,7 +17,7 @@ _base_ = [
 
 pretrained = 'work_dirs/transfer/embedded/simclr/backbone_mmdet.pth'
 num_classes = 9
-max_epochs = 10
+max_epochs = 8
 warmup_iters = 50
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 
