@@ -3,6 +3,8 @@
 import copy
 
 from .contrastive import tiny_simclr_cfg  # noqa: F401
+from .resume import (assert_resume_equals_straight,  # noqa: F401
+                     train_state, two_view_transform)
 
 
 def tiny_mae_cfg(img_size: int = 32, patch_size: int = 8,

@@ -5,10 +5,10 @@ import os.path as osp
 import sys
 
 import numpy as np
-import torch
 from mmengine.config import Config
-from mmengine.runner import Runner
 from PIL import Image
+
+from mmssl.testing import assert_resume_equals_straight
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from difffashion_helpers import tiny_ddpm_cfg  # noqa: E402
@@ -71,30 +71,10 @@ def _cfg(work_dir, data_root, max_epochs, resume_from=None):
     return Config(copy.deepcopy(cfg))
 
 
-def _train(cfg):
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    return {
-        k: v.detach().clone()
-        for k, v in runner.model.state_dict().items()
-    }
-
-
 def test_ddpm_resume_equals_straight_run(tmp_path):
     data = tmp_path / 'imgs'
     data.mkdir()
     _write_images(str(data))
-    straight = _train(_cfg(str(tmp_path / 'a'), str(data), 4))
-    _train(_cfg(str(tmp_path / 'b'), str(data), 2))
-    ckpt = str(tmp_path / 'b' / 'epoch_2.pth')
-    raw = torch.load(ckpt, weights_only=True)
-    assert 'random_state' in raw
-    resumed = _train(
-        _cfg(str(tmp_path / 'c'), str(data), 4, resume_from=ckpt))
-    assert straight.keys() == resumed.keys()
-    for k in straight:
-        torch.testing.assert_close(
-            resumed[k], straight[k], atol=1e-6, rtol=0, msg=k)
-    two = raw['state_dict']
-    moved = max((two[k] - straight[k]).abs().max().item() for k in two)
-    assert moved > 1e-4
+    assert_resume_equals_straight(
+        lambda work_dir, epochs, ckpt: _cfg(work_dir, str(data), epochs, ckpt),
+        str(tmp_path))
