@@ -1,0 +1,191 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+"""Adapting a config to the machine it runs on.
+
+``--amp`` and NCCL configs keep working on a machine without CUDA (fp32,
+``gloo``, DDP without ``device_ids``); dataloader defaults fill what a config
+leaves out; :func:`build_runner` honours ``runner_type``.
+"""
+import contextlib
+import logging
+import os
+from typing import Iterator, Optional, Sequence
+
+import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.logging import print_log
+
+from .tool_errors import ToolError
+
+__all__ = [
+    'configure_amp', 'configure_test_amp', 'configure_distributed',
+    'set_default_dataloader_cfg', 'build_runner'
+]
+
+_AMP_WRAPPERS = ('AmpOptimWrapper', 'mmengine.AmpOptimWrapper')
+
+
+def configure_amp(cfg: Config, enable: bool) -> Config:
+    """Apply ``--amp`` the way mmpretrain does, but only where it works.
+
+    With CUDA, ``--amp`` switches ``optim_wrapper`` to ``AmpOptimWrapper``
+    (``loss_scale='dynamic'`` unless set). Without CUDA, mmengine's
+    ``AmpOptimWrapper`` refuses to build and CPU autocast is very slow, so
+    ``--amp`` only logs a warning and training stays in fp32; a config that
+    itself names ``AmpOptimWrapper`` is switched to ``OptimWrapper`` (its
+    ``loss_scale``/``dtype`` dropped), also with a warning.
+    """
+    wrapper = cfg.get('optim_wrapper')
+    cuda = torch.cuda.is_available()
+    if enable:
+        if wrapper is None:
+            raise ToolError('--amp needs an optim_wrapper in the config')
+        if cuda:
+            if wrapper.get('type', 'OptimWrapper') not in _AMP_WRAPPERS:
+                wrapper['type'] = 'AmpOptimWrapper'
+            wrapper.setdefault('loss_scale', 'dynamic')
+            return cfg
+        print_log(
+            '--amp is ignored: CUDA is not available, so training stays in '
+            'fp32 (AmpOptimWrapper needs a GPU; autocast on CPU is slow)',
+            logger='current',
+            level=logging.WARNING)
+    if not cuda and wrapper is not None and wrapper.get(
+            'type') in _AMP_WRAPPERS:
+        wrapper['type'] = 'OptimWrapper'
+        for key in ('loss_scale', 'dtype', 'use_fsdp'):
+            wrapper.pop(key, None)
+        print_log(
+            'The config uses AmpOptimWrapper but CUDA is not available: '
+            'using OptimWrapper (fp32) instead',
+            logger='current',
+            level=logging.WARNING)
+    return cfg
+
+
+def configure_test_amp(cfg: Config, enable: bool) -> Config:
+    """``--amp`` for testing: ``test_cfg.fp16=True`` with CUDA, else fp32."""
+    if not enable:
+        return cfg
+    if torch.cuda.is_available():
+        cfg.setdefault('test_cfg', ConfigDict())
+        if cfg.test_cfg is None:
+            cfg.test_cfg = ConfigDict()
+        cfg.test_cfg.fp16 = True
+    else:
+        print_log(
+            '--amp is ignored: CUDA is not available, testing stays in fp32',
+            logger='current',
+            level=logging.WARNING)
+    return cfg
+
+
+@contextlib.contextmanager
+def _no_cuda_set_device() -> Iterator[None]:
+    original = torch.cuda.set_device
+    torch.cuda.set_device = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        torch.cuda.set_device = original
+
+
+def configure_distributed(cfg: Config, launcher: str) -> Config:
+    """Make a distributed launch work on a machine without CUDA.
+
+    mmengine takes the backend from ``env_cfg.dist_cfg.backend`` (default
+    ``'nccl'``), calls ``torch.cuda.set_device`` while initialising, and
+    wraps the model in DDP with ``device_ids=[LOCAL_RANK]``; all three fail
+    without CUDA. When ``launcher != 'none'`` and CUDA is not available this
+    function switches the backend to ``'gloo'`` (logging it), initialises
+    the process group itself through mmengine's ``init_dist`` (so the
+    Runner's own call is skipped), and sets
+    ``model_wrapper_cfg.device_ids=None`` so DDP runs on CPU. With CUDA the
+    config is left as it is.
+
+    Raises:
+        ToolError: ``--launcher pytorch`` outside torchrun (no ``RANK``).
+    """
+    if launcher == 'none':
+        return cfg
+    if launcher == 'pytorch' and 'RANK' not in os.environ:
+        raise ToolError(
+            '--launcher pytorch needs the environment variables that '
+            'torchrun sets (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR); '
+            'start the job with tools/dist_train.sh or tools/dist_test.sh')
+    if torch.cuda.is_available():
+        return cfg
+    env_cfg = cfg.get('env_cfg')
+    if env_cfg is None:
+        cfg.env_cfg = ConfigDict(dist_cfg=dict(backend='nccl'))
+        env_cfg = cfg.env_cfg
+    dist_cfg = env_cfg.get('dist_cfg')
+    if dist_cfg is None:
+        env_cfg.dist_cfg = ConfigDict(backend='nccl')
+        dist_cfg = env_cfg.dist_cfg
+    backend = dist_cfg.get('backend', 'nccl')
+    if backend == 'nccl':
+        dist_cfg.backend = 'gloo'
+        print_log(
+            "CUDA is not available: using the 'gloo' distributed backend "
+            "instead of 'nccl' from env_cfg.dist_cfg",
+            logger='current',
+            level=logging.WARNING)
+
+    wrapper_cfg = cfg.get('model_wrapper_cfg')
+    if wrapper_cfg is None:
+        cfg.model_wrapper_cfg = ConfigDict(
+            type='MMDistributedDataParallel',
+            broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False),
+            device_ids=None)
+    else:
+        wrapper_cfg.setdefault('device_ids', None)
+
+    from mmengine.dist import init_dist, is_distributed
+    if not is_distributed():
+        with _no_cuda_set_device():
+            init_dist(launcher, **dict(dist_cfg))
+    return cfg
+
+
+def set_default_dataloader_cfg(cfg: Config,
+                               fields: Sequence[str],
+                               pin_memory: Optional[bool] = None,
+                               persistent_workers: Optional[bool] = None
+                               ) -> Config:
+    """mmpretrain's dataloader defaults, adjusted to the machine.
+
+    ``pin_memory`` defaults to whether CUDA is available (pinning needs an
+    accelerator), ``persistent_workers`` to ``num_workers > 0``;
+    ``collate_fn`` to ``default_collate``. Values written in the config win;
+    ``False`` passed here (from ``--no-pin-memory``/
+    ``--no-persistent-workers``) wins over the config, and
+    ``persistent_workers`` is dropped whenever ``num_workers`` is 0 (torch
+    refuses the combination). Call it after ``--cfg-options`` are merged.
+    """
+    for field in fields:
+        loader = cfg.get(field)
+        if loader is None:
+            continue
+        merged = ConfigDict(
+            pin_memory=torch.cuda.is_available(),
+            collate_fn=dict(type='default_collate'))
+        if persistent_workers is not False and loader.get('num_workers',
+                                                          0) > 0:
+            merged.persistent_workers = True
+        merged.update(loader)
+        if pin_memory is False:
+            merged.pin_memory = False
+        if persistent_workers is False or merged.get('num_workers', 0) == 0:
+            merged.pop('persistent_workers', None)
+        cfg[field] = merged
+    return cfg
+
+
+def build_runner(cfg: Config):
+    """``Runner.from_cfg``; ``RUNNERS.build`` when ``runner_type`` is set."""
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    if 'runner_type' not in cfg:
+        return Runner.from_cfg(cfg)
+    return RUNNERS.build(cfg)
