@@ -34,13 +34,9 @@ For every config the numbers are:
 """
 import contextlib
 import copy
-import ctypes
 import logging
-import os
 import os.path as osp
-import platform
 import statistics
-import threading
 import time
 from typing import Callable, Iterator, List, Optional, Sequence, Union
 
@@ -49,12 +45,14 @@ import torch.nn as nn
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModel
-from mmengine.optim import OptimWrapper, build_optim_wrapper
+from mmengine.optim import build_optim_wrapper
 from mmengine.registry import FUNCTIONS, MODELS, init_default_scope
 from mmengine.runner import set_random_seed
 from torch.utils.flop_counter import (FlopCounterMode,
                                       sdpa_backward_flop_count,
                                       sdpa_flop_count)
+
+from .step_memory import StepMemory, machine_info, state_bytes, sync_device
 
 __all__ = [
     'measure_matmul_peak', 'count_train_flops', 'build_train_model',
@@ -111,11 +109,6 @@ def _quiet_logs() -> Iterator[None]:
         logger.setLevel(old)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
 def measure_matmul_peak(device: Union[str, torch.device] = 'cpu',
                         dtype: torch.dtype = torch.float32,
                         threads: Optional[int] = None,
@@ -143,10 +136,10 @@ def measure_matmul_peak(device: Union[str, torch.device] = 'cpu',
     with _num_threads(threads):
         torch.mm(a, b, out=out)  # warm-up: thread pool, kernels, caches
         for _ in range(max(1, repeats)):
-            _sync(device)
+            sync_device(device)
             start = time.perf_counter()
             torch.mm(a, b, out=out)
-            _sync(device)
+            sync_device(device)
             best = min(best, time.perf_counter() - start)
     return 2. * n**3 / max(best, 1e-9) / 1e9
 
@@ -276,140 +269,6 @@ def make_synthetic_batch(cfg: Config, batch_size: int, seed: int = 0) -> dict:
     return collate_fn(samples, **collate_cfg)
 
 
-def _tensors_bytes(tensors) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors
-               if isinstance(t, torch.Tensor))
-
-
-def _state_bytes(model: nn.Module, optim_wrapper: OptimWrapper) -> int:
-    """Bytes of parameters, buffers, gradients and optimizer states."""
-    total = _tensors_bytes(model.parameters()) + _tensors_bytes(
-        model.buffers())
-    total += _tensors_bytes(p.grad for p in model.parameters())
-    for state in optim_wrapper.optimizer.state.values():
-        total += _tensors_bytes(state.values())
-    return total
-
-
-def _status_kib(key: str) -> Optional[int]:
-    """A ``kB`` field of ``/proc/self/status`` (None where there is none)."""
-    try:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith(key + ':'):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Reset ``VmHWM`` to the current RSS; False where the kernel refuses."""
-    try:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')
-        return _status_kib('VmHWM') is not None
-    except OSError:
-        return False
-
-
-def _malloc_trim() -> None:
-    """Give the C allocator's free memory back to the system (glibc)."""
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-class _StepMemory:
-    """The memory a block of steps adds on top of what it starts with."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        if device.type == 'cuda':
-            self.method = ('torch.cuda.max_memory_allocated - '
-                           'memory_allocated before the step')
-            self._hwm = False
-        else:
-            self._hwm = _reset_peak_rss()
-            source = 'VmHWM' if self._hwm else 'VmRSS sampled every 1 ms'
-            self.method = (f'process RSS growth ({source} - VmRSS before '
-                           'the step, after malloc_trim)')
-        self._stop = threading.Event()
-        self._thread = None
-        self._peak_kib = 0
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.001):
-            self._peak_kib = max(self._peak_kib, _status_kib('VmRSS') or 0)
-
-    def start(self) -> None:
-        if self.device.type == 'cuda':
-            _sync(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self._base = torch.cuda.memory_allocated(self.device)
-            return
-        _malloc_trim()
-        self._base = _status_kib('VmRSS') or 0
-        self._peak_kib = self._base
-        if self._hwm:
-            _reset_peak_rss()
-        else:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-
-    def stop(self) -> float:
-        """Bytes added at the peak of the block."""
-        if self.device.type == 'cuda':
-            _sync(self.device)
-            return float(
-                torch.cuda.max_memory_allocated(self.device) - self._base)
-        if self._hwm:
-            self._peak_kib = _status_kib('VmHWM') or self._base
-        else:
-            self._stop.set()
-            self._thread.join()
-        return float(max(0, self._peak_kib - self._base) * 1024)
-
-
-def _cpu_model() -> str:
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_info(device: Union[str, torch.device] = 'cpu') -> dict:
-    """What the numbers were measured on: CPU, threads, versions, GPU."""
-    import mmengine
-    device = torch.device(device)
-    info = dict(
-        cpu=_cpu_model(),
-        cpu_count=os.cpu_count(),
-        torch_threads=torch.get_num_threads(),
-        torch=torch.__version__,
-        mmengine=mmengine.__version__,
-        python=platform.python_version(),
-        device=str(device))
-    try:
-        import mmpretrain
-        info['mmpretrain'] = mmpretrain.__version__
-    except ImportError:
-        pass
-    if hasattr(os, 'sched_getaffinity'):
-        info['cpu_affinity'] = len(os.sched_getaffinity(0))
-    if hasattr(os, 'getloadavg'):
-        info['load_average'] = [round(x, 2) for x in os.getloadavg()]
-    if device.type == 'cuda':
-        info['device_name'] = torch.cuda.get_device_name(device)
-    return info
-
-
 def _default_names(cfgs: Sequence) -> List[str]:
     names = []
     for i, cfg in enumerate(cfgs):
@@ -496,8 +355,8 @@ def benchmark_configs(cfgs: Sequence[Union[str, Config, dict]],
             flops = count_train_flops(model, data)
             set_random_seed(seed)
             _run_steps(model, optim_wrapper, data, warmup)
-            state_bytes = _state_bytes(model, optim_wrapper)
-            meter = _StepMemory(device)
+            state_size = state_bytes(model, optim_wrapper)
+            meter = StepMemory(device)
             meter.start()
             _run_steps(model, optim_wrapper, data, 1)
             step_bytes = meter.stop()
@@ -513,7 +372,7 @@ def benchmark_configs(cfgs: Sequence[Union[str, Config, dict]],
                     img_size=list(_img_size(cfg)),
                     amp=amp,
                     flops=flops,
-                    state_bytes=state_bytes,
+                    state_bytes=state_size,
                     step_bytes=step_bytes,
                     memory_method=meter.method,
                     times=[],
@@ -521,11 +380,11 @@ def benchmark_configs(cfgs: Sequence[Union[str, Config, dict]],
 
         for _ in range(repeat):
             for run in runs:
-                _sync(device)
+                sync_device(device)
                 start = time.perf_counter()
                 run['loss'] = _run_steps(run['model'], run['optim_wrapper'],
                                          run['data'], iters)
-                _sync(device)
+                sync_device(device)
                 run['times'].append(time.perf_counter() - start)
 
         if matmul_peak is None:

@@ -116,10 +116,10 @@ def test_tool_cli(tmp_path, capsys):
 
 @pytest.mark.parametrize('hwm', [True, False])
 def test_step_memory_sees_an_allocation(monkeypatch, hwm):
-    from mmssl.apis import benchmark
+    from mmssl.apis import step_memory
     if not hwm:  # kernels without clear_refs: VmRSS is sampled instead
-        monkeypatch.setattr(benchmark, '_reset_peak_rss', lambda: False)
-    meter = benchmark._StepMemory(torch.device('cpu'))
+        monkeypatch.setattr(step_memory, '_reset_peak_rss', lambda: False)
+    meter = step_memory.StepMemory(torch.device('cpu'))
     meter.start()
     block = torch.ones(16 * 1024 * 1024)  # 64 MiB, written, so resident
     time.sleep(0.05)

@@ -24,8 +24,8 @@ shows images/s, seconds per step, the ratio to the first config, peak
 memory, FLOPs per image of one training step (forward + backward, matrix
 products, convolutions and attention), the model FLOP/s achieved and its
 share of the fp32 matmul peak measured on the same device and threads. How
-each number is defined is written in :mod:`mmssl.apis.benchmark`. On CPU
-fp16/bf16 mixed precision is off (an ``AmpOptimWrapper`` is run as a plain
+each number is defined is written in :mod:`mmssl.apis.benchmark` and
+:mod:`mmssl.apis.step_memory`. On CPU fp16/bf16 mixed precision is off (an ``AmpOptimWrapper`` is run as a plain
 ``OptimWrapper``).
 
 Example (mmssl's MAE vs mmpretrain's on the tiny 64 px config)::
