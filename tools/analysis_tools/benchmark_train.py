@@ -25,8 +25,8 @@ memory, FLOPs per image of one training step (forward + backward, matrix
 products, convolutions and attention), the model FLOP/s achieved and its
 share of the fp32 matmul peak measured on the same device and threads. How
 each number is defined is written in :mod:`mmssl.apis.benchmark` and
-:mod:`mmssl.apis.step_memory`. On CPU fp16/bf16 mixed precision is off (an ``AmpOptimWrapper`` is run as a plain
-``OptimWrapper``).
+:mod:`mmssl.apis.step_memory`. On CPU fp16/bf16 mixed precision is off
+(an ``AmpOptimWrapper`` is run as a plain ``OptimWrapper``).
 
 Example (mmssl's MAE vs mmpretrain's on the tiny 64 px config)::
 
