@@ -10,7 +10,10 @@
         --garment-label 4 [--steps 200] [--sampler ddpm|ddim]
 
 writes ``OUT_DIR/result.png``, ``OUT_DIR/mask.png`` and ``OUT_DIR/grid.png``
-(garment | reference | mask | result) all together or not at all. Without
+(garment | reference | mask | result) all together or not at all; with
+``--mask-mode per_set`` also ``result_set<k>.png`` and ``mask_set<k>.png`` for
+each label set (``result.png`` / ``mask.png`` are those of set 0) and one grid
+row per set. Without
 ``--vit-config`` the ViT is DINO ViT-B/8 (mmpretrain layout, converted with
 ``tools/model_converters/dino_vit_to_mmpretrain.py``). Errors (missing
 weights, unreadable images, an empty mask) are printed and exit with 2.
@@ -73,6 +76,25 @@ def parse_args(argv=None):
     p.add_argument('--mask-smooth', type=int, default=1,
                    help='odd box filter of the mask score (1 = off, as '
                    'the reference)')
+    p.add_argument('--mask-draws', type=int, default=1,
+                   help='noise draws whose mask scores are averaged (1 = '
+                   'the reference)')
+    p.add_argument('--mask-source', choices=['trajectory', 'noised'],
+                   default='trajectory',
+                   help='trajectory: clean estimate of a denoising run '
+                   '(the reference); noised: the garment noised to the '
+                   'mask step')
+    p.add_argument('--mask-contrast', choices=['mean', 'per_label'],
+                   default='mean',
+                   help='mean: contrast with the mean of the other labels '
+                   '(the reference); per_label: mean of the per-label '
+                   'contrasts')
+    p.add_argument('--mask-mode', choices=['mean', 'per_set'],
+                   default='mean',
+                   help='mean: one mask from the mean of the label sets\' '
+                   'scores; per_set: one mask and one transfer per label '
+                   'set (the reference), written as result_set<k>.png / '
+                   'mask_set<k>.png')
     p.add_argument('--mask', help='use this mask image instead of making '
                    'one (white = garment)')
     p.add_argument('--no-mask', action='store_true',
@@ -126,6 +148,10 @@ def run(args) -> dict:
         resample=args.resample,
         mask_threshold=args.mask_threshold,
         mask_smooth=args.mask_smooth,
+        mask_draws=args.mask_draws,
+        mask_source=args.mask_source,
+        mask_contrast=args.mask_contrast,
+        mask_mode=args.mask_mode,
         loss_weights=_weights(args.weights),
         colour_matching=not args.no_colour_match)
     use_mask = not args.no_mask
@@ -142,6 +168,17 @@ def run(args) -> dict:
                       out['result'][0]])
     files = {'result.png': out['result'][0], 'mask.png': mask_img[0],
              'grid.png': grid}
+    runs = out.get('per_set', [])
+    rows = []
+    for k, run in enumerate(runs):
+        m = run['mask'][0] * 2 - 1
+        files[f'result_set{k}.png'] = run['result'][0]
+        files[f'mask_set{k}.png'] = m
+        rows += [torch.ones(3, 2, grid.shape[2])] if rows else []
+        rows.append(make_grid([garment[0], reference[0], m,
+                               run['result'][0]]))
+    if rows:  # one row per label set's mask and transfer
+        files['grid.png'] = torch.cat(rows, dim=1)
     if args.metrics:
         true_mask = None
         if args.true_mask:

@@ -38,3 +38,7 @@ __all__ += [
     'fashion_metrics', 'load_diffusion_model', 'load_fashion_image',
     'load_vit', 'make_grid', 'save_image', 'write_outputs'
 ]
+
+from .difffashion import load_vit_weights, pixel_metrics  # noqa: E402
+
+__all__ += ['load_vit_weights', 'pixel_metrics']

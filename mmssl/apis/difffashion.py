@@ -46,10 +46,18 @@ from mmssl.models.diffusion import (DEFAULT_LOSS_WEIGHTS,
 __all__ = [
     'DiffFashion', 'MaskError', 'WeightFileError', 'load_fashion_image',
     'load_diffusion_model', 'load_vit', 'make_grid', 'save_image',
-    'colour_match', 'write_outputs', 'fashion_metrics'
+    'colour_match', 'write_outputs', 'fashion_metrics', 'pixel_metrics',
+    'load_vit_weights'
 ]
 
 _REF_STEPS = 200  # the reference command's --timestep_respacing
+
+
+def _standardise(z: torch.Tensor) -> torch.Tensor:
+    """Z-score of each (H, W) map of a (B, H, W) tensor."""
+    flat = z.flatten(1)
+    return (z - flat.mean(1).view(-1, 1, 1)) / flat.std(1).view(
+        -1, 1, 1).clamp(min=1e-12)
 
 
 class MaskError(ValueError):
@@ -272,6 +280,27 @@ def load_vit(config: Optional[str], checkpoint: str,
         vit_cfg.pop('init_cfg', None)
     import mmssl.models  # noqa: F401
     vit = MODELS.build(vit_cfg)
+    load_vit_weights(vit, checkpoint)
+    size = vit_cfg.get('img_size', 224)
+    vit.img_size_hint = size if isinstance(size, int) else size[0]
+    vit.to(device)
+    vit.eval()  # mmpretrain ViTs return None from train()
+    return vit
+
+
+def load_vit_weights(vit: nn.Module, checkpoint: str) -> None:
+    """Load ViT weights (keys with or without ``backbone.``) into ``vit``.
+
+    Args:
+        vit (nn.Module): the built ViT.
+        checkpoint (str): a checkpoint of the ViT or of a model holding it
+            as ``backbone``.
+
+    Raises:
+        WeightFileError: no such file (the message says where to get one).
+        KeyError: weights of the ViT are missing from the file.
+    """
+    _check_file(checkpoint, 'ViT checkpoint', _VIT_HINT)
     ckpt = torch.load(checkpoint, map_location='cpu', weights_only=True)
     state = ckpt.get('state_dict', ckpt)
     if any(k.startswith('backbone.') for k in state):
@@ -284,11 +313,6 @@ def load_vit(config: Optional[str], checkpoint: str,
     if missing:
         raise KeyError(f'{checkpoint} lacks ViT weights {missing[:8]} '
                        f'({len(missing)} in all). {_VIT_HINT}')
-    size = vit_cfg.get('img_size', 224)
-    vit.img_size_hint = size if isinstance(size, int) else size[0]
-    vit.to(device)
-    vit.eval()  # mmpretrain ViTs return None from train()
-    return vit
 
 
 # ---------------------------------------------------------------------------
@@ -305,9 +329,7 @@ class DiffFashion:
         garment_label (int): class the garment belongs to (reference: 636,
             "mailbag").
         mask_label_sets (Sequence[Sequence[int]]): sets of unrelated labels;
-            each gives a candidate score map, the maps are averaged (the
-            reference code keeps one mask per set and runs the transfer
-            with each).
+            each gives a candidate score map and mask.
         scheduler (dict, optional): ``DDPMScheduler`` / ``DDIMScheduler``
             arguments of the training schedule (1000 linear-beta steps).
         sampler (str): ``'ddpm'`` (reference) or ``'ddim'`` (eta 0).
@@ -334,6 +356,20 @@ class DiffFashion:
             [0, 1] images (ImageNet).
         colour_matching (bool): match the result's colours to the reference
             inside the mask (the reference code uses MKL). True.
+        mask_mode (str): ``'mean'`` (mmssl's default): the score maps of
+            the sets are averaged into one mask and the transfer runs once;
+            ``'per_set'`` (the reference code): one mask per set and one
+            transfer per mask, see :meth:`__call__`.
+        mask_draws (int): noise draws of the mask run; the score maps of
+            the draws are averaged before the threshold (1 = the
+            reference).
+        mask_source (str): what the UNet sees at the mask step:
+            ``'trajectory'`` (the reference) feeds back the clean estimate
+            reached by denoising the noised garment from the start step;
+            ``'noised'`` (DiffEdit-like) is the garment noised directly to
+            the mask step, no denoising run.
+        mask_contrast (str): ``'mean'`` (the reference) or ``'per_label'``,
+            see :func:`mmssl.models.diffusion.label_contrast_score`.
     """
 
     def __init__(self,
@@ -357,7 +393,11 @@ class DiffFashion:
                  vit_img_size: Optional[int] = None,
                  vit_mean: Sequence[float] = (0.485, 0.456, 0.406),
                  vit_std: Sequence[float] = (0.229, 0.224, 0.225),
-                 colour_matching: bool = True) -> None:
+                 colour_matching: bool = True,
+                 mask_mode: str = 'mean',
+                 mask_draws: int = 1,
+                 mask_source: str = 'trajectory',
+                 mask_contrast: str = 'mean') -> None:
         from diffusers import DDIMScheduler, DDPMScheduler
         if sampler not in ('ddpm', 'ddim'):
             raise ValueError(f"sampler must be 'ddpm' or 'ddim', got "
@@ -366,21 +406,26 @@ class DiffFashion:
         if not num_classes:
             raise ValueError('DiffFashion needs a class-conditional UNet '
                              '(num_class_embeds)')
-        labels = [garment_label] + [y for s in mask_label_sets for y in s]
-        if not mask_label_sets or any(len(s) == 0 for s in mask_label_sets):
-            raise ValueError('mask_label_sets needs at least one non-empty '
-                             'set of labels')
-        bad = [y for y in labels if not 0 <= y < num_classes]
-        if bad:
-            raise ValueError(f'labels {bad} outside [0, {num_classes})')
-        if garment_label in [y for s in mask_label_sets for y in s]:
-            raise ValueError('the garment label must not be in the mask '
-                             'label sets')
+        if mask_mode not in ('mean', 'per_set'):
+            raise ValueError("mask_mode must be 'mean' or 'per_set', got "
+                             f'{mask_mode!r}')
+        if int(mask_draws) < 1:
+            raise ValueError(f'mask_draws must be >= 1, got {mask_draws}')
+        if mask_source not in ('trajectory', 'noised'):
+            raise ValueError("mask_source must be 'trajectory' or 'noised',"
+                             f' got {mask_source!r}')
+        if mask_contrast not in ('mean', 'per_label'):
+            raise ValueError("mask_contrast must be 'mean' or 'per_label', "
+                             f'got {mask_contrast!r}')
+        self.mask_source = mask_source
+        self.mask_contrast = mask_contrast
+        self.num_classes = int(num_classes)
+        self.set_labels(garment_label, mask_label_sets)
+        self.mask_mode = mask_mode
+        self.mask_draws = int(mask_draws)
         self.unet = unet.eval()
         for p in self.unet.parameters():
             p.requires_grad_(False)
-        self.garment_label = garment_label
-        self.mask_label_sets = [list(s) for s in mask_label_sets]
         sched = dict(
             num_train_timesteps=1000,
             beta_schedule='linear',
@@ -421,6 +466,33 @@ class DiffFashion:
         self.extractor = ViTFeatureExtractor(vit, size, vit_mean, vit_std)
         self.colour_matching = colour_matching
 
+    def set_labels(self, garment_label: int,
+                   mask_label_sets: Sequence[Sequence[int]]) -> None:
+        """Set the garment's label and the unrelated label sets.
+
+        Args:
+            garment_label (int): class of the garment.
+            mask_label_sets (Sequence[Sequence[int]]): non-empty sets of
+                labels other than ``garment_label``.
+
+        Raises:
+            ValueError: an empty set, a label outside the UNet's classes,
+                or the garment label inside a set.
+        """
+        num_classes = self.num_classes
+        labels = [garment_label] + [y for s in mask_label_sets for y in s]
+        if not mask_label_sets or any(len(s) == 0 for s in mask_label_sets):
+            raise ValueError('mask_label_sets needs at least one non-empty '
+                             'set of labels')
+        bad = [y for y in labels if not 0 <= int(y) < num_classes]
+        if bad:
+            raise ValueError(f'labels {bad} outside [0, {num_classes})')
+        if garment_label in [y for s in mask_label_sets for y in s]:
+            raise ValueError('the garment label must not be in the mask '
+                             'label sets')
+        self.garment_label = int(garment_label)
+        self.mask_label_sets = [[int(y) for y in s] for s in mask_label_sets]
+
     # -- schedule bookkeeping (index i: 0 = least noisy) ---------------------
     def t_at(self, i: int) -> int:
         """Training timestep of step index ``i``."""
@@ -437,11 +509,16 @@ class DiffFashion:
         return self.scheduler.add_noise(x0, noise.to(x0),
                                         torch.tensor([self.t_at(i)]))
 
-    def _eps(self, x: torch.Tensor, i: int, label: int):
+    def _eps(self, x: torch.Tensor, i: int, label):
+        """UNet noise (and variance) output at step ``i``; ``label`` is an
+        int or a (B,) tensor of per-image labels."""
         t = torch.full((x.shape[0], ), self.t_at(i), dtype=torch.long,
                        device=x.device)
-        y = torch.full((x.shape[0], ), label, dtype=torch.long,
-                       device=x.device)
+        if isinstance(label, torch.Tensor):
+            y = label.to(device=x.device, dtype=torch.long)
+        else:
+            y = torch.full((x.shape[0], ), label, dtype=torch.long,
+                           device=x.device)
         out = self.unet(x, t, class_labels=y).sample
         if out.shape[1] == 2 * x.shape[1]:
             return out[:, :x.shape[1]], out[:, x.shape[1]:]
@@ -496,32 +573,19 @@ class DiffFashion:
         return 1 - self._a(i) / self._a(i - 1)
 
     # -- A. mask ------------------------------------------------------------
-    @torch.no_grad()
-    def make_mask(self,
-                  garment: torch.Tensor,
-                  generator: Optional[torch.Generator] = None,
-                  progress: Optional[Callable[[], None]] = None) -> dict:
-        """Automatic garment mask from label-dependent denoising.
-
-        Args:
-            garment (Tensor): (B, 3, H, W) garment images in [-1, 1].
-            generator (torch.Generator, optional): for the noise.
-            progress (callable, optional): called once per model step.
-
-        Returns:
-            dict: ``mask`` (B, 1, H, W) float in {0, 1}, ``score``
-            (B, H, W) z-scores (mean over the label sets), ``candidates``
-            list of (B, H, W) bool masks, one per label set.
-
-        Raises:
-            MaskError: the cleaned mask is empty for some image.
-        """
+    def _mask_scores(self, garment: torch.Tensor,
+                     generator: Optional[torch.Generator],
+                     progress: Optional[Callable[[], None]]
+                     ) -> List[torch.Tensor]:
+        """Score maps (B, H, W) of one noise draw, one per label set."""
+        if self.mask_source == 'noised':
+            return self._contrast_scores(
+                self.add_noise(garment, self.mask_index, generator))
         x = self.add_noise(garment, self.start, generator)
-        x0 = garment
         for i in range(self.start, self.mask_index, -1):
             reps = self.resample if i == self.start else 1
             for r in range(reps):
-                x_next, x0 = self.step(x, i, generator)
+                x_next, _ = self.step(x, i, generator)
                 if progress:
                     progress()
                 if r < reps - 1:
@@ -532,39 +596,95 @@ class DiffFashion:
         # clean estimate at the mask step, fed back at that step
         eps, _ = self._eps(x, self.mask_index, self.garment_label)
         x0 = predict_x0(x, eps, self._a(self.mask_index))
-        mu_ref = self._label_mean(x0, self.garment_label)
-        scores, candidates = [], []
-        for labels in self.mask_label_sets:
-            z = smooth_score(
-                label_contrast_score(
-                    mu_ref, [self._label_mean(x0, y) for y in labels]),
-                self.mask_smooth)
-            scores.append(z)
-            candidates.append(
-                clean_mask(
-                    threshold_mask(z, self.mask_threshold),
-                    self.mask_clean_kernel))
-        score = torch.stack(scores).mean(0)
-        mask = clean_mask(
-            threshold_mask(score, self.mask_threshold),
-            self.mask_clean_kernel)
-        empty = [b for b in range(mask.shape[0]) if not mask[b].any()]
-        if empty:
-            raise MaskError(
-                f'the garment mask is empty for image(s) {empty}; lower the '
-                'mask threshold, change the label sets, or pass a mask')
+        return self._contrast_scores(x0)
+
+    def _to_mask(self, z: torch.Tensor) -> torch.Tensor:
+        return clean_mask(
+            threshold_mask(smooth_score(z, self.mask_smooth),
+                           self.mask_threshold), self.mask_clean_kernel)
+
+    @torch.no_grad()
+    def make_mask(self,
+                  garment: torch.Tensor,
+                  generator: Optional[torch.Generator] = None,
+                  progress: Optional[Callable[[], None]] = None) -> dict:
+        """Automatic garment mask from label-dependent denoising.
+
+        The unguided run from the start step down to the mask step (with
+        ``mask_source='noised'``: the noising of the garment to the mask
+        step) is done ``mask_draws`` times with fresh noise, ``progress``
+        being called at each denoising step; the z-score maps of the draws
+        are averaged per label set (and standardised again) before the
+        optional smoothing, the threshold and the cleaning.
+
+        Args:
+            garment (Tensor): (B, 3, H, W) garment images in [-1, 1].
+            generator (torch.Generator, optional): for the noise.
+            progress (callable, optional): called once per model step.
+
+        Returns:
+            dict: ``mask`` (B, 1, H, W) float in {0, 1} (from the mean of
+            the sets' score maps), ``score`` (B, H, W) that mean,
+            ``candidates`` list of (B, H, W) bool masks, one per label set,
+            and ``set_scores`` the list of the sets' (B, H, W) maps.
+
+        Raises:
+            MaskError: the mask is empty for some image (with ``mask_mode
+                = 'per_set'``: some candidate mask is empty).
+        """
+        draws = [
+            self._mask_scores(garment, generator, progress)
+            for _ in range(self.mask_draws)
+        ]
+        set_scores = [
+            _standardise(torch.stack(maps).mean(0)) if len(maps) > 1 else
+            maps[0] for maps in zip(*draws)
+        ]
+        candidates = [self._to_mask(z) for z in set_scores]
+        score = torch.stack(set_scores).mean(0)
+        mask = self._to_mask(score)
+        check = candidates if self.mask_mode == 'per_set' else [mask]
+        for k, m in enumerate(check):
+            empty = [b for b in range(m.shape[0]) if not m[b].any()]
+            if empty:
+                which = f' of label set {k}' if self.mask_mode == \
+                    'per_set' else ''
+                raise MaskError(
+                    f'the garment mask{which} is empty for image(s) '
+                    f'{empty}; lower the mask threshold, change the label '
+                    'sets, or pass a mask')
         return dict(
             mask=mask.unsqueeze(1).float(),
             score=score,
-            candidates=candidates)
+            candidates=candidates,
+            set_scores=set_scores)
 
-    def _label_mean(self, x: torch.Tensor, label: int) -> torch.Tensor:
-        i = self.mask_index
-        eps, var = self._eps(x, i, label)
-        x0 = predict_x0(x, eps, self._a(i))
+    def _label_means(self, x: torch.Tensor,
+                     labels: Sequence[int]) -> List[torch.Tensor]:
+        """Posterior means (B, C, H, W) at the mask step of ``x`` under each
+        label, from one batched UNet call."""
+        i, B = self.mask_index, x.shape[0]
+        xs = x.repeat(len(labels), 1, 1, 1)
+        y = torch.tensor(list(labels)).repeat_interleave(B)
+        eps, var = self._eps(xs, i, y)
+        x0 = predict_x0(xs, eps, self._a(i))
         if self.clip_x0_mask:
             x0 = x0.clamp(-1, 1)
-        return ddpm_posterior(x0, x, self._a(i), self._a(i - 1), var)[0]
+        mean = ddpm_posterior(x0, xs, self._a(i), self._a(i - 1), var)[0]
+        return list(mean.split(B))
+
+    def _contrast_scores(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """Score maps (B, H, W) of ``x`` at the mask step, one per set."""
+        means = self._label_means(
+            x, [self.garment_label] +
+            [y for labels in self.mask_label_sets for y in labels])
+        mu_ref, k, scores = means[0], 1, []
+        for labels in self.mask_label_sets:
+            scores.append(
+                label_contrast_score(mu_ref, means[k:k + len(labels)],
+                                     self.mask_contrast))
+            k += len(labels)
+        return scores
 
     # -- B. transfer --------------------------------------------------------
     def transfer(self,
@@ -642,7 +762,11 @@ class DiffFashion:
     def num_model_steps(self, with_mask: bool = True) -> int:
         """Denoising steps of :meth:`__call__` (for progress bars)."""
         transfer = self.start + self.resample
-        mask = self.start - self.mask_index + self.resample - 1
+        mask = 0 if self.mask_source == 'noised' else \
+            (self.start - self.mask_index + self.resample - 1) * \
+            self.mask_draws
+        if with_mask and self.mask_mode == 'per_set':
+            transfer *= len(self.mask_label_sets)
         return transfer + (mask if with_mask else 0)
 
     def __call__(self,
@@ -653,6 +777,11 @@ class DiffFashion:
                  seed: Optional[int] = 0,
                  progress: Optional[Callable[[], None]] = None) -> dict:
         """Mask (unless given or disabled) then transfer.
+
+        With ``mask_mode='per_set'`` and an automatic mask, the transfer
+        runs once per label set's mask, as the reference code does; each
+        run starts from the same generator state, so the runs differ only
+        by their masks.
 
         Args:
             garment (Tensor): (B, 3, H, W) in [-1, 1].
@@ -665,12 +794,29 @@ class DiffFashion:
         Returns:
             dict: ``result`` and ``raw`` (B, 3, H, W), ``mask`` (B, 1, H, W)
             or None, and ``score`` (B, H, W) when the mask was made here.
+            In ``per_set`` mode ``result``, ``raw`` and ``mask`` are those
+            of the first set and ``per_set`` lists one dict (``mask``,
+            ``result``, ``raw``) per label set.
         """
         gen = torch.Generator().manual_seed(seed) if seed is not None \
             else None
         out: dict = dict(mask=None)
         if use_mask and mask is None:
             out.update(self.make_mask(garment, gen, progress))
+            if self.mask_mode == 'per_set':
+                state = gen.get_state() if gen is not None else None
+                runs = []
+                for cand in out['candidates']:
+                    if state is not None:
+                        gen.set_state(state)
+                    m = cand.unsqueeze(1).float()
+                    runs.append(
+                        dict(mask=m,
+                             **self.transfer(garment, reference, m, gen,
+                                             progress)))
+                out.update(runs[0])
+                out['per_set'] = runs
+                return out
         elif use_mask:
             if not (mask > 0).any():
                 raise MaskError('the given garment mask is empty')
@@ -678,6 +824,51 @@ class DiffFashion:
         out.update(
             self.transfer(garment, reference, out['mask'], gen, progress))
         return out
+
+
+def pixel_metrics(result: torch.Tensor, garment: torch.Tensor,
+                  mask: Optional[torch.Tensor],
+                  true_mask: Optional[torch.Tensor] = None
+                  ) -> Dict[str, float]:
+    """The pixel scores of a transfer: background change and mask quality.
+
+    Args:
+        result (Tensor): (1, 3, H, W) output in [-1, 1].
+        garment (Tensor): (1, 3, H, W) garment image in [-1, 1].
+        mask (Tensor, optional): (1, 1, H, W) mask used, 1 = garment;
+            ``None`` counts every pixel as garment.
+        true_mask (Tensor, optional): (1, 1, H, W) true silhouette.
+
+    Returns:
+        dict: ``background_l1`` (mean absolute difference to the garment
+        outside ``true_mask``, else outside ``mask``, in [0, 1] units;
+        ``nan`` when there is no background), ``mask_fraction`` and, with
+        ``true_mask``, ``mask_iou`` (intersection over union of ``mask >
+        0.5`` and ``true_mask > 0.5``; 0 when both are empty).
+    """
+    m = torch.ones_like(result[:, :1]) if mask is None else mask.float()
+    fg = m if true_mask is None else true_mask.float()
+    bg = (1 - fg).expand_as(result)
+    n_bg = float(bg.sum())
+    bg_l1 = float(((result - garment).abs() / 2 * bg).sum() / n_bg) \
+        if n_bg > 0 else float('nan')
+    out = dict(background_l1=bg_l1, mask_fraction=float(m.mean()))
+    if true_mask is not None:
+        a, b = m > 0.5, true_mask > 0.5
+        out['mask_iou'] = float((a & b).sum() / (a | b).sum().clamp(min=1))
+    return out
+
+
+def _token_mask(true_mask: torch.Tensor, num_tokens: int) -> torch.Tensor:
+    """(1, 1, H, W) mask -> (N,) bool over [CLS] + the patch grid: the
+    patches at least half inside the mask ([CLS] excluded)."""
+    side = int(round((num_tokens - 1)**0.5))
+    if side * side != num_tokens - 1:
+        raise ValueError(f'cannot lay {num_tokens - 1} ViT tokens on a '
+                         'square grid')
+    grid = torch.nn.functional.adaptive_avg_pool2d(true_mask.float(),
+                                                   side).flatten() >= 0.5
+    return torch.cat([grid.new_zeros(1), grid])
 
 
 @torch.no_grad()
@@ -697,36 +888,31 @@ def fashion_metrics(result: torch.Tensor, garment: torch.Tensor,
         extractor (ViTFeatureExtractor): the ViT used for the scores.
         true_mask (Tensor, optional): (1, 1, H, W) true garment
             silhouette; when given, the background score uses it instead
-            of ``mask`` and ``mask_iou`` compares ``mask`` with it.
+            of ``mask``, ``mask_iou`` compares ``mask`` with it and
+            ``structure_selfsim_fg`` is computed.
 
     Returns:
         dict: ``structure_selfsim`` (MSE of the key self-similarity to the
         garment's, lower = structure kept), ``appearance_cls`` (MSE of the
-        [CLS] token to the reference's, lower = closer appearance),
-        ``background_l1`` (mean absolute pixel difference to the garment
-        outside the mask, in [0, 1] units; ``nan`` without background) and
-        ``mask_fraction`` (and ``mask_iou`` with ``true_mask``).
+        [CLS] token to the reference's, lower = closer appearance), the
+        scores of :func:`pixel_metrics` and, with ``true_mask``,
+        ``structure_selfsim_fg`` (the self-similarity MSE over the pairs
+        of patches inside the true silhouette; ``nan`` if none is).
     """
     from mmssl.models.diffusion import key_self_similarity
     k_out, c_out = extractor(result)
     k_g, _ = extractor(garment)
     _, c_ref = extractor(reference)
-    m = torch.ones_like(result[:, :1]) if mask is None else mask
-    fg = m if true_mask is None else true_mask
-    bg = (1 - fg).expand_as(result)
-    n_bg = float(bg.sum())
-    bg_l1 = float(((result - garment).abs() / 2 * bg).sum() / n_bg) \
-        if n_bg > 0 else float('nan')
-    return dict(
-        structure_selfsim=float(
-            ((key_self_similarity(k_out) - key_self_similarity(k_g))**2
-             ).mean()),
-        appearance_cls=float(((c_out - c_ref)**2).mean()),
-        background_l1=bg_l1,
-        mask_fraction=float(m.mean()),
-        **({} if true_mask is None else dict(mask_iou=float(
-            (m * true_mask).sum() / ((m + true_mask) > 0).sum().clamp(
-                min=1)))))
+    diff = (key_self_similarity(k_out) - key_self_similarity(k_g))**2
+    out = dict(
+        structure_selfsim=float(diff.mean()),
+        appearance_cls=float(((c_out - c_ref)**2).mean()))
+    if true_mask is not None:
+        tok = _token_mask(true_mask, diff.shape[-1])
+        out['structure_selfsim_fg'] = float(
+            diff[0][tok][:, tok].mean()) if tok.any() else float('nan')
+    out.update(pixel_metrics(result, garment, mask, true_mask))
+    return out
 
 
 def write_outputs(out_dir: str, files: Dict[str, torch.Tensor]) -> List[str]:

@@ -69,3 +69,10 @@ __all__ += [
     'CoOpSplitDataset', 'FewShotDataset', 'sample_few_shot',
     'split_base_novel'
 ]
+from .fashion_pairs import (FashionPairDataset,  # noqa: F401,E402
+                            LoadFashionPair, PackFashionPair,
+                            embedded_silhouette)
+__all__ += [
+    'FashionPairDataset', 'LoadFashionPair', 'PackFashionPair',
+    'embedded_silhouette'
+]

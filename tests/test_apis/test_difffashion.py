@@ -260,3 +260,138 @@ def test_load_diffusion_model_from_checkpoint_config(tiny, tmp_path):
     torch.save(dict(state_dict=ddpm.state_dict()), tmp_path / 'bare.pth')
     with pytest.raises(ValueError, match='--config'):
         load_diffusion_model(None, str(tmp_path / 'bare.pth'))
+
+
+def test_mask_draws_average_the_score_maps(tiny):
+    ddpm, vit = tiny
+    garment, _ = _images()
+    one = DiffFashion(ddpm.unet, vit, **fast_kwargs())
+    three = DiffFashion(ddpm.unet, vit, **fast_kwargs(mask_draws=3))
+    gen = torch.Generator().manual_seed(0)
+    maps = [one._mask_scores(garment, gen, None) for _ in range(3)]
+    out = three.make_mask(garment, torch.Generator().manual_seed(0))
+    for k in range(2):  # two label sets
+        mean = torch.stack([m[k] for m in maps]).mean(0)
+        expect = (mean - mean.mean()) / mean.std()
+        torch.testing.assert_close(out['set_scores'][k], expect)
+    # one draw is the reference computation, unchanged
+    torch.testing.assert_close(
+        one.make_mask(garment, torch.Generator().manual_seed(0))['score'],
+        torch.stack(maps[0]).mean(0))
+    calls = []
+    three.make_mask(garment, progress=lambda: calls.append(1))
+    assert len(calls) == three.num_model_steps() - \
+        three.num_model_steps(with_mask=False)
+    # the label-dependent box is still found exactly
+    box = DiffFashion(BoxStubUNet(), vit, **fast_kwargs(mask_draws=2))
+    expect = torch.zeros(16, 16)
+    expect[BOX] = 1
+    assert torch.equal(box.make_mask(garment)['mask'][0, 0], expect)
+    with pytest.raises(ValueError, match='mask_draws'):
+        DiffFashion(ddpm.unet, vit, **fast_kwargs(mask_draws=0))
+
+
+def test_per_set_mode_one_transfer_per_mask(tiny):
+    ddpm, vit = tiny
+    garment, reference = _images()
+    pipe = DiffFashion(ddpm.unet, vit,
+                       **fast_kwargs(num_steps=5, resample=1,
+                                     mask_mode='per_set'))
+    calls = []
+    out = pipe(garment, reference, seed=0, progress=lambda: calls.append(1))
+    assert len(calls) == pipe.num_model_steps()
+    assert len(out['per_set']) == 2
+    gen = torch.Generator().manual_seed(0)
+    masks = pipe.make_mask(garment, gen)
+    state = gen.get_state()
+    for k, run in enumerate(out['per_set']):
+        mask = masks['candidates'][k].unsqueeze(1).float()
+        assert torch.equal(run['mask'], mask)
+        gen.set_state(state)
+        ref = pipe.transfer(garment, reference, mask, gen)
+        torch.testing.assert_close(run['result'], ref['result'])
+    assert out['result'] is out['per_set'][0]['result']
+    # different masks give different transfers
+    if not torch.equal(out['per_set'][0]['mask'], out['per_set'][1]['mask']):
+        assert not torch.equal(out['per_set'][0]['raw'],
+                               out['per_set'][1]['raw'])
+    with pytest.raises(ValueError, match='mask_mode'):
+        DiffFashion(ddpm.unet, vit, **fast_kwargs(mask_mode='max'))
+    # an empty candidate is an error in per_set mode, naming the set
+    empty = DiffFashion(BoxStubUNet(), vit,
+                        **fast_kwargs(mask_mode='per_set',
+                                      mask_threshold=50.))
+    with pytest.raises(MaskError, match='label set 0'):
+        empty.make_mask(garment)
+
+
+def test_set_labels_checks(tiny):
+    ddpm, vit = tiny
+    pipe = DiffFashion(ddpm.unet, vit, **fast_kwargs())
+    pipe.set_labels(2, [[0, 1], [3]])
+    assert pipe.garment_label == 2 and pipe.mask_label_sets == [[0, 1], [3]]
+    with pytest.raises(ValueError, match='must not be'):
+        pipe.set_labels(3, [[3]])
+    with pytest.raises(ValueError, match='non-empty'):
+        pipe.set_labels(3, [[]])
+
+
+def test_structure_inside_the_true_mask(tiny):
+    from mmssl.apis import fashion_metrics
+    _, vit = tiny
+    pipe = DiffFashion(BoxStubUNet(), vit, **fast_kwargs())
+    garment, reference = _images()
+    true = torch.zeros(1, 1, 16, 16)
+    true[..., :8, :8] = 1  # the top-left 2x2 of the 4x4 patches
+    same = fashion_metrics(garment, garment, reference, None,
+                           pipe.extractor, true_mask=true)
+    assert same['structure_selfsim_fg'] < 1e-10
+    # change only the pixels outside the silhouette: the score inside
+    # moves less than the whole-image one
+    edited = garment.clone()
+    edited[..., 8:, :] = reference[..., 8:, :]
+    s = fashion_metrics(edited, garment, reference, None, pipe.extractor,
+                        true_mask=true)
+    assert s['structure_selfsim'] > 0
+    assert s['structure_selfsim_fg'] < s['structure_selfsim']
+    assert s['background_l1'] > 0 and s['mask_iou'] == 0.25
+
+
+def test_noised_mask_source(tiny):
+    ddpm, vit = tiny
+    garment, _ = _images()
+    expect = torch.zeros(16, 16)
+    expect[BOX] = 1
+    for contrast in ('mean', 'per_label'):
+        pipe = DiffFashion(BoxStubUNet(), vit,
+                           **fast_kwargs(mask_source='noised', mask_draws=2,
+                                         mask_contrast=contrast))
+        calls = []
+        out = pipe.make_mask(garment, progress=lambda: calls.append(1))
+        assert torch.equal(out['mask'][0, 0], expect)
+        assert not calls and pipe.num_model_steps() == \
+            pipe.num_model_steps(with_mask=False)
+    # the UNet sees the garment noised to the mask step, once per draw
+    # and label (garment label + 3 others)
+    seen = []
+    pipe = DiffFashion(ddpm.unet, vit, **fast_kwargs(
+        mask_source='noised', mask_draws=2, mask_label_sets=[[1, 2, 3]]))
+    real = pipe._eps
+
+    def spy(x, i, label):
+        seen.append((x.clone(), i, label))
+        return real(x, i, label)
+
+    pipe._eps = spy
+    pipe.make_mask(garment, torch.Generator().manual_seed(5))
+    assert len(seen) == 2  # one batched call per draw
+    assert [s[2].tolist() for s in seen] == [[0, 1, 2, 3]] * 2
+    assert {s[1] for s in seen} == {pipe.mask_index}
+    gen = torch.Generator().manual_seed(5)
+    noised = pipe.add_noise(garment, pipe.mask_index, gen)
+    for k in range(4):
+        torch.testing.assert_close(seen[0][0][k:k + 1], noised)
+    with pytest.raises(ValueError, match='mask_source'):
+        DiffFashion(ddpm.unet, vit, **fast_kwargs(mask_source='x0'))
+    with pytest.raises(ValueError, match='mask_contrast'):
+        DiffFashion(ddpm.unet, vit, **fast_kwargs(mask_contrast='max'))

@@ -201,3 +201,22 @@ def test_smooth_score_restandardises_and_keeps_a_box():
     assert torch.equal(smooth_score(z, 1), z)
     with pytest.raises(ValueError):
         smooth_score(z, 4)
+
+
+def test_label_contrast_per_label_does_not_cancel():
+    mu_ref = torch.zeros(1, 3, 8, 8)
+    box = torch.zeros(1, 1, 8, 8)
+    box[..., 2:6, 2:6] = 1
+    # two labels move the box in opposite directions: their mean equals
+    # the reference, so the 'mean' contrast sees nothing there
+    others = [mu_ref + box, mu_ref - box]
+    flat = label_contrast_score(mu_ref, others, 'mean')
+    assert torch.allclose(flat, torch.zeros_like(flat))
+    z = label_contrast_score(mu_ref, others, 'per_label')
+    assert torch.equal(threshold_mask(z, 0.0), box[:, 0] > 0)
+    # hand value: D = mean_y sum_c (mu_y - mu_ref)^2 = 3 inside, 0 outside
+    d = box[:, 0] * 3
+    expect = (d - d.mean()) / d.flatten().std()
+    torch.testing.assert_close(z, expect)
+    with pytest.raises(ValueError, match='contrast'):
+        label_contrast_score(mu_ref, others, 'max')

@@ -92,3 +92,19 @@ def test_cli_errors_write_nothing(tool, files, capsys):
     assert tool.main(_args(files, out, '--mask-threshold', '100')) == 2
     assert 'mask is empty' in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_cli_per_set_mode_and_mask_options(tool, files):
+    out = files / 'per_set'
+    assert tool.main(
+        _args(files, out, '--mask-mode', 'per_set', '--mask-draws', '2',
+              '--mask-source', 'noised', '--mask-contrast', 'per_label',
+              '--mask-threshold', '-1')) == 0
+    names = sorted(os.listdir(out))
+    assert names == ['grid.png', 'mask.png', 'mask_set0.png',
+                     'mask_set1.png', 'result.png', 'result_set0.png',
+                     'result_set1.png']
+    # one grid row per label set ("1,2;3")
+    assert Image.open(out / 'grid.png').size == (4 * 16 + 3 * 2, 2 * 16 + 2)
+    assert np.array_equal(np.asarray(Image.open(out / 'mask.png')),
+                          np.asarray(Image.open(out / 'mask_set0.png')))

@@ -9,6 +9,8 @@ from .fashion_ops import (blend_background, clean_mask,  # noqa: F401
 from .vit_guidance import (DEFAULT_LOSS_WEIGHTS,  # noqa: F401
                            ViTFeatureExtractor, fashion_guidance_loss,
                            key_self_similarity, patch_nce_loss)
+from .editor import (DiffFashionEditor,  # noqa: F401
+                     LabelContrastMaskGenerator, pack_editor_checkpoint)
 
 __all__ = [
     'ClassCondDDPM', 'ddpm_eps_loss', 'q_sample', 'require_diffusers',
@@ -17,5 +19,6 @@ __all__ = [
     'smooth_score', 'space_timesteps', 'threshold_mask',
     'DEFAULT_LOSS_WEIGHTS',
     'ViTFeatureExtractor', 'fashion_guidance_loss', 'key_self_similarity',
-    'patch_nce_loss'
+    'patch_nce_loss', 'DiffFashionEditor', 'LabelContrastMaskGenerator',
+    'pack_editor_checkpoint'
 ]

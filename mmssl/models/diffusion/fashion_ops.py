@@ -103,27 +103,39 @@ def noise_augment(x0: torch.Tensor, x_t: torch.Tensor,
 
 
 def label_contrast_score(mu_ref: torch.Tensor,
-                         mu_others: Sequence[torch.Tensor]) -> torch.Tensor:
+                         mu_others: Sequence[torch.Tensor],
+                         contrast: str = 'mean') -> torch.Tensor:
     """Standardised label-dependence of the denoiser, per pixel.
 
-    ``D = sum_c (mean_y mu_y - mu_ref)^2`` is standardised over the pixels of
-    each image (z-score). With unclipped x0 the posterior mean is affine in
-    the predicted noise, so ``D`` is proportional to the squared difference
-    of the noise estimates under the garment label and the other labels.
+    ``D = sum_c (mean_y mu_y - mu_ref)^2`` (``contrast='mean'``, the
+    reference: the other labels' means are averaged first) or ``D =
+    mean_y sum_c (mu_y - mu_ref)^2`` (``'per_label'``: differences that
+    point different ways for different labels do not cancel) is
+    standardised over the pixels of each image (z-score). With unclipped x0
+    the posterior mean is affine in the predicted noise, so ``D`` is
+    proportional to the squared difference of the noise estimates under the
+    garment label and the other labels.
 
     Args:
         mu_ref (Tensor): (B, C, H, W) posterior mean (or noise estimate)
             under the garment's label.
         mu_others (Sequence[Tensor]): one (B, C, H, W) tensor per unrelated
-            label of the set; they are averaged first.
+            label of the set.
+        contrast (str): ``'mean'`` or ``'per_label'``.
 
     Returns:
         Tensor: (B, H, W) z-scores; large where the label matters.
     """
     if len(mu_others) == 0:
         raise ValueError('label_contrast_score needs at least one label')
-    mu_s = torch.stack(list(mu_others)).mean(0)
-    d = ((mu_s - mu_ref)**2).sum(1)
+    others = torch.stack(list(mu_others))
+    if contrast == 'mean':
+        d = ((others.mean(0) - mu_ref)**2).sum(1)
+    elif contrast == 'per_label':
+        d = ((others - mu_ref)**2).sum(2).mean(0)
+    else:
+        raise ValueError("contrast must be 'mean' or 'per_label', got "
+                         f'{contrast!r}')
     flat = d.flatten(1)
     mean = flat.mean(1).view(-1, 1, 1)
     std = flat.std(1).view(-1, 1, 1).clamp(min=1e-12)
