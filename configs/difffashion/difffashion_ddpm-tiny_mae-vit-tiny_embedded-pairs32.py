@@ -52,6 +52,7 @@ model = dict(
         mask_index=64,
         draws=1),
     garment_label=None,  # each pair's garment class
+    on_empty_mask='no_mask',  # an empty mask counts as a miss (IoU 0)
     seed=0,
     # reference schedule (skip 80 of 200, blend 35, resample 10) scaled to
     # 50 respaced steps; reference guidance weights

@@ -161,3 +161,25 @@ def test_pack_editor_checkpoint(tmp_path):
         pack_editor_checkpoint(
             tiny_ddpm_cfg(16), str(tmp_path / 'ddpm.pth'),
             str(tmp_path / 'vit.pth'), out)
+
+
+def test_empty_mask_error_or_no_mask_fallback():
+    from mmssl.apis import MaskError
+    from mmssl.registry import METRICS
+    never = dict(type='mmssl.LabelContrastMaskGenerator', threshold=1e6)
+    inputs, samples = _batch(1)
+    with pytest.raises(MaskError):
+        _build(mask_generator=never)(inputs, samples)
+    with pytest.raises(ValueError, match='on_empty_mask'):
+        _build(on_empty_mask='skip')
+    editor = _build(mask_generator=never, on_empty_mask='no_mask')
+    ds = editor(inputs, samples)[0]
+    assert ds.empty_mask
+    assert torch.equal(ds.pred_mask, torch.zeros(1, 16, 16))
+    # the transfer ran without a mask, with the sample's seed
+    ref = editor.pipe(inputs[0, :1], inputs[0, 1:], use_mask=False, seed=0)
+    assert torch.allclose(ds.pred_img, ref['result'][0], atol=1e-5)
+    metric = METRICS.build(dict(type='mmssl.FashionTransferMetric'))
+    metric.process(dict(inputs=inputs), [ds.to_dict()])
+    res = metric.compute_metrics(metric.results)
+    assert res['empty_masks'] == 1 and res['mask_iou'] == 0.0

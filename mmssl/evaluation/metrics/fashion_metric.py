@@ -112,6 +112,7 @@ class FashionTransferMetric(BaseMetric):
                 k: sum(r[k] for r in runs) / len(runs)
                 for k in ('mask_iou', 'mask_fraction', 'background_l1')
             }
+            row['empty_mask'] = float(bool(ds.get('empty_mask', False)))
             if ds.get('pred_mask_score') is not None:
                 row['mask_score_auroc'] = mask_score_auroc(
                     ds['pred_mask_score'], gt[0])
@@ -132,5 +133,9 @@ class FashionTransferMetric(BaseMetric):
         for k in keys:
             vals = [r[k] for r in results if k in r and not math.isnan(r[k])]
             out[k] = sum(vals) / len(vals) if vals else float('nan')
+        # pairs whose automatic mask was empty (editor on_empty_mask=
+        # 'no_mask'); their mask IoU counts as 0 above
+        out['empty_masks'] = int(sum(r.get('empty_mask', 0.)
+                                     for r in results))
         out['num_pairs'] = len(results)
         return out

@@ -8,9 +8,11 @@ duplicated here) on garment / reference pairs in ``predict`` mode;
 garment mask. Both are inference-only: ``loss`` mode raises.
 """
 import copy
+import logging
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
+from mmengine.logging import print_log
 from mmengine.model import BaseModel, BaseModule
 from mmengine.structures import BaseDataElement
 
@@ -159,6 +161,13 @@ class DiffFashionEditor(BaseModel):
         garment_label (int, optional): label of every garment; ``None``
             takes each sample's ``garment_label`` meta field.
         use_mask (bool): False runs the transfer without a mask.
+        on_empty_mask (str): what a sample whose automatic mask is empty
+            (any candidate, in ``per_set`` mode) does: ``'error'`` (the
+            API's behaviour) stops with :class:`mmssl.apis.MaskError`;
+            ``'no_mask'`` logs a warning naming the sample, runs its
+            transfer without a mask, reports an all-zero ``pred_mask``
+            (a missed garment: IoU 0) and sets ``empty_mask=True``, so an
+            evaluation over many pairs goes on.
         seed (int): base seed; sample ``i`` uses ``seed + sample_idx``.
         pipeline (dict, optional): other arguments of
             :class:`mmssl.apis.DiffFashion` (``num_steps``, ``skip``,
@@ -176,6 +185,7 @@ class DiffFashionEditor(BaseModel):
                      type='mmssl.LabelContrastMaskGenerator'),
                  garment_label: Optional[int] = None,
                  use_mask: bool = True,
+                 on_empty_mask: str = 'error',
                  seed: int = 0,
                  pipeline: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
@@ -206,6 +216,10 @@ class DiffFashionEditor(BaseModel):
         self.mask_generator = MODELS.build(mask_generator)
         self.garment_label = garment_label
         self.use_mask = use_mask
+        if on_empty_mask not in ('error', 'no_mask'):
+            raise ValueError("DiffFashionEditor: on_empty_mask must be "
+                             f"'error' or 'no_mask', got {on_empty_mask!r}")
+        self.on_empty_mask = on_empty_mask
         self.seed = int(seed)
         self.pipeline_cfg = pipeline
         self.num_classes = int(self.diffusion.num_classes)
@@ -273,7 +287,7 @@ class DiffFashionEditor(BaseModel):
 
     def _predict_one(self, pair: torch.Tensor,
                      ds: BaseDataElement) -> BaseDataElement:
-        from mmssl.apis.difffashion import fashion_metrics
+        from mmssl.apis.difffashion import MaskError, fashion_metrics
         garment, reference = pair[0:1], pair[1:2]
         label = self.garment_label
         if label is None:
@@ -287,13 +301,27 @@ class DiffFashionEditor(BaseModel):
             int(label),
             self.mask_generator.sets_for(int(label), self.num_classes))
         seed = self.seed + int(ds.metainfo.get('sample_idx', 0))
-        out = pipe(garment, reference, use_mask=self.use_mask, seed=seed)
+        empty = False
+        try:
+            out = pipe(garment, reference, use_mask=self.use_mask, seed=seed)
+        except MaskError as err:
+            if self.on_empty_mask == 'error':
+                raise
+            print_log(
+                f'DiffFashionEditor: sample {ds.metainfo.get("sample_idx")} '
+                f'({ds.metainfo.get("garment_path", "?")}): {err}; '
+                'transfer without a mask, counted as a missed mask',
+                logger='current',
+                level=logging.WARNING)
+            out = pipe(garment, reference, use_mask=False, seed=seed)
+            empty = True
         runs = out.get('per_set') or [out]
         masks = [
-            r['mask']
-            if r['mask'] is not None else torch.ones_like(garment[:, :1])
-            for r in runs
+            torch.zeros_like(garment[:, :1]) if empty else
+            r['mask'] if r['mask'] is not None else torch.ones_like(
+                garment[:, :1]) for r in runs
         ]
+        ds.empty_mask = empty
         results = [r['result'] for r in runs]
         per_set = 'per_set' in out
         ds.pred_img = torch.cat(results) if per_set else results[0][0]
