@@ -1,6 +1,7 @@
 # Pretrain a small CLIP on the embedded shapes (32 px) with generated
-# captions (shape, colour, texture, size, distractors), 12 epochs on CPU. Its
-# checkpoint is the frozen CLIP of the *_embedded-b2n.py CoOp / SubPT configs.
+# captions (shape, colour, texture, size, distractors), 12 epochs on CPU. The
+# first, weak setting (22.2 % zero-shot); the CoOp / SubPT *_embedded-b2n.py
+# configs use clip_tiny-rn_1xb128-150e_embedded.py (see its header).
 _base_ = [
     '../_base_/models/clip_tiny-rn.py',
     '../_base_/datasets/embedded32_captions.py',

@@ -4,6 +4,7 @@ with a tiny CLIP made in the test (no downloads), then the protocol tool."""
 import json
 import os.path as osp
 
+import pytest
 import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
@@ -78,3 +79,62 @@ def test_base_to_novel_tool(tmp_path):
     md = (tmp_path / 'table.md').read_text()
     assert '| CoOp (best base) | 2 | 62.0 | 38.0 | 45.0 |' in md
     assert osp.isfile(tmp_path / 'curves.png')
+
+
+def _tool():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'base_to_novel',
+        osp.join(ROOT, 'tools', 'analysis_tools', 'base_to_novel.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def test_three_phase_subpt_reads_the_online_runs_subspace(tmp_path):
+    tool = _tool()
+    args = tool.argparse.Namespace(
+        work_dir=str(tmp_path), clip_checkpoint='clip.pth', val_interval=3,
+        cfg_options=None)
+    cfg = tool._cfg(tool.CONFIGS['subpt_3phase'], args, 'subpt_3phase', 30)
+    hooks = [h for h in cfg.custom_hooks if h.type == 'mmssl.SubPTHook']
+    assert len(hooks) == 1
+    # phase C: no online trajectory, U from the subpt run of this work dir
+    assert hooks[0].get('t_early') is None
+    assert hooks[0].subspace_file == osp.join(str(tmp_path), 'subpt',
+                                              'subpt_subspace.pth')
+    assert cfg.model.clip.checkpoint == 'clip.pth'
+    # the other methods are left as their configs say
+    cfg = tool._cfg(tool.CONFIGS['subpt'], args, 'subpt', 30)
+    hook = [h for h in cfg.custom_hooks if h.type == 'mmssl.SubPTHook'][0]
+    assert (hook.t_early, hook.rank) == (9, 4)
+
+
+@pytest.mark.parametrize('config', [
+    'coop/coop_tiny-rn_1xb32-30e_embedded-b2n.py',
+    'coop/coop_rn50_1xb32-100e-4shot-b2n_dtd.py',
+    'subpt/coop-subpt-nfl_rn50_1xb32-100e-4shot-b2n_imagenet.py',
+])
+def test_coop_schedule_warms_up_one_epoch_then_gives_the_lr_back(config):
+    """mmengine's ConstantLR restores the lr on the step that reaches
+    ``end - begin - 1``; with ``end=1`` it never would."""
+    from mmengine.optim.scheduler import ConstantLR, CosineAnnealingLR
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', config))
+    lr = cfg.optim_wrapper.optimizer.lr
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    scheds = []
+    for s in cfg.param_scheduler:
+        s = dict(s)
+        cls = dict(ConstantLR=ConstantLR,
+                   CosineAnnealingLR=CosineAnnealingLR)[s.pop('type')]
+        scheds.append(cls(opt, **s))
+    lrs = []
+    for _ in range(cfg.train_cfg.max_epochs):
+        lrs.append(opt.param_groups[0]['lr'])
+        opt.step()
+        for s in scheds:
+            s.step()
+    assert lrs[0] == pytest.approx(lr * 1e-5 / 0.002)
+    assert lrs[1] == pytest.approx(lr)
+    assert all(a >= b for a, b in zip(lrs[1:], lrs[2:]))
+    assert 0 < lrs[-1] < 0.01 * lr

@@ -57,6 +57,49 @@ def test_init_from_words_is_zero_shot_clip():
     torch.testing.assert_close(feats, ref, atol=1e-5, rtol=0)
 
 
+def test_init_from_words_uses_the_loaded_clip(tmp_path):
+    """The context is built before ``init_weights`` loads the CLIP
+    checkpoint; after loading it must be the words' embeddings of the
+    *loaded* CLIP, so the untrained CoOp is that CLIP's zero-shot."""
+    from mmssl.models.clip import build_clip
+    torch.manual_seed(123)
+    trained = build_clip(**TINY)
+    ckpt = str(tmp_path / 'clip.pth')
+    torch.save(
+        dict(state_dict={
+            f'clip.{k}': v
+            for k, v in trained.state_dict().items()
+        }), ckpt)
+    torch.manual_seed(0)  # another random CLIP at build time
+    model = CoOp(
+        clip=dict(TINY, checkpoint=ckpt),
+        class_names=NAMES,
+        ctx_init='a photo of a')
+    built = model.prompt_learner.ctx.detach().clone()
+    model.init_weights()
+    ids = tokenize('a photo of a', 16)[0, 1:5]
+    want = trained.token_embedding.weight[ids].detach()
+    assert not torch.allclose(built, want)
+    torch.testing.assert_close(model.prompt_learner.ctx.detach(), want)
+    with torch.no_grad():
+        feats = model.text_features('all')
+        ref = F.normalize(
+            trained.encode_text(
+                tokenize([f'a photo of a {n}.' for n in NAMES], 16)),
+            dim=-1)
+    torch.testing.assert_close(feats, ref, atol=1e-5, rtol=0)
+    # class-specific context: every class row gets the words
+    torch.manual_seed(0)
+    csc = CoOp(
+        clip=dict(TINY, checkpoint=ckpt),
+        class_names=NAMES,
+        ctx_init='a photo of a',
+        csc=True)
+    csc.init_weights()
+    for k in range(len(NAMES)):
+        torch.testing.assert_close(csc.prompt_learner.ctx[k].detach(), want)
+
+
 @pytest.mark.parametrize('position', ['middle', 'front'])
 def test_class_token_positions(position):
     model = _model(n_ctx=4, class_token_position=position)

@@ -3,15 +3,17 @@
 CoOp+SubPT+NFL, evaluate during training, write a table and a plot.
 
     python tools/analysis_tools/base_to_novel.py \
-        --clip-checkpoint work_dirs/clip_tiny/epoch_12.pth \
+        --clip-checkpoint work_dirs/clip_tiny_b128/epoch_150.pth \
         --work-dir work_dirs/b2n [--epochs 30] [--val-interval 3] \
         [--methods coop subpt ...] [--cfg-options k=v ...]
 
-Each method is one config (``--coop``, ``--subpt``, ``--subpt-nfl``; the
-embedded-data ones by default) evaluated every ``--val-interval`` epochs;
+Each method is one config (``--coop``, ``--subpt``, ``--subpt-nfl``,
+``--subpt-3phase``; the embedded-data ones by default) evaluated every
+``--val-interval`` epochs;
 zero-shot CLIP is the CoOp model before training (context initialised from
 "a photo of a"). Writes ``results.json``, ``table.md`` and
-``curves.png`` under ``--work-dir``.
+``curves.png`` under ``--work-dir``; the methods of an earlier call in the
+same ``--work-dir`` stay in ``results.json`` unless run again.
 """
 import argparse
 import json
@@ -34,12 +36,15 @@ from mmengine.runner import Runner
 CONFIGS = dict(
     coop='configs/coop/coop_tiny-rn_1xb32-30e_embedded-b2n.py',
     subpt='configs/subpt/coop-subpt_tiny-rn_1xb32-30e_embedded-b2n.py',
-    subpt_nfl='configs/subpt/coop-subpt-nfl_tiny-rn_1xb32-30e_embedded-b2n.py')
+    subpt_nfl='configs/subpt/coop-subpt-nfl_tiny-rn_1xb32-30e_embedded-b2n.py',
+    subpt_3phase='configs/subpt/'
+    'coop-subpt-3phase_tiny-rn_1xb32-30e_embedded-b2n.py')
 LABELS = dict(
     zeroshot='zero-shot CLIP',
     coop='CoOp',
     subpt='CoOp+SubPT',
-    subpt_nfl='CoOp+SubPT+NFL')
+    subpt_nfl='CoOp+SubPT+NFL',
+    subpt_3phase='CoOp+SubPT (3 phases)')
 
 
 class _Recorder(Hook):
@@ -68,13 +73,26 @@ def _cfg(path, args, name, epochs):
     cfg.default_hooks.checkpoint = dict(
         type='CheckpointHook', interval=epochs, max_keep_ckpts=1)
     cfg.log_level = 'WARNING'
+    if name == 'subpt_3phase':
+        # phase C projects from the first step onto the subspace that the
+        # online SubPT run in this work dir (phases A and B) saved
+        for hook in cfg.custom_hooks:
+            if hook.type == 'mmssl.SubPTHook':
+                hook.subspace_file = osp.join(args.work_dir, 'subpt',
+                                              'subpt_subspace.pth')
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     return cfg
 
 
 def run(args):
+    # methods of an earlier call in the same work dir are kept (so a method
+    # can be added or re-run on its own); the ones run now replace theirs
+    res_path = osp.join(args.work_dir, 'results.json')
     results = {}
+    if osp.isfile(res_path):
+        with open(res_path) as f:
+            results = json.load(f)
     for method in args.methods:
         if method == 'zeroshot':
             runner = Runner.from_cfg(
@@ -87,7 +105,8 @@ def run(args):
             results[method] = rec.rows
         else:
             path = dict(coop=args.coop, subpt=args.subpt,
-                        subpt_nfl=args.subpt_nfl)[method]
+                        subpt_nfl=args.subpt_nfl,
+                        subpt_3phase=args.subpt_3phase)[method]
             runner = Runner.from_cfg(_cfg(path, args, method, args.epochs))
             rec = _Recorder()
             runner.register_hook(rec)
@@ -158,6 +177,10 @@ def main(argv=None):
     parser.add_argument('--coop', default=CONFIGS['coop'])
     parser.add_argument('--subpt', default=CONFIGS['subpt'])
     parser.add_argument('--subpt-nfl', default=CONFIGS['subpt_nfl'])
+    parser.add_argument(
+        '--subpt-3phase', default=CONFIGS['subpt_3phase'],
+        help='phase C of three-phase SubPT; needs the subpt method run '
+        'first in the same --work-dir (its subpt_subspace.pth)')
     parser.add_argument(
         '--table-epochs', type=int, nargs='+', default=None,
         help='epochs shown in the table (default: 1, 1/4, 1/2, 3/4, last)')

@@ -1,11 +1,11 @@
 # CoOp on the small CLIP pretrained by
-# configs/clip/clip_tiny-rn_1xb32-12e_embedded.py (frozen); 4 context tokens
+# configs/clip/clip_tiny-rn_1xb128-150e_embedded.py (frozen); 4 context tokens
 # initialised from "a photo of a", so the untrained model is zero-shot CLIP.
 model = dict(
     type='mmssl.CoOp',
     clip=dict(
         arch='tiny-rn',
-        checkpoint='work_dirs/clip_tiny/epoch_12.pth'),
+        checkpoint='work_dirs/clip_tiny_b128/epoch_150.pth'),
     n_ctx=4,
     ctx_init='a photo of a',
     class_token_position='end',

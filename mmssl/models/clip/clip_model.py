@@ -17,7 +17,7 @@ Nothing here downloads: OpenAI checkpoints are read from a path given by the
 user, and a missing file fails with the file name and the address to fetch
 it from. The small architectures (``'tiny-rn'``, ``'tiny-vit'``) are for the
 embedded shapes data and are trained from scratch by
-``configs/clip/clip_tiny-rn_1xb128-40e_embedded.py``.
+``configs/clip/clip_tiny-rn_1xb128-150e_embedded.py``.
 """
 import copy
 import os.path as osp

@@ -108,10 +108,14 @@ class CoOp(BaseModel):
 
     # ------------------------------------------------------------ set-up
     def init_weights(self) -> None:
-        """Load the CLIP checkpoint (the context keeps its own init)."""
+        """Load the CLIP checkpoint; a context initialised from words
+        (``ctx_init``) is then set again from the loaded token embeddings,
+        so that the untrained prompt is the hand-written one of *this* CLIP
+        (a random context keeps its seeded init)."""
         super().init_weights()
         if self.clip_checkpoint:
             load_clip_checkpoint(self.clip, self.clip_checkpoint)
+            self.prompt_learner.reset_ctx_from_words()
             self._nfl_targets = None
 
     def train(self, mode: bool = True):

@@ -95,14 +95,12 @@ class PromptLearner(nn.Module):
         self.csc = csc
         self.num_classes = num_classes
         width = token_embedding.weight.shape[1]
+        self.ctx_init = None
         if ctx_init:
             ctx_init = ctx_init.replace('_', ' ').strip()
+            self.ctx_init = ctx_init
             n_ctx = len(get_tokenizer().encode(ctx_init))
-            with torch.no_grad():
-                ids = tokenize(ctx_init, context_length)
-                ctx = token_embedding(ids)[0, 1:1 + n_ctx].clone().float()
-            if csc:
-                ctx = ctx.unsqueeze(0).repeat(num_classes, 1, 1)
+            ctx = self._word_ctx(token_embedding, ctx_init, n_ctx)
             self.prompt_prefix = ctx_init
         else:
             shape = (num_classes, n_ctx, width) if csc else (n_ctx, width)
@@ -114,6 +112,30 @@ class PromptLearner(nn.Module):
         self.n_ctx = n_ctx
         self.ctx = nn.Parameter(ctx)
         self._embedding = [token_embedding]  # not a submodule
+
+    def _word_ctx(self, token_embedding: nn.Embedding, words: str,
+                  n_ctx: int) -> torch.Tensor:
+        with torch.no_grad():
+            ids = tokenize(words, self.context_length).to(
+                token_embedding.weight.device)
+            ctx = token_embedding(ids)[0, 1:1 + n_ctx].clone().float()
+        if self.csc:
+            ctx = ctx.unsqueeze(0).repeat(self.num_classes, 1, 1)
+        return ctx
+
+    def reset_ctx_from_words(self) -> None:
+        """Set ``ctx`` again to the token embeddings of ``ctx_init``.
+
+        The embeddings are read when the learner is built; a CLIP whose
+        weights are loaded afterwards (``mmssl.CoOp`` loads them in
+        ``init_weights``) must call this, or the context would hold the
+        words' embeddings of the randomly initialised CLIP.
+        """
+        if self.ctx_init is None:
+            return
+        ctx = self._word_ctx(self._embedding[0], self.ctx_init, self.n_ctx)
+        with torch.no_grad():
+            self.ctx.copy_(ctx.to(self.ctx))
 
     def encode_names(self, names: Sequence[str]) -> NameTokens:
         """Frozen token embeddings of the prompts of ``names``.
