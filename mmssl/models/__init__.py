@@ -4,6 +4,7 @@ from .heads.d2v2_head import D2V2Head  # noqa: F401
 from .losses.d2v2_loss import D2V2RegressionLoss  # noqa: F401
 from .losses.nt_xent import NTXentLoss, nt_xent_loss  # noqa: F401
 from .necks.d2v2_decoder import D2V2ConvDecoder2d  # noqa: F401
+from .necks.densecl_neck import DenseCLNeckBN  # noqa: F401
 from .selfsup import *  # noqa: F401,F403
 from .utils import *  # noqa: F401,F403
 try:  # universal detection needs mmdet

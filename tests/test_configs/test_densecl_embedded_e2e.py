@@ -64,7 +64,7 @@ def test_tiny_densecl_config_trains_and_evaluates(tmp_path):
     state = safe_torch_load(ckpt)
     assert state['meta']['epoch'] == 2
     weights = state['state_dict']
-    # 12 steps of 8 keys: the pointer of the 1024-entry queues is at 96
+    # 12 steps of 8 keys: the pointer of the 256-entry queues is at 96
     assert int(weights['queue_ptr']) == int(weights['queue2_ptr']) == 96
     assert int(weights['encoder_k.steps']) == 12
 
@@ -85,7 +85,7 @@ def test_batch_not_dividing_the_queue_stops_before_training(tmp_path):
         'train_dataloader.persistent_workers=False'
     ] + _data_opts(str(tmp_path / 'embedded')))
     assert code != 0
-    assert 'model.queue_len (K=1024) must be divisible' in log, log[-4000:]
+    assert 'model.queue_len (K=256) must be divisible' in log, log[-4000:]
     assert 'Epoch(train)' not in log
 
 

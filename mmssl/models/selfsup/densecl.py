@@ -37,9 +37,13 @@ Shuffle-BN: the key batch is shuffled across processes with mmpretrain's
 ``batch_shuffle_ddp`` (all-gather, one permutation broadcast from rank 0)
 and un-shuffled after the key forward, so that BN statistics of the key
 encoder mix images of other processes. In one process this is an in-batch
-permutation, which BN ignores: single-device runs do not prevent BN
-statistics leakage between query and key and are smoke tests, not faithful
-DenseCL training.
+permutation, which plain BN ignores: single-device runs with BN do not
+prevent BN statistics leakage between query and key. With
+:class:`~mmssl.models.utils.SplitBatchNorm` in the backbone (``norm_cfg=dict(
+type='mmssl.SplitBatchNorm', num_splits=8)``) the batch is normalised in
+groups as if spread over ``num_splits`` processes, and the permutation then
+puts a key in another group than its query, which is MoCo's single-GPU
+emulation of shuffle-BN.
 """
 from typing import Dict, List, Optional, Tuple, Union
 

@@ -4,6 +4,7 @@ from .dist import (all_gather_with_grad, concat_all_gather,
 from .ema import LinearAnnealEMA, annealed_decay
 from .masking import (check_mask_ratio, num_visible, patchify, random_masking,
                       unpatchify, unshuffle_tokens)
+from .split_bn import SplitBatchNorm
 from .masking import (gather_tokens, inverse_block_mask, mask_to_ids,
                       random_mask)
 
@@ -11,5 +12,6 @@ __all__ = [
     'check_mask_ratio', 'num_visible', 'patchify', 'random_masking',
     'unpatchify', 'unshuffle_tokens', 'LinearAnnealEMA', 'annealed_decay',
     'gather_tokens', 'inverse_block_mask', 'mask_to_ids', 'random_mask',
-    'all_gather_with_grad', 'concat_all_gather', 'concat_all_gather_with_grad'
+    'all_gather_with_grad', 'concat_all_gather', 'concat_all_gather_with_grad',
+    'SplitBatchNorm'
 ]
