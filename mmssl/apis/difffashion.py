@@ -569,6 +569,27 @@ class DiffFashion:
             return mean, x0
         return mean + var.sqrt() * noise, x0
 
+    def _resampled_step(self, x: torch.Tensor, i: int,
+                        generator: torch.Generator,
+                        guide: Optional[Callable] = None,
+                        progress: Optional[Callable] = None):
+        """Step ``i``; at the start step it runs ``resample`` times, the
+        result re-noised back to step ``i`` in between (as the reference).
+
+        Returns:
+            tuple: ``x`` at step ``i - 1`` (B, 3, S, S) and the last clean
+            estimate (B, 3, S, S).
+        """
+        reps = self.resample if i == self.start else 1
+        for r in range(reps):
+            x_next, x0 = self.step(x, i, generator, guide)
+            if progress:
+                progress()
+            if r < reps - 1:
+                noise = torch.randn(x.shape, generator=generator)
+                x = renoise(x_next, self._beta(i), noise.to(x))
+        return x_next, x0
+
     def _beta(self, i: int) -> torch.Tensor:
         return 1 - self._a(i) / self._a(i - 1)
 
@@ -583,16 +604,7 @@ class DiffFashion:
                 self.add_noise(garment, self.mask_index, generator))
         x = self.add_noise(garment, self.start, generator)
         for i in range(self.start, self.mask_index, -1):
-            reps = self.resample if i == self.start else 1
-            for r in range(reps):
-                x_next, _ = self.step(x, i, generator)
-                if progress:
-                    progress()
-                if r < reps - 1:
-                    noise = torch.randn(x.shape, generator=generator)
-                    x = renoise(x_next, self._beta(i), noise.to(x))
-                else:
-                    x = x_next
+            x, _ = self._resampled_step(x, i, generator, None, progress)
         # clean estimate at the mask step, fed back at that step
         eps, _ = self._eps(x, self.mask_index, self.garment_label)
         x0 = predict_x0(x, eps, self._a(self.mask_index))
@@ -736,17 +748,8 @@ class DiffFashion:
         x0 = reference
         for i in range(self.start, -1, -1):
             state['t'] = self.t_at(i)
-            reps = self.resample if i == self.start else 1
-            for r in range(reps):
-                x_next, x0 = self.step(x, i, generator,
-                                       guide if active else None)
-                if progress:
-                    progress()
-                if r < reps - 1:
-                    noise = torch.randn(x.shape, generator=generator)
-                    x = renoise(x_next, self._beta(i), noise.to(x))
-                else:
-                    x = x_next
+            x, x0 = self._resampled_step(x, i, generator,
+                                         guide if active else None, progress)
             if mask is not None and self.start - self.blend_steps <= i \
                     < self.start:
                 x = blend_background(x, mask,
