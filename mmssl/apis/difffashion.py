@@ -42,6 +42,7 @@ from mmssl.models.diffusion import (DEFAULT_LOSS_WEIGHTS,
                                     label_contrast_score, noise_augment,
                                     predict_x0, renoise, smooth_score,
                                     space_timesteps, threshold_mask)
+from mmssl.models.diffusion.ddpm import DEFAULT_DDPM_SCHEDULE
 
 __all__ = [
     'DiffFashion', 'MaskError', 'WeightFileError', 'load_fashion_image',
@@ -426,13 +427,7 @@ class DiffFashion:
         self.unet = unet.eval()
         for p in self.unet.parameters():
             p.requires_grad_(False)
-        sched = dict(
-            num_train_timesteps=1000,
-            beta_schedule='linear',
-            beta_start=1e-4,
-            beta_end=0.02,
-            clip_sample=False)
-        sched.update(scheduler or {})
+        sched = dict(DEFAULT_DDPM_SCHEDULE, **(scheduler or {}))
         sched.pop('variance_type', None)
         self.sampler = sampler
         if sampler == 'ddpm':

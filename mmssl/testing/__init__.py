@@ -115,13 +115,17 @@ def tiny_pretrain_runner_cfg(model: dict,
                              extra_transforms: list = (),
                              custom_hooks: list = (),
                              resume_from: str = None,
-                             total_epochs: int = 4) -> dict:
+                             total_epochs: int = 4,
+                             pipeline: list = None,
+                             dataset_kwargs: dict = None) -> dict:
     """A small mmengine runner config for pretraining ``model`` on the
     images of ``data_root`` (batch 4, AdamW, warmup + cosine over
     ``total_epochs``, a checkpoint and the random state every epoch), as
     used by the exact-resume tests. ``extra_transforms`` go before
-    ``PackInputs(algorithm_keys=['mask'])``."""
-    pipeline = [
+    ``PackInputs(algorithm_keys=['mask'])``; ``pipeline`` replaces the
+    whole pipeline and ``dataset_kwargs`` updates the ``CustomDataset``
+    arguments (e.g. ``with_label=True, ann_file='ann.txt'``)."""
+    pipeline = pipeline or [
         dict(type='LoadImageFromFile'),
         dict(type='RandomResizedCrop', scale=img_size,
              crop_ratio_range=(0.5, 1)),
@@ -142,7 +146,10 @@ def tiny_pretrain_runner_cfg(model: dict,
             dataset=dict(
                 type='CustomDataset',
                 data_root=data_root,
-                with_label=False,
+                **{
+                    'with_label': False,
+                    **(dataset_kwargs or {})
+                },
                 pipeline=pipeline)),
         optim_wrapper=dict(
             optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),

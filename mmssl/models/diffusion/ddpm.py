@@ -8,6 +8,16 @@ from mmengine.model import BaseModel
 
 from mmssl.registry import MODELS
 
+# guided-diffusion's schedule: 1000 linear betas from 1e-4 to 0.02, no
+# clipping of the sample inside the scheduler
+DEFAULT_DDPM_SCHEDULE = dict(
+    num_train_timesteps=1000,
+    beta_schedule='linear',
+    beta_start=1e-4,
+    beta_end=0.02,
+    clip_sample=False)
+
+
 def require_diffusers():
     """Import diffusers lazily (it is slow to import and optional).
 
@@ -102,13 +112,7 @@ class ClassCondDDPM(BaseModel):
                 f'num_sample_steps must be >= 1, got {num_sample_steps}')
         self.unet_cfg = unet
         self.unet = diffusers.UNet2DModel(**unet)
-        sched = dict(
-            num_train_timesteps=1000,
-            beta_schedule='linear',
-            beta_start=1e-4,
-            beta_end=0.02,
-            clip_sample=False)
-        sched.update(scheduler or {})
+        sched = dict(DEFAULT_DDPM_SCHEDULE, **(scheduler or {}))
         self.scheduler_cfg = sched
         self.scheduler = diffusers.DDPMScheduler(**sched)
         self.num_classes = int(unet['num_class_embeds'])
