@@ -106,6 +106,24 @@ def test_pipeline_end_to_end(pipeline, tmp_path):
     with open(osp.join(work_dir, 'simclr', 'seg', 'finetune.log')) as f:
         assert f'load backbone. in model from: {backbone}' in f.read()
 
+    # a pretraining checkpoint made elsewhere: converted, not pretrained
+    ckpt = rec['stages']['pretrain']['checkpoint']
+    given_dir = tmp_path / 'given'
+    given = pipeline.main([
+        '--method', 'simclr', '--task', 'seg', '--work-dir',
+        str(given_dir), '--data-root',
+        str(tmp_path / 'data'), '--checkpoint', ckpt, '--pretrain-only'
+    ])[0]
+    assert given['stages']['pretrain'] == dict(
+        seconds=0., checkpoint=ckpt, given=True)
+    assert not (given_dir / 'simclr' / 'pretrain').exists()
+    again = torch.load(
+        given['stages']['convert']['output'],
+        map_location='cpu',
+        weights_only=True)['state_dict']
+    assert again.keys() == state['state_dict'].keys()
+    assert all(torch.equal(again[k], state['state_dict'][k]) for k in again)
+
     records = pipeline.main(['--method', 'random'] + common +
                             ['--out', str(tmp_path / 'random.json')])
     rec = records[0]
@@ -116,3 +134,27 @@ def test_pipeline_end_to_end(pipeline, tmp_path):
     with open(tmp_path / 'random.json') as f:
         assert json.load(f)['results'][0]['method'] == 'random'
     assert (tmp_path / 'random.md').read_text().startswith('| method |')
+
+
+@pytest.mark.parametrize('extra, message', [
+    (['--method', 'random'], '--checkpoint needs --method with a pretraining'),
+    (['--method', 'simclr', '--pretrain-epochs', '3'],
+     'drop --pretrain-epochs'),
+    (['--all'], '--checkpoint needs --method'),
+])
+def test_checkpoint_argument_errors(pipeline, tmp_path, capsys, extra,
+                                    message):
+    ckpt = tmp_path / 'pretrain.pth'
+    ckpt.write_bytes(b'')
+    with pytest.raises(SystemExit):
+        pipeline.parse_args(['--task', 'seg', '--checkpoint',
+                             str(ckpt)] + extra)
+    assert message in capsys.readouterr().err
+
+
+def test_checkpoint_missing_file(pipeline, tmp_path, capsys):
+    missing = str(tmp_path / 'nope.pth')
+    with pytest.raises(SystemExit):
+        pipeline.parse_args(
+            ['--method', 'mae', '--task', 'seg', '--checkpoint', missing])
+    assert f'--checkpoint {missing}: no such file' in capsys.readouterr().err

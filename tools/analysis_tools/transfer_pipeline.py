@@ -367,6 +367,7 @@ def pretrain(method: str, config: str, args, logger: MMLogger,
 def convert(method: str, ckpt: str, target: str, args, logger: MMLogger,
             record: dict) -> str:
     out = osp.join(args.work_dir, method, f'backbone_{target}.pth')
+    os.makedirs(osp.dirname(out), exist_ok=True)
     cmd = [sys.executable, CONVERT, ckpt, out, '--to', target]
     seconds = run_stage(
         'convert', cmd, osp.join(args.work_dir, method,
@@ -429,7 +430,14 @@ def run_method(method: str, task: str, args, logger: MMLogger) -> dict:
     logger.info(f'==== {method} -> {task} ====')
     backbone = None
     if configs['pretrain'] is not None:
-        ckpt = pretrain(method, configs['pretrain'], args, logger, record)
+        if args.checkpoint:
+            ckpt = args.checkpoint
+            logger.info(f'[pretrain] using the given checkpoint {ckpt}')
+            record['stages']['pretrain'] = dict(
+                seconds=0., checkpoint=ckpt, given=True)
+        else:
+            ckpt = pretrain(method, configs['pretrain'], args, logger,
+                            record)
         target = CONVERT_TO[(task, configs['family'])]
         backbone = convert(method, ckpt, target, args, logger, record)
     if args.pretrain_only:
@@ -520,6 +528,12 @@ def parse_args(argv=None):
         action='store_true',
         help='pretrain again even if the same pretraining exists')
     parser.add_argument(
+        '--checkpoint',
+        help='an mmssl pretraining checkpoint of --method (e.g. a longer '
+        'run made elsewhere) to convert and fine-tune instead of '
+        'pretraining here; give it its own --work-dir, since the converted '
+        'backbone is written to WORK_DIR/<method>/')
+    parser.add_argument(
         '--pretrain-only',
         action='store_true',
         help='stop after pretraining and conversion (e.g. to pretrain every '
@@ -541,6 +555,16 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.num_val is not None and args.num_train is None:
         parser.error('--num-val needs --num-train')
+    if args.checkpoint is not None:
+        pretrained = [m for m in METHODS if METHODS[m]['pretrain']]
+        if args.method not in pretrained:
+            parser.error('--checkpoint needs --method with a pretraining '
+                         f'(one of {", ".join(pretrained)})')
+        if not osp.isfile(args.checkpoint):
+            parser.error(f'--checkpoint {args.checkpoint}: no such file')
+        if args.pretrain_epochs is not None or args.force:
+            parser.error('--checkpoint replaces pretraining: drop '
+                         '--pretrain-epochs / --force')
     return args
 
 
