@@ -32,13 +32,12 @@ same numbers.
 """
 import argparse
 import json
-import logging
 import os.path as osp
 import sys
 from typing import Dict, List, Optional
 
 from mmengine.config import Config
-from mmengine.logging import MMLogger, print_log
+from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
 from mmengine.runner import set_random_seed
 
@@ -50,8 +49,9 @@ except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
     sys.path.insert(
         0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
     import mmssl  # noqa: F401
-from mmssl.apis import (  # noqa: E402
-    build_eval_dataloader, evaluate_backbone, load_backbone_from_checkpoint)
+from mmssl.apis import build_eval_dataloader, evaluate_backbone  # noqa: E402
+from mmssl.engine.backbone_eval_cli import (  # noqa: E402
+    add_backbone_args, backbone_rows, load_eval_model)
 from mmssl.utils.table import format_table as _format_table  # noqa: E402
 from mmssl.engine.runner_utils import (  # noqa: E402
     CfgOptionsAction, ToolError, friendly_errors, load_config,
@@ -69,13 +69,7 @@ COLUMNS = [('knn_top1', 'kNN top-1', '.2f'),
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='kNN / linear-probe / finetune evaluation of a backbone')
-    parser.add_argument('config', help='pretraining config file')
-    parser.add_argument(
-        'checkpoint', nargs='?', default=None, help='checkpoint file')
-    parser.add_argument(
-        '--random',
-        action='store_true',
-        help='also (or only) evaluate the randomly initialised backbone')
+    add_backbone_args(parser, 'evaluate')
     parser.add_argument(
         '--protocols',
         nargs='+',
@@ -148,19 +142,7 @@ def frozen_eval_cfg(cfg: Config, data_cfg: Optional[str]) -> dict:
 
 def load_model(cfg: Config, checkpoint: Optional[str], device: str):
     """Build the model, load the checkpoint's backbone, quietly."""
-    if checkpoint is not None and '://' not in checkpoint \
-            and not osp.isfile(checkpoint):
-        raise ToolError(f'checkpoint {checkpoint!r} does not exist')
-    # keep mmengine's per-parameter initialisation report out of the output
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        return load_backbone_from_checkpoint(cfg, checkpoint, device=device)
-    except ValueError as err:  # the checkpoint does not fit the backbone
-        raise ToolError(str(err)) from err
-    finally:
-        logger.setLevel(level)
+    return load_eval_model(cfg, checkpoint, device)
 
 
 def format_table(results: Dict[str, dict]) -> str:
@@ -175,11 +157,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, dict]:
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     frozen = frozen_eval_cfg(cfg, args.data_cfg)
 
-    rows = []
-    if args.checkpoint is not None:
-        rows.append(('pretrained', args.checkpoint))
-    if args.random:
-        rows.append(('random', None))
+    rows = backbone_rows(args)
 
     results: Dict[str, dict] = {}
     for name, checkpoint in rows:
