@@ -42,3 +42,11 @@ __all__ += [
 from .difffashion import load_vit_weights, pixel_metrics  # noqa: E402
 
 __all__ += ['load_vit_weights', 'pixel_metrics']
+
+from .dense_probe import (dense_probe, extract_dense_features,  # noqa: E402
+                          segmentation_iou, train_dense_probe)
+
+__all__ += [
+    'dense_probe', 'extract_dense_features', 'segmentation_iou',
+    'train_dense_probe'
+]
