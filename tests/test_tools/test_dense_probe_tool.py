@@ -37,11 +37,17 @@ def seg_root(tmp_path):
 
 def test_random_resnet_probe_all_stages(tool, seg_root, tmp_path, capsys):
     out = tmp_path / 'probe.json'
+    show = tmp_path / 'probe.png'
     results = tool.main([
         SIMCLR, '--random', '--data-root',
         str(seg_root), '--iters', '3', '--grid', '8', '--out',
-        str(out)
+        str(out), '--show',
+        str(show), '--show-num', '2'
     ])
+    # 2 rows of 64-px cells (32 px x 2) and 1 gap; image, labels, random
+    assert mmcv.imread(str(show)).shape == (2 * 64 + 2, 3 * 64 + 2 * 2, 3)
+    assert 'predictions' not in json.loads(out.read_text())['results'][
+        'random']
     assert set(results) == {'random'}
     # all four stages of the half-width ResNet-18: 32 + 64 + 128 + 256
     assert results['random']['feature_dim'] == 480

@@ -7,7 +7,7 @@ Usage::
         [--data-root data/embedded/seg] [--num-train N] [--grid 16]
         [--iters 300] [--lr 0.01] [--wd 1e-4] [--seed 0]
         [--out-indices 0 1 2 3] [--num-classes 10] [--out results.json]
-        [--cfg-options ...]
+        [--show probe.png] [--show-num 8] [--cfg-options ...]
 
 CONFIG is a pretraining config (``model`` with a ``backbone``). The backbone
 stays frozen; a 1x1 convolution on its feature maps (every output level,
@@ -26,6 +26,7 @@ import os.path as osp
 import sys
 from typing import Dict, List, Optional
 
+import mmcv
 import numpy as np
 import torch
 from mmengine.logging import print_log
@@ -40,7 +41,8 @@ except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
     sys.path.insert(
         0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
     import mmssl  # noqa: F401
-from mmssl.apis.dense_probe import dense_probe, load_seg_split  # noqa: E402
+from mmssl.apis.dense_probe import (  # noqa: E402
+    dense_probe, load_seg_split, prediction_grid)
 from mmssl.engine.backbone_eval_cli import (  # noqa: E402
     add_backbone_args, backbone_rows, load_eval_model)
 from mmssl.engine.runner_utils import (  # noqa: E402
@@ -82,6 +84,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--wd', type=float, default=1e-4)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', help='write the results as JSON')
+    parser.add_argument(
+        '--show',
+        help='save a picture of the first --show-num validation images: '
+        'image, labels and each row\'s prediction')
+    parser.add_argument('--show-num', type=int, default=8)
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -167,8 +174,21 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, dict]:
             iters=args.iters,
             lr=args.lr,
             weight_decay=args.wd,
-            seed=args.seed)
+            seed=args.seed,
+            keep_predictions=args.show_num if args.show else 0)
 
+    if args.show:
+        preds = {
+            name: res.pop('predictions').numpy()
+            for name, res in results.items()
+        }
+        n = args.show_num
+        mmcv.imwrite(
+            prediction_grid(val_imgs[:n], val_labels[:n], preds, num_classes),
+            args.show)
+        print_log(
+            f'{args.show}: image | labels | ' + ' | '.join(preds),
+            logger='current')
     print(_format_table(results.items(), COLUMNS, 'backbone'))
     if args.out:
         with open(args.out, 'w') as f:
