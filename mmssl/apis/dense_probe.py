@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .features import _accepts_mask, num_extra_tokens
+from .features import backbone_outputs, num_extra_tokens
 
 __all__ = [
     'dense_feature_maps', 'extract_dense_features', 'load_seg_split',
@@ -42,8 +42,7 @@ def dense_feature_maps(backbone: nn.Module, inputs: Tensor) -> List[Tensor]:
     Returns:
         list[Tensor]: One (B, C_i, h_i, w_i) map per backbone output.
     """
-    out = backbone(inputs, mask=None) if _accepts_mask(backbone) \
-        else backbone(inputs)
+    out = backbone_outputs(backbone, inputs)
     if isinstance(out, Tensor):
         out = [out]
     maps = []
@@ -139,10 +138,12 @@ def segmentation_iou(pred: Tensor,
                      target: Tensor,
                      num_classes: int,
                      ignore_index: int = 255) -> Dict[str, object]:
-    """mmseg's IoU metric: per-class IoU, mIoU over classes present, aAcc.
+    """mmseg's ``IoUMetric`` on whole tensors: per-class IoU, mIoU, aAcc.
 
-    A class that appears neither in the prediction nor in the target has no
-    IoU (NaN) and is left out of the mean, as in mmseg's ``IoUMetric``.
+    The areas and metrics come from mmseg's own
+    ``IoUMetric.intersect_and_union`` / ``total_area_to_metrics``; a class
+    that appears neither in the prediction nor in the target has no IoU
+    (NaN) and is left out of the mean, as in ``IoUMetric.compute_metrics``.
 
     Args:
         pred (Tensor): (N, H, W) predicted class indices.
@@ -154,18 +155,15 @@ def segmentation_iou(pred: Tensor,
         dict: ``mIoU`` and ``aAcc`` in percent, ``IoU`` per class (list,
         NaN where undefined).
     """
-    keep = target != ignore_index
-    pred, target = pred[keep].long(), target[keep].long()
-    conf = torch.bincount(
-        target * num_classes + pred,
-        minlength=num_classes * num_classes).reshape(num_classes,
-                                                     num_classes).double()
-    inter = conf.diag()
-    union = conf.sum(0) + conf.sum(1) - inter
-    iou = inter / union  # NaN where union == 0
+    from mmseg.evaluation.metrics import IoUMetric
+    areas = IoUMetric.intersect_and_union(pred.long(), target.long(),
+                                          num_classes, ignore_index)
+    metrics = IoUMetric.total_area_to_metrics(
+        *areas, metrics=['mIoU'])
+    iou = np.asarray(metrics['IoU'], dtype=np.float64)
     return dict(
-        mIoU=float(torch.nanmean(iou) * 100),
-        aAcc=float(inter.sum() / conf.sum().clamp(min=1) * 100),
+        mIoU=float(np.nanmean(iou) * 100),
+        aAcc=float(metrics['aAcc'] * 100),
         IoU=[float(v * 100) for v in iou])
 
 

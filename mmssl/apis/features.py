@@ -128,13 +128,38 @@ def forward_backbone(backbone: nn.Module,
     Returns:
         Tensor: (B, C) pooled features of the last output.
     """
-    if _accepts_mask(backbone):
-        out = backbone(inputs, mask=None)
-    else:
-        out = backbone(inputs)
+    out = backbone_outputs(backbone, inputs)
     while isinstance(out, (list, tuple)):
         out = out[-1]
     return pool_features(out, pool, num_extra_tokens(backbone))
+
+
+def backbone_outputs(backbone: nn.Module, inputs: Tensor):
+    """Run a backbone on its unmasked path; its outputs as it returns them.
+
+    A backbone whose ``forward`` takes ``mask`` gets ``mask=None``.
+    """
+    if _accepts_mask(backbone):
+        return backbone(inputs, mask=None)
+    return backbone(inputs)
+
+
+def preprocess_images(model: nn.Module, images: Tensor) -> Tensor:
+    """(N, 3, H, W) uint8 images through the model's data preprocessor.
+
+    The images are one batch of one view, as a data loader would give
+    them (e.g. BGR from ``LoadImageFromFile``); a model without a
+    preprocessor gets them as float.
+
+    Returns:
+        Tensor: (N, 3, H, W) model inputs.
+    """
+    preprocessor = get_data_preprocessor(model)
+    if preprocessor is None:
+        return images.float()
+    with torch.no_grad():
+        out = preprocessor(dict(inputs=[images], data_samples=None), False)
+    return _batch_inputs(out['inputs'])
 
 
 def _labels_of(data_samples) -> Tensor:

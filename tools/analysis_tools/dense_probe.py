@@ -41,6 +41,7 @@ except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
     sys.path.insert(
         0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
     import mmssl  # noqa: F401
+from mmssl.apis.features import preprocess_images  # noqa: E402
 from mmssl.apis.dense_probe import (  # noqa: E402
     dense_probe, load_seg_split, prediction_grid)
 from mmssl.engine.backbone_eval_cli import (  # noqa: E402
@@ -100,15 +101,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
-def normalise(model: torch.nn.Module, imgs: np.ndarray) -> torch.Tensor:
-    """(N, H, W, 3) uint8 BGR images -> the model's normalised input."""
-    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float()
-    pre = getattr(model, 'data_preprocessor', None)
-    if getattr(pre, '_channel_conversion', False):
-        x = x.flip(1)
-    if getattr(pre, '_enable_normalize', False):
-        x = (x - pre.mean.view(1, -1, 1, 1)) / pre.std.view(1, -1, 1, 1)
-    return x
+def to_inputs(model: torch.nn.Module, imgs: np.ndarray) -> torch.Tensor:
+    """(N, H, W, 3) uint8 BGR images -> the model's preprocessed input."""
+    return preprocess_images(model,
+                             torch.from_numpy(imgs).permute(0, 3, 1, 2))
 
 
 def set_out_indices(backbone: torch.nn.Module, indices: List[int]) -> None:
@@ -167,8 +163,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, dict]:
             logger='current')
         results[name] = dense_probe(
             backbone,
-            (normalise(model, train_imgs), torch.from_numpy(train_labels)),
-            (normalise(model, val_imgs), torch.from_numpy(val_labels)),
+            (to_inputs(model, train_imgs), torch.from_numpy(train_labels)),
+            (to_inputs(model, val_imgs), torch.from_numpy(val_labels)),
             num_classes,
             grid=args.grid,
             iters=args.iters,
