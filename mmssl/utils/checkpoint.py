@@ -24,19 +24,18 @@ safety check off:
   temporary file in the same folder, fsyncs it and renames it over the target,
   so the previous checkpoint stays usable until the new one is complete.
 """
-import io
-import os
 import os.path as osp
 import pickle
 import re
-import tempfile
-from typing import Any, Callable, List, Optional
+from typing import Any, List
 
 import numpy as np
 import torch
 
+from .checkpoint_save import atomic_save_checkpoint, install_atomic_save
+
 __all__ = [
-    'UnsafeCheckpointError', 'safe_globals', 'safe_torch_load',
+    'UnsafeCheckpointError', 'CheckpointFileError', 'safe_globals', 'safe_torch_load',
     'atomic_save_checkpoint', 'patch_mmengine_checkpoint_io'
 ]
 
@@ -45,6 +44,10 @@ _PATCHED = False
 
 class UnsafeCheckpointError(pickle.UnpicklingError):
     """A checkpoint needs a pickled global outside mmssl's allow-list."""
+
+
+class CheckpointFileError(ValueError):
+    """The file is not a checkpoint at all, or a truncated / damaged one."""
 
 
 def safe_globals() -> List[Any]:
@@ -162,44 +165,6 @@ def safe_torch_load(filename: str, map_location: Any = None) -> Any:
             'torch.serialization.add_safe_globals([...]).') from err
 
 
-def _is_local(filename: str) -> bool:
-    return '://' not in str(filename)
-
-
-def atomic_save_checkpoint(checkpoint: dict,
-                           filename: str,
-                           *args,
-                           _fallback: Optional[Callable] = None,
-                           **kwargs) -> None:
-    """Save ``checkpoint`` to ``filename`` so a crash never truncates it.
-
-    Local paths are written to a temporary file in the target's folder,
-    flushed to disk and renamed over the target (``os.replace`` is atomic on
-    POSIX and Windows). Remote URIs fall back to mmengine's own saver.
-    """
-    if not _is_local(filename):
-        if _fallback is None:
-            from mmengine.runner import checkpoint as ckpt_mod
-            _fallback = ckpt_mod._mmssl_orig_save_checkpoint
-        return _fallback(checkpoint, filename, *args, **kwargs)
-    folder = osp.dirname(osp.abspath(filename))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix='.' + osp.basename(filename) + '.', suffix='.tmp', dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            buf = io.BytesIO()
-            torch.save(checkpoint, buf)
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, filename)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _make_history_buffer_picklable() -> None:
     """Pickle ``HistoryBuffer`` without its (class-level) method table."""
     from mmengine.logging.history_buffer import HistoryBuffer
@@ -231,8 +196,6 @@ def patch_mmengine_checkpoint_io() -> None:
     if _PATCHED:
         return
     from mmengine.runner import checkpoint as ckpt_mod
-    from mmengine.runner import runner as runner_mod
-
     torch.serialization.add_safe_globals(safe_globals())
     _make_history_buffer_picklable()
 
@@ -242,15 +205,5 @@ def patch_mmengine_checkpoint_io() -> None:
     ckpt_mod.CheckpointLoader.register_scheme(
         prefixes='', force=True)(load_from_local)
 
-    if not hasattr(ckpt_mod, '_mmssl_orig_save_checkpoint'):
-        ckpt_mod._mmssl_orig_save_checkpoint = ckpt_mod.save_checkpoint
-    orig = ckpt_mod._mmssl_orig_save_checkpoint
-
-    def save_checkpoint(checkpoint, filename, *args, **kwargs):
-        return atomic_save_checkpoint(
-            checkpoint, filename, *args, _fallback=orig, **kwargs)
-
-    save_checkpoint.__doc__ = atomic_save_checkpoint.__doc__
-    ckpt_mod.save_checkpoint = save_checkpoint
-    runner_mod.save_checkpoint = save_checkpoint
+    install_atomic_save()
     _PATCHED = True
