@@ -8,14 +8,20 @@ convention for gradients). :func:`assert_matches_single_process` compares the
 two to a tolerance. The step function must be importable (defined at module
 level) and take the batch tensors as positional arguments; it returns a dict
 of tensors, e.g. the loss and the parameter gradients after ``backward()``.
+
+:func:`train_runner_distributed` trains a runner config in ``world_size``
+gloo processes on CPU (DDP, as ``--launcher pytorch`` would) and returns the
+model's state dict, e.g. for the multi-process exact-resume check of
+:mod:`mmssl.testing.resume`.
 """
+import copy
 import os
 import os.path as osp
 import socket
 import tempfile
 import time
 from datetime import timedelta
-from typing import Callable, Dict, Sequence, Tuple
+from typing import Any, Callable, Dict, Sequence, Tuple
 
 import torch
 import torch.distributed as torch_dist
@@ -66,6 +72,22 @@ def _worker(rank: int, fn: Callable, batch, world_size: int, port: int,
         torch_dist.destroy_process_group()
 
 
+def _spawn(worker: Callable, args: tuple, world_size: int,
+           timeout_s: float) -> None:
+    """Run ``worker(rank, *args)`` in ``world_size`` forked processes;
+    kill them and raise ``TimeoutError`` after ``timeout_s`` seconds."""
+    ctx = mp.start_processes(
+        worker, args=args, nprocs=world_size, join=False, start_method='fork')
+    deadline = time.monotonic() + timeout_s
+    while not ctx.join(timeout=1):
+        if time.monotonic() > deadline:
+            for proc in ctx.processes:
+                if proc.is_alive():
+                    proc.kill()
+            raise TimeoutError(
+                f'{world_size}-process run did not end in {timeout_s} s')
+
+
 def run_distributed(fn: Callable[..., Result],
                     batch: Sequence[torch.Tensor],
                     world_size: int = 2,
@@ -73,22 +95,74 @@ def run_distributed(fn: Callable[..., Result],
     """Run ``fn`` on ``world_size`` gloo processes, each with its share of
     ``batch``, and return the rank-averaged results (float64)."""
     with tempfile.TemporaryDirectory() as out_dir:
-        ctx = mp.start_processes(
-            _worker,
-            args=(fn, tuple(batch), world_size, free_port(), out_dir,
-                  timeout_s),
-            nprocs=world_size,
-            join=False,
-            start_method='fork')
-        deadline = time.monotonic() + timeout_s
-        while not ctx.join(timeout=1):
-            if time.monotonic() > deadline:
-                for proc in ctx.processes:
-                    if proc.is_alive():
-                        proc.kill()
-                raise TimeoutError(
-                    f'{world_size}-process run did not end in {timeout_s} s')
+        _spawn(_worker,
+               (fn, tuple(batch), world_size, free_port(), out_dir, timeout_s),
+               world_size, timeout_s)
         return torch.load(osp.join(out_dir, 'result.pth'), weights_only=True)
+
+
+def _runner_worker(rank: int, cfg: Any, world_size: int, port: int,
+                   out_dir: str, timeout_s: float) -> None:
+    from mmengine.config import Config
+    from mmengine.model import is_model_wrapper
+    from mmengine.runner import Runner
+
+    os.environ.update(
+        MASTER_ADDR='127.0.0.1',
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        CUDA_VISIBLE_DEVICES='')
+    torch.set_num_threads(1)
+    # the process group is set up here, so the runner does not call
+    # init_dist (which needs CUDA for torch.cuda.set_device)
+    torch_dist.init_process_group(
+        'gloo',
+        rank=rank,
+        world_size=world_size,
+        timeout=timedelta(seconds=timeout_s))
+    try:
+        cfg = copy.deepcopy(cfg) if isinstance(cfg, Config) else Config(
+            copy.deepcopy(cfg))
+        cfg.launcher = 'pytorch'
+        wrapper = cfg.get('model_wrapper_cfg') or dict(
+            type='MMDistributedDataParallel',
+            broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))
+        wrapper['device_ids'] = None  # DDP on CPU
+        cfg.model_wrapper_cfg = wrapper
+        runner = Runner.from_cfg(cfg)
+        runner.train()
+        model = runner.model
+        if is_model_wrapper(model):
+            model = model.module
+        if rank == 0:
+            torch.save(
+                {
+                    k: v.detach().cpu().clone()
+                    for k, v in model.state_dict().items()
+                }, osp.join(out_dir, 'state_dict.pth'))
+    finally:
+        torch_dist.destroy_process_group()
+
+
+def train_runner_distributed(cfg: Any,
+                             world_size: int = 2,
+                             timeout_s: float = 300.) -> Result:
+    """Train the runner config ``cfg`` (dict or Config) in ``world_size``
+    gloo processes on CPU, the model wrapped in ``MMDistributedDataParallel``
+    as with ``--launcher pytorch``; return rank 0's model state dict.
+
+    The processes are forked, so ``cfg`` may refer to anything this
+    process has imported or registered.
+    """
+    with tempfile.TemporaryDirectory() as out_dir:
+        _spawn(_runner_worker,
+               (cfg, world_size, free_port(), out_dir, timeout_s), world_size,
+               timeout_s)
+        return torch.load(
+            osp.join(out_dir, 'state_dict.pth'), weights_only=True)
 
 
 def run_single_and_distributed(

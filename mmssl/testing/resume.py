@@ -5,9 +5,13 @@
 straight, 2 epochs, then resumes the 2-epoch checkpoint to 4, and asserts
 that every entry of the model's ``state_dict`` (weights, buffers such as
 queues, teacher copies and EMA steps) equals the straight run, and that
-epochs 3-4 did move the weights (so the equality is not vacuous).
+epochs 3-4 did move the weights (so the equality is not vacuous). With
+``world_size > 1`` every run is a fresh launch of that many gloo processes
+(:func:`mmssl.testing.dist.train_runner_distributed`).
 """
+import copy
 import os.path as osp
+import uuid
 from typing import Callable, Dict, Optional, Tuple
 
 import torch
@@ -45,9 +49,32 @@ def two_view_transform(scale: int) -> dict:
         ]])
 
 
-def train_state(cfg) -> StateDict:
-    """Train a runner config; return a copy of the model's state dict."""
-    runner = Runner.from_cfg(cfg if isinstance(cfg, Config) else Config(cfg))
+def own_experiment_name(cfg) -> Config:
+    """A copy of ``cfg`` as a Config with an ``experiment_name`` of its own.
+
+    mmengine names a run's message hub and logger after the experiment name,
+    by default the launch time to the second, and reuses an existing
+    instance of that name, so two short runs started in the same second
+    would share their message hub (``keep_ckpt_ids``, ``last_ckpt``...).
+    """
+    cfg = copy.deepcopy(cfg) if isinstance(cfg, Config) else Config(
+        copy.deepcopy(cfg))
+    if not cfg.get('experiment_name'):
+        cfg.experiment_name = f'run_{uuid.uuid4().hex[:8]}'
+    return cfg
+
+
+def train_state(cfg, world_size: int = 1) -> StateDict:
+    """Train a runner config; return a copy of the model's state dict.
+
+    With ``world_size > 1`` the config is trained in that many gloo
+    processes (rank 0's state dict is returned).
+    """
+    cfg = own_experiment_name(cfg)
+    if world_size > 1:
+        from .dist import train_runner_distributed
+        return train_runner_distributed(cfg, world_size)
+    runner = Runner.from_cfg(cfg)
     runner.train()
     return {
         k: v.detach().clone()
@@ -59,7 +86,8 @@ def assert_resume_equals_straight(
         make_cfg: Callable[[str, int, Optional[str]], dict],
         tmp_dir: str,
         atol: float = 1e-6,
-        min_move: float = 1e-4) -> Tuple[StateDict, StateDict, dict]:
+        min_move: float = 1e-4,
+        world_size: int = 1) -> Tuple[StateDict, StateDict, dict]:
     """2 epochs + ``--resume`` to 4 must equal 4 epochs straight.
 
     Args:
@@ -70,25 +98,38 @@ def assert_resume_equals_straight(
         atol (float): tolerance of the comparison.
         min_move (float): the largest change of any weight between epoch 2
             and epoch 4 must exceed this.
+        world_size (int): train every run in this many gloo processes.
+            Defaults to 1 (in this process).
 
     Returns:
         tuple: the straight state dict, the resumed one and the raw epoch-2
         checkpoint (loaded weights-only), for method-specific checks.
     """
-    straight = train_state(make_cfg(osp.join(tmp_dir, 'a'), 4, None))
-    train_state(make_cfg(osp.join(tmp_dir, 'b'), 2, None))
+    straight = train_state(
+        make_cfg(osp.join(tmp_dir, 'a'), 4, None), world_size)
+    train_state(make_cfg(osp.join(tmp_dir, 'b'), 2, None), world_size)
     ckpt = osp.join(tmp_dir, 'b', 'epoch_2.pth')
     assert osp.exists(ckpt), f'no checkpoint written at {ckpt}'
     # weights-only loadable (no pickled code), with the random state
     raw = torch.load(ckpt, weights_only=True)
     assert 'random_state' in raw, 'the checkpoint has no random state'
-    resumed = train_state(make_cfg(osp.join(tmp_dir, 'c'), 4, ckpt))
+    saved = raw['random_state']
+    if 'ranks' in saved:
+        assert len(saved['ranks']) == world_size, (
+            f'the checkpoint holds {len(saved["ranks"])} random states, '
+            f'expected one per process ({world_size})')
+    resumed = train_state(
+        make_cfg(osp.join(tmp_dir, 'c'), 4, ckpt), world_size)
     assert straight.keys() == resumed.keys()
     for k in straight:
         torch.testing.assert_close(
-            resumed[k], straight[k], atol=atol, rtol=0, msg=k)
+            resumed[k],
+            straight[k],
+            atol=atol,
+            rtol=0,
+            msg=lambda m, k=k: f'{k} differs from the straight run: {m}')
     two = raw['state_dict']
-    moved = max((two[k].float() - straight[k].float()).abs().max().item()
-                for k in two)
+    moved = max(
+        (two[k].float() - straight[k].float()).abs().max().item() for k in two)
     assert moved > min_move, f'epochs 3-4 changed nothing ({moved})'
     return straight, resumed, raw

@@ -1,7 +1,9 @@
 # Copyright (c) mmssl contributors. All rights reserved.
 """Exact resume: 2 epochs + --resume to 4 equals 4 epochs straight."""
 import os.path as osp
+from types import SimpleNamespace
 
+import torch
 from mmengine.config import Config
 
 from mmssl.testing import (assert_resume_equals_straight, tiny_mae_cfg,
@@ -12,7 +14,10 @@ from mmssl.testing import (assert_resume_equals_straight, tiny_mae_cfg,
 def _cfg(work_dir, data_root, max_epochs, resume_from=None):
     return Config(
         tiny_pretrain_runner_cfg(
-            tiny_mae_cfg(), work_dir, data_root, max_epochs,
+            tiny_mae_cfg(),
+            work_dir,
+            data_root,
+            max_epochs,
             resume_from=resume_from))
 
 
@@ -34,8 +39,11 @@ def test_without_random_state_resume_differs(tmp_path):
     cfg = _cfg(str(tmp_path / 'b'), str(data), 2)
     cfg.default_hooks.pop('random_state')
     train_state(cfg)
-    cfg = _cfg(str(tmp_path / 'c'), str(data), 4,
-               resume_from=osp.join(str(tmp_path), 'b', 'epoch_2.pth'))
+    cfg = _cfg(
+        str(tmp_path / 'c'),
+        str(data),
+        4,
+        resume_from=osp.join(str(tmp_path), 'b', 'epoch_2.pth'))
     cfg.default_hooks.pop('random_state')
     resumed = train_state(cfg)
     diff = max((resumed[k] - straight[k]).abs().max().item() for k in straight)
@@ -55,9 +63,8 @@ def test_resume_exact_with_persistent_workers(tmp_path):
     data.mkdir()
     write_random_images(str(data))
     assert_resume_equals_straight(
-        lambda work_dir, epochs, ckpt: _worker_cfg(work_dir, str(data),
-                                                   epochs, ckpt),
-        str(tmp_path))
+        lambda work_dir, epochs, ckpt: _worker_cfg(work_dir, str(data), epochs,
+                                                   ckpt), str(tmp_path))
 
 
 def test_sample_seeded_pipeline():
@@ -69,8 +76,7 @@ def test_sample_seeded_pipeline():
     from mmssl.engine.hooks.random_state_hook import SampleSeededPipeline
 
     def pipeline(info):
-        return (random.random(), float(np.random.rand()),
-                float(torch.rand(1)))
+        return (random.random(), float(np.random.rand()), float(torch.rand(1)))
 
     epoch = torch.zeros(1, dtype=torch.int64)
     seeded = SampleSeededPipeline(pipeline, 7, epoch)
@@ -86,3 +92,97 @@ def test_sample_seeded_pipeline():
     assert seeded(dict(sample_idx=3)) != a  # another epoch
     assert SampleSeededPipeline(pipeline, 8, torch.zeros(
         1, dtype=torch.int64))(dict(sample_idx=3)) != a  # another seed
+
+
+def test_resume_exact_with_random_seed(tmp_path):
+    """``randomness.seed=None`` (the default runtime): on resume mmengine
+    re-seeds with the checkpoint's seed after loading it, which must not
+    clobber the restored generators. The run that wrote the checkpoint is
+    the reference (a straight run would draw another seed)."""
+    data = tmp_path / 'imgs'
+    data.mkdir()
+    write_random_images(str(data))
+
+    def cfg(work_dir, epochs, ckpt=None):
+        cfg = _cfg(work_dir, str(data), epochs, ckpt)
+        cfg.randomness = dict(seed=None)
+        return cfg
+
+    straight = train_state(cfg(str(tmp_path / 'a'), 4))
+    ckpt = osp.join(str(tmp_path), 'a', 'epoch_2.pth')
+    resumed = train_state(cfg(str(tmp_path / 'b'), 4, ckpt))
+    for k in straight:
+        torch.testing.assert_close(resumed[k], straight[k], atol=0, rtol=0)
+
+
+class _Runner:
+    """The few runner attributes RandomStateHook reads."""
+
+    def __init__(self, iter=0, epoch=0):
+        self.iter = iter
+        self.epoch = epoch
+        self.train_dataloader = SimpleNamespace(num_workers=0)
+
+
+def test_one_random_state_per_rank_and_restore_on_resume_only():
+    from mmssl.engine.hooks import RandomStateHook
+    hook = RandomStateHook()
+    torch.manual_seed(3)
+    hook.before_save_checkpoint_all_ranks(_Runner())
+    expected = torch.rand(3)
+    ckpt = {}
+    hook.before_save_checkpoint(_Runner(), ckpt)
+    assert ckpt['random_state']['world_size'] == 1
+    assert len(ckpt['random_state']['ranks']) == 1
+
+    # weights loaded without resuming: the generators are left alone
+    torch.manual_seed(5)
+    untouched = torch.rand(3)
+    torch.manual_seed(5)
+    hook.after_load_checkpoint(_Runner(), ckpt)
+    hook.before_train(_Runner(iter=0, epoch=0))
+    assert torch.equal(torch.rand(3), untouched)
+
+    # a resumed run continues the saved stream, in before_train
+    hook.after_load_checkpoint(_Runner(), ckpt)
+    torch.manual_seed(5)
+    hook.before_train(_Runner(iter=8, epoch=2))
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_legacy_single_random_state_still_loads():
+    from mmssl.engine.hooks import RandomStateHook
+    from mmssl.engine.hooks.random_state_hook import get_random_state
+    torch.manual_seed(3)
+    legacy = get_random_state()  # what older checkpoints hold
+    expected = torch.rand(3)
+    hook = RandomStateHook()
+    hook.after_load_checkpoint(_Runner(), dict(random_state=legacy))
+    torch.manual_seed(5)
+    hook.before_train(_Runner(iter=8, epoch=2))
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_select_random_state_per_rank_and_world_size_rule():
+    from mmssl.engine.hooks.random_state_hook import select_random_state
+    saved = dict(world_size=2, ranks=['s0', 's1'])
+    assert select_random_state(saved, 0, 2) == ('s0', None)
+    assert select_random_state(saved, 1, 2) == ('s1', None)
+    # fewer processes now: rank 0 restores its own, with a warning
+    state, msg = select_random_state(saved, 0, 1)
+    assert state == 's0'
+    assert 'saved by 2 process(es), this run has 1' in msg
+    assert 'not bit-exact' in msg
+    # more processes now: the new ranks keep their seeded state
+    assert select_random_state(saved, 1, 4)[0] == 's1'
+    state, msg = select_random_state(saved, 3, 4)
+    assert state is None
+    assert 'Ranks below 2 restore' in msg and '`randomness`' in msg
+    # rank 0's state only (saved outside CheckpointHook)
+    state, msg = select_random_state(dict(world_size=2, ranks=['s0']), 1, 2)
+    assert state is None and 'ranks 1 to 1 keep' in msg
+    # legacy single state: every rank restores it
+    legacy = dict(python=0, numpy=0, torch=0)
+    assert select_random_state(legacy, 0, 1) == (legacy, None)
+    state, msg = select_random_state(legacy, 1, 2)
+    assert state is legacy and 'single random state' in msg
