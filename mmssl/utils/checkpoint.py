@@ -1,33 +1,51 @@
 # Copyright (c) mmssl contributors. All rights reserved.
-"""Safe and atomic checkpoint I/O for mmengine 0.10.x on torch >= 2.6.
+"""Safe checkpoint loading for mmengine 0.10.x on torch >= 2.6.
 
-Two problems are fixed here, both inside mmssl and without switching any
-safety check off:
+Every checkpoint mmssl reads, whatever its format or where it comes from,
+is unpickled by torch's weights-only unpickler, and nothing else:
 
-* **Loading.** torch >= 2.6 unpickles checkpoints weights-only by default.
-  mmengine 0.10.7 calls ``torch.load`` without the flag, and its checkpoints
-  hold a few non-tensor objects (the message hub's ``HistoryBuffer`` and the
-  numpy arrays inside it), so ``--resume`` fails with ``Unsupported global``.
-  mmssl allow-lists exactly those classes with
-  :func:`torch.serialization.add_safe_globals` and replaces mmengine's local
-  loader by one that always loads with ``weights_only=True``. A file that
-  would need any other global (e.g. one whose pickle calls ``os.system``) is
-  refused with :class:`UnsafeCheckpointError`, naming the file and the global.
-  One more wrinkle: a ``HistoryBuffer`` pickles its statistics methods as
-  ``getattr(HistoryBuffer, 'min')``, and ``getattr`` cannot be allowed in
-  general. mmssl makes ``HistoryBuffer`` pickle without them (they are class
-  attributes anyway), and reads checkpoints written by plain mmengine with a
-  restricted unpickler that accepts torch's weights-only globals plus a
-  ``getattr`` limited to exactly those four ``HistoryBuffer`` methods.
-* **Saving.** mmengine writes checkpoints in place, so a crash while saving
-  leaves a truncated file. :func:`atomic_save_checkpoint` writes to a
-  temporary file in the same folder, fsyncs it and renames it over the target,
-  so the previous checkpoint stays usable until the new one is complete.
+* **One loader for every scheme.** mmengine 0.10.7 calls ``torch.load``
+  without ``weights_only`` (local files, ``pavi://``, ``s3://``) or through
+  ``torch.hub`` with ``weights_only=False`` (``http(s)://``,
+  ``torchvision://``, ``open-mmlab://``, ``mmcls://``). mmssl re-registers
+  every scheme of mmengine's ``CheckpointLoader``: the bytes are fetched and
+  cached as mmengine does (same cache folder, same ``open-mmlab://`` name
+  map, same ``mmcls://`` key processing), then loaded by
+  :func:`safe_torch_load`. A scheme mmssl does not know is refused.
+* **Weights-only, for every pickle of the file.** :func:`safe_torch_load`
+  calls ``torch.load(..., weights_only=True)`` (explicitly, so the
+  ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` environment variable cannot turn it
+  off). In the legacy (non-zip) format torch then reads the magic-number,
+  protocol and sys-info pickles with the same restricted unpickler as the
+  data, so there is no second, less strict attempt.
+* **What mmengine checkpoints hold.** The message hub's ``HistoryBuffer``
+  and the numpy arrays, dtypes and scalars in it are allow-listed with
+  :func:`torch.serialization.add_safe_globals`. Plain mmengine pickles a
+  buffer's statistics methods as ``getattr(HistoryBuffer, 'min')``; mmssl
+  makes ``HistoryBuffer`` pickle without them (they are class attributes
+  anyway) and, while :func:`safe_torch_load` runs, lets torch's unpickler
+  resolve ``builtins.getattr`` to a function that returns exactly those four
+  methods and refuses anything else. A pickle naming any other global is
+  refused with :class:`UnsafeCheckpointError`, naming the file and the
+  global.
+* **Clear errors before unpickling.** The file's first bytes tell its
+  format: an empty, text or unknown file raises
+  :class:`CheckpointFileError` ("... is not a checkpoint"), a zip whose
+  directory is missing or whose records are damaged raises it as
+  "truncated checkpoint ...", and a TorchScript archive (whose loading runs
+  its code) is refused with the way to read its weights instead,
+  :func:`load_torchscript_state_dict`.
+
+Saving lives in :mod:`mmssl.utils.checkpoint_save` (atomic writes).
 """
 import os.path as osp
 import pickle
 import re
-from typing import Any, List
+import struct
+import tarfile
+import zipfile
+import zlib
+from typing import Any, List, Optional
 
 import numpy as np
 import torch
@@ -35,8 +53,9 @@ import torch
 from .checkpoint_save import atomic_save_checkpoint, install_atomic_save
 
 __all__ = [
-    'UnsafeCheckpointError', 'CheckpointFileError', 'safe_globals', 'safe_torch_load',
-    'atomic_save_checkpoint', 'patch_mmengine_checkpoint_io'
+    'UnsafeCheckpointError', 'CheckpointFileError', 'safe_globals',
+    'safe_torch_load', 'checkpoint_format', 'load_torchscript_state_dict',
+    'load_url', 'atomic_save_checkpoint', 'patch_mmengine_checkpoint_io'
 ]
 
 _PATCHED = False
@@ -81,88 +100,239 @@ def safe_globals() -> List[Any]:
     return allowed
 
 
-_GLOBAL_RE = re.compile(
-    r'(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w\.]+)')
-
-
+# --------------------------------------------------------------- getattr
 _HISTORY_METHODS = ('min', 'max', 'current', 'mean')
 
 
-def _restricted_pickle_module():
-    """A pickle module whose Unpickler resolves only allow-listed globals."""
-    import types
+def _type_name(obj: Any) -> str:
+    cls = obj if isinstance(obj, type) else type(obj)
+    return f'{cls.__module__}.{cls.__qualname__}'
 
+
+def _history_buffer_getattr(obj: Any, name: Any) -> Any:
+    """``getattr`` as an mmengine checkpoint may use it, and no more.
+
+    Plain mmengine pickles ``HistoryBuffer._statistics_methods`` as
+    ``getattr(HistoryBuffer, 'min')`` (and ``max``, ``current``, ``mean``).
+    Those four lookups are answered; any other is refused.
+    """
     from mmengine.logging.history_buffer import HistoryBuffer
-    from torch import _weights_only_unpickler as wou
-
-    allowed = dict(wou._get_allowed_globals())
-    allowed.update(wou._get_user_allowed_globals())
-
-    def limited_getattr(obj, name):
-        if obj is HistoryBuffer and name in _HISTORY_METHODS:
-            return getattr(obj, name)
-        raise UnsafeCheckpointError(
-            f'getattr({obj!r}, {name!r}) is not allowed in a checkpoint')
-
-    class Unpickler(pickle.Unpickler):
-
-        def find_class(self, module, name):
-            key = f'{module}.{name}'
-            if key in ('builtins.getattr', '__builtin__.getattr'):
-                return limited_getattr
-            if key in allowed:
-                return allowed[key]
-            raise pickle.UnpicklingError(
-                f'Unsupported global: GLOBAL {key} was not an allowed global')
-
-    mod = types.ModuleType('mmssl_restricted_pickle')
-    mod.Unpickler = Unpickler
-    mod.load = pickle.load
-    mod.__name__ = 'mmssl_restricted_pickle'
-    return mod
+    if obj is HistoryBuffer and name in _HISTORY_METHODS:
+        return getattr(obj, name)
+    raise UnsafeCheckpointError(
+        f'getattr({_type_name(obj)}, {name!r}) is not allowed in a '
+        'checkpoint')
 
 
-def safe_torch_load(filename: str, map_location: Any = None) -> Any:
-    """``torch.load`` with ``weights_only=True`` and a clear refusal.
+def _load_time_globals() -> list:
+    """Globals allowed only while :func:`safe_torch_load` runs."""
+    return [(_history_buffer_getattr, 'builtins.getattr')]
+
+
+# ------------------------------------------------------------ messages
+_OFFENDER_PATTERNS = (
+    re.compile(r'(getattr\([^)\n]*\))'),
+    re.compile(r'GLOBAL ([\w\.]+) was not an allowed global'),
+    re.compile(r'unsupported GLOBAL ([\w\.]+) whose module'),
+    re.compile(r'reduce for unrecognized function ([^\n]+?)'
+               r'(?: which belongs|\n|$)'),
+    re.compile(r"(?:Can only build|Can only create new object).*?"
+               r"but got <class '([^']+)'>"),
+)
+
+
+def _offender(message: str) -> str:
+    """The global (or object type) a weights-only refusal is about."""
+    for pattern in _OFFENDER_PATTERNS:
+        match = pattern.search(message)
+        if match:
+            what = match.group(1)
+            # torch prints builtins without their module ('exec')
+            if re.fullmatch(r'\w+', what):
+                what = f'builtins.{what}'
+            return what
+    return 'an object type outside the allow-list'
+
+
+def _refusal(label: str, err: BaseException) -> UnsafeCheckpointError:
+    what = _offender(str(err))
+    return UnsafeCheckpointError(
+        f'Refusing to load checkpoint {label}: its pickle refers to '
+        f'{what!r}, which is not on mmssl\'s allow-list of safe types '
+        '(tensors, plain Python values, numpy arrays and mmengine log '
+        'buffers). Unpickling it could run arbitrary code. If you trust '
+        'where this file comes from, load it once with '
+        'torch.load(path, weights_only=False), keep only its '
+        '"state_dict" and save that; or allow the type with '
+        'torch.serialization.add_safe_globals([...]).')
+
+
+def _unpickling_error(label: str, err: BaseException) -> Exception:
+    """A weights-only unpickling failure as mmssl reports it."""
+    opcode = re.search(r'Unsupported operand (\d+)', str(err))
+    if opcode:  # not a refusal of a global: a pickle torch does not write
+        return _not_a_checkpoint(
+            label, 'its pickle uses the opcode '
+            f'{bytes([int(opcode.group(1)) % 256])!r}, which torch.save '
+            'does not write')
+    return _refusal(label, err)
+
+
+def _not_a_checkpoint(label: str, why: str) -> CheckpointFileError:
+    return CheckpointFileError(
+        f'{label} is not a checkpoint: {why}. mmssl reads files written by '
+        'torch.save (a zip archive, or the older pickle format); check the '
+        'path.')
+
+
+def _truncated(label: str, why: str) -> CheckpointFileError:
+    return CheckpointFileError(
+        f'truncated checkpoint {label}: {why}. The file is incomplete or '
+        'damaged (e.g. an interrupted download or save); fetch or save it '
+        'again.')
+
+
+def _label(filename: str, source: Optional[str]) -> str:
+    if source and source != filename:
+        return f'{source!r} (cached as {filename!r})'
+    return repr(filename)
+
+
+# ------------------------------------------------------------ formats
+_ZIP_MAGIC = b'PK\x03\x04'
+_PICKLE_PROTO = 0x80
+_TEXT_BYTES = frozenset(range(32, 127)) | frozenset(b'\t\n\r')
+
+
+def _describe_unknown(head: bytes) -> str:
+    if not head:
+        return 'the file is empty'
+    if all(b in _TEXT_BYTES for b in head):
+        text = head.decode('ascii')
+        return f'it is a text file (it starts with {text[:24]!r})'
+    return (f'it starts with the bytes {head[:8]!r}, which no torch '
+            'checkpoint format does')
+
+
+def _archive_prefix(names: List[str]) -> Optional[str]:
+    """``'<archive>/'`` of a torch zip, the folder holding ``data.pkl``."""
+    for name in names:
+        parts = name.split('/')
+        if len(parts) == 2 and parts[1] == 'data.pkl' and parts[0]:
+            return parts[0] + '/'
+    return None
+
+
+def _sniff(filename: str, label: str) -> str:
+    if filename.endswith('.safetensors'):
+        return 'safetensors'  # torch.load reads it with safetensors
+    with open(filename, 'rb') as f:
+        head = f.read(64)
+    if head.startswith(_ZIP_MAGIC):
+        try:
+            with zipfile.ZipFile(filename) as zf:
+                names = zf.namelist()
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError,
+                ValueError) as err:
+            raise _truncated(
+                label, f'its zip directory cannot be read ({err})') from err
+        prefix = _archive_prefix(names)
+        if prefix is None:
+            raise _not_a_checkpoint(
+                label, 'it is a zip archive without the data.pkl record of '
+                'torch.save')
+        if prefix + 'constants.pkl' in names:
+            return 'torchscript'
+        return 'zip'
+    if head[:1] == bytes([_PICKLE_PROTO]):
+        return 'legacy'
+    if head and tarfile.is_tarfile(filename):
+        return 'tar'  # torch < 0.4; torch reads it weights-only too
+    raise _not_a_checkpoint(label, _describe_unknown(head))
+
+
+def checkpoint_format(filename: str) -> str:
+    """The format of a checkpoint file, told from its bytes, not unpickled.
+
+    Args:
+        filename (str): path of the file.
+
+    Returns:
+        str: ``'zip'`` (``torch.save`` since torch 1.6), ``'legacy'`` (the
+        pickle stream of ``_use_new_zipfile_serialization=False``),
+        ``'tar'`` (torch < 0.4), ``'torchscript'`` (``torch.jit.save``) or
+        ``'safetensors'`` (by the file extension).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        CheckpointFileError: the file is empty, text or of no torch format
+            ("not a checkpoint"), or a zip without its directory
+            ("truncated checkpoint").
+    """
+    filename = osp.expanduser(str(filename))
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'checkpoint file {filename!r} does not exist')
+    return _sniff(filename, repr(filename))
+
+
+_TRUNCATION_HINTS = ('PytorchStreamReader', 'EOF', 'truncated',
+                     'unexpected end', 'file read failed', 'corrupted')
+
+
+def safe_torch_load(filename: str,
+                    map_location: Any = None,
+                    *,
+                    source: Optional[str] = None) -> Any:
+    """``torch.load`` with ``weights_only=True`` and clear errors.
+
+    Every pickle in the file, whatever its format, is read by torch's
+    weights-only unpickler with mmssl's allow-list (see the module
+    docstring); there is no fallback to full unpickling.
 
     Args:
         filename (str): path of the checkpoint file.
         map_location: as for :func:`torch.load`.
+        source (str, optional): where the file came from (e.g. the URL of a
+            cached download), named in error messages.
 
     Raises:
         FileNotFoundError: the file does not exist.
+        CheckpointFileError: the file is not a checkpoint ("... is not a
+            checkpoint", also for TorchScript archives) or is truncated or
+            damaged ("truncated checkpoint ...").
         UnsafeCheckpointError: the pickle names a global outside the
             allow-list (unpickling it could run code).
     """
-    filename = osp.expanduser(filename)
+    filename = osp.expanduser(str(filename))
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint file {filename!r} does not exist')
+    label = _label(filename, source)
+    kind = _sniff(filename, label)
+    if kind == 'torchscript':
+        raise CheckpointFileError(
+            f'{label} is a TorchScript archive (torch.jit.save), not a '
+            'checkpoint, and loading it would run its code. Read its '
+            'weights with mmssl.utils.load_torchscript_state_dict'
+            '(path) and save them with torch.save(dict(state_dict=...), '
+            'new_path) to use them as a checkpoint.')
     try:
-        return torch.load(
-            filename, map_location=map_location, weights_only=True)
+        with torch.serialization.safe_globals(_load_time_globals()):
+            return torch.load(
+                filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        match = _GLOBAL_RE.search(str(err))
-        what = match.group(1) if match else 'an object type'
-        if what in ('getattr', 'builtins.getattr', '__builtin__.getattr'):
-            # a checkpoint written by plain mmengine (HistoryBuffer methods)
-            try:
-                return torch.load(
-                    filename,
-                    map_location=map_location,
-                    weights_only=False,
-                    pickle_module=_restricted_pickle_module())
-            except (pickle.UnpicklingError, UnsafeCheckpointError) as err2:
-                match = _GLOBAL_RE.search(str(err2))
-                what = match.group(1) if match else str(err2)
-        raise UnsafeCheckpointError(
-            f'Refusing to load checkpoint {filename!r}: its pickle refers to '
-            f'{what!r}, which is not on mmssl\'s allow-list of safe types '
-            '(tensors, plain Python values, numpy arrays and mmengine log '
-            'buffers). Unpickling it could run arbitrary code. If you trust '
-            'where this file comes from, load it once with '
-            'torch.load(path, weights_only=False), keep only its '
-            '"state_dict" and save that; or allow the type with '
-            'torch.serialization.add_safe_globals([...]).') from err
+        raise _unpickling_error(label, err) from err
+    except (EOFError, struct.error, zipfile.BadZipFile, zlib.error) as err:
+        raise _truncated(label, f'its data ends early ({err!r})') from err
+    except RuntimeError as err:
+        message = str(err)
+        if 'Invalid magic number' in message:
+            raise _not_a_checkpoint(
+                label,
+                'it is a pickle, but not one written by torch.save') from err
+        if any(hint in message for hint in _TRUNCATION_HINTS):
+            detail = message.strip().splitlines()[0].rstrip('.')
+            raise _truncated(label, detail) from err
+        raise
 
 
 def _make_history_buffer_picklable() -> None:
@@ -189,21 +359,21 @@ def patch_mmengine_checkpoint_io() -> None:
     """Make mmengine load checkpoints weights-only and save them atomically.
 
     Idempotent. Called when ``mmssl`` is imported, so every tool, hook and
-    host API (``Runner.resume``, ``load_from``, ``init_detector``...) that
-    goes through mmengine's ``CheckpointLoader`` gets the safe loader.
+    host API (``Runner.resume``, ``load_from``, ``init_cfg=dict(type=
+    'Pretrained')``, ``init_detector``...) that goes through mmengine's
+    ``CheckpointLoader``, for any scheme, gets the safe loader.
     """
     global _PATCHED
     if _PATCHED:
         return
-    from mmengine.runner import checkpoint as ckpt_mod
     torch.serialization.add_safe_globals(safe_globals())
     _make_history_buffer_picklable()
-
-    def load_from_local(filename, map_location):
-        return safe_torch_load(filename, map_location)
-
-    ckpt_mod.CheckpointLoader.register_scheme(
-        prefixes='', force=True)(load_from_local)
-
+    from .checkpoint_schemes import install_safe_loaders
+    install_safe_loaders()
     install_atomic_save()
     _PATCHED = True
+
+
+# re-exported here: they build on the helpers above
+from .checkpoint_schemes import load_url  # noqa: E402
+from .torchscript_weights import load_torchscript_state_dict  # noqa: E402

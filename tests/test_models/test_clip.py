@@ -1,5 +1,11 @@
 # Copyright (c) mmssl contributors. All rights reserved.
 """CLIP wrapper: OpenAI token ids, text path on embeddings, checkpoints."""
+import copy
+import os
+import pickle
+import struct
+import zipfile
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -98,3 +104,108 @@ def test_openai_archs_are_defined():
     assert CLIP_ARCHS['ViT-B/16']['embed_dim'] == 512
     assert CLIP_ARCHS['RN50']['embed_dim'] == 1024
     assert CLIP_ARCHS['RN50']['vision']['layers'] == (3, 4, 6, 3)
+
+
+def _no_jit_load(monkeypatch):
+
+    def fail(*args, **kwargs):
+        raise AssertionError('torch.jit.load must not run on user files')
+
+    monkeypatch.setattr(torch.jit, 'load', fail)
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16])
+def test_torchscript_release_loads_without_running_code(
+        tmp_path, monkeypatch, dtype):
+    """OpenAI releases are TorchScript archives (fp16): their weights are
+    read without torch.jit.load and equal what jit.load would give."""
+    from mmssl.utils.checkpoint import load_torchscript_state_dict
+    torch.manual_seed(0)
+    model = build_clip(**TINY).eval()
+    path = str(tmp_path / 'RN-tiny.pt')
+    torch.jit.script(copy.deepcopy(model).to(dtype)).save(path)
+    ref = torch.jit.load(path).state_dict()  # the test's own trusted file
+    _no_jit_load(monkeypatch)
+    weights = load_torchscript_state_dict(path)
+    assert list(weights) == list(ref)
+    for key, value in ref.items():
+        assert weights[key].dtype == value.dtype
+        assert torch.equal(weights[key], value), key
+    other = build_clip(**TINY)
+    load_clip_checkpoint(other, path)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(
+            other.state_dict()[key], value.to(dtype).to(value.dtype))
+        assert other.state_dict()[key].dtype == value.dtype
+
+
+class _Payload:
+
+    def __init__(self, func, arg):
+        self.func, self.arg = func, arg
+
+    def __reduce__(self):
+        return (self.func, (self.arg, ))
+
+
+def _data_pkl(kind, marker):
+    write = f'open({str(marker)!r}, "w").write("ran")'
+    if kind == 'exec':
+        return pickle.dumps(_Payload(exec, write), protocol=2)
+    if kind == 'eval':
+        return pickle.dumps(_Payload(eval, write), protocol=2)
+    if kind == 'os.system':
+        return pickle.dumps(_Payload(os.system, f'touch {marker}'), protocol=2)
+    # a module object (an allowed __torch__ class) whose state runs code
+    code = write.encode()
+    return (b'\x80\x02c__torch__\nCLIP\n)\x81}(X\x06\x00\x00\x00visual'
+            b'c__builtin__\nexec\nX' + struct.pack('<I', len(code)) + code +
+            b'\x85Rub.')
+
+
+# the global each payload is refused for
+_NAMED = {
+    'exec': 'builtins.exec',
+    'eval': 'builtins.eval',
+    'os.system': 'system',  # posix.system
+    'in-module': 'builtins.exec'
+}
+
+
+@pytest.mark.parametrize('kind', list(_NAMED))
+def test_torchscript_payload_is_refused(tmp_path, monkeypatch, kind):
+    """A TorchScript archive whose data.pkl runs code is refused, and no
+    code runs (neither the pickle's nor the archive's)."""
+    from mmssl.utils import UnsafeCheckpointError
+    good = str(tmp_path / 'good.pt')
+    torch.jit.script(torch.nn.Linear(2, 2)).save(good)
+    marker = tmp_path / 'marker'
+    path = str(tmp_path / 'ViT-B-16.pt')
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(path, 'w') as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename.endswith('/data.pkl'):
+                data = _data_pkl(kind, marker)
+            dst.writestr(info, data)
+    _no_jit_load(monkeypatch)
+    with pytest.raises(UnsafeCheckpointError) as err:
+        load_clip_checkpoint(build_clip(**TINY), path)
+    msg = str(err.value)
+    assert 'Refusing to load checkpoint' in msg and path in msg
+    assert _NAMED[kind] in msg
+    assert not marker.exists()
+
+
+def test_clip_checkpoint_file_errors(tmp_path):
+    """Text and truncated files say so, naming the file."""
+    from mmssl.utils import CheckpointFileError
+    text = tmp_path / 'RN50.pt'
+    text.write_text('<html>404 Not Found</html>')
+    with pytest.raises(CheckpointFileError, match='is not a checkpoint'):
+        load_clip_checkpoint(build_clip(**TINY), str(text))
+    full = tmp_path / 'full.pt'
+    torch.jit.script(torch.nn.Linear(2, 2)).save(str(full))
+    cut = tmp_path / 'cut.pt'
+    cut.write_bytes(full.read_bytes()[:200])
+    with pytest.raises(CheckpointFileError, match='truncated checkpoint'):
+        load_clip_checkpoint(build_clip(**TINY), str(cut))

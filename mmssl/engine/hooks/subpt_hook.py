@@ -142,7 +142,8 @@ class SubPTHook(Hook):
                     f'SubPTHook: subspace file {self.subspace_file!r} does '
                     'not exist; it is written as subpt_subspace.pth in the '
                     'work_dir of a run with SubPTHook(t_early, rank)')
-            saved = torch.load(self.subspace_file, map_location='cpu')
+            from mmssl.utils import safe_torch_load  # weights-only
+            saved = safe_torch_load(self.subspace_file, map_location='cpu')
             self.basis = saved['basis'].float()
             self.param_names = self.param_names or saved.get('param_names')
         self._params(runner)  # validate the names early

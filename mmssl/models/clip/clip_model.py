@@ -7,8 +7,9 @@ Why ``open_clip`` and not mmpretrain's CLIP:
   its :class:`open_clip.tokenizer.SimpleTokenizer` works offline and gives
   OpenAI's token ids (start of text 49406, end of text 49407);
 * it rebuilds OpenAI's models (ViT and ModifiedResNet towers, QuickGELU)
-  from the released ``.pt`` files (TorchScript archives or plain state
-  dicts), so the original checkpoints load from local files;
+  with the key layout of the released ``.pt`` files (TorchScript archives
+  or plain state dicts), so the original checkpoints load from local files
+  (their weights are read without running any of their code);
 * mmpretrain 1.2 keeps CLIP in its multimodal part, whose import needs
   ``transformers < 4.56`` and therefore ``huggingface-hub < 1.0``, which
   current diffusers (hub >= 1.32) refuses; open_clip needs neither.
@@ -166,14 +167,22 @@ def _missing_file(path: str) -> FileNotFoundError:
 
 def _read_state_dict(path: str) -> dict:
     """State dict of an OpenAI ``.pt`` (TorchScript or plain) or of an
-    mmengine checkpoint of :class:`mmssl.CLIPPretrainer` / a CoOp model."""
+    mmengine checkpoint of :class:`mmssl.CLIPPretrainer` / a CoOp model.
+
+    Nothing of the file runs: TorchScript archives (OpenAI's releases) are
+    read by :func:`mmssl.utils.load_torchscript_state_dict`
+    (their weights, without ``torch.jit.load``), everything else by
+    :func:`mmssl.utils.safe_torch_load` (weights-only).
+    """
+    from mmssl.utils.checkpoint import (checkpoint_format,
+                                        load_torchscript_state_dict,
+                                        safe_torch_load)
     if not osp.isfile(path):
         raise _missing_file(path)
-    try:  # OpenAI releases TorchScript archives
-        return torch.jit.load(path, map_location='cpu').state_dict()
-    except (RuntimeError, ValueError):
-        pass
-    ckpt = torch.load(path, map_location='cpu', weights_only=False)
+    if checkpoint_format(path) == 'torchscript':
+        ckpt = load_torchscript_state_dict(path)
+    else:
+        ckpt = safe_torch_load(path, map_location='cpu')
     if isinstance(ckpt, dict) and 'state_dict' in ckpt:
         ckpt = ckpt['state_dict']
     if not isinstance(ckpt, dict):
