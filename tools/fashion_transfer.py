@@ -23,6 +23,15 @@ import os.path as osp
 import sys
 import time
 
+try:
+    import mmssl  # noqa: F401  (safe weights-only checkpoint loader)
+except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
+    if _err.name != 'mmssl':
+        raise
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+    import mmssl  # noqa: F401
+from mmssl.engine.tool_errors import ToolError, tool_main  # noqa: E402
+
 
 def _weights(items):
     out = {}
@@ -195,15 +204,15 @@ def run(args) -> dict:
     return dict(paths=paths, seconds=seconds)
 
 
+@tool_main
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from mmssl.apis import MaskError, WeightFileError
+    from mmssl.apis import MaskError
     try:
         info = run(args)
-    except (WeightFileError, MaskError, FileNotFoundError, ValueError,
-            KeyError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
+    except (MaskError, ValueError, KeyError) as err:
+        # missing files and unsafe / broken checkpoints: tool_main
+        raise ToolError(str(err)) from err
     print(f'{info["seconds"]:.1f} s; wrote ' +
           ', '.join(osp.basename(p) for p in info['paths']) +
           f' to {args.out}')

@@ -12,8 +12,10 @@ Same arguments and behaviour as mmpretrain 1.2's ``tools/test.py``, plus:
   built from the config; any missing, unexpected or differently shaped key is
   reported as one ``error: checkpoint ... does not match ...`` message
   (exit code 2) naming the counts, the first keys and the fix;
-* the other user errors of ``tools/train.py`` (missing config, bad
-  ``--cfg-options``, unknown ``type=``) are reported the same way;
+* the other user errors of ``tools/train.py`` (missing config, bad or
+  unknown ``--cfg-options`` key, unknown ``type=``, a missing or empty data
+  folder, a missing, unsafe or broken checkpoint) are reported the same
+  way;
 * without CUDA, ``--amp`` keeps fp32 and distributed runs use ``gloo``.
 """
 import argparse
@@ -29,9 +31,9 @@ except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
         raise
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     import mmssl  # noqa: F401
-from mmssl.engine.runner_utils import (CfgOptionsAction, ToolError,
-                                       build_runner, check_checkpoint,
-                                       configure_distributed,
+from mmssl.engine.runner_utils import (CFG_OPTIONS_HELP, CfgOptionsAction,
+                                       ToolError, build_runner,
+                                       check_checkpoint, configure_distributed,
                                        configure_test_amp, friendly_errors,
                                        load_config, merge_cfg_options,
                                        run_tool, set_default_dataloader_cfg)
@@ -55,12 +57,7 @@ def parse_args(argv=None):
         '--cfg-options',
         nargs='+',
         action=CfgOptionsAction,
-        help='override some settings in the used config, the key-value pair '
-        'in xxx=yyy format will be merged into config file. If the value to '
-        'be overwritten is a list, it should be like key="[a,b]" or key=a,b '
-        'It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]" '
-        'Note that the quotation marks are necessary and that no white space '
-        'is allowed.')
+        help=CFG_OPTIONS_HELP)
     parser.add_argument(
         '--amp',
         action='store_true',

@@ -9,9 +9,14 @@ Same arguments and behaviour as mmpretrain 1.2's ``tools/train.py``, plus:
 
 * ``import mmssl`` first: registers nothing by itself but installs the safe
   (weights-only, allow-listed) checkpoint loader and atomic checkpoint saving.
-* user errors (missing config, bad ``--cfg-options``, unknown ``type=``, a
-  ``load_from``/``--resume`` checkpoint that does not fit the model) are
-  printed as ``error: ...`` on stderr with exit code 2;
+* user errors (missing config, bad or unknown ``--cfg-options`` key,
+  unknown ``type=``, a missing or empty data folder, a missing, unsafe,
+  broken or ill-fitting ``load_from``/``--resume`` checkpoint) are printed
+  as ``error: ...`` on stderr with exit code 2;
+* ``--cfg-options`` keys must exist in the config or be arguments of the
+  class their dict builds; ``+KEY=VALUE`` adds any other key on purpose;
+* ``CONFIG`` and its ``_base_`` files may be written
+  ``mmssl::<folder>/<file>.py`` (a config of mmssl's ``configs/``);
 * without CUDA, ``--amp`` keeps fp32 with a warning and a distributed launch
   uses ``gloo`` instead of ``nccl`` (see :mod:`mmssl.engine.runner_utils`).
 """
@@ -27,12 +32,12 @@ except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
         raise
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     import mmssl  # noqa: F401
-from mmssl.engine.runner_utils import (CfgOptionsAction, ToolError,
-                                       build_runner, check_checkpoint,
-                                       configure_amp, configure_distributed,
-                                       friendly_errors, load_config,
-                                       merge_cfg_options, run_tool,
-                                       set_default_dataloader_cfg)
+from mmssl.engine.runner_utils import (CFG_OPTIONS_HELP, CfgOptionsAction,
+                                       ToolError, build_runner,
+                                       check_checkpoint, configure_amp,
+                                       configure_distributed, friendly_errors,
+                                       load_config, merge_cfg_options,
+                                       run_tool, set_default_dataloader_cfg)
 
 
 def parse_args(argv=None):
@@ -74,12 +79,7 @@ def parse_args(argv=None):
         '--cfg-options',
         nargs='+',
         action=CfgOptionsAction,
-        help='override some settings in the used config, the key-value pair '
-        'in xxx=yyy format will be merged into config file. If the value to '
-        'be overwritten is a list, it should be like key="[a,b]" or key=a,b '
-        'It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]" '
-        'Note that the quotation marks are necessary and that no white space '
-        'is allowed.')
+        help=CFG_OPTIONS_HELP)
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],

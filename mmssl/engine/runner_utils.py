@@ -16,8 +16,12 @@ long traceback, and adapt a config to the machine it runs on:
 * :func:`configure_amp`, :func:`configure_test_amp`,
   :func:`configure_distributed`: ``--amp`` and NCCL configs keep working on a
   machine without CUDA (fp32, ``gloo``, DDP without ``device_ids``).
-* :func:`run_tool`: prints a :class:`ToolError` as ``error: <message>`` on
-  stderr and exits with code 2; any other exception keeps its traceback.
+* :func:`run_tool` / :func:`tool_main`: print a user error (a
+  :class:`ToolError`, a missing file or folder, an unsafe or broken
+  checkpoint) as ``error: <message>`` on stderr and exit with code 2; any
+  other exception keeps its traceback (see :mod:`mmssl.engine.tool_errors`).
+* :func:`enable_mmssl_config_prefix`: ``_base_ = 'mmssl::mae/...py'`` names
+  a config of mmssl's ``configs/`` folder from a config saved anywhere.
 
 All user-facing errors derive from :class:`ToolError`. The checkpoint check
 lives in :mod:`mmssl.engine.checkpoint_report`, the machine adaptation in
@@ -27,13 +31,13 @@ lives in :mod:`mmssl.engine.checkpoint_report`, the machine adaptation in
 import argparse
 import contextlib
 import difflib
+import importlib
 import inspect
-import logging
 import os
 import os.path as osp
 import re
 import sys
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
@@ -45,7 +49,8 @@ from .machine_cfg import (build_runner, configure_amp, configure_distributed,
                           configure_test_amp, set_default_dataloader_cfg)
 from .tool_errors import (CfgOptionsError, CheckpointMismatchError,
                           ConfigFileError, ToolError, UnknownTypeError, _close,
-                          _quiet)
+                          _quiet, print_user_error, run_tool, tool_main,
+                          user_error_message)
 
 __all__ = [
     'ToolError', 'ConfigFileError', 'CfgOptionsError', 'UnknownTypeError',
@@ -53,10 +58,11 @@ __all__ = [
     'merge_cfg_options', 'friendly_errors', 'unknown_type_error',
     'configure_amp', 'configure_test_amp', 'configure_distributed',
     'set_default_dataloader_cfg', 'build_runner', 'compare_state_dict',
-    'StateDictReport', 'check_checkpoint', 'run_tool',
-    'classifier_shape_mismatches', 'num_classes_mismatch_lines'
+    'StateDictReport', 'check_checkpoint', 'run_tool', 'tool_main',
+    'print_user_error', 'user_error_message', 'classifier_shape_mismatches',
+    'num_classes_mismatch_lines', 'CFG_OPTIONS_HELP', 'mmssl_configs_root',
+    'resolve_mmssl_config', 'enable_mmssl_config_prefix'
 ]
-
 
 
 # --------------------------------------------------------------------------
@@ -67,12 +73,15 @@ class CfgOptionsAction(DictAction):
 
     An item without ``=`` makes argparse print the usage and
     ``error: argument --cfg-options: expected KEY=VALUE, got 'x'`` and exit
-    with code 2, instead of a ``ValueError`` traceback.
+    with code 2, instead of a ``ValueError`` traceback. A key may start with
+    ``+`` to add a new key on purpose (see :func:`merge_cfg_options`).
     """
 
     def __call__(self, parser, namespace, values, option_string=None):
         for item in values or []:
             key = item.split('=', 1)[0]
+            if key.startswith('+'):
+                key = key[1:]
             if '=' not in item or not key or key.startswith('.') \
                     or key.endswith('.') or '..' in key:
                 raise argparse.ArgumentError(
@@ -122,13 +131,90 @@ def _missing_config_message(path: str) -> str:
     return msg
 
 
+#: ``_base_`` / CONFIG prefix naming a config of mmssl's ``configs/`` folder
+MMSSL_PREFIX = 'mmssl::'
+
+
+def mmssl_configs_root() -> Optional[str]:
+    """The folder of mmssl's configs, ``None`` when it is not installed.
+
+    ``mmssl/.mim/configs`` of a package that ships its configs (OpenMMLab's
+    layout), else ``configs/`` beside the ``mmssl`` package, as in a
+    checkout (also when it is installed with ``pip install -e``).
+    """
+    import mmssl
+    package = osp.dirname(osp.abspath(mmssl.__file__))
+    for candidate in (osp.join(package, '.mim', 'configs'),
+                      osp.join(osp.dirname(package), 'configs')):
+        if osp.isdir(candidate):
+            return candidate
+    return None
+
+
+def resolve_mmssl_config(path: str) -> str:
+    """The file of ``'mmssl::mae/mae_....py'`` in mmssl's configs folder.
+
+    Raises:
+        FileNotFoundError: no configs folder, or no such config in it (the
+            message lists similarly named configs).
+    """
+    rel = path[len(MMSSL_PREFIX):].lstrip('/')
+    root = mmssl_configs_root()
+    if root is None:
+        raise FileNotFoundError(
+            f'{path!r}: mmssl\'s configs folder is not installed with the '
+            'package (a checkout has it: install it with pip install -e '
+            'CHECKOUT); or write the path of the config file instead')
+    full = osp.join(root, rel)
+    if not osp.isfile(full):
+        raise FileNotFoundError(
+            f'{path!r} names {full!r}: ' + _missing_config_message(full) +
+            f' ({MMSSL_PREFIX!r} paths are relative to {root!r})')
+    return full
+
+
+_PREFIX_ENABLED = False
+
+
+def enable_mmssl_config_prefix() -> None:
+    """Let ``_base_`` name mmssl's configs as ``'mmssl::<folder>/<file>'``.
+
+    A config saved anywhere can then inherit one of mmssl's, e.g.
+    ``_base_ = 'mmssl::mae/mae_vit-tiny-p8_1xb64-coslr-30e_embedded.py'``.
+    The file is read as a plain ``_base_`` file (no ``_scope_`` is added to
+    its parts, unlike mmengine's ``mmdet::`` bases, so the config keeps its
+    own ``default_scope``). Idempotent; the tools call it on import.
+    """
+    global _PREFIX_ENABLED
+    if _PREFIX_ENABLED:
+        return
+    original = Config._get_cfg_path
+
+    def _get_cfg_path(cfg_path: str, filename: str):
+        if isinstance(cfg_path, str) and cfg_path.startswith(MMSSL_PREFIX):
+            return resolve_mmssl_config(cfg_path), None
+        return original(cfg_path, filename)
+
+    Config._get_cfg_path = staticmethod(_get_cfg_path)
+    _PREFIX_ENABLED = True
+
+
 def load_config(path: str) -> Config:
     """``Config.fromfile`` with a clear error for a missing/broken file.
+
+    ``path`` may also be ``'mmssl::<folder>/<file>.py'`` (a config of
+    mmssl's configs folder), as may the ``_base_`` files of the config.
 
     Raises:
         ConfigFileError: the file (or one of its ``_base_`` files) does not
             exist; the message lists similarly named config files.
     """
+    enable_mmssl_config_prefix()
+    if path.startswith(MMSSL_PREFIX):
+        try:
+            path = resolve_mmssl_config(path)
+        except FileNotFoundError as err:
+            raise ConfigFileError(str(err)) from err
     if not osp.isfile(path):
         raise ConfigFileError(_missing_config_message(path))
     try:
@@ -136,7 +222,9 @@ def load_config(path: str) -> Config:
     except FileNotFoundError as err:
         raise ConfigFileError(
             f'config {path!r} could not be loaded: {err} (check the paths in '
-            'its _base_ list, which are relative to the config file)') from err
+            'its _base_ list: they are relative to the config file, or start '
+            f'with {MMSSL_PREFIX!r} for a config of mmssl\'s configs '
+            'folder)') from err
 
 
 # keys the Runner (or the tools / mmengine hooks) read from the top level
@@ -153,25 +241,178 @@ def _runner_keys() -> set:
     return params | _RUNNER_KEYS
 
 
+#: ``--cfg-options`` help shared by the tools
+CFG_OPTIONS_HELP = (
+    'override settings of the config, KEY=VALUE (e.g. '
+    'train_dataloader.batch_size=32, model.backbone.drop_path_rate=0.1, '
+    'param_scheduler.0.end=10; lists as key="[a,b]" or key=a,b, without '
+    'spaces). KEY must exist in the config, be an argument of the class its '
+    'dict builds (the dict\'s type=, e.g. drop_path_rate of the backbone) '
+    'or a Runner argument; write +KEY=VALUE to add any other key on purpose')
+
+# what the Runner reads from env_cfg (with env_cfg.get(...))
+_ENV_CFG_KEYS = {'cudnn_benchmark', 'mp_cfg', 'dist_cfg', 'resource_limit'}
+
+
+def _accepted_args(obj: Any) -> Tuple[set, bool]:
+    """(explicit argument names, whether more are passed on unchecked).
+
+    Classes are read along their MRO while each ``__init__`` passes
+    ``**kwargs`` on to its parents.
+    """
+    names: set = set()
+    if inspect.isclass(obj):
+        funcs = [
+            klass.__dict__['__init__'] for klass in inspect.getmro(obj)
+            if klass is not object and '__init__' in klass.__dict__
+        ]
+    else:
+        funcs = [obj]
+    for func in funcs:
+        try:
+            params = inspect.signature(func).parameters.values()
+        except (TypeError, ValueError):
+            return names, True
+        names |= {
+            p.name
+            for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        }
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            return names - {'self'}, False
+    return names - {'self'}, bool(funcs)
+
+
+def _classes_of(node: dict, scope: str) -> List[Any]:
+    """The registered classes that ``node['type']`` may name."""
+    obj_type = node.get('type')
+    if callable(obj_type):
+        return [obj_type]
+    if not isinstance(obj_type, str):
+        return []
+    from mmengine.registry import Registry, root
+    with _quiet(), contextlib.suppress(Exception):
+        importlib.import_module(f'{scope}.registry')
+    found = []
+    for value in vars(root).values():
+        if not isinstance(value, Registry) or value.parent is not None:
+            continue
+        registry = value._children.get(scope, value)
+        with _quiet(), contextlib.suppress(Exception):
+            cls = registry.get(obj_type)
+            if cls is not None and cls not in found:
+                found.append(cls)
+    return found
+
+
+def _implicit_args(path: List[str]) -> Optional[set]:
+    """Keys accepted by a type-less dict the Runner builds, else None.
+
+    The data loaders, ``randomness``, ``env_cfg``, and the ``optim_wrapper``
+    / ``train_cfg`` / ``val_cfg`` / ``test_cfg`` / ``log_processor`` that
+    leave ``type`` at the Runner's default (which may then be set).
+    """
+    if len(path) != 1:
+        return None
+    key = path[0]
+    if key.endswith('_dataloader'):
+        from torch.utils.data import DataLoader
+        return _accepted_args(DataLoader)[0]
+    if key == 'randomness':
+        from mmengine.runner import Runner
+        return _accepted_args(Runner.set_randomness)[0]
+    if key == 'env_cfg':
+        return set(_ENV_CFG_KEYS)
+    from mmengine import optim, runner
+    defaults = {
+        'optim_wrapper':
+        ([optim.OptimWrapper], {'constructor', 'paramwise_cfg'}),
+        'train_cfg': ([runner.EpochBasedTrainLoop,
+                       runner.IterBasedTrainLoop], {'by_epoch'}),
+        'val_cfg': ([runner.ValLoop], set()),
+        'test_cfg': ([runner.TestLoop], set()),
+        'log_processor': ([runner.LogProcessor], set()),
+    }
+    if key not in defaults:
+        return None
+    classes, extra = defaults[key]
+    names = {'type'} | extra
+    for cls in classes:
+        names |= _accepted_args(cls)[0]
+    return names
+
+
+def _new_key_ok(node: dict, path: List[str], key: str,
+                scope: str) -> Tuple[bool, str, List[str]]:
+    """Whether ``key`` may be added to ``node`` (at ``path``), why not, and
+    the argument names it could have meant."""
+    if 'type' in node:
+        classes = _classes_of(node, scope)
+        known: set = set()
+        unchecked = False
+        for cls in classes:
+            names, more = _accepted_args(cls)
+            if key in names:
+                return True, '', []
+            known |= names
+            unchecked |= more
+        if not classes:
+            return False, (f'its type {node.get("type")!r} is not a '
+                           'registered class, so its arguments are '
+                           'unknown'), []
+        name = getattr(classes[0], '__name__', str(classes[0]))
+        return False, (f'{name} has no argument {key!r}' +
+                       (' (it passes further keyword arguments on, which '
+                        'cannot be checked)' if unchecked else '')), \
+            sorted(known)
+    implicit = _implicit_args(path)
+    if implicit is not None:
+        if key in implicit:
+            return True, '', []
+        return False, f'the Runner reads no {key!r} there', sorted(implicit)
+    return False, '', []
+
+
+def _split_new_keys(options: dict) -> Tuple[dict, set]:
+    """Strip the ``+`` of keys added on purpose: (options, those keys)."""
+    clean, forced = {}, set()
+    for key, value in options.items():
+        if key.startswith('+'):
+            key = key[1:]
+            forced.add(key)
+        clean[key] = value
+    return clean, forced
+
+
 def merge_cfg_options(cfg: Config, options: Optional[dict],
                       config_path: str) -> Config:
-    """Merge ``--cfg-options`` into ``cfg``, refusing likely typos.
+    """Merge ``--cfg-options`` into ``cfg``, refusing unknown keys.
 
-    A key is refused when a part of its path does not exist in the config
-    but a very similar key does (``model.backbon.arch``, ``max_epoch``), when
-    a list index is out of range, or when it descends into a plain value. A
-    new key with no similar neighbour is added, with a warning (a new
-    top-level key that the Runner reads, such as ``randomness``, silently).
-    The message reads ``--cfg-options 'model.backbon.depth': the config
-    'cfg.py' has no key 'backbon' under model (did you mean 'backbone'?).
-    ...``.
+    Every part of a key must exist in the config, with three exceptions
+    where a new key is added:
+
+    * a top-level Runner argument the config leaves at its default
+      (``randomness``, ``load_from``, ``find_unused_parameters`` ...);
+    * an argument of the class a dict builds: a key under a dict with
+      ``type=`` is checked against the registered class's ``__init__``
+      (``model.backbone.drop_path_rate``, ``model.backbone.init_cfg``), and
+      the data loaders, ``randomness`` and ``env_cfg`` against what the
+      Runner reads there;
+    * a key written ``+KEY=VALUE``: added as it is, on purpose.
+
+    A list index must be in range, and a key cannot descend into a plain
+    value. The message reads ``--cfg-options 'model.backbon.depth': the
+    config 'cfg.py' has no key 'backbon' under model (did you mean
+    'backbone'?). ...``.
 
     Raises:
-        CfgOptionsError: naming the key, the config and the close matches.
+        CfgOptionsError: naming the key, the config, the close matches and
+            the fix.
     """
     if not options:
         return cfg
+    options, forced = _split_new_keys(dict(options))
     top_known = _runner_keys()
+    scope = cfg.get('default_scope') or 'mmengine'
     for full_key in options:
         parts = full_key.split('.')
         node: Any = cfg._cfg_dict
@@ -181,25 +422,29 @@ def merge_cfg_options(cfg: Config, options: Optional[dict],
                 if part in node:
                     node = node[part]
                     continue
-                existing = [k for k in node if isinstance(k, str)]
+                if full_key in forced:
+                    print_log(
+                        f'--cfg-options +{full_key}: {part!r} is added as a '
+                        f'new key under {where}',
+                        logger='current')
+                    break
                 if depth == 0 and part in top_known:
                     break  # a Runner argument the config leaves at default
-                # 0.85 refuses 'backbon', 'max_epoch', 'optim_wraper' but
-                # accepts e.g. a new 'drop_path_rate' next to 'drop_rate'
-                close = _close(part, existing, n=3, cutoff=0.85)
-                if close:
-                    raise CfgOptionsError(
-                        f'--cfg-options {full_key!r}: the config '
-                        f'{config_path!r} has no key {part!r} under {where} '
-                        f'(did you mean {" or ".join(map(repr, close))}?). '
-                        'Fix the key; if you do mean a new key, set it in a '
-                        'config that inherits this one (_base_ = [...])')
-                print_log(
-                    f'--cfg-options {full_key!r}: {part!r} is not in the '
-                    f'config under {where}; it is added as a new key',
-                    logger='current',
-                    level=logging.WARNING)
-                break
+                ok, why, args = _new_key_ok(node, parts[:depth], part, scope)
+                if ok:
+                    break
+                existing = [k for k in node if isinstance(k, str)]
+                close = _close(part, existing + args, n=3)
+                hint = (f'did you mean {" or ".join(map(repr, close))}?'
+                        if close else 'its keys there: ' +
+                        (', '.join(map(repr,
+                                       sorted(existing)[:12])) or 'none'))
+                raise CfgOptionsError(
+                    f'--cfg-options {full_key!r}: the config '
+                    f'{config_path!r} has no key {part!r} under {where} '
+                    f'({hint})' + (f'; {why}' if why else '') + '. Fix '
+                    f'the key; to add it as a new key on purpose, write '
+                    f'+{full_key}=...')
             if isinstance(node, (list, tuple)):
                 if not part.isdigit() or int(part) >= len(node):
                     raise CfgOptionsError(
@@ -295,10 +540,10 @@ def _registry_candidates(name: str, scope: str,
     return out
 
 
-def unknown_type_error(err: BaseException,
-                       config_path: str,
-                       cfg: Optional[Config] = None
-                       ) -> Optional[UnknownTypeError]:
+def unknown_type_error(
+        err: BaseException,
+        config_path: str,
+        cfg: Optional[Config] = None) -> Optional[UnknownTypeError]:
     """Turn mmengine's unknown-type ``KeyError`` into an UnknownTypeError.
 
     ``err`` and its ``__cause__``/``__context__`` chain are searched for the
@@ -402,21 +647,4 @@ def friendly_errors(config_path: str,
         raise friendly from None
 
 
-# --------------------------------------------------------------------------
-# entry point wrapper
-# --------------------------------------------------------------------------
-def run_tool(main: Callable[..., Any], *args, **kwargs) -> Any:
-    """Call ``main``; print user errors as ``error: ...`` and exit with 2.
-
-    :class:`ToolError` and mmssl's ``UnsafeCheckpointError`` are user
-    errors: their message is printed on stderr as one block, without a
-    traceback. Anything else propagates with its traceback.
-    """
-    from mmssl.utils.checkpoint import UnsafeCheckpointError
-    try:
-        return main(*args, **kwargs)
-    except (ToolError, UnsafeCheckpointError) as err:
-        sys.stdout.flush()
-        print(f'error: {err}', file=sys.stderr)
-        sys.stderr.flush()
-        raise SystemExit(2)
+enable_mmssl_config_prefix()

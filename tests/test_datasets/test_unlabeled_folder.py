@@ -1,5 +1,7 @@
 # Copyright (c) mmssl contributors. All rights reserved.
 """UnlabeledImageFolder: discovery, messages and unreadable files."""
+import contextlib
+import logging
 import os.path as osp
 
 import numpy as np
@@ -103,3 +105,118 @@ def test_pipeline_errors_are_not_hidden(folder):
     with pytest.raises(KeyError, match='a bug in a transform'):
         ds[0]
     assert ds.num_corrupt == 0
+
+
+def _relpaths(ds, root):
+    return [
+        osp.relpath(ds.get_data_info(i)['img_path'], root)
+        for i in range(len(ds))
+    ]
+
+
+def test_symlinks_followed_once_and_hidden_skipped(tmp_path):
+    root = tmp_path / 'images'
+    _image(root / 'a' / 'x.png', 10)
+    _image(tmp_path / 'elsewhere' / 'e.png', 20)
+    (root / 'a' / 'up').symlink_to(root, target_is_directory=True)  # a loop
+    (root / 'again').symlink_to(root / 'a', target_is_directory=True)
+    (root / 'outside').symlink_to(
+        tmp_path / 'elsewhere', target_is_directory=True)
+    (root / 'b.png').symlink_to(root / 'a' / 'x.png')  # the same image
+    (root / 'gone.png').symlink_to(tmp_path / 'deleted.png')  # broken
+    (root / '._x.png').write_bytes(b'\x00\x05\x16\x07AppleDouble')
+    _image(root / '.thumbnails' / 't.png', 30)
+    (root / '.DS_Store').write_bytes(b'\x00')
+
+    ds = _build(root)
+    # the link b.png comes first in walk order, so it stands for x.png
+    assert _relpaths(ds, root) == ['b.png', 'outside/e.png']
+    assert [ds[i]['inputs'].shape for i in range(len(ds))] == [(3, 8, 8)] * 2
+
+
+@contextlib.contextmanager
+def _logged_lines(path):
+    """Also write mmengine's current logger to ``path`` (forked data-loader
+    workers inherit the handler)."""
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_current_instance()
+    handler = logging.FileHandler(path, mode='a')
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def test_left_out_summary_is_logged_once(tmp_path):
+    root = tmp_path / 'images'
+    _image(root / 'a' / 'x.png')
+    (root / 'a' / 'loop').symlink_to(root, target_is_directory=True)
+    (root / '._x.png').write_bytes(b'junk')
+    (root / 'x2.png').symlink_to(root / 'a' / 'x.png')
+    (root / 'dead.png').symlink_to(tmp_path / 'nothing.png')
+    log = tmp_path / 'log.txt'
+    with _logged_lines(log):
+        ds = _build(root)
+    assert len(ds) == 1
+    text = log.read_text()
+    assert text.count('UnlabeledImageFolder: 1 images under') == 1
+    for part in ('1 hidden files or folders', '1 folders reached again',
+                 '1 links to images found already', '1 broken links'):
+        assert part in text, text
+
+
+def _loader(ds, num_workers, persistent=False):
+    from torch.utils.data import DataLoader
+    return DataLoader(
+        ds,
+        batch_size=1,
+        shuffle=False,
+        num_workers=num_workers,
+        persistent_workers=persistent,
+        collate_fn=lambda batch: batch)
+
+
+def test_skipped_files_counted_over_workers_and_reported_once(
+        folder, tmp_path):
+    """Two workers, two epochs: each unreadable file is reported once and
+    the main process sees the total."""
+    bad = [_add_corrupt(folder)]
+    other = folder / 'c' / 'a_bad.jpg'
+    other.write_bytes(b'\xff\xd8\xff' + b'not a jpeg' * 5)
+    bad.append(str(other))
+    ds = _build(folder, on_corrupt='skip', test_mode=True)
+    paths = [ds.get_data_info(i)['img_path'] for i in range(len(ds))]
+    # with batch_size=1 the workers take turns: the two bad files sit at an
+    # even and an odd index, so each worker meets one of them
+    assert sorted(paths.index(b) % 2 for b in bad) == [0, 1]
+    log = tmp_path / 'log.txt'
+    with _logged_lines(log):
+        for _ in range(2):  # new worker processes every epoch
+            for batch in _loader(ds, num_workers=2):
+                assert batch[0]['data_samples'].img_path not in bad
+    err = log.read_text()
+    assert err.count('skipping unreadable image') == 2, err
+    for path in bad:
+        assert err.count(f"'{path}'") == 1
+    assert '2 of 6 images skipped so far' in err
+    assert ds.num_corrupt == 2
+    assert sorted(ds.corrupt_files) == sorted(bad)
+
+
+def test_skip_record_copies_are_independent(folder):
+    import copy
+    import pickle
+    bad = _add_corrupt(folder)
+    ds = _build(folder, on_corrupt='skip', test_mode=True)
+    ds[[ds.get_data_info(i)['img_path'] for i in range(len(ds))].index(bad)]
+    assert ds.corrupt_files == [bad]
+    clone = copy.deepcopy(ds)
+    assert clone.corrupt_files == [bad]
+    clone._skipped.mark(0)
+    assert ds.num_corrupt == 1 and clone.num_corrupt == 2
+    restored = pickle.loads(pickle.dumps(ds))
+    assert restored.corrupt_files == [bad]
+    subset = ds.get_subset([0, 1])
+    assert subset.num_corrupt == 0 and len(subset) == 2

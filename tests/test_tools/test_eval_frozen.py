@@ -35,10 +35,10 @@ def load_tool():
     return module
 
 
-def write_split(root, per_class, seed):
+def write_split(root, per_class, seed, classes=(('a', 40), ('b', 200))):
     """ImageNet-style folders: dark images are class a, bright ones b."""
     rng = np.random.default_rng(seed)
-    for cls, base in (('a', 40), ('b', 200)):
+    for cls, base in classes:
         folder = root / cls
         folder.mkdir(parents=True)
         for i in range(per_class):
@@ -122,3 +122,155 @@ def test_missing_eval_data_is_explained(setup):
     res = tool.main(
         [str(bare), ckpt, '--data-cfg', cfg, '--protocols', 'knn', '--k', '3'])
     assert set(res['pretrained']) >= {'knn_top1', 'std_mean'}
+
+
+THREE = (('dark', 30), ('mid', 120), ('light', 220))
+KNN = ['--protocols', 'knn', '--k', '3']
+
+
+@pytest.fixture
+def logged(monkeypatch):
+    """The messages eval_frozen logs (``print_log`` of the tool module)."""
+
+    def attach(tool):
+        messages = []
+        monkeypatch.setattr(tool, 'print_log',
+                            lambda msg, **kwargs: messages.append(str(msg)))
+        return messages
+
+    return attach
+
+
+def test_data_cfg_wins_over_the_config(setup, logged):
+    tmp_path, cfg, ckpt = setup
+    tool = load_tool()
+    messages = logged(tool)
+    root = tmp_path / 'three'
+    train = write_split(root / 'train', 3, seed=2, classes=THREE)
+    val = write_split(root / 'val', 2, seed=3, classes=THREE)
+    data_cfg = tmp_path / 'three_classes.py'
+    Config(
+        dict(
+            frozen_eval=dict(
+                train_dataloader=loader_cfg(train),
+                val_dataloader=loader_cfg(val)))).dump(str(data_cfg))
+    out = tmp_path / 'r.json'
+    res = tool.main(
+        [cfg, '--random', '--data-cfg',
+         str(data_cfg), '--out',
+         str(out)] + KNN)
+    # CONFIG's own frozen_eval has two classes and 18 images
+    assert res['random']['num_classes'] == 3
+    data = json.loads(out.read_text())['data']
+    assert f"--data-cfg '{data_cfg}'" in data['source']
+    assert f"replaces the one of '{cfg}'" in data['source']
+    assert data['train']['num_images'] == 9 and data['val']['num_images'] == 6
+    assert data['train']['classes'] == ['dark', 'light', 'mid']
+    assert data['val']['folder'] == val
+    text = '\n'.join(messages)
+    assert f"evaluation data: the frozen_eval of --data-cfg '{data_cfg}'" \
+        in text
+    assert f"val: CustomDataset '{val}', 6 images, 3 classes (dark, light, " \
+        'mid)' in text
+    # without --data-cfg the config's own data are used and named
+    messages.clear()
+    res = tool.main([cfg, '--random'] + KNN)
+    assert res['random']['num_classes'] == 2
+    assert f"evaluation data: the frozen_eval of '{cfg}'" in messages[0]
+
+
+def test_data_root_with_train_and_val(setup, logged, capsys):
+    tmp_path, cfg, ckpt = setup
+    tool = load_tool()
+    messages = logged(tool)
+    root = tmp_path / 'mine'
+    write_split(root / 'train', 3, seed=4, classes=THREE)
+    write_split(root / 'val', 2, seed=5, classes=THREE)
+    out = tmp_path / 'r.json'
+    res = tool.main([
+        cfg, ckpt, '--data-root',
+        str(root), '--num-workers', '0', '--batch-size', '4', '--out',
+        str(out)
+    ] + KNN)
+    assert res['pretrained']['num_classes'] == 3
+    assert f"data: --data-root '{root}' (train/ and val/), images resized " \
+        'and centre-cropped to 32 px; train 9 / val 6 images, 3 classes' \
+        in capsys.readouterr().out
+    data = json.loads(out.read_text())['data']
+    assert data['source'] == (f"--data-root '{root}' (train/ and val/), "
+                              'images resized and centre-cropped to 32 px')
+    assert data['train']['folder'] == str(root / 'train')
+    assert (data['train']['num_images'], data['val']['num_images']) == (9, 6)
+    assert any(f"train: CustomDataset '{root / 'train'}', 9 images" in m
+               for m in messages)
+
+
+def test_data_root_split_per_class(setup):
+    tmp_path, cfg, ckpt = setup
+    tool = load_tool()
+    root = tmp_path / 'flat'
+    write_split(root, 5, seed=6, classes=THREE)
+    frozen, source = tool.folder_frozen_eval(
+        str(root), 16, num_workers=0, val_fraction=0.4, seed=1)
+    assert 'split per class' in source and '0.4' in source
+    train = frozen['train_dataloader']['dataset']['indices']
+    val = frozen['val_dataloader']['dataset']['indices']
+    assert len(val) == 3 * 2 and len(train) == 3 * 3
+    assert sorted(train + val) == list(range(15))
+    # deterministic for a seed, another seed draws another split
+    again, _ = tool.folder_frozen_eval(
+        str(root), 16, num_workers=0, val_fraction=0.4, seed=1)
+    assert again['val_dataloader']['dataset']['indices'] == val
+    other, _ = tool.folder_frozen_eval(
+        str(root), 16, num_workers=0, val_fraction=0.4, seed=2)
+    assert other['val_dataloader']['dataset']['indices'] != val
+    res = tool.main([
+        cfg, '--random', '--data-root',
+        str(root), '--num-workers', '0', '--img-size', '16'
+    ] + KNN)
+    assert res['random']['num_classes'] == 3
+
+
+def test_data_root_errors(setup, capsys):
+    tmp_path, cfg, ckpt = setup
+    tool = load_tool()
+    ToolError = tool.ToolError
+    with pytest.raises(ToolError, match='does not exist'):
+        tool.folder_frozen_eval(str(tmp_path / 'nowhere'), 32)
+    loose = tmp_path / 'loose'
+    loose.mkdir()
+    Image.new('RGB', (8, 8)).save(loose / 'x.png')
+    with pytest.raises(ToolError, match=r'no class sub-folders \(1 images'):
+        tool.folder_frozen_eval(str(loose), 32)
+    half = tmp_path / 'half'
+    write_split(half / 'train', 2, seed=0)
+    with pytest.raises(ToolError, match='has train/ but no val/'):
+        tool.folder_frozen_eval(str(half), 32)
+    write_split(half / 'val', 2, seed=0, classes=(('a', 40), ('c', 90)))
+    with pytest.raises(
+            ToolError, match=r"only in train/: \['b'\], only in "
+            r"val/: \['c'\]"):
+        tool.folder_frozen_eval(str(half), 32)
+    hidden = tmp_path / 'hidden'
+    write_split(hidden, 2, seed=0)
+    (hidden / '.ipynb_checkpoints').mkdir()
+    with pytest.raises(
+            ToolError, match="'.ipynb_checkpoints' of .* hold no "
+            'images'):
+        tool.folder_frozen_eval(str(hidden), 32)
+    one = tmp_path / 'one'
+    write_split(one, 2, seed=0, classes=(('a', 40), ))
+    with pytest.raises(ToolError, match='at least two'):
+        tool.folder_frozen_eval(str(one), 32)
+    single = tmp_path / 'single'
+    write_split(single, 1, seed=0)
+    with pytest.raises(ToolError, match='has one image'):
+        tool.folder_frozen_eval(str(single), 32)
+    # the command line: one error line, exit code 2
+    with pytest.raises(SystemExit) as exc:
+        tool.run_tool(tool.main, [cfg, '--random', '--data-root', str(half)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --data-root '{half}': train/ and val/")
+    with pytest.raises(SystemExit):  # one source of data at a time
+        tool.parse_args([cfg, '--data-root', 'x', '--data-cfg', 'y'])

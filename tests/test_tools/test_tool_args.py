@@ -82,7 +82,9 @@ def test_malformed_cfg_option_is_a_usage_error(train_tool, capsys):
 
 def _cfg(**extra):
     cfg = dict(
-        model=dict(type='M', backbone=dict(type='B', depth=2)),
+        model=dict(
+            type='mmpretrain.ImageClassifier',
+            backbone=dict(type='mmpretrain.ResNet', depth=2)),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
         train_dataloader=dict(batch_size=2, num_workers=0, dataset=dict()),
         val_dataloader=dict(batch_size=2, num_workers=2, dataset=dict()),
@@ -220,8 +222,7 @@ def test_run_tool_formats_user_errors(capsys):
         runner_utils.run_tool(bug)
 
 
-def test_cfg_options_applied_before_machine_defaults(train_tool,
-                                                     monkeypatch):
+def test_cfg_options_applied_before_machine_defaults(train_tool, monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     args = train_tool.parse_args([
         'c.py', '--amp', '--cfg-options', 'val_dataloader.num_workers=0',
@@ -242,3 +243,52 @@ def test_cfg_options_new_key_near_existing_one_is_accepted():
     runner_utils.merge_cfg_options(cfg, {'model.backbone.drop_path_rate': .1},
                                    'cfg.py')
     assert cfg.model.backbone.drop_path_rate == .1
+
+
+def test_cfg_options_unknown_key_is_refused():
+    # not close to any key and not an argument of mmpretrain's ResNet
+    with pytest.raises(CfgOptionsError) as exc:
+        runner_utils.merge_cfg_options(_cfg(), {'model.backbone.colour': 1},
+                                       'cfg.py')
+    msg = str(exc.value)
+    assert "no key 'colour' under model.backbone" in msg
+    assert "ResNet has no argument 'colour'" in msg
+    assert '+model.backbone.colour=' in msg
+    # a top-level key that is neither in the config nor a Runner argument
+    with pytest.raises(
+            CfgOptionsError, match="no key 'my_setting' under "
+            '<top level>'):
+        runner_utils.merge_cfg_options(_cfg(), {'my_setting': 1}, 'cfg.py')
+    # a type-less dict the Runner builds: DataLoader arguments only
+    with pytest.raises(CfgOptionsError, match="'presistent_workers'"):
+        runner_utils.merge_cfg_options(
+            _cfg(), {'train_dataloader.presistent_workers': True}, 'cfg.py')
+    # an unregistered type: its arguments cannot be known
+    cfg = _cfg()
+    cfg.model.neck = dict(type='NoSuchNeck')
+    with pytest.raises(CfgOptionsError, match='not a registered class'):
+        runner_utils.merge_cfg_options(cfg, {'model.neck.depth': 1}, 'cfg.py')
+
+
+def test_cfg_options_plus_adds_a_new_key(train_tool):
+    args = train_tool.parse_args(
+        ['c.py', '--cfg-options', '+my_setting.a=1', 'randomness.seed=3'])
+    assert args.cfg_options == {'+my_setting.a': 1, 'randomness.seed': 3}
+    cfg = runner_utils.merge_cfg_options(_cfg(), args.cfg_options, 'c.py')
+    assert cfg.my_setting.a == 1 and cfg.randomness.seed == 3
+    assert '+my_setting' not in cfg
+    # arguments of what the Runner builds need no '+'
+    cfg = runner_utils.merge_cfg_options(
+        _cfg(), {
+            'train_dataloader.persistent_workers': True,
+            'randomness.diff_rank_seed': True,
+            'env_cfg.cudnn_benchmark': True
+        }, 'c.py')
+    assert cfg.train_dataloader.persistent_workers is True
+    assert cfg.randomness.diff_rank_seed is True
+    # '+' does not excuse a bad list index
+    with pytest.raises(CfgOptionsError, match='not a valid index'):
+        runner_utils.merge_cfg_options(_cfg(), {'+pipeline.7.type': 'C'},
+                                       'c.py')
+    with pytest.raises(SystemExit):  # '+' alone is no key
+        train_tool.parse_args(['c.py', '--cfg-options', '+=1'])

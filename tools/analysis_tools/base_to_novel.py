@@ -29,7 +29,9 @@ except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
     sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
         osp.abspath(__file__)))))
     import mmssl  # noqa: F401
-from mmengine.config import Config, DictAction
+from mmssl.engine.runner_utils import (CFG_OPTIONS_HELP,  # noqa: E402
+                                       CfgOptionsAction, load_config,
+                                       merge_cfg_options, tool_main)
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
@@ -62,7 +64,7 @@ class _Recorder(Hook):
 
 
 def _cfg(path, args, name, epochs):
-    cfg = Config.fromfile(path)
+    cfg = load_config(path)
     cfg.work_dir = osp.join(args.work_dir, name)
     cfg.model.clip.checkpoint = args.clip_checkpoint
     cfg.train_cfg.max_epochs = epochs
@@ -80,9 +82,7 @@ def _cfg(path, args, name, epochs):
             if hook.type == 'mmssl.SubPTHook':
                 hook.subspace_file = osp.join(args.work_dir, 'subpt',
                                               'subpt_subspace.pth')
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    return cfg
+    return merge_cfg_options(cfg, args.cfg_options, path)
 
 
 def run(args):
@@ -164,6 +164,7 @@ def plot(results, path):
     fig.savefig(path, dpi=110)
 
 
+@tool_main
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--clip-checkpoint', required=True)
@@ -188,8 +189,8 @@ def main(argv=None):
         '--val-interval', type=int, default=1,
         help='evaluate every N epochs (and after the last)')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings of every method, key=value')
+        '--cfg-options', nargs='+', action=CfgOptionsAction,
+        help='settings of every method\'s config: ' + CFG_OPTIONS_HELP)
     parser.add_argument(
         '--plot-only', action='store_true',
         help='redraw table and plot from <work-dir>/results.json')

@@ -41,7 +41,6 @@ import os.path as osp
 import sys
 from typing import List, Optional
 
-from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
 try:
@@ -53,6 +52,9 @@ except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
         0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
     import mmssl  # noqa: F401
 from mmssl.apis import benchmark_configs, machine_info  # noqa: E402
+from mmssl.engine.runner_utils import (  # noqa: E402
+    CFG_OPTIONS_HELP, CfgOptionsAction, load_config, merge_cfg_options,
+    run_tool)
 from mmssl.utils.table import format_table as _format_table  # noqa: E402
 
 # (result key, column title, number format)
@@ -97,9 +99,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
-        help='override settings of every config, e.g. '
-        'model.backbone.img_size=96')
+        action=CfgOptionsAction,
+        help='settings of every config: ' + CFG_OPTIONS_HELP)
     parser.add_argument('--out', default=None, help='write results as JSON')
     args = parser.parse_args(argv)
     if args.names is not None and len(args.names) != len(args.configs):
@@ -117,10 +118,8 @@ def format_table(results: List[dict]) -> str:
 def load_configs(paths: List[str], cfg_options: Optional[dict]) -> list:
     configs = []
     for path in paths:
-        cfg = Config.fromfile(path)
-        if cfg_options:
-            cfg.merge_from_dict(cfg_options)
-        configs.append(cfg)
+        configs.append(
+            merge_cfg_options(load_config(path), cfg_options, path))
     return configs
 
 
@@ -163,4 +162,4 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

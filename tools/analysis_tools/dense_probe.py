@@ -47,8 +47,8 @@ from mmssl.apis.dense_probe import (  # noqa: E402
 from mmssl.engine.backbone_eval_cli import (  # noqa: E402
     add_backbone_args, backbone_rows, load_eval_model)
 from mmssl.engine.runner_utils import (  # noqa: E402
-    CfgOptionsAction, ToolError, friendly_errors, load_config,
-    merge_cfg_options, run_tool)
+    CFG_OPTIONS_HELP, CfgOptionsAction, ToolError, friendly_errors,
+    load_config, merge_cfg_options, run_tool)
 from mmssl.utils.table import format_table as _format_table  # noqa: E402
 
 COLUMNS = [('mIoU', 'mIoU', '.2f'), ('aAcc', 'aAcc', '.2f'),
@@ -94,7 +94,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         '--cfg-options',
         nargs='+',
         action=CfgOptionsAction,
-        help='key=value overrides of the config')
+        help=CFG_OPTIONS_HELP)
     args = parser.parse_args(argv)
     if args.checkpoint is None and not args.random:
         parser.error('give a CHECKPOINT, --random, or both')

@@ -29,10 +29,12 @@ except ImportError:  # running from a source checkout without install
     sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
         osp.abspath(__file__)))))
     import mmssl  # noqa: F401
-from mmengine.config import Config, DictAction  # noqa: E402
 import torch  # noqa: E402
 
 from mmssl.apis import benchmark_configs, machine_info  # noqa: E402
+from mmssl.engine.runner_utils import (  # noqa: E402
+    CFG_OPTIONS_HELP, CfgOptionsAction, ToolError, load_config,
+    merge_cfg_options, run_tool)
 from mmssl.apis.time_to_accuracy import compare_time_to_accuracy  # noqa
 
 
@@ -56,9 +58,8 @@ def parse_args(argv=None):
                    'training runs where mmengine puts it (the GPU when '
                    'there is one)')
     p.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override settings of every config, e.g. '
-        'train_dataloader.num_workers=8')
+        '--cfg-options', nargs='+', action=CfgOptionsAction,
+        help='settings of every config: ' + CFG_OPTIONS_HELP)
     p.add_argument('--work-dir', default=None)
     p.add_argument('--out', help='JSON file for all numbers')
     p.add_argument('--plot', help='PNG file for the accuracy curves')
@@ -91,11 +92,11 @@ def main(argv=None):
     names = args.names or [osp.splitext(osp.basename(c))[0]
                            for c in args.configs]
     if len(names) != len(args.configs):
-        raise SystemExit('error: --names needs one name per config')
-    cfgs = [Config.fromfile(c) for c in args.configs]
-    if args.cfg_options:
-        for cfg in cfgs:
-            cfg.merge_from_dict(args.cfg_options)
+        raise ToolError('--names needs one name per config')
+    cfgs = [
+        merge_cfg_options(load_config(c), args.cfg_options, c)
+        for c in args.configs
+    ]
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     speed = benchmark_configs(
         cfgs, names=names, iters=args.probe_iters, warmup=2, repeat=1,
@@ -132,4 +133,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

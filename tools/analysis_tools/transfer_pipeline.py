@@ -42,10 +42,21 @@ import sys
 import time
 from typing import Dict, List, Optional
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.logging import MMLogger
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+try:
+    import mmssl  # noqa: F401  (stack check + safe checkpoint I/O)
+except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
+    if _err.name != 'mmssl':
+        raise
+    sys.path.insert(0, REPO)
+    import mmssl  # noqa: F401
+from mmssl.engine.runner_utils import (  # noqa: E402
+    CFG_OPTIONS_HELP, CfgOptionsAction, ToolError, merge_cfg_options,
+    run_tool)
 TRAIN = osp.join('tools', 'train.py')
 TEST = osp.join('tools', 'test.py')
 CONVERT = osp.join('tools', 'model_converters', 'convert_backbone.py')
@@ -106,8 +117,8 @@ CONVERT_TO = {
 }
 
 
-class PipelineError(RuntimeError):
-    """A stage failed or the request cannot be run."""
+class PipelineError(ToolError):
+    """A stage failed or the request cannot be run (printed as ``error:``)."""
 
 
 # --------------------------------------------------------------------------
@@ -257,8 +268,7 @@ def write_pretrain_config(src: str, dst: str, args) -> Config:
     cfg = Config.fromfile(osp.join(REPO, src))
     _set_data_root(cfg, args.data_root)
     _drop_frozen_eval(cfg)
-    if args.pretrain_cfg_options:
-        cfg.merge_from_dict(args.pretrain_cfg_options)
+    merge_cfg_options(cfg, args.pretrain_cfg_options, src)
     if args.pretrain_epochs is not None:
         rescale_schedule(cfg, args.pretrain_epochs, iters_per_epoch(cfg))
     cfg.dump(dst)
@@ -269,8 +279,7 @@ def write_finetune_config(src: str, dst: str, backbone_ckpt: Optional[str],
                           args) -> Config:
     cfg = Config.fromfile(osp.join(REPO, src))
     _set_data_root(cfg, args.data_root)
-    if args.finetune_cfg_options:
-        cfg.merge_from_dict(args.finetune_cfg_options)
+    merge_cfg_options(cfg, args.finetune_cfg_options, src)
     if args.finetune_epochs is not None:
         rescale_schedule(cfg, args.finetune_epochs, iters_per_epoch(cfg))
     if backbone_ckpt is None:
@@ -541,13 +550,13 @@ def parse_args(argv=None):
     parser.add_argument(
         '--pretrain-cfg-options',
         nargs='+',
-        action=DictAction,
-        help='key=value overrides of the pretraining config')
+        action=CfgOptionsAction,
+        help='overrides of the pretraining config: ' + CFG_OPTIONS_HELP)
     parser.add_argument(
         '--finetune-cfg-options',
         nargs='+',
-        action=DictAction,
-        help='key=value overrides of the transfer config')
+        action=CfgOptionsAction,
+        help='overrides of the transfer config: ' + CFG_OPTIONS_HELP)
     parser.add_argument(
         '--out',
         help='results JSON (default: WORK_DIR/<task>_results.json '
@@ -619,8 +628,4 @@ def main(argv=None) -> List[dict]:
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except PipelineError as err:
-        print(f'error: {err}', file=sys.stderr)
-        sys.exit(2)
+    run_tool(main)

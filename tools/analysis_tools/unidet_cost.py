@@ -39,6 +39,7 @@ except ModuleNotFoundError as _err:
         raise
     sys.path.insert(
         0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+from mmssl.engine.runner_utils import load_config, tool_main  # noqa: E402
 
 DEFAULT = osp.join(
     osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs',
@@ -80,13 +81,12 @@ def detector_cost(config, batch, steps, repeat):
     """train_step / test_step time of the hierarchy and the flat model."""
     from mmdet.registry import MODELS
     from mmdet.testing import demo_mm_inputs
-    from mmengine.config import Config
     from mmengine.logging import MMLogger
     from mmengine.optim import OptimWrapper
     from mmengine.registry import init_default_scope
 
     from mmssl.datasets import ensure_embedded_data, prepare_embedded_unidet
-    cfg = Config.fromfile(config)
+    cfg = load_config(config)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     # weight-initialisation reports are not wanted here
     MMLogger.get_current_instance().setLevel(logging.ERROR)
@@ -139,6 +139,7 @@ def detector_cost(config, batch, steps, repeat):
     return num_classes, train_ms, infer_ms
 
 
+@tool_main
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', nargs='?', default=DEFAULT)
@@ -158,8 +159,8 @@ def main(argv=None):
     rows = []
     classes, train_ms, infer_ms = detector_cost(args.config, args.batch,
                                                 args.steps, args.repeat)
-    cfg_space = __import__('mmengine').config.Config.fromfile(
-        args.config).model.roi_head.bbox_head[0].loss_cls.label_space
+    heads = load_config(args.config).model.roi_head.bbox_head
+    cfg_space = heads[0].loss_cls.label_space
     spaces = [cfg_space] + ([args.label_space] if args.label_space else [])
     for space in spaces:
         num, ms = loss_cost(space, args.rois, max(args.steps, 10), args.repeat)

@@ -38,6 +38,7 @@ except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
         0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 from mmssl.datasets.unidet import (LabelSpaceError, prepare_embedded_unidet,
                                    unify_label_space)
+from mmssl.engine.tool_errors import ToolError, tool_main
 
 
 def _pairs(items, what):
@@ -91,6 +92,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+@tool_main
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
@@ -116,9 +118,8 @@ def main(argv=None) -> int:
             hierarchy_source=args.hierarchy_source,
             edits=args.edits,
             annotations=_pairs(args.ann, '--ann'))
-    except (LabelSpaceError, FileNotFoundError, ValueError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
+    except (LabelSpaceError, ValueError) as err:
+        raise ToolError(str(err)) from err
     return 0
 
 

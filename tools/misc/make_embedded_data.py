@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw
 
 from mmssl.datasets.embedded import make_embedded_data
 from mmssl.datasets.embedded_shapes import SHAPE_CLASSES, SHAPE_PALETTE
+from mmssl.engine.tool_errors import run_tool
 
 _TILE = 128
 _CAPTION = 14
@@ -158,4 +159,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

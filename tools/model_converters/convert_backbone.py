@@ -31,7 +31,8 @@ and ``tools/model_converters/README.md`` for a table):
   ``timm.create_model(meta['timm_model'], pretrained=False, num_classes=0,
   **meta['timm_kwargs'])``.
 
-Exit status 0 on success, 2 on bad input (message on stderr).
+Exit status 0 on success, 2 on bad input: a missing, unsafe or broken
+checkpoint, or one without a known backbone (``error: ...`` on stderr).
 """
 import argparse
 import os.path as osp
@@ -46,11 +47,9 @@ except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
         0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
     import mmssl  # noqa: F401
 
-from mmssl.apis.convert import (
-    ARCHS,
-    TARGETS,
-    ConversionError,  # noqa: E402
-    convert_checkpoint)
+from mmssl.apis.convert import (  # noqa: E402
+    ARCHS, TARGETS, ConversionError, convert_checkpoint)
+from mmssl.engine.tool_errors import ToolError, tool_main  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -94,6 +93,7 @@ def report(info: dict, dst: str) -> str:
     return '\n'.join(lines)
 
 
+@tool_main
 def main(argv=None):
     args = parse_args(argv)
     try:
@@ -104,9 +104,8 @@ def main(argv=None):
             arch=args.arch,
             prefix=args.prefix,
             converted_by='tools/model_converters/convert_backbone.py')
-    except (ConversionError, FileNotFoundError) as err:
-        print(f'error: {args.src}: {err}', file=sys.stderr)
-        return 2
+    except ConversionError as err:
+        raise ToolError(f'{args.src}: {err}') from err
     print(report(info, args.dst))
     return 0
 

@@ -15,6 +15,16 @@ import argparse
 import os.path as osp
 import sys
 
+try:
+    import mmssl  # noqa: F401  (safe weights-only checkpoint loader)
+except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
+    if _err.name != 'mmssl':
+        raise
+    sys.path.insert(
+        0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+    import mmssl  # noqa: F401
+from mmssl.engine.tool_errors import ToolError, tool_main  # noqa: E402
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
@@ -30,29 +40,21 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+@tool_main
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        import mmssl  # noqa: F401
-    except ModuleNotFoundError as err:  # a checkout that is not installed
-        if err.name != 'mmssl':
-            raise
-        sys.path.insert(
-            0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
     from mmengine.registry import init_default_scope
 
     import mmssl.models  # noqa: F401
     from mmssl.models.diffusion import pack_editor_checkpoint
     init_default_scope('mmssl')
     if not osp.isfile(args.config):
-        print(f'error: config not found: {args.config}', file=sys.stderr)
-        return 2
+        raise ToolError(f'config not found: {args.config}')
     try:
         info = pack_editor_checkpoint(args.config, args.diffusion, args.vit,
                                       args.out)
-    except (FileNotFoundError, KeyError, ValueError, RuntimeError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
+    except (KeyError, ValueError, RuntimeError) as err:
+        raise ToolError(str(err)) from err
     print(f'wrote {args.out} ({info["num_keys"]} tensors)')
     return 0
 

@@ -10,8 +10,8 @@ and full DINO training checkpoints (``--key teacher``, ``module.`` and
 ``backbone.`` prefixes stripped), as well as timm ``VisionTransformer`` state
 dicts. Writes ``{'meta': ..., 'state_dict': ...}`` atomically; ``meta['vit_cfg']``
 is the mmpretrain config that loads it (DiffFashion's default ViT is
-``arch='b', patch_size=8, img_size=224``). Exits with 2 and a message on a
-missing file or an unknown layout.
+``arch='b', patch_size=8, img_size=224``). Exits with 2 and a one-line
+``error:`` on a missing, unsafe or broken file or an unknown layout.
 """
 import argparse
 import math
@@ -20,6 +20,16 @@ import re
 import sys
 from collections import OrderedDict
 from typing import Dict, Tuple
+
+try:
+    import mmssl  # noqa: F401  (safe weights-only checkpoint loader)
+except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
+    if _err.name != 'mmssl':
+        raise
+    sys.path.insert(
+        0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+    import mmssl  # noqa: F401
+from mmssl.engine.tool_errors import ToolError, tool_main  # noqa: E402
 
 DINO_URLS = {
     'dino_vits16': 'https://dl.fbaipublicfiles.com/dino/'
@@ -117,6 +127,7 @@ def convert_dino_vit(state_dict: Dict) -> Tuple['OrderedDict', dict]:
     return out, vit_cfg
 
 
+@tool_main
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description='Convert a DINO / timm ViT checkpoint to mmpretrain.')
@@ -129,20 +140,17 @@ def main(argv=None) -> int:
                         help="prefix of the written keys, e.g. 'backbone.'")
     args = parser.parse_args(argv)
     if not osp.isfile(args.src):
-        print(f'error: checkpoint file {args.src!r} does not exist. '
-              'Download a DINO ViT from https://github.com/facebookresearch/'
-              'dino (DiffFashion uses ViT-B/8: '
-              f'{DINO_URLS["dino_vitb8"]}).', file=sys.stderr)
-        return 2
-    import torch
-
-    from mmssl.utils import atomic_save_checkpoint
-    ckpt = torch.load(args.src, map_location='cpu', weights_only=True)
+        raise ToolError(
+            f'checkpoint file {args.src!r} does not exist. Download a DINO '
+            'ViT from https://github.com/facebookresearch/dino (DiffFashion '
+            f'uses ViT-B/8: {DINO_URLS["dino_vitb8"]}).')
+    from mmssl.utils import atomic_save_checkpoint, safe_torch_load
+    ckpt = safe_torch_load(args.src, map_location='cpu')
     if args.key:
-        if args.key not in ckpt:
-            print(f'error: {args.src} has no {args.key!r} entry (has '
-                  f'{sorted(ckpt)[:8]})', file=sys.stderr)
-            return 2
+        if not isinstance(ckpt, dict) or args.key not in ckpt:
+            raise ToolError(
+                f'{args.src} has no {args.key!r} entry (has '
+                f'{sorted(ckpt)[:8] if isinstance(ckpt, dict) else ckpt}')
         ckpt = ckpt[args.key]
     for k in ('state_dict', 'model'):
         if isinstance(ckpt, dict) and k in ckpt and isinstance(ckpt[k], dict):
@@ -150,8 +158,7 @@ def main(argv=None) -> int:
     try:
         state, vit_cfg = convert_dino_vit(ckpt)
     except ValueError as err:
-        print(f'error: {args.src}: {err}', file=sys.stderr)
-        return 2
+        raise ToolError(f'{args.src}: {err}') from err
     state = OrderedDict((args.prefix + k, v) for k, v in state.items())
     meta = dict(
         source=osp.basename(args.src),

@@ -38,6 +38,7 @@ except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
 
 from mmssl.apis.convert import ConversionError  # noqa: E402
 from mmssl.apis.convert import convert_checkpoint  # noqa: E402
+from mmssl.engine.tool_errors import ToolError, tool_main  # noqa: E402
 
 TARGETS = ('mmpretrain', 'mmdet', 'mmseg')
 
@@ -60,6 +61,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+@tool_main
 def main(argv=None):
     args = parse_args(argv)
     try:
@@ -70,9 +72,8 @@ def main(argv=None):
             prefix=args.prefix,
             allow_unknown=True,
             converted_by='tools/model_converters/extract_backbone.py')
-    except (ConversionError, FileNotFoundError) as err:
-        print(f'error: {args.src}: {err}', file=sys.stderr)
-        return 2
+    except ConversionError as err:
+        raise ToolError(f'{args.src}: {err}') from err
     dropped = ', '.join(f'{n} {k}.*' for k, n in info['dropped'].items())
     entries = ', '.join(info['dropped_entries'])
     print(f'kept {info["num_tensors"]} weights ({info["arch"]}) from '

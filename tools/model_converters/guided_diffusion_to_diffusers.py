@@ -44,6 +44,16 @@ import sys
 from collections import OrderedDict
 from typing import Dict, Iterator, List, Sequence, Tuple
 
+try:
+    import mmssl  # noqa: F401  (safe weights-only checkpoint loader)
+except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
+    if _err.name != 'mmssl':
+        raise
+    sys.path.insert(
+        0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+    import mmssl  # noqa: F401
+from mmssl.engine.tool_errors import ToolError, tool_main  # noqa: E402
+
 GD_URL = ('https://openaipublic.blob.core.windows.net/diffusion/jul-2021/'
           '256x256_diffusion.pt')
 
@@ -247,6 +257,7 @@ def convert_guided_diffusion(state_dict: Dict, cfg: dict) -> 'OrderedDict':
     return out
 
 
+@tool_main
 def main(argv: Sequence[str] = None) -> int:
     parser = argparse.ArgumentParser(
         description='Convert a guided-diffusion UNet to diffusers.')
@@ -256,26 +267,24 @@ def main(argv: Sequence[str] = None) -> int:
                         help=f'one of {sorted(ARCHS)}')
     args = parser.parse_args(argv)
     if args.arch not in ARCHS:
-        print(f'error: unknown --arch {args.arch!r}; known: '
-              f'{sorted(ARCHS)}', file=sys.stderr)
-        return 2
+        raise ToolError(f'unknown --arch {args.arch!r}; known: '
+                        f'{sorted(ARCHS)}')
     if not osp.isfile(args.src):
-        print(f'error: checkpoint file {args.src!r} does not exist. '
-              f'Download it from {GD_URL} (see "Download pre-trained '
-              'models" in https://github.com/openai/guided-diffusion).',
-              file=sys.stderr)
-        return 2
-    import torch
-
-    from mmssl.utils import atomic_save_checkpoint
+        raise ToolError(
+            f'checkpoint file {args.src!r} does not exist. Download it from '
+            f'{GD_URL} (see "Download pre-trained models" in '
+            'https://github.com/openai/guided-diffusion).')
+    from mmssl.utils import atomic_save_checkpoint, safe_torch_load
     cfg = ARCHS[args.arch]
-    sd = torch.load(args.src, map_location='cpu', weights_only=True)
+    sd = safe_torch_load(args.src, map_location='cpu')
+    if not isinstance(sd, dict):
+        raise ToolError(f'{args.src} holds a {type(sd).__name__}, not a '
+                        'state dict of the guided-diffusion UNet')
     sd = sd.get('state_dict', sd)
     try:
         state = convert_guided_diffusion(sd, cfg)
     except KeyError as err:
-        print(f'error: {args.src}: {err.args[0]}', file=sys.stderr)
-        return 2
+        raise ToolError(f'{args.src}: {err.args[0]}') from err
     unet_cfg = diffusers_config(cfg)
     model_cfg = dict(
         type='mmssl.ClassCondDDPM',

@@ -65,6 +65,7 @@ except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
     sys.path.insert(
         0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
     import mmssl  # noqa: F401
+from mmssl.engine.tool_errors import ToolError, tool_main  # noqa: E402
 
 _BLOCK_RULES = [
     ('norm1.', 'ln1.'),
@@ -155,6 +156,7 @@ def load_official(path: str) -> Dict:
     return checkpoint
 
 
+@tool_main
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description='Convert an official facebookresearch/mae checkpoint '
@@ -167,15 +169,12 @@ def main(argv=None):
     from mmssl.version import __version__
 
     if not osp.isfile(args.src):
-        print(
-            f'error: checkpoint file {args.src!r} does not exist',
-            file=sys.stderr)
-        return 2
+        raise ToolError(f'checkpoint file {args.src!r} does not exist')
+    checkpoint = load_official(args.src)  # unsafe / broken: user errors
     try:
-        state_dict = convert_official_mae(load_official(args.src))
+        state_dict = convert_official_mae(checkpoint)
     except ValueError as err:
-        print(f'error: {args.src}: {err}', file=sys.stderr)
-        return 2
+        raise ToolError(f'{args.src}: {err}') from err
     parts = sorted({k.split('.', 1)[0] for k in state_dict})
     meta = dict(
         source=osp.abspath(args.src),
