@@ -2,8 +2,10 @@
 """mmssl: representation-learning methods as an OpenMMLab 2.0 extension.
 
 Importing mmssl checks that the OpenMMLab stack it was written for is
-installed, and makes mmengine's checkpoint I/O safe and atomic on torch >= 2.6
-(see :mod:`mmssl.utils.checkpoint`).
+installed, makes mmengine's checkpoint I/O safe and atomic on torch >= 2.6
+(see :mod:`mmssl.utils.checkpoint`), and lets config files name mmssl's
+configs as ``_base_ = 'mmssl::<folder>/<file>.py'`` (see
+:mod:`mmssl.utils.config`).
 """
 from importlib import metadata
 
@@ -57,8 +59,10 @@ def _check_stack() -> None:
 
 _check_stack()
 
-from .utils.checkpoint import patch_mmengine_checkpoint_io  # noqa: E402
+from .utils.config import enable_mmssl_config_prefix  # noqa: E402
+from .utils.mmengine_patches import patch_mmengine_checkpoint_io  # noqa: E402
 
 patch_mmengine_checkpoint_io()
+enable_mmssl_config_prefix()
 
 __all__ = ['__version__', 'version_info']

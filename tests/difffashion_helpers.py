@@ -1,10 +1,14 @@
 # Copyright (c) mmssl contributors. All rights reserved.
-"""Tiny random models for the DiffFashion tests."""
+"""Tiny random models and stub denoisers for the DiffFashion tests."""
 import copy
+from types import SimpleNamespace
 
 import torch
+import torch.nn as nn
 
 NUM_CLASSES = 4
+#: the label-dependent region of :class:`BoxStubUNet`
+BOX = (slice(4, 12), slice(2, 10))
 
 
 def tiny_ddpm_cfg(img_size: int = 16, num_classes: int = NUM_CLASSES,
@@ -46,21 +50,92 @@ def build_tiny(img_size: int = 16, seed: int = 0, out_channels: int = 3):
     torch.manual_seed(seed)
     ddpm = MODELS.build(tiny_ddpm_cfg(img_size, out_channels=out_channels))
     vit = MODELS.build(tiny_vit_cfg(img_size))
-    vit.img_size_hint = img_size
     ddpm.eval()
     vit.eval()
     return ddpm, vit
 
 
-def fast_kwargs(**kw) -> dict:
-    """DiffFashion arguments for a handful of steps."""
-    args = dict(
-        garment_label=0,
-        mask_label_sets=[[1, 2], [3]],
-        num_steps=10,
-        skip=80,
-        mask_index=64,
-        blend_steps=35,
-        resample=2)
-    args.update(kw)
-    return args
+class BoxStubUNet(nn.Module):
+    """Noise estimate ``w x + 0.5 y box``: it depends on the label only
+    inside :data:`BOX`."""
+
+    def __init__(self, num_classes=NUM_CLASSES, size=16):
+        super().__init__()
+        self.config = SimpleNamespace(num_class_embeds=num_classes,
+                                      sample_size=size)
+        self.w = nn.Parameter(torch.tensor(0.1))
+
+    def forward(self, x, t, class_labels):
+        box = torch.zeros_like(x[:, :1])
+        box[..., BOX[0], BOX[1]] = 1
+        y = class_labels.view(-1, 1, 1, 1).to(x.dtype)
+        return SimpleNamespace(sample=self.w * x + 0.5 * y * box)
+
+
+class LabelBoxStubUNet(nn.Module):
+    """Noise estimate ``w x + sum_k [y == k] boxes[k]``: each label in
+    ``boxes`` moves its own region; the other labels move nothing.
+
+    Every call is recorded in ``calls`` as ``(x, t, y)``.
+    """
+
+    def __init__(self, boxes, num_classes=NUM_CLASSES, size=16, w=0.1):
+        super().__init__()
+        self.config = SimpleNamespace(num_class_embeds=num_classes,
+                                      sample_size=size)
+        self.w = nn.Parameter(torch.tensor(float(w)))
+        self.boxes = dict(boxes)
+        self.calls = []
+
+    def forward(self, x, t, class_labels):
+        self.calls.append((x.detach().clone(), t.clone(),
+                           class_labels.clone()))
+        out = self.w * x
+        for label, (rows, cols) in self.boxes.items():
+            region = torch.zeros_like(x[:, :1])
+            region[..., rows, cols] = 1
+            hit = (class_labels == label).view(-1, 1, 1, 1).to(x.dtype)
+            out = out + hit * region
+        return SimpleNamespace(sample=out)
+
+
+class StubDiffusion(nn.Module):
+    """Holds a (stub) UNet like ``mmssl.ClassCondDDPM`` does."""
+
+    def __init__(self, unet):
+        super().__init__()
+        self.unet = unet
+        self.scheduler_cfg = None
+
+
+def make_editor(unet_or_ddpm, vit, garment_label=0,
+                label_sets=((1, 2), (3, )), schedule=None, mask=None,
+                guidance=None, **kw):
+    """A DiffFashionEditor with a handful of steps (10 respaced steps,
+    reference counts scaled: start 5, mask step 3, 2 blend steps,
+    resample 2)."""
+    from mmssl.models.diffusion import DiffFashionEditor
+    sched = dict(num_steps=10, skip=80, blend_steps=35, resample=2)
+    sched.update(schedule or {})
+    gen = dict(
+        type='mmssl.LabelContrastMaskGenerator',
+        label_sets=[list(s) for s in label_sets],
+        mask_index=64)
+    gen.update(mask or {})
+    diffusion = unet_or_ddpm if hasattr(unet_or_ddpm, 'unet') else \
+        StubDiffusion(unet_or_ddpm)
+    return DiffFashionEditor(
+        diffusion=diffusion,
+        vit=vit,
+        schedule=sched,
+        mask_generator=gen,
+        guidance=guidance,
+        garment_label=garment_label,
+        **kw).eval()
+
+
+def images(seed=0, n=1, size=16):
+    """A random garment and reference, (n, 3, size, size) in [-1, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(n, 3, size, size, generator=g) * 2 - 1,
+            torch.rand(n, 3, size, size, generator=g) * 2 - 1)

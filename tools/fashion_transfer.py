@@ -16,7 +16,10 @@ each label set (``result.png`` / ``mask.png`` are those of set 0) and one grid
 row per set. Without
 ``--vit-config`` the ViT is DINO ViT-B/8 (mmpretrain layout, converted with
 ``tools/model_converters/dino_vit_to_mmpretrain.py``). Errors (missing
-weights, unreadable images, an empty mask) are printed and exit with 2.
+weights, unreadable images, weights of another ViT than the one built, an
+output path that is a file, a device that is not there, unknown guidance
+weights, an empty mask) are printed on one line and exit with 2; the
+argument checks run before any model is loaded.
 """
 import argparse
 import os.path as osp
@@ -34,20 +37,65 @@ from mmssl.engine.tool_errors import ToolError, tool_main  # noqa: E402
 
 
 def _weights(items):
+    """``key=value`` items -> dict; unknown keys refused before any run."""
+    from mmssl.models.diffusion import check_loss_weights
     out = {}
     for item in items or []:
         if '=' not in item:
-            raise ValueError(f'--weights expects key=value, got {item!r}')
+            raise ToolError(f'--weights expects key=value, got {item!r}')
         k, v = item.split('=', 1)
-        out[k.strip()] = float(v)
+        try:
+            out[k.strip()] = float(v)
+        except ValueError:
+            raise ToolError(
+                f'--weights {item!r}: {v!r} is not a number') from None
+    try:
+        check_loss_weights(out)
+    except (KeyError, ValueError) as err:
+        raise ToolError(f'--weights: {err.args[0]}') from err
     return out
 
 
-def _label_sets(text, num_classes, garment_label):
+def _label_sets(text):
+    """``"1,2,3;4"`` -> [[1, 2, 3], [4]]; empty -> None (all other
+    labels)."""
     if not text:
-        return [[y for y in range(num_classes) if y != garment_label]]
-    return [[int(y) for y in part.split(',') if y.strip()]
-            for part in text.split(';') if part.strip()]
+        return None
+    try:
+        return [[int(y) for y in part.split(',') if y.strip()]
+                for part in text.split(';') if part.strip()]
+    except ValueError as err:
+        raise ToolError(f'--mask-labels {text!r}: {err}; write label sets '
+                        'like "1,2,3;4"') from err
+
+
+def check_args(args) -> None:
+    """Refuse arguments that would fail late: an output path that is a
+    file, a device that is not there, unknown guidance weights."""
+    import torch
+    if osp.exists(args.out) and not osp.isdir(args.out):
+        raise ToolError(f'--out {args.out} is a file; name a folder for '
+                        'the results')
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as err:
+        raise ToolError(f'--device {args.device!r}: {err}') from err
+    if device.type == 'cuda':
+        if not torch.cuda.is_available():
+            raise ToolError(f'--device {args.device}: CUDA is not available '
+                            'here; use --device cpu')
+        if device.index is not None and \
+                device.index >= torch.cuda.device_count():
+            raise ToolError(f'--device {args.device}: there are only '
+                            f'{torch.cuda.device_count()} CUDA device(s)')
+    for flag, path in (('--garment', args.garment),
+                       ('--reference', args.reference),
+                       ('--mask', args.mask), ('--true-mask',
+                                               args.true_mask)):
+        if path is not None and not osp.isfile(path):
+            raise ToolError(f'{flag} {path}: no such image file')
+    args.weight_dict = _weights(args.weights)
+    args.label_sets = _label_sets(args.mask_labels)
 
 
 def parse_args(argv=None):
@@ -109,6 +157,10 @@ def parse_args(argv=None):
     p.add_argument('--no-mask', action='store_true',
                    help='no mask: no background blending')
     p.add_argument('--no-colour-match', action='store_true')
+    p.add_argument('--no-clip-x0', action='store_true',
+                   help='unclipped x0-hat in the DDPM posterior mean, as '
+                   'the reference command (clip_denoised=False); mmssl '
+                   'clips by default')
     p.add_argument(
         '--weights', nargs='*',
         help='guidance weights key=value (ssim, contra, cls, dir, l2, range)')
@@ -130,74 +182,60 @@ def run(args) -> dict:
     import torch
     from mmengine.utils import ProgressBar
 
-    from mmssl.apis import (DiffFashion, fashion_metrics,
-                            load_diffusion_model,
-                            load_fashion_image, load_vit, make_grid,
-                            write_outputs)
-    model = load_diffusion_model(args.config, args.checkpoint, args.device)
-    vit = load_vit(args.vit_config, args.vit_checkpoint, args.device)
-    size = args.size or model.unet.config.sample_size
-    garment = load_fashion_image(args.garment, size).to(args.device)
-    reference = load_fashion_image(args.reference, size).to(args.device)
-    mask = None
-    if args.mask:
-        mask = (load_fashion_image(args.mask, size).mean(1, keepdim=True) >
-                0).float().to(args.device)
-    num_classes = model.unet.config.num_class_embeds
-    pipe = DiffFashion(
-        model.unet,
-        vit,
+    from mmssl.apis import DiffFashion, make_grid, write_outputs
+    pipe = DiffFashion.from_files(
+        args.checkpoint,
+        args.vit_checkpoint,
+        config=args.config,
+        vit_config=args.vit_config,
+        device=args.device,
+        size=args.size,
         garment_label=args.garment_label,
-        mask_label_sets=_label_sets(args.mask_labels, num_classes,
-                                    args.garment_label),
-        scheduler=model.scheduler_cfg,
-        sampler=args.sampler,
-        num_steps=args.steps,
-        skip=args.skip,
-        resample=args.resample,
-        mask_threshold=args.mask_threshold,
-        mask_smooth=args.mask_smooth,
-        mask_draws=args.mask_draws,
-        mask_source=args.mask_source,
-        mask_contrast=args.mask_contrast,
-        mask_mode=args.mask_mode,
-        loss_weights=_weights(args.weights),
+        schedule=dict(
+            sampler=args.sampler,
+            num_steps=args.steps,
+            skip=args.skip,
+            resample=args.resample,
+            clip_x0=not args.no_clip_x0),
+        mask_generator=dict(
+            type='mmssl.LabelContrastMaskGenerator',
+            label_sets=args.label_sets,
+            mode=args.mask_mode,
+            threshold=args.mask_threshold,
+            draws=args.mask_draws,
+            source=args.mask_source,
+            contrast=args.mask_contrast,
+            smooth=args.mask_smooth),
+        guidance=dict(weights=args.weight_dict),
         colour_matching=not args.no_colour_match)
     use_mask = not args.no_mask
-    bar = ProgressBar(pipe.num_model_steps(use_mask and mask is None))
+    bar = ProgressBar(pipe.num_model_steps(use_mask and args.mask is None))
     start = time.time()
-    out = pipe(garment, reference, mask=mask, use_mask=use_mask,
-               seed=args.seed, progress=bar.update)
+    out = pipe(args.garment, args.reference, mask=args.mask,
+               use_mask=use_mask, seed=args.seed, progress=bar.update)
     seconds = time.time() - start
     print()
+    garment, reference = out['garment'][0], out['reference'][0]
     mask_img = out['mask'] if out['mask'] is not None else \
-        torch.ones_like(garment[:, :1])
+        torch.ones_like(out['garment'][:, :1])
     mask_img = mask_img * 2 - 1
-    grid = make_grid([garment[0], reference[0], mask_img[0],
-                      out['result'][0]])
+    grid = make_grid([garment, reference, mask_img[0], out['result'][0]])
     files = {'result.png': out['result'][0], 'mask.png': mask_img[0],
              'grid.png': grid}
-    runs = out.get('per_set', [])
     rows = []
-    for k, run in enumerate(runs):
+    for k, run in enumerate(out.get('per_set', [])):
         m = run['mask'][0] * 2 - 1
         files[f'result_set{k}.png'] = run['result'][0]
         files[f'mask_set{k}.png'] = m
         rows += [torch.ones(3, 2, grid.shape[2])] if rows else []
-        rows.append(make_grid([garment[0], reference[0], m,
-                               run['result'][0]]))
+        rows.append(make_grid([garment, reference, m, run['result'][0]]))
     if rows:  # one row per label set's mask and transfer
         files['grid.png'] = torch.cat(rows, dim=1)
     if args.metrics:
-        true_mask = None
-        if args.true_mask:
-            true_mask = (load_fashion_image(args.true_mask, size).mean(
-                1, keepdim=True) > 0).float().to(args.device)
-        metrics = fashion_metrics(out['result'], garment, reference,
-                                  out['mask'], pipe.extractor, true_mask)
+        metrics = pipe.metrics(out, args.true_mask)
         metrics.update(seconds=round(seconds, 2), steps=args.steps,
                        sampler=args.sampler, seed=args.seed,
-                       use_mask=use_mask, weights=_weights(args.weights))
+                       use_mask=use_mask, weights=args.weight_dict)
         files['metrics.json'] = metrics
         print(metrics)
     paths = write_outputs(args.out, files)
@@ -207,12 +245,12 @@ def run(args) -> dict:
 @tool_main
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from mmssl.apis import MaskError
+    check_args(args)
     try:
         info = run(args)
-    except (MaskError, ValueError, KeyError) as err:
+    except (ValueError, KeyError) as err:  # MaskError is a ValueError
         # missing files and unsafe / broken checkpoints: tool_main
-        raise ToolError(str(err)) from err
+        raise ToolError(err.args[0] if err.args else str(err)) from err
     print(f'{info["seconds"]:.1f} s; wrote ' +
           ', '.join(osp.basename(p) for p in info['paths']) +
           f' to {args.out}')

@@ -7,7 +7,8 @@
 
 Same arguments and behaviour as mmpretrain 1.2's ``tools/test.py``, plus:
 
-* ``import mmssl`` first (safe weights-only checkpoint loader);
+* ``import mmssl`` first (safe weights-only checkpoint loader, the
+  ``mmssl::`` config prefix);
 * before testing, the checkpoint's ``state_dict`` is compared with the model
   built from the config; any missing, unexpected or differently shaped key is
   reported as one ``error: checkpoint ... does not match ...`` message

@@ -8,7 +8,8 @@
 Same arguments and behaviour as mmpretrain 1.2's ``tools/train.py``, plus:
 
 * ``import mmssl`` first: registers nothing by itself but installs the safe
-  (weights-only, allow-listed) checkpoint loader and atomic checkpoint saving.
+  (weights-only, allow-listed) checkpoint loader and atomic checkpoint saving
+  and the ``mmssl::`` config prefix.
 * user errors (missing config, bad or unknown ``--cfg-options`` key,
   unknown ``type=``, a missing or empty data folder, a missing, unsafe,
   broken or ill-fitting ``load_from``/``--resume`` checkpoint) are printed
@@ -16,7 +17,8 @@ Same arguments and behaviour as mmpretrain 1.2's ``tools/train.py``, plus:
 * ``--cfg-options`` keys must exist in the config or be arguments of the
   class their dict builds; ``+KEY=VALUE`` adds any other key on purpose;
 * ``CONFIG`` and its ``_base_`` files may be written
-  ``mmssl::<folder>/<file>.py`` (a config of mmssl's ``configs/``);
+  ``mmssl::<folder>/<file>.py`` (a config of mmssl's ``configs/``; see
+  :mod:`mmssl.utils.config`);
 * without CUDA, ``--amp`` keeps fp32 with a warning and a distributed launch
   uses ``gloo`` instead of ``nccl`` (see :mod:`mmssl.engine.runner_utils`).
 """

@@ -9,12 +9,6 @@
 # canonical length (see README.md).
 _base_ = ['../_base_/default_runtime.py']
 
-# masking, shared by the pipeline (masks drawn in the data workers) and the
-# model (which draws masks itself when a batch has none)
-mask_ratio = 0.8
-num_masks = 16
-block_size = 3
-mask_adjust = 0.07
 patch_size = 16
 img_size = 224
 
@@ -46,11 +40,6 @@ model = dict(
         layer_norm=True,
         cls_loss_weight=0.01,
         loss=dict(type='mmssl.D2V2RegressionLoss', beta=0.)),
-    num_masks=num_masks,
-    mask_type='inverse_block',
-    mask_ratio=mask_ratio,
-    block_size=block_size,
-    mask_adjust=mask_adjust,
     ema=dict(momentum=2e-4, end_momentum=1e-5, anneal_iters=100000))
 
 # ImageNet-1K: RandomResizedCrop(224, 0.2-1, bicubic) + flip, no colour
@@ -65,13 +54,15 @@ train_pipeline = [
         backend='pillow',
         interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5),
+    # the M masks per image (the clone batch), drawn in the data workers;
+    # the model reads them from the data samples and has no mask settings
     dict(
         type='mmssl.InverseBlockMaskGenerator',
         input_size=img_size // patch_size,
-        mask_ratio=mask_ratio,
-        num_masks=num_masks,
-        block_size=block_size,
-        adjust=mask_adjust),
+        mask_ratio=0.8,
+        num_masks=16,
+        block_size=3,
+        adjust=0.07),
     dict(type='PackInputs', algorithm_keys=['mask'])
 ]
 train_dataloader = dict(

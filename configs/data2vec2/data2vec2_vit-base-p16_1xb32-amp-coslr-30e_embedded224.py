@@ -15,10 +15,6 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 
-mask_ratio = 0.8
-num_masks = 16
-block_size = 3
-mask_adjust = 0.07
 patch_size = 16
 img_size = 224
 
@@ -50,11 +46,6 @@ model = dict(
         layer_norm=True,
         cls_loss_weight=0.01,
         loss=dict(type='mmssl.D2V2RegressionLoss', beta=0.)),
-    num_masks=num_masks,
-    mask_type='inverse_block',
-    mask_ratio=mask_ratio,
-    block_size=block_size,
-    mask_adjust=mask_adjust,
     # 0.99 -> 0.999 over the first ~27 % of the run (rescaled with it)
     ema=dict(momentum=1e-2, end_momentum=1e-3, anneal_iters=500))
 
@@ -67,13 +58,15 @@ train_pipeline = [
         backend='pillow',
         interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5),
+    # the M masks per image (the clone batch), drawn in the data workers;
+    # the model reads them from the data samples and has no mask settings
     dict(
         type='mmssl.InverseBlockMaskGenerator',
         input_size=img_size // patch_size,
-        mask_ratio=mask_ratio,
-        num_masks=num_masks,
-        block_size=block_size,
-        adjust=mask_adjust),
+        mask_ratio=0.8,
+        num_masks=16,
+        block_size=3,
+        adjust=0.07),
     dict(type='PackInputs', algorithm_keys=['mask'])
 ]
 train_dataloader = dict(batch_size=32, dataset=dict(pipeline=train_pipeline))

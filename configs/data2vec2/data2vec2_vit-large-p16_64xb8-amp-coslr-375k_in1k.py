@@ -6,10 +6,6 @@
 # top-1 after fine-tuning).
 _base_ = ['./data2vec2_vit-base-p16_16xb16-amp-coslr-375k_in1k.py']
 
-mask_ratio = 0.75
-mask_adjust = 0.1
-num_masks = 16
-block_size = 3
 patch_size = 16
 img_size = 224
 
@@ -18,8 +14,6 @@ model = dict(
     neck=dict(
         in_channels=1024, embed_dims=1024, num_layers=3, kernel_size=5),
     head=dict(top_k=18),
-    mask_ratio=mask_ratio,
-    mask_adjust=mask_adjust,
     ema=dict(anneal_iters=150000))
 
 train_pipeline = [
@@ -31,13 +25,15 @@ train_pipeline = [
         backend='pillow',
         interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5),
+    # the M masks per image (the clone batch), drawn in the data workers;
+    # the model reads them from the data samples and has no mask settings
     dict(
         type='mmssl.InverseBlockMaskGenerator',
         input_size=img_size // patch_size,
-        mask_ratio=mask_ratio,
-        num_masks=num_masks,
-        block_size=block_size,
-        adjust=mask_adjust),
+        mask_ratio=0.75,
+        num_masks=16,
+        block_size=3,
+        adjust=0.1),
     dict(type='PackInputs', algorithm_keys=['mask'])
 ]
 train_dataloader = dict(batch_size=8, dataset=dict(pipeline=train_pipeline))

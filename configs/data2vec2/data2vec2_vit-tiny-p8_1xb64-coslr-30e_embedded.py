@@ -10,10 +10,6 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 
-mask_ratio = 0.8
-num_masks = 4
-block_size = 3
-mask_adjust = 0.07
 patch_size = 8
 img_size = 64
 
@@ -44,11 +40,6 @@ model = dict(
         top_k=5,
         cls_loss_weight=0.01,
         loss=dict(type='mmssl.D2V2RegressionLoss')),
-    num_masks=num_masks,
-    mask_type='inverse_block',
-    mask_ratio=mask_ratio,
-    block_size=block_size,
-    mask_adjust=mask_adjust,
     ema=dict(momentum=1e-2, end_momentum=1e-3, anneal_iters=250))
 
 train_pipeline = [
@@ -60,13 +51,15 @@ train_pipeline = [
         backend='pillow',
         interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5),
+    # the M masks per image (the clone batch), drawn in the data workers;
+    # the model reads them from the data samples and has no mask settings
     dict(
         type='mmssl.InverseBlockMaskGenerator',
         input_size=img_size // patch_size,
-        mask_ratio=mask_ratio,
-        num_masks=num_masks,
-        block_size=block_size,
-        adjust=mask_adjust),
+        mask_ratio=0.8,
+        num_masks=4,
+        block_size=3,
+        adjust=0.07),
     dict(type='PackInputs', algorithm_keys=['mask'])
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))

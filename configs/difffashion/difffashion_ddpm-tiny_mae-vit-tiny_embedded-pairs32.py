@@ -43,20 +43,40 @@ model = dict(
         img_size=64,
         patch_size=8,
         mask_ratio=0.75),
-    # the reference's mask: one set of all other labels, z > -0.2
+    # the reference's mask computation with one set of all other labels,
+    # z > -0.2 (mmssl's 'mean' mode and 3x3 cleaning)
     mask_generator=dict(
         type='mmssl.LabelContrastMaskGenerator',
         label_sets=None,
         mode='mean',
         threshold=-0.2,
         mask_index=64,
-        draws=1),
+        draws=1,
+        source='trajectory',
+        contrast='mean'),
+    # the reference schedule scaled to 50 respaced steps (skip, blend
+    # counted of 200); x0-hat clipped in the posterior (README.md)
+    schedule=dict(
+        sampler='ddpm',
+        num_steps=50,
+        skip=80,
+        blend_steps=35,
+        resample=10,
+        clip_x0=True),
+    # the reference guidance weights; the divergence term while the step
+    # index is above 100 of 200 (25 of 50)
+    guidance=dict(
+        weights=dict(
+            ssim=1000., contra=200., cls=200., dir=100., l2=3000.,
+            range=200.),
+        dir_until_index=100,
+        img_size=None,  # the ViT's own (64)
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225)),
+    colour_matching=True,
     garment_label=None,  # each pair's garment class
     on_empty_mask='no_mask',  # an empty mask counts as a miss (IoU 0)
-    seed=0,
-    # reference schedule (skip 80 of 200, blend 35, resample 10) scaled to
-    # 50 respaced steps; reference guidance weights
-    pipeline=dict(num_steps=50, sampler='ddpm'))
+    seed=0)
 
 test_pipeline = [
     dict(type='mmssl.LoadFashionPair', size=img_size),

@@ -5,19 +5,34 @@ The detection and segmentation views need mmdet and mmseg; if one of them
 cannot be imported, its class is registered as a stand-in that raises the
 original import error when a config builds it, and the rest of
 ``mmssl.datasets`` keeps working.
+
+Every public name of the data modules is exported here (``from
+mmssl.datasets import UnlabeledImageFolder``); the modules that define
+``__all__`` decide their own exports.
 """
 from mmssl.registry import DATASETS
-from .embedded import (EMBEDDED_VERSION, UNIDET_LABEL_SPACES,
-                       ensure_embedded_data, load_embedded_meta,
-                       make_embedded_data)
+from . import captions as _captions
+from . import embedded as _embedded
+from . import embedded_shapes as _embedded_shapes
+from . import fashion_pairs as _fashion_pairs
+from . import fewshot as _fewshot
+from . import unidet as _unidet
+from .captions import *  # noqa: F401,F403
+from .embedded import *  # noqa: F401,F403
 from .embedded_cls import EmbeddedClsDataset
-from .embedded_shapes import (SHAPE_CLASSES, SHAPE_HIERARCHY, SHAPE_PALETTE,
-                              SHAPE_PARENT)
-from .unlabeled_folder import IMG_EXTENSIONS, UnlabeledImageFolder
+from .embedded_shapes import *  # noqa: F401,F403
+from .fashion_pairs import *  # noqa: F401,F403
+from .fewshot import *  # noqa: F401,F403
+from .unidet import *  # noqa: F401,F403
+from .unlabeled_folder import IMG_EXTENSIONS, SkipRecord, UnlabeledImageFolder
 
 
-def _unavailable(name: str, host: str, error: ImportError):
-    """Register a stand-in for ``name`` that re-raises ``error``."""
+def _unavailable(name: str,
+                 host: str,
+                 error: ImportError,
+                 register: bool = True):
+    """A stand-in for ``name`` that re-raises ``error``, registered as a
+    data set unless ``register`` is False."""
 
     def build(*args, **kwargs):
         raise ImportError(
@@ -25,7 +40,8 @@ def _unavailable(name: str, host: str, error: ImportError):
             f'{error}') from error
 
     build.__name__ = build.__qualname__ = name
-    DATASETS.register_module(name=name, module=build)
+    if register:
+        DATASETS.register_module(name=name, module=build)
     return build
 
 
@@ -37,42 +53,23 @@ try:
     from .embedded_seg import EmbeddedSegDataset
 except ImportError as err:
     EmbeddedSegDataset = _unavailable('EmbeddedSegDataset', 'mmseg', err)
-
-__all__ = [
-    'EMBEDDED_VERSION', 'SHAPE_CLASSES', 'SHAPE_HIERARCHY', 'SHAPE_PARENT',
-    'SHAPE_PALETTE', 'UNIDET_LABEL_SPACES', 'IMG_EXTENSIONS',
-    'make_embedded_data', 'ensure_embedded_data', 'load_embedded_meta',
-    'EmbeddedClsDataset', 'EmbeddedCocoDataset', 'EmbeddedSegDataset',
-    'UnlabeledImageFolder'
-]
-from .unidet import (RVC_EDITS, LabelSpaceError,  # noqa: F401,E402
-                     build_label_space, load_label_space,
-                     prepare_embedded_unidet, unify_label_space)
 try:
-    from .unidet.unified_coco import (  # noqa: F401,E402
-        EmbeddedUniDetDataset, UnifiedConcatDataset, UnifiedCocoDataset)
+    from .unidet.unified_coco import (EmbeddedUniDetDataset,
+                                      UnifiedCocoDataset, UnifiedConcatDataset,
+                                      unified_palette)
 except ImportError as err:  # mmdet missing or mmcv without compiled ops
-    EmbeddedUniDetDataset = _unavailable('EmbeddedUniDetDataset', 'mmdet',
-                                         err)
+    EmbeddedUniDetDataset = _unavailable('EmbeddedUniDetDataset', 'mmdet', err)
     UnifiedCocoDataset = _unavailable('UnifiedCocoDataset', 'mmdet', err)
     UnifiedConcatDataset = _unavailable('UnifiedConcatDataset', 'mmdet', err)
-__all__ += [
-    'RVC_EDITS', 'LabelSpaceError', 'build_label_space', 'load_label_space',
-    'prepare_embedded_unidet', 'unify_label_space', 'EmbeddedUniDetDataset',
-    'UnifiedCocoDataset', 'UnifiedConcatDataset'
+    unified_palette = _unavailable('unified_palette', 'mmdet', err, False)
+
+__all__ = [
+    'EmbeddedClsDataset', 'EmbeddedCocoDataset', 'EmbeddedSegDataset',
+    'IMG_EXTENSIONS', 'SkipRecord', 'UnlabeledImageFolder',
+    'EmbeddedUniDetDataset', 'UnifiedCocoDataset', 'UnifiedConcatDataset',
+    'unified_palette'
 ]
-from .captions import EmbeddedCaptionDataset  # noqa: F401,E402
-__all__ += ['EmbeddedCaptionDataset']
-from .fewshot import (CoOpSplitDataset, FewShotDataset,  # noqa: F401,E402
-                      sample_few_shot, split_base_novel)
-__all__ += [
-    'CoOpSplitDataset', 'FewShotDataset', 'sample_few_shot',
-    'split_base_novel'
-]
-from .fashion_pairs import (FashionPairDataset,  # noqa: F401,E402
-                            LoadFashionPair, PackFashionPair,
-                            embedded_silhouette)
-__all__ += [
-    'FashionPairDataset', 'LoadFashionPair', 'PackFashionPair',
-    'embedded_silhouette'
-]
+for _module in (_embedded, _embedded_shapes, _captions, _fewshot,
+                _fashion_pairs, _unidet):
+    __all__ += [n for n in _module.__all__ if n not in __all__]
+del _module

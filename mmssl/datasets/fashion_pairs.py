@@ -19,6 +19,7 @@ from mmengine.dataset import BaseDataset
 from mmengine.structures import BaseDataElement
 
 from mmssl.registry import DATASETS, TRANSFORMS
+from mmssl.utils.image_io import load_fashion_image
 from .embedded import _rng, ensure_embedded_data, load_embedded_meta
 from .embedded_shapes import SHAPE_CLASSES, render_scene, sample_cls_scene
 
@@ -182,9 +183,9 @@ class FashionPairDataset(BaseDataset):
 class LoadFashionPair(BaseTransform):
     """Read a pair's images at the working size and resize its true mask.
 
-    The images go through :func:`mmssl.apis.load_fashion_image` (grayscale
-    and alpha converted, Lanczos resize); the mask is resized by area
-    (a pixel is garment when at least half of it is).
+    The images go through :func:`mmssl.utils.image_io.load_fashion_image`
+    (grayscale, 16-bit and alpha converted, Lanczos resize); the mask is
+    resized by area (a pixel is garment when at least half of it is).
 
     Adds ``garment`` and ``reference`` ((3, size, size) float tensors in
     [-1, 1]) and turns ``gt_mask`` into a (1, size, size) float tensor in
@@ -201,7 +202,6 @@ class LoadFashionPair(BaseTransform):
         self.size = int(size)
 
     def transform(self, results: dict) -> dict:
-        from mmssl.apis.difffashion import load_fashion_image
         for key in ('garment_path', 'reference_path'):
             if key not in results:
                 raise KeyError(f'LoadFashionPair needs {key!r} in the '

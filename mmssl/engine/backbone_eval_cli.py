@@ -10,6 +10,7 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger
 from torch import nn
 
+from mmssl.evaluation.protocols import load_backbone_from_checkpoint
 from .tool_errors import ToolError
 
 __all__ = ['add_backbone_args', 'backbone_rows', 'load_eval_model']
@@ -45,7 +46,6 @@ def load_eval_model(cfg: Config,
         ToolError: the checkpoint does not exist or does not fit the
             backbone (the message says what was found).
     """
-    from mmssl.apis import load_backbone_from_checkpoint
     if checkpoint is not None and '://' not in checkpoint \
             and not osp.isfile(checkpoint):
         raise ToolError(f'checkpoint {checkpoint!r} does not exist')

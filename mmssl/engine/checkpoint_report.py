@@ -1,8 +1,7 @@
 # Copyright (c) mmssl contributors. All rights reserved.
 """Checkpoint against model: a key-by-key report and the check the tools
 run before loading weights (:func:`check_checkpoint`), which raises
-:class:`~mmssl.engine.tool_errors.CheckpointMismatchError` with counts,
-examples and the fix.
+:class:`CheckpointMismatchError` with counts, examples and the fix.
 """
 import logging
 import os.path as osp
@@ -12,12 +11,12 @@ from typing import Any, Dict, List, Tuple
 import torch
 from mmengine.logging import print_log
 
-from .tool_errors import (EXTRACT_BACKBONE, CheckpointMismatchError, ToolError,
-                          _quiet, _quote_list)
+from .tool_errors import EXTRACT_BACKBONE, ToolError, _quiet, _quote_list
 
 __all__ = [
-    'StateDictReport', 'compare_state_dict', 'check_checkpoint',
-    'classifier_shape_mismatches', 'num_classes_mismatch_lines'
+    'StateDictReport', 'CheckpointMismatchError', 'compare_state_dict',
+    'check_checkpoint', 'classifier_shape_mismatches',
+    'num_classes_mismatch_lines'
 ]
 
 
@@ -73,6 +72,18 @@ class StateDictReport:
             parts.append(f'{len(self.mismatched)} with a different shape '
                          f'({shown})')
         return '; '.join(parts)
+
+
+class CheckpointMismatchError(ToolError):
+    """The checkpoint's weights do not fit the model built from the config.
+
+    Attributes:
+        report (StateDictReport): the key-by-key comparison.
+    """
+
+    def __init__(self, message: str, report: StateDictReport):
+        super().__init__(message)
+        self.report = report
 
 
 def _unwrap(model):

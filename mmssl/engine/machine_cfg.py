@@ -17,11 +17,11 @@ from mmengine.logging import print_log
 from .tool_errors import ToolError
 
 __all__ = [
-    'configure_amp', 'configure_test_amp', 'configure_distributed',
-    'set_default_dataloader_cfg', 'build_runner'
+    'AMP_WRAPPERS', 'configure_amp', 'configure_test_amp',
+    'configure_distributed', 'set_default_dataloader_cfg', 'build_runner'
 ]
 
-_AMP_WRAPPERS = ('AmpOptimWrapper', 'mmengine.AmpOptimWrapper')
+AMP_WRAPPERS = ('AmpOptimWrapper', 'mmengine.AmpOptimWrapper')
 
 
 def configure_amp(cfg: Config, enable: bool) -> Config:
@@ -40,7 +40,7 @@ def configure_amp(cfg: Config, enable: bool) -> Config:
         if wrapper is None:
             raise ToolError('--amp needs an optim_wrapper in the config')
         if cuda:
-            if wrapper.get('type', 'OptimWrapper') not in _AMP_WRAPPERS:
+            if wrapper.get('type', 'OptimWrapper') not in AMP_WRAPPERS:
                 wrapper['type'] = 'AmpOptimWrapper'
             wrapper.setdefault('loss_scale', 'dynamic')
             return cfg
@@ -50,7 +50,7 @@ def configure_amp(cfg: Config, enable: bool) -> Config:
             logger='current',
             level=logging.WARNING)
     if not cuda and wrapper is not None and wrapper.get(
-            'type') in _AMP_WRAPPERS:
+            'type') in AMP_WRAPPERS:
         wrapper['type'] = 'OptimWrapper'
         for key in ('loss_scale', 'dtype', 'use_fsdp'):
             wrapper.pop(key, None)

@@ -15,23 +15,17 @@ entry helpers here: :func:`run_tool` (``sys.exit`` code 2) for tools whose
 an exit code.
 """
 import contextlib
-import difflib
 import functools
 import logging
 import pickle
 import re
 import sys
 import warnings
-from typing import (TYPE_CHECKING, Any, Callable, Iterator, List, Optional,
-                    Sequence)
-
-if TYPE_CHECKING:
-    from .checkpoint_report import StateDictReport
+from typing import Any, Callable, Iterator, List, Optional, Sequence
 
 __all__ = [
     'ToolError', 'ConfigFileError', 'CfgOptionsError', 'UnknownTypeError',
-    'CheckpointMismatchError', 'user_error_message', 'print_user_error',
-    'run_tool', 'tool_main'
+    'user_error_message', 'print_user_error', 'run_tool', 'tool_main'
 ]
 
 EXTRACT_BACKBONE = 'tools/model_converters/extract_backbone.py'
@@ -71,36 +65,11 @@ class UnknownTypeError(ToolError):
         self.suggestions = suggestions
 
 
-class CheckpointMismatchError(ToolError):
-    """The checkpoint's weights do not fit the model built from the config.
-
-    Attributes:
-        report (StateDictReport): the key-by-key comparison.
-    """
-
-    def __init__(self, message: str, report: 'StateDictReport'):
-        super().__init__(message)
-        self.report = report
-
-
 def _quote_list(names: Sequence[str], limit: int = 5) -> str:
     shown = ', '.join(repr(n) for n in list(names)[:limit])
     if len(names) > limit:
         shown += f', ... ({len(names) - limit} more)'
     return shown
-
-
-def _close(word: str,
-           candidates: Sequence[str],
-           n: int = 3,
-           cutoff: float = 0.6) -> List[str]:
-    """Closest candidates to ``word``, compared case-insensitively."""
-    lower = {}
-    for cand in candidates:
-        lower.setdefault(str(cand).lower(), str(cand))
-    hits = difflib.get_close_matches(
-        str(word).lower(), list(lower), n=n, cutoff=cutoff)
-    return [lower[h] for h in hits]
 
 
 @contextlib.contextmanager

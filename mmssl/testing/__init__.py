@@ -57,11 +57,11 @@ def tiny_data2vec2_cfg(img_size: int = 32,
                        embed_dims: int = 16,
                        num_layers: int = 4,
                        top_k: int = 2,
-                       num_masks: int = 3,
-                       mask_ratio: float = 0.8,
                        ema: dict = None) -> dict:
     """A tiny ``mmssl.Data2VecV2`` config dict (spec 7.6: 32 px, patch 8,
-    D 16, 4 blocks, K 2, M 3; a 2-layer conv decoder with 4 groups)."""
+    D 16, 4 blocks, K 2; a 2-layer conv decoder with 4 groups). The masks
+    (M per image) come with the batch: :func:`tiny_data2vec2_samples`, or
+    ``mmssl.InverseBlockMaskGenerator`` in a pipeline."""
     return copy.deepcopy(dict(
         type='mmssl.Data2VecV2',
         data_preprocessor=dict(
@@ -88,10 +88,25 @@ def tiny_data2vec2_cfg(img_size: int = 32,
             top_k=top_k,
             cls_loss_weight=0.01,
             loss=dict(type='mmssl.D2V2RegressionLoss')),
-        num_masks=num_masks,
-        mask_ratio=mask_ratio,
         ema=ema or dict(momentum=2e-4, end_momentum=1e-5,
                         anneal_iters=100000)))
+
+
+def tiny_data2vec2_samples(batch_size: int,
+                           num_masks: int = 3,
+                           mask_ratio: float = 0.8,
+                           grid: int = 4,
+                           generator=None) -> list:
+    """Data samples carrying (M, h, w) inverse block masks, as
+    ``mmssl.InverseBlockMaskGenerator`` + ``PackInputs(algorithm_keys=
+    ['mask'])`` give them, for ``Data2VecV2.loss(inputs, samples)``."""
+    from mmpretrain.structures import DataSample
+
+    from mmssl.models.utils.masking import inverse_block_mask
+    masks = inverse_block_mask(grid, grid, mask_ratio,
+                               batch_size * num_masks, generator=generator)
+    masks = masks.view(batch_size, num_masks, grid, grid)
+    return [DataSample().set_mask(m) for m in masks]
 
 
 def write_random_images(root: str, num: int = 16, size: int = 40,

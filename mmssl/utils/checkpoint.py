@@ -36,7 +36,10 @@ is unpickled by torch's weights-only unpickler, and nothing else:
   its code) is refused with the way to read its weights instead,
   :func:`load_torchscript_state_dict`.
 
-Saving lives in :mod:`mmssl.utils.checkpoint_save` (atomic writes).
+Saving lives in :mod:`mmssl.utils.checkpoint_save` (atomic writes), the
+loaders of URL schemes in :mod:`mmssl.utils.checkpoint_schemes`, the
+TorchScript reader in :mod:`mmssl.utils.torchscript_weights`, and what
+importing mmssl changes in mmengine in :mod:`mmssl.utils.mmengine_patches`.
 """
 import os.path as osp
 import pickle
@@ -50,15 +53,10 @@ from typing import Any, List, Optional
 import numpy as np
 import torch
 
-from .checkpoint_save import atomic_save_checkpoint, install_atomic_save
-
 __all__ = [
     'UnsafeCheckpointError', 'CheckpointFileError', 'safe_globals',
-    'safe_torch_load', 'checkpoint_format', 'load_torchscript_state_dict',
-    'load_url', 'atomic_save_checkpoint', 'patch_mmengine_checkpoint_io'
+    'safe_torch_load', 'checkpoint_format'
 ]
-
-_PATCHED = False
 
 
 class UnsafeCheckpointError(pickle.UnpicklingError):
@@ -333,47 +331,3 @@ def safe_torch_load(filename: str,
             detail = message.strip().splitlines()[0].rstrip('.')
             raise _truncated(label, detail) from err
         raise
-
-
-def _make_history_buffer_picklable() -> None:
-    """Pickle ``HistoryBuffer`` without its (class-level) method table."""
-    from mmengine.logging.history_buffer import HistoryBuffer
-    if getattr(HistoryBuffer, '_mmssl_state_patched', False):
-        return
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state.pop('_statistics_methods', None)
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._set_default_statistics()
-
-    HistoryBuffer.__getstate__ = __getstate__
-    HistoryBuffer.__setstate__ = __setstate__
-    HistoryBuffer._mmssl_state_patched = True
-
-
-def patch_mmengine_checkpoint_io() -> None:
-    """Make mmengine load checkpoints weights-only and save them atomically.
-
-    Idempotent. Called when ``mmssl`` is imported, so every tool, hook and
-    host API (``Runner.resume``, ``load_from``, ``init_cfg=dict(type=
-    'Pretrained')``, ``init_detector``...) that goes through mmengine's
-    ``CheckpointLoader``, for any scheme, gets the safe loader.
-    """
-    global _PATCHED
-    if _PATCHED:
-        return
-    torch.serialization.add_safe_globals(safe_globals())
-    _make_history_buffer_picklable()
-    from .checkpoint_schemes import install_safe_loaders
-    install_safe_loaders()
-    install_atomic_save()
-    _PATCHED = True
-
-
-# re-exported here: they build on the helpers above
-from .checkpoint_schemes import load_url  # noqa: E402
-from .torchscript_weights import load_torchscript_state_dict  # noqa: E402

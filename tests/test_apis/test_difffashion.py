@@ -1,41 +1,26 @@
 # Copyright (c) mmssl contributors. All rights reserved.
-"""DiffFashion pipeline: mask, blending, guidance, end to end, bad input."""
+"""The DiffFashion entry points: the inferencer from files, the weight
+loaders and their errors, image reading, and the layering of the code."""
+import ast
+import os
 import os.path as osp
+import subprocess
 import sys
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 from PIL import Image
 
-import mmssl.apis.difffashion as df
 from mmssl.apis import (DiffFashion, MaskError, WeightFileError,
-                        load_diffusion_model, load_fashion_image, load_vit)
-from mmssl.models.diffusion import (fashion_guidance_loss, noise_augment,
-                                    predict_x0)
+                        fashion_metrics, load_diffusion_model,
+                        load_fashion_image, load_vit)
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from difffashion_helpers import build_tiny, fast_kwargs  # noqa: E402
+from difffashion_helpers import (BoxStubUNet, build_tiny, images,  # noqa: E402
+                                 make_editor, tiny_ddpm_cfg, tiny_vit_cfg)
 
-BOX = (slice(4, 12), slice(2, 10))
-
-
-class BoxStubUNet(nn.Module):
-    """Noise estimate that depends on the label only inside ``BOX``."""
-
-    def __init__(self, num_classes=4):
-        super().__init__()
-        self.config = SimpleNamespace(num_class_embeds=num_classes,
-                                      sample_size=16)
-        self.w = nn.Parameter(torch.tensor(0.1))
-
-    def forward(self, x, t, class_labels):
-        box = torch.zeros_like(x[:, :1])
-        box[..., BOX[0], BOX[1]] = 1
-        y = class_labels.view(-1, 1, 1, 1).to(x.dtype)
-        return SimpleNamespace(sample=self.w * x + 0.5 * y * box)
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 @pytest.fixture(scope='module')
@@ -43,153 +28,54 @@ def tiny():
     return build_tiny(16)
 
 
-def _images(seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return (torch.rand(1, 3, 16, 16, generator=g) * 2 - 1,
-            torch.rand(1, 3, 16, 16, generator=g) * 2 - 1)
-
-
-def test_mask_shape_range_and_garment_box(tiny):
-    _, vit = tiny
-    pipe = DiffFashion(BoxStubUNet(), vit, **fast_kwargs())
-    garment, _ = _images()
-    out = pipe.make_mask(garment, torch.Generator().manual_seed(0))
-    mask = out['mask']
-    assert mask.shape == (1, 1, 16, 16)
-    assert set(mask.unique().tolist()) <= {0.0, 1.0}
-    expect = torch.zeros(16, 16)
-    expect[BOX] = 1
-    assert torch.equal(mask[0, 0], expect)
-    assert out['score'].shape == (1, 16, 16)
-    assert len(out['candidates']) == 2
-
-
-def test_mask_from_random_model_and_empty_mask(tiny):
+@pytest.fixture
+def files(tmp_path, tiny):
     ddpm, vit = tiny
-    garment, _ = _images()
-    pipe = DiffFashion(ddpm.unet, vit, **fast_kwargs())
-    mask = pipe.make_mask(garment)['mask']
-    assert mask.shape == (1, 1, 16, 16) and 0 < mask.mean() < 1
-    pipe = DiffFashion(ddpm.unet, vit, **fast_kwargs(mask_threshold=50.))
-    with pytest.raises(MaskError, match='empty'):
-        pipe.make_mask(garment)
-    with pytest.raises(MaskError):
-        pipe(garment, garment, mask=torch.zeros(1, 1, 16, 16))
+    with open(tmp_path / 'ddpm.py', 'w') as f:
+        f.write(f'model = {tiny_ddpm_cfg(16)!r}\n')
+    with open(tmp_path / 'vit.py', 'w') as f:
+        f.write(f'model = dict(backbone={tiny_vit_cfg(16)!r})\n')
+    torch.save(dict(state_dict=ddpm.state_dict()), tmp_path / 'ddpm.pth')
+    torch.save(
+        dict(state_dict={f'backbone.{k}': v
+                         for k, v in vit.state_dict().items()}),
+        tmp_path / 'vit.pth')
+    garment, reference = images()
+    for name, img in (('garment.png', garment), ('reference.png', reference)):
+        arr = ((img[0].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
+        Image.fromarray(arr).save(tmp_path / name)
+    return tmp_path
 
 
-def test_blend_keeps_noised_garment_background(tiny, monkeypatch):
-    ddpm, vit = tiny
-    garment, reference = _images()
-    mask = torch.zeros(1, 1, 16, 16)
-    mask[..., 3:13, 3:13] = 1
+def test_inferencer_from_files_equals_the_editor(files, tiny):
+    pipe = DiffFashion.from_files(
+        str(files / 'ddpm.pth'), str(files / 'vit.pth'),
+        config=str(files / 'ddpm.py'), vit_config=str(files / 'vit.py'),
+        garment_label=0, schedule=dict(num_steps=5, resample=1),
+        mask_generator=dict(type='mmssl.LabelContrastMaskGenerator',
+                            label_sets=[[1, 2], [3]]))
+    assert pipe.size == 16 and pipe.model.vit_img_size == 16
     calls = []
-    real = df.blend_background
-
-    def spy(x, m, background):
-        out = real(x, m, background)
-        calls.append((out, background, m))
-        return out
-
-    monkeypatch.setattr(df, 'blend_background', spy)
-    pipe = DiffFashion(ddpm.unet, vit, **fast_kwargs(num_steps=20))
-    pipe.transfer(garment, reference, mask, torch.Generator().manual_seed(0))
-    assert len(calls) == pipe.blend_steps > 0
-    bg = mask.expand(1, 3, 16, 16) == 0
-    for out, background, _ in calls:
-        assert torch.equal(out[bg], background[bg])
-    # the background is the garment noised to the step's timestep
-    i = pipe.start - 1
-    gen = torch.Generator().manual_seed(3)
-    noise = torch.randn(garment.shape, generator=gen)
-    noised = pipe.scheduler.add_noise(garment, noise,
-                                      torch.tensor([pipe.t_at(i)]))
-    gen = torch.Generator().manual_seed(3)
-    torch.testing.assert_close(pipe.add_noise(garment, i, gen), noised)
-
-
-def test_guidance_gradient_lowers_vit_losses(tiny):
-    ddpm, vit = tiny
-    garment, reference = _images()
-    pipe = DiffFashion(ddpm.unet, vit, **fast_kwargs())
-    with torch.no_grad():
-        g_keys, _ = pipe.extractor(garment)
-        _, r_cls = pipe.extractor(reference)
-    i = pipe.start
-    a_t = pipe._a(i)
-    x = pipe.add_noise(reference, i, torch.Generator().manual_seed(0))
-
-    def energy(x, weights):
-        eps, _ = pipe._eps(x, i, 0)
-        x0 = predict_x0(x, eps, a_t)
-        return fashion_guidance_loss(pipe.extractor, noise_augment(x0, x, a_t),
-                                     x0, g_keys, r_cls, reference,
-                                     weights=weights)[0]
-
-    for weights in (dict(contra=0, dir=0, l2=0, range=0, cls=0),
-                    dict(contra=0, dir=0, l2=0, range=0, ssim=0), {}):
-        with torch.enable_grad():
-            xr = x.clone().requires_grad_(True)
-            e = energy(xr, weights)
-            grad = torch.autograd.grad(e, xr)[0]
-        with torch.no_grad():
-            lower = energy(x - 1e-2 * grad / grad.norm(), weights)
-        assert lower < e.detach(), weights
-    # the guided DDPM step moves the mean by -Sigma * grad L
-    guide = lambda x_in, x0: fashion_guidance_loss(  # noqa: E731
-        pipe.extractor, x_in, x0, g_keys, r_cls, reference)[0]
-    plain, _ = pipe.step(x, i, torch.Generator().manual_seed(1))
-    guided, _ = pipe.step(x, i, torch.Generator().manual_seed(1), guide)
-    assert not torch.allclose(plain, guided)
-    # a zero guidance energy gives the unguided step exactly
-    zero = lambda x_in, x0: 0 * x_in.sum()  # noqa: E731
-    same, _ = pipe.step(x, i, torch.Generator().manual_seed(1), zero)
-    torch.testing.assert_close(same, plain)
-
-
-@pytest.mark.parametrize('sampler', ['ddpm', 'ddim'])
-def test_end_to_end_few_steps(tiny, sampler):
-    ddpm, vit = tiny
-    garment, reference = _images()
-    pipe = DiffFashion(ddpm.unet, vit, sampler=sampler,
-                       **fast_kwargs(num_steps=5, resample=1))
-    calls = []
-    out = pipe(garment, reference, seed=0, progress=lambda: calls.append(1))
-    assert out['result'].shape == (1, 3, 16, 16)
-    assert torch.isfinite(out['result']).all()
-    assert out['result'].abs().max() <= 1
+    out = pipe(str(files / 'garment.png'), str(files / 'reference.png'),
+               seed=0, progress=lambda: calls.append(1))
     assert len(calls) == pipe.num_model_steps()
-    again = pipe(garment, reference, seed=0)
-    torch.testing.assert_close(again['result'], out['result'])
-    nomask = pipe(garment, reference, use_mask=False, seed=0)
-    assert nomask['mask'] is None
-
-
-def test_reference_bookkeeping_129_model_calls(tiny):
-    ddpm, vit = tiny
-    pipe = DiffFashion(ddpm.unet, vit, garment_label=0,
-                       mask_label_sets=[[1]],
-                       loss_weights={k: 0 for k in df.DEFAULT_LOSS_WEIGHTS})
-    assert len(pipe.timesteps) == 200 and pipe.start == 119
-    assert pipe.t_at(pipe.start) == 597
-    assert pipe.mask_index == 64 and pipe.blend_steps == 35
-    assert pipe.num_model_steps(with_mask=False) == 129
-
-
-def test_bad_arguments(tiny):
-    ddpm, vit = tiny
-    with pytest.raises(ValueError, match='outside'):
-        DiffFashion(ddpm.unet, vit, garment_label=0, mask_label_sets=[[9]])
-    with pytest.raises(ValueError, match='must not be'):
-        DiffFashion(ddpm.unet, vit, garment_label=0, mask_label_sets=[[0]])
-    with pytest.raises(ValueError, match='sampler'):
-        DiffFashion(ddpm.unet, vit, sampler='euler', **fast_kwargs())
-    pipe = DiffFashion(ddpm.unet, vit, **fast_kwargs(
-        loss_weights=dict(style=1.)))
-    g, r = _images()
-    with pytest.raises(KeyError, match='unknown guidance'):
-        pipe(g, r)
-    with pytest.raises(ValueError, match='same shape'):
-        pipe.transfer(g, torch.zeros(1, 3, 8, 8))
+    g = load_fashion_image(str(files / 'garment.png'), 16)
+    r = load_fashion_image(str(files / 'reference.png'), 16)
+    torch.testing.assert_close(out['garment'], g)
+    ref = pipe.model.edit(g, r, seed=0)
+    torch.testing.assert_close(out['result'], ref['result'])
+    # a given mask file (white = garment), then the scores
+    mask = np.zeros((16, 16), np.uint8)
+    mask[4:12, 4:12] = 255
+    Image.fromarray(mask).save(files / 'mask.png')
+    out = pipe(g, r, mask=str(files / 'mask.png'), seed=0)
+    assert out['mask'].sum() == 64 and 'score' not in out
+    scores = pipe.metrics(out, str(files / 'mask.png'))
+    assert scores['mask_iou'] == 1.0
+    assert set(scores) >= {'structure_selfsim', 'appearance_cls',
+                           'background_l1', 'structure_selfsim_fg'}
+    with pytest.raises(MaskError):
+        pipe(g, r, mask=torch.zeros(1, 1, 16, 16))
 
 
 def test_image_loading_conversions_and_errors(tmp_path):
@@ -215,6 +101,20 @@ def test_image_loading_conversions_and_errors(tmp_path):
         load_fashion_image(str(tmp_path / 'missing.png'), 16)
 
 
+def test_16bit_grayscale_is_scaled_not_clipped_to_white(tmp_path):
+    gray8 = np.random.RandomState(1).randint(0, 256, (24, 24), np.uint8)
+    Image.fromarray(gray8).save(tmp_path / 'g8.png')
+    Image.fromarray(gray8.astype(np.uint16) * 257).save(tmp_path / 'g16.png')
+    assert Image.open(tmp_path / 'g16.png').mode.startswith('I')
+    a = load_fashion_image(str(tmp_path / 'g8.png'), 16)
+    b = load_fashion_image(str(tmp_path / 'g16.png'), 16)
+    torch.testing.assert_close(a, b)
+    assert b.mean() < 0.5  # not an all-white garment
+    Image.fromarray(np.ones((16, 16), np.float32)).save(tmp_path / 'f.tiff')
+    with pytest.raises(ValueError, match='floating-point'):
+        load_fashion_image(str(tmp_path / 'f.tiff'), 16)
+
+
 def test_missing_weights_name_where_to_get_them(tmp_path):
     with pytest.raises(WeightFileError, match='guided-diffusion'):
         load_diffusion_model('configs/difffashion/'
@@ -224,32 +124,18 @@ def test_missing_weights_name_where_to_get_them(tmp_path):
         load_vit(None, str(tmp_path / 'none.pth'))
 
 
-def test_fashion_metrics(tiny):
-    from mmssl.apis import fashion_metrics
-    _, vit = tiny
-    pipe = DiffFashion(BoxStubUNet(), vit, **fast_kwargs())
-    garment, reference = _images()
-    mask = torch.zeros(1, 1, 16, 16)
-    mask[..., 4:12, 4:12] = 1
-    same = fashion_metrics(garment, garment, reference, mask, pipe.extractor)
-    assert same['structure_selfsim'] < 1e-10 and same['background_l1'] == 0
-    assert same['mask_fraction'] == 0.25
-    other = fashion_metrics(reference, garment, reference, None,
-                            pipe.extractor)
-    assert other['appearance_cls'] < 1e-10
-    assert other['structure_selfsim'] > 0
-    assert other['background_l1'] != other['background_l1']  # nan
-    half = mask.clone()
-    half[..., 8:] = 0
-    scored = fashion_metrics(garment, garment, reference, mask,
-                             pipe.extractor, true_mask=half)
-    assert scored['mask_iou'] == 0.5
+def test_vit_weights_of_another_architecture_are_named(files):
+    # the tiny ViT's weights without its config: the default DINO ViT-B/8
+    # is built and refused with the keys, the shapes and the fix
+    with pytest.raises(ValueError, match=r'--vit-config') as err:
+        load_vit(None, str(files / 'vit.pth'))
+    assert 'pos_embed' in str(err.value) and 'ViT-B/8' in str(err.value)
+    vit = load_vit(str(files / 'vit.py'), str(files / 'vit.pth'))
+    assert vit.img_size_hint == 16
 
 
 def test_load_diffusion_model_from_checkpoint_config(tiny, tmp_path):
     from mmengine.config import Config
-
-    from difffashion_helpers import tiny_ddpm_cfg
     ddpm, _ = tiny
     text = Config(dict(model=tiny_ddpm_cfg(16))).pretty_text
     torch.save(dict(meta=dict(cfg=text), state_dict=ddpm.state_dict()),
@@ -262,136 +148,83 @@ def test_load_diffusion_model_from_checkpoint_config(tiny, tmp_path):
         load_diffusion_model(None, str(tmp_path / 'bare.pth'))
 
 
-def test_mask_draws_average_the_score_maps(tiny):
-    ddpm, vit = tiny
-    garment, _ = _images()
-    one = DiffFashion(ddpm.unet, vit, **fast_kwargs())
-    three = DiffFashion(ddpm.unet, vit, **fast_kwargs(mask_draws=3))
-    gen = torch.Generator().manual_seed(0)
-    maps = [one._mask_scores(garment, gen, None) for _ in range(3)]
-    out = three.make_mask(garment, torch.Generator().manual_seed(0))
-    for k in range(2):  # two label sets
-        mean = torch.stack([m[k] for m in maps]).mean(0)
-        expect = (mean - mean.mean()) / mean.std()
-        torch.testing.assert_close(out['set_scores'][k], expect)
-    # one draw is the reference computation, unchanged
-    torch.testing.assert_close(
-        one.make_mask(garment, torch.Generator().manual_seed(0))['score'],
-        torch.stack(maps[0]).mean(0))
-    calls = []
-    three.make_mask(garment, progress=lambda: calls.append(1))
-    assert len(calls) == three.num_model_steps() - \
-        three.num_model_steps(with_mask=False)
-    # the label-dependent box is still found exactly
-    box = DiffFashion(BoxStubUNet(), vit, **fast_kwargs(mask_draws=2))
-    expect = torch.zeros(16, 16)
-    expect[BOX] = 1
-    assert torch.equal(box.make_mask(garment)['mask'][0, 0], expect)
-    with pytest.raises(ValueError, match='mask_draws'):
-        DiffFashion(ddpm.unet, vit, **fast_kwargs(mask_draws=0))
-
-
-def test_per_set_mode_one_transfer_per_mask(tiny):
-    ddpm, vit = tiny
-    garment, reference = _images()
-    pipe = DiffFashion(ddpm.unet, vit,
-                       **fast_kwargs(num_steps=5, resample=1,
-                                     mask_mode='per_set'))
-    calls = []
-    out = pipe(garment, reference, seed=0, progress=lambda: calls.append(1))
-    assert len(calls) == pipe.num_model_steps()
-    assert len(out['per_set']) == 2
-    gen = torch.Generator().manual_seed(0)
-    masks = pipe.make_mask(garment, gen)
-    state = gen.get_state()
-    for k, run in enumerate(out['per_set']):
-        mask = masks['candidates'][k].unsqueeze(1).float()
-        assert torch.equal(run['mask'], mask)
-        gen.set_state(state)
-        ref = pipe.transfer(garment, reference, mask, gen)
-        torch.testing.assert_close(run['result'], ref['result'])
-    assert out['result'] is out['per_set'][0]['result']
-    # different masks give different transfers
-    if not torch.equal(out['per_set'][0]['mask'], out['per_set'][1]['mask']):
-        assert not torch.equal(out['per_set'][0]['raw'],
-                               out['per_set'][1]['raw'])
-    with pytest.raises(ValueError, match='mask_mode'):
-        DiffFashion(ddpm.unet, vit, **fast_kwargs(mask_mode='max'))
-    # an empty candidate is an error in per_set mode, naming the set
-    empty = DiffFashion(BoxStubUNet(), vit,
-                        **fast_kwargs(mask_mode='per_set',
-                                      mask_threshold=50.))
-    with pytest.raises(MaskError, match='label set 0'):
-        empty.make_mask(garment)
-
-
-def test_set_labels_checks(tiny):
-    ddpm, vit = tiny
-    pipe = DiffFashion(ddpm.unet, vit, **fast_kwargs())
-    pipe.set_labels(2, [[0, 1], [3]])
-    assert pipe.garment_label == 2 and pipe.mask_label_sets == [[0, 1], [3]]
-    with pytest.raises(ValueError, match='must not be'):
-        pipe.set_labels(3, [[3]])
-    with pytest.raises(ValueError, match='non-empty'):
-        pipe.set_labels(3, [[]])
-
-
-def test_structure_inside_the_true_mask(tiny):
-    from mmssl.apis import fashion_metrics
+def test_fashion_metrics_with_the_guidance_vit(tiny):
     _, vit = tiny
-    pipe = DiffFashion(BoxStubUNet(), vit, **fast_kwargs())
-    garment, reference = _images()
+    editor = make_editor(BoxStubUNet(), vit)
+    garment, reference = images()
+    mask = torch.zeros(1, 1, 16, 16)
+    mask[..., 4:12, 4:12] = 1
+    same = fashion_metrics(garment, garment, reference, mask,
+                           editor.extractor)
+    assert same['structure_selfsim'] < 1e-10 and same['background_l1'] == 0
+    assert same['mask_fraction'] == 0.25
+    other = fashion_metrics(reference, garment, reference, None,
+                            editor.extractor)
+    assert other['appearance_cls'] < 1e-10
+    assert other['structure_selfsim'] > 0
+    assert other['background_l1'] != other['background_l1']  # nan
+    half = mask.clone()
+    half[..., 8:] = 0
+    scored = fashion_metrics(garment, garment, reference, mask,
+                             editor.extractor, true_mask=half)
+    assert scored['mask_iou'] == 0.5
+    # structure inside the silhouette: the top-left 2x2 of the 4x4 patches
     true = torch.zeros(1, 1, 16, 16)
-    true[..., :8, :8] = 1  # the top-left 2x2 of the 4x4 patches
-    same = fashion_metrics(garment, garment, reference, None,
-                           pipe.extractor, true_mask=true)
-    assert same['structure_selfsim_fg'] < 1e-10
-    # change only the pixels outside the silhouette: the score inside
-    # moves less than the whole-image one
+    true[..., :8, :8] = 1
     edited = garment.clone()
     edited[..., 8:, :] = reference[..., 8:, :]
-    s = fashion_metrics(edited, garment, reference, None, pipe.extractor,
+    s = fashion_metrics(edited, garment, reference, None, editor.extractor,
                         true_mask=true)
     assert s['structure_selfsim'] > 0
     assert s['structure_selfsim_fg'] < s['structure_selfsim']
     assert s['background_l1'] > 0 and s['mask_iou'] == 0.25
 
 
-def test_noised_mask_source(tiny):
-    ddpm, vit = tiny
-    garment, _ = _images()
-    expect = torch.zeros(16, 16)
-    expect[BOX] = 1
-    for contrast in ('mean', 'per_label'):
-        pipe = DiffFashion(BoxStubUNet(), vit,
-                           **fast_kwargs(mask_source='noised', mask_draws=2,
-                                         mask_contrast=contrast))
-        calls = []
-        out = pipe.make_mask(garment, progress=lambda: calls.append(1))
-        assert torch.equal(out['mask'][0, 0], expect)
-        assert not calls and pipe.num_model_steps() == \
-            pipe.num_model_steps(with_mask=False)
-    # the UNet sees the garment noised to the mask step, once per draw
-    # and label (garment label + 3 others)
-    seen = []
-    pipe = DiffFashion(ddpm.unet, vit, **fast_kwargs(
-        mask_source='noised', mask_draws=2, mask_label_sets=[[1, 2, 3]]))
-    real = pipe._eps
+# -- layering ---------------------------------------------------------------
+DIFFFASHION_FILES = [
+    'mmssl/models/diffusion', 'mmssl/datasets/fashion_pairs.py',
+    'mmssl/evaluation/metrics/fashion_metric.py',
+    'mmssl/evaluation/functional/fashion.py', 'mmssl/utils/image_io.py'
+]
 
-    def spy(x, i, label):
-        seen.append((x.clone(), i, label))
-        return real(x, i, label)
 
-    pipe._eps = spy
-    pipe.make_mask(garment, torch.Generator().manual_seed(5))
-    assert len(seen) == 2  # one batched call per draw
-    assert [s[2].tolist() for s in seen] == [[0, 1, 2, 3]] * 2
-    assert {s[1] for s in seen} == {pipe.mask_index}
-    gen = torch.Generator().manual_seed(5)
-    noised = pipe.add_noise(garment, pipe.mask_index, gen)
-    for k in range(4):
-        torch.testing.assert_close(seen[0][0][k:k + 1], noised)
-    with pytest.raises(ValueError, match='mask_source'):
-        DiffFashion(ddpm.unet, vit, **fast_kwargs(mask_source='x0'))
-    with pytest.raises(ValueError, match='mask_contrast'):
-        DiffFashion(ddpm.unet, vit, **fast_kwargs(mask_contrast='max'))
+def _imports(path):
+    tree = ast.parse(open(path).read())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module
+        elif isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+
+
+def test_difffashion_below_apis_does_not_import_apis():
+    paths = []
+    for rel in DIFFFASHION_FILES:
+        path = osp.join(ROOT, rel)
+        if osp.isdir(path):
+            paths += [osp.join(path, f) for f in sorted(os.listdir(path))
+                      if f.endswith('.py')]
+        else:
+            paths.append(path)
+    assert len(paths) > 8
+    for path in paths:
+        bad = [m for m in _imports(path) if m.startswith('mmssl.apis')]
+        assert not bad, (path, bad)
+        assert sum(1 for _ in open(path)) <= 600, path
+
+
+def test_nothing_outside_models_diffusion_needs_diffusers():
+    code = ('import sys; sys.modules["diffusers"] = None\n'
+            'import mmssl.apis, mmssl.datasets, mmssl.evaluation\n'
+            'import mmssl.models\n'
+            'from mmssl.apis import DiffFashion, load_fashion_image\n'
+            'from mmssl.evaluation.functional import fashion_metrics\n'
+            'from mmssl.models.diffusion import require_diffusers\n'
+            'try:\n'
+            '    require_diffusers()\n'
+            'except ImportError as err:\n'
+            '    print("needs diffusers:", err)\n')
+    res = subprocess.run([sys.executable, '-c', code], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert 'needs diffusers' in res.stdout

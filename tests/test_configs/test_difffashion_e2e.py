@@ -59,8 +59,8 @@ def test_pair_config_pack_and_test(tmp_path):
         CONFIG, ckpt, '--work-dir',
         str(tmp_path / 'work'), '--out', out, '--out-item', 'metrics',
         '--cfg-options', f'test_dataloader.dataset.data_root={data}',
-        'test_dataloader.dataset.num_pairs=2', 'model.pipeline.num_steps=5',
-        'model.pipeline.resample=1'
+        'test_dataloader.dataset.num_pairs=2', 'model.schedule.num_steps=5',
+        'model.schedule.resample=1'
     ])
     metrics = json.load(open(out))
     assert metrics['fashion/num_pairs'] == 2

@@ -12,8 +12,8 @@ from mmengine.runner import Runner
 from mmpretrain.registry import MODELS
 
 from mmssl.engine.hooks import TeacherUpdateHook
-from mmssl.testing import (tiny_data2vec2_cfg, tiny_pretrain_runner_cfg,
-                           write_random_images)
+from mmssl.testing import (tiny_data2vec2_cfg, tiny_data2vec2_samples,
+                           tiny_pretrain_runner_cfg, write_random_images)
 
 
 @pytest.fixture(autouse=True)
@@ -42,7 +42,7 @@ def test_hook_follows_optimizer_updates_with_accumulation():
     hook.before_train(runner)
     x = torch.randn(2, 3, 32, 32)
     for it in range(4):
-        losses = model.loss(x)
+        losses = model.loss(x, tiny_data2vec2_samples(2))
         runner.optim_wrapper.update_params(
             sum(v for k, v in losses.items() if 'loss' in k))
         hook.after_train_iter(runner, it)

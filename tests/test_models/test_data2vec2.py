@@ -1,6 +1,8 @@
 # Copyright (c) mmssl contributors. All rights reserved.
 """data2vec 2.0: encoder, decoder, targets, loss, teacher, algorithm."""
+import hashlib
 import math
+import os.path as osp
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from mmpretrain.structures import DataSample
 
 from mmssl.models.heads.d2v2_head import d2v2_targets
 from mmssl.models.losses.d2v2_loss import d2v2_regression_loss
+from mmssl.models.selfsup.data2vec2 import MOVED_MASK_KEYS
 from mmssl.models.utils import LinearAnnealEMA, inverse_block_mask
 from mmssl.testing import tiny_data2vec2_cfg
 
@@ -25,8 +28,26 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def build(**overrides):
+def tiny_cfg():
+    """The tiny config without mask settings (masks come from the batch)."""
     cfg = tiny_data2vec2_cfg()
+    for key in MOVED_MASK_KEYS:
+        cfg.pop(key, None)
+    return cfg
+
+
+def samples(batch_size, num_masks=3, mask_ratio=0.8, grid=(4, 4),
+            generator=None):
+    """Data samples with (M, h, w) inverse block masks, as the pipeline's
+    mmssl.InverseBlockMaskGenerator and PackInputs give them."""
+    masks = inverse_block_mask(grid[0], grid[1], mask_ratio,
+                               batch_size * num_masks, generator=generator)
+    masks = masks.view(batch_size, num_masks, *grid)
+    return [DataSample().set_mask(masks[i]) for i in range(batch_size)]
+
+
+def build(**overrides):
+    cfg = tiny_cfg()
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(cfg.get(key), dict):
             cfg[key].update(value)
@@ -53,7 +74,7 @@ def test_forward_backward_shapes():
     assert torch.equal(mask, masks) and ids_restore.shape == (6, 16)
     pred = model.neck(latent[:, 1:], ids_restore, (4, 4))
     assert pred.shape == (6, 16, 16)  # decoder preserves (B*M, N, D)
-    losses = model.loss(x)
+    losses = model.loss(x, samples(2))
     assert set(losses) >= {'loss_reg', 'loss_cls', 'target_std', 'pred_std'}
     total(losses).backward()
     assert model.backbone.layers[0].attn.qkv.weight.grad is not None
@@ -319,7 +340,7 @@ def test_teacher_starts_equal_and_follows_scheduled_ema():
         assert torch.equal(s, t), k
     assert int(model.teacher.steps) == 0
     optim = torch.optim.SGD(model.parameters(), lr=0.5)
-    total(model.loss(torch.randn(2, 3, 32, 32))).backward()
+    total(model.loss(torch.randn(2, 3, 32, 32), samples(2))).backward()
     # no gradient reaches the teacher
     assert all(p.grad is None and not p.requires_grad
                for p in model.teacher.parameters())
@@ -340,17 +361,17 @@ def test_teacher_starts_equal_and_follows_scheduled_ema():
 
 def test_teacher_runs_once_per_image_batch():
     """Spec 7.5: one teacher pass on the B images, not one per clone."""
-    model = build(num_masks=4)
+    model = build()
     seen = []
     model.teacher.module.layers[0].register_forward_hook(
         lambda mod, inp, out: seen.append(inp[0].shape[0]))
-    model.loss(torch.randn(3, 3, 32, 32))
+    model.loss(torch.randn(3, 3, 32, 32), samples(3, num_masks=4))
     assert model.teacher_forward_calls == 1
     assert seen == [3]
 
 
 def test_clone_targets_are_identical():
-    model = build(num_masks=3)
+    model = build()
     captured = {}
     orig = model.head.loss
 
@@ -360,7 +381,7 @@ def test_clone_targets_are_identical():
         return orig(pred, targets, mask, cls_pred)
 
     model.head.loss = spy
-    model.loss(torch.randn(2, 3, 32, 32))
+    model.loss(torch.randn(2, 3, 32, 32), samples(2, num_masks=3))
     t = captured['targets']
     assert t.shape == (2, 16, 16)
     rep = t.repeat_interleave(3, 0)
@@ -373,23 +394,53 @@ def test_clone_targets_are_identical():
         not torch.equal(masks[0, 1], masks[0, 2])
 
 
-def test_model_draws_masks_when_the_batch_has_none():
-    for mask_type in ('inverse_block', 'random'):
-        model = build(mask_type=mask_type, mask_ratio=0.75, num_masks=5)
-        masks = model.draw_masks(3, (4, 4),
-                                 torch.Generator().manual_seed(0))
-        assert masks.shape == (3, 5, 4, 4)
-        assert torch.all(masks.flatten(2).sum(-1) == 12)
-        again = model.draw_masks(3, (4, 4),
-                                 torch.Generator().manual_seed(0))
-        assert torch.equal(masks, again)
-        assert torch.isfinite(total(model.loss(torch.randn(3, 3, 32, 32))))
+def test_masks_come_only_from_the_batch():
+    """One owner: the pipeline draws the masks, the model has no settings
+    and asks for the pipeline step when a batch has none."""
+    model = build()
+    x = torch.randn(2, 3, 32, 32)
+    for batch in (None, [DataSample(), DataSample()]):
+        with pytest.raises(ValueError, match='InverseBlockMaskGenerator'):
+            model.loss(x, batch)
+    one = samples(1)
+    with pytest.raises(ValueError, match='1 masks for 2 images'):
+        model.loss(x, one)
+    # M is read from the masks: 5 clones per image here
+    captured = {}
+    orig = model.head.loss
+
+    def spy(pred, targets, mask, cls_pred=None):
+        captured['pred'] = pred
+        return orig(pred, targets, mask, cls_pred)
+
+    model.head.loss = spy
+    model.loss(x, samples(2, num_masks=5, mask_ratio=0.75))
+    assert captured['pred'].shape[0] == 2 * 5
+    assert not hasattr(model, 'draw_masks')
+
+
+@pytest.mark.parametrize('key,value', [('num_masks', 16),
+                                       ('mask_type', 'inverse_block'),
+                                       ('mask_ratio', 0.8),
+                                       ('block_size', 3),
+                                       ('mask_adjust', 0.07)])
+def test_old_mask_keys_fail_at_build(key, value):
+    """The model keys of earlier versions name their pipeline argument."""
+    cfg = dict(tiny_cfg(), **{key: value})
+    with pytest.raises(ValueError) as err:
+        MODELS.build(cfg)
+    msg = str(err.value)
+    assert f'model.{key}' in msg
+    assert f'`{MOVED_MASK_KEYS[key]}`' in msg
+    assert 'InverseBlockMaskGenerator' in msg and 'train_pipeline' in msg
+    with pytest.raises(TypeError, match='unexpected arguments'):
+        MODELS.build(dict(tiny_cfg(), mask_prob=0.8))
 
 
 def test_masks_from_the_batch_are_used():
     model = build()
     masks = inverse_block_mask(4, 4, 0.75, 2 * 5).view(2, 5, 4, 4)
-    samples = [DataSample().set_mask(masks[i]) for i in range(2)]
+    batch = [DataSample().set_mask(masks[i]) for i in range(2)]
     captured = {}
     orig = model.head.loss
 
@@ -398,7 +449,7 @@ def test_masks_from_the_batch_are_used():
         return orig(pred, targets, mask, cls_pred)
 
     model.head.loss = spy
-    model.loss(torch.randn(2, 3, 32, 32), samples)
+    model.loss(torch.randn(2, 3, 32, 32), batch)
     assert torch.equal(captured['mask'], masks.view(10, 16))
     bad = [DataSample().set_mask(torch.zeros(5, 3, 3, dtype=torch.bool))
            for _ in range(2)]
@@ -408,17 +459,13 @@ def test_masks_from_the_batch_are_used():
 
 # ---------------------------------------------------------------- errors
 @pytest.mark.parametrize('overrides,match', [
-    (dict(mask_ratio=1.0), 'model.mask_ratio'),
-    (dict(num_masks=0), 'model.num_masks'),
     (dict(head=dict(top_k=5)), 'model.head.top_k'),
     (dict(backbone=dict(img_size=30)), 'model.backbone.img_size'),
     (dict(neck=dict(in_channels=8, embed_dims=8)), 'model.neck.in_channels'),
     (dict(ema=dict(momentum=1.5)), 'model.ema'),
-    (dict(mask_type='blocks'), 'model.mask_type'),
-    (dict(mask_adjust='x'), 'model.mask_adjust'),
 ])
 def test_bad_config_fails_at_build(overrides, match):
-    cfg = tiny_data2vec2_cfg()
+    cfg = tiny_cfg()
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(cfg.get(key), dict):
             cfg[key].update(value)
@@ -451,7 +498,7 @@ def test_short_pretraining_lowers_the_loss():
         batch = data[torch.randperm(16)[:8]]
         inputs = model.data_preprocessor(
             dict(inputs=batch, data_samples=None), True)['inputs']
-        losses = model.loss(inputs)
+        losses = model.loss(inputs, samples(8))
         loss = total(losses)
         optim.zero_grad()
         loss.backward()
@@ -463,3 +510,75 @@ def test_short_pretraining_lowers_the_loss():
     first, last = np.mean(history[:10]), np.mean(history[-10:])
     assert last < 0.6 * first, (first, last)
     assert losses['target_std'].item() > 0.1  # no collapse
+
+
+# ---------------------------------------------------------------- configs
+#: sha1 (first 16 hex digits) of the masks the configs' pipelines drew for
+#: torch.manual_seed(0) when the model still had mask settings of its own;
+#: the pipeline step, now the only owner, must keep drawing the same masks.
+CONFIG_MASKS = {
+    'data2vec2_vit-base-p16_16xb16-amp-coslr-375k_in1k.py':
+    ((16, 14, 14), 39, '25cc368c4290c4f1'),
+    'data2vec2_vit-base-p16_1xb32-amp-coslr-30e_embedded224.py':
+    ((16, 14, 14), 39, '25cc368c4290c4f1'),
+    'data2vec2_vit-large-p16_64xb8-amp-coslr-375k_in1k.py':
+    ((16, 14, 14), 49, 'fe6e73d955b774ef'),
+    'data2vec2_vit-tiny-p8_1xb64-coslr-30e_embedded.py':
+    ((4, 8, 8), 12, '0e322d97f0a43488'),
+}
+CONFIG_DIR = osp.join(osp.dirname(__file__), '..', '..', 'configs',
+                      'data2vec2')
+
+
+@pytest.mark.parametrize('name', sorted(CONFIG_MASKS))
+def test_config_masks_unchanged_and_owned_by_the_pipeline(name):
+    from mmengine.config import Config
+    from mmengine.registry import TRANSFORMS, DefaultScope
+
+    cfg = Config.fromfile(osp.join(CONFIG_DIR, name))
+    assert not set(MOVED_MASK_KEYS) & set(cfg.model), name
+    assert not {'mask_ratio', 'num_masks', 'mask_adjust'} & set(cfg), name
+    pipeline = cfg.train_dataloader.dataset.pipeline
+    steps = [t for t in pipeline if 'MaskGenerator' in t['type']]
+    assert len(steps) == 1
+    assert pipeline[-1] == dict(type='PackInputs', algorithm_keys=['mask'])
+    # the patch grid of the masks is the backbone's
+    grid = cfg.model.backbone.img_size // cfg.model.backbone.patch_size
+    assert steps[0]['input_size'] == grid
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        gen = TRANSFORMS.build(steps[0])
+    torch.manual_seed(0)
+    masks = gen.transform({})['mask']
+    shape, visible, digest = CONFIG_MASKS[name]
+    assert tuple(masks.shape) == shape
+    assert hashlib.sha1(masks.numpy().tobytes()).hexdigest()[:16] == digest
+    # the realised ratio is the configured one, in every mask
+    n = shape[1] * shape[2]
+    assert visible == int(n * (1 - steps[0]['mask_ratio']))
+    assert torch.all((~masks).flatten(1).sum(1) == visible)
+
+
+def test_tiny_config_pipeline_feeds_the_model():
+    """The tiny config's own pipeline gives the model its M masks."""
+    from mmengine.config import Config
+    from mmengine.dataset import Compose, default_collate
+    from mmengine.registry import TRANSFORMS, DefaultScope
+
+    cfg = Config.fromfile(
+        osp.join(CONFIG_DIR,
+                 'data2vec2_vit-tiny-p8_1xb64-coslr-30e_embedded.py'))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        pipeline = Compose([
+            TRANSFORMS.build(t) for t in cfg.train_dataloader.dataset.pipeline
+            if t['type'] != 'LoadImageFromFile'
+        ])
+        model = MODELS.build(cfg.model)
+    rng = np.random.RandomState(0)
+    items = [
+        pipeline(dict(img=rng.randint(0, 255, (64, 64, 3), dtype=np.uint8)))
+        for _ in range(2)
+    ]
+    data = model.data_preprocessor(default_collate(items), True)
+    assert data['data_samples'][0].mask.shape == (4, 8, 8)
+    losses = model.loss(data['inputs'], data['data_samples'])
+    assert torch.isfinite(total(losses))

@@ -220,3 +220,10 @@ def test_label_contrast_per_label_does_not_cancel():
     torch.testing.assert_close(z, expect)
     with pytest.raises(ValueError, match='contrast'):
         label_contrast_score(mu_ref, others, 'max')
+
+
+def test_threshold_is_strictly_above():
+    """Reference: ``z > sigma`` (-0.2); a score exactly at the threshold
+    is background."""
+    z = torch.tensor([[[-0.3, -0.2, -0.1999]]])
+    assert threshold_mask(z, -0.2).tolist() == [[[False, False, True]]]

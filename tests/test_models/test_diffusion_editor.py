@@ -1,6 +1,6 @@
 # Copyright (c) mmssl contributors. All rights reserved.
-"""DiffFashionEditor / LabelContrastMaskGenerator: registered wrappers of
-mmssl.apis.DiffFashion."""
+"""DiffFashionEditor as a registered mmengine model: built from a config,
+``predict`` on packed pairs, one checkpoint for both networks."""
 import os.path as osp
 import sys
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from mmengine.structures import BaseDataElement
 
-from mmssl.apis import DiffFashion
+from mmssl.models.diffusion import MaskError, WeightFileError
 from mmssl.registry import MODELS
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -21,7 +21,7 @@ def _cfg(**kw):
         diffusion=tiny_ddpm_cfg(16),
         vit=tiny_vit_cfg(16),
         mask_generator=dict(type='mmssl.LabelContrastMaskGenerator'),
-        pipeline=dict(num_steps=10, resample=2))
+        schedule=dict(num_steps=10, resample=2))
     cfg.update(kw)
     return cfg
 
@@ -44,7 +44,7 @@ def _batch(n=2):
     return inputs, samples
 
 
-def test_predict_wraps_the_api():
+def test_predict_is_edit_per_sample():
     editor = _build()
     inputs, samples = _batch()
     out = editor(list(inputs), samples, mode='predict')
@@ -56,19 +56,22 @@ def test_predict_wraps_the_api():
         assert set(ds.pred_scores) == {
             'structure_selfsim', 'structure_selfsim_fg', 'appearance_cls'
         }
-        # the same as the Python API with the sample's label and seed
-        pipe = DiffFashion(
-            editor.diffusion.unet,
-            editor.vit,
-            garment_label=i,
-            mask_label_sets=[[y for y in range(4) if y != i]],
-            scheduler=editor.diffusion.scheduler_cfg,
-            vit_img_size=16,
-            num_steps=10,
-            resample=2)
-        ref = pipe(inputs[i, :1], inputs[i, 1:], seed=i)
+        # the sample's label (all others as the one set) and seed
+        assert editor.mask_generator.sets_for(i, 4) == [
+            [y for y in range(4) if y != i]
+        ]
+        ref = editor.edit(inputs[i, :1], inputs[i, 1:], i, seed=i)
         assert torch.allclose(ds.pred_img, ref['result'][0], atol=1e-5)
         assert torch.equal(ds.pred_mask, ref['mask'][0])
+    assert editor.vit_img_size == 16
+
+
+def test_state_dict_holds_each_network_once():
+    editor = _build()
+    keys = list(editor.state_dict())
+    assert keys and all(k.startswith(('diffusion.', 'vit.')) for k in keys)
+    assert len(keys) == len(editor.diffusion.state_dict()) + len(
+        editor.vit.state_dict())
 
 
 def test_fixed_label_no_mask_and_modes():
@@ -96,9 +99,8 @@ def test_per_set_mode_one_transfer_per_mask():
     assert ds.pred_img.shape == (2, 3, 16, 16)
     assert ds.pred_mask.shape == (2, 1, 16, 16)
     # the masks are the candidates of the two sets
-    pipe = editor.pipe
-    cands = pipe.make_mask(inputs[0, :1],
-                           torch.Generator().manual_seed(0))['candidates']
+    cands = editor.make_mask(inputs[0, :1], 0,
+                             torch.Generator().manual_seed(0))['candidates']
     for k in range(2):
         assert torch.equal(ds.pred_mask[k, 0], cands[k][0].float())
     # garment label 1 drops set [1]: one run left
@@ -107,28 +109,18 @@ def test_per_set_mode_one_transfer_per_mask():
     assert ds.pred_img.shape == (1, 3, 16, 16)
 
 
-def test_mask_generator_settings_and_errors():
-    gen = MODELS.build(
-        dict(
-            type='mmssl.LabelContrastMaskGenerator', label_sets=[[0, 1], [2]]))
-    assert gen.sets_for(1, 4) == [[0], [2]]
-    assert gen.sets_for(2, 4) == [[0, 1]]
-    assert MODELS.build(dict(
-        type='mmssl.LabelContrastMaskGenerator')).sets_for(1, 4) == [[0, 2, 3]]
-    with pytest.raises(ValueError, match='no mask label set'):
-        MODELS.build(
-            dict(type='mmssl.LabelContrastMaskGenerator',
-                 label_sets=[[2]])).sets_for(2, 4)
-    with pytest.raises(ValueError, match='mode'):
-        MODELS.build(dict(type='mmssl.LabelContrastMaskGenerator', mode='max'))
-    with pytest.raises(ValueError, match='draws'):
-        MODELS.build(dict(type='mmssl.LabelContrastMaskGenerator', draws=0))
-    with pytest.raises(ValueError, match='unknown pipeline'):
-        _build(pipeline=dict(num_step=3))
-    with pytest.raises(ValueError, match='mask_generator'):
-        _build(pipeline=dict(mask_threshold=0.))
+def test_build_errors_name_the_option():
+    with pytest.raises(ValueError, match='diffusion must be a config'):
+        _build(diffusion=dict(unet=dict()))
+    with pytest.raises(ValueError, match='unknown schedule'):
+        _build(schedule=dict(num_step=3))
+    with pytest.raises(TypeError, match='pipeline'):
+        _build(pipeline=dict(num_steps=3))
     with pytest.raises(ValueError, match='garment_label'):
         _build(garment_label=7)
+    with pytest.raises(ValueError, match='outside'):
+        _build(mask_generator=dict(type='mmssl.LabelContrastMaskGenerator',
+                                   label_sets=[[1, 9]]))
 
 
 def test_pack_editor_checkpoint(tmp_path):
@@ -153,7 +145,6 @@ def test_pack_editor_checkpoint(tmp_path):
         assert torch.equal(editor.diffusion.state_dict()[k], v)
     for k, v in vit.state_dict().items():
         assert torch.equal(editor.vit.state_dict()[k], v)
-    from mmssl.apis import WeightFileError
     with pytest.raises(WeightFileError, match='tools/train.py'):
         pack_editor_checkpoint(_cfg(), str(tmp_path / 'none.pth'),
                                str(tmp_path / 'vit.pth'), out)
@@ -164,7 +155,6 @@ def test_pack_editor_checkpoint(tmp_path):
 
 
 def test_empty_mask_error_or_no_mask_fallback():
-    from mmssl.apis import MaskError
     from mmssl.registry import METRICS
     never = dict(type='mmssl.LabelContrastMaskGenerator', threshold=1e6)
     inputs, samples = _batch(1)
@@ -177,7 +167,8 @@ def test_empty_mask_error_or_no_mask_fallback():
     assert ds.empty_mask
     assert torch.equal(ds.pred_mask, torch.zeros(1, 16, 16))
     # the transfer ran without a mask, with the sample's seed
-    ref = editor.pipe(inputs[0, :1], inputs[0, 1:], use_mask=False, seed=0)
+    ref = editor.edit(inputs[0, :1], inputs[0, 1:], 0, use_mask=False,
+                      seed=0)
     assert torch.allclose(ds.pred_img, ref['result'][0], atol=1e-5)
     metric = METRICS.build(dict(type='mmssl.FashionTransferMetric'))
     metric.process(dict(inputs=inputs), [ds.to_dict()])

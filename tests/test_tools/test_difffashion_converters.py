@@ -151,16 +151,20 @@ def test_guided_diffusion_tiny_layout_loads_and_matches(gd_tool, tmp_path):
     # the converted checkpoint carries its config and runs DiffFashion
     # with the learned-range variance (6 output channels)
     from mmssl.apis import DiffFashion, load_diffusion_model
+    from mmssl.models.diffusion import DiffFashionEditor
     model = load_diffusion_model(None, str(tmp_path / 'o.pth'))
     assert model.unet.config.out_channels == 6
     vit = VisionTransformer(
         arch=dict(embed_dims=32, num_layers=1, num_heads=2,
                   feedforward_channels=64), img_size=16, patch_size=4)
-    pipe = DiffFashion(model.unet, vit, garment_label=0,
-                       mask_label_sets=[[1, 2]], num_steps=5, resample=1,
-                       vit_img_size=16, scheduler=model.scheduler_cfg)
+    editor = DiffFashionEditor(
+        diffusion=model, vit=vit, garment_label=0,
+        schedule=dict(num_steps=5, resample=1),
+        mask_generator=dict(type='mmssl.LabelContrastMaskGenerator',
+                            label_sets=[[1, 2]]))
+    assert editor.vit_img_size == 16
     g = torch.rand(1, 3, 16, 16) * 2 - 1
-    out = pipe(g, g.flip(-1), use_mask=False)
+    out = DiffFashion(editor)(g, g.flip(-1), use_mask=False)
     assert torch.isfinite(out['result']).all()
 
 

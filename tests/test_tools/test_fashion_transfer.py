@@ -64,8 +64,8 @@ def test_cli_writes_result_mask_and_grid(tool, files, capsys):
     # DDIM, no mask, guidance weights from the command line
     out2 = files / 'out2'
     assert tool.main(
-        _args(files, out2, '--sampler', 'ddim', '--no-mask', '--weights',
-              'l2=0', 'contra=0', '--metrics', '--true-mask',
+        _args(files, out2, '--sampler', 'ddim', '--no-mask', '--no-clip-x0',
+              '--weights', 'l2=0', 'contra=0', '--metrics', '--true-mask',
               str(files / 'garment.png'))) == 0
     assert len(os.listdir(out2)) == 4
     import json
@@ -108,3 +108,44 @@ def test_cli_per_set_mode_and_mask_options(tool, files):
     assert Image.open(out / 'grid.png').size == (4 * 16 + 3 * 2, 2 * 16 + 2)
     assert np.array_equal(np.asarray(Image.open(out / 'mask.png')),
                           np.asarray(Image.open(out / 'mask_set0.png')))
+
+
+def test_cli_user_errors_are_one_line_and_early(tool, files, capsys,
+                                                monkeypatch):
+    # unknown guidance weights: refused before any model is loaded (the
+    # diffusion checkpoint named here does not even exist)
+    args = _args(files, files / 'w', '--weights', 'style=1')
+    args[args.index('--checkpoint') + 1] = str(files / 'missing.pth')
+    assert tool.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: --weights') and 'style' in err
+    assert 'Traceback' not in err and err.count('\n') == 1
+    assert tool.main(_args(files, files / 'w', '--weights', 'l2=x')) == 2
+    assert 'not a number' in capsys.readouterr().err
+    # --out naming a file
+    (files / 'taken').write_text('x')
+    assert tool.main(_args(files, files / 'taken')) == 2
+    err = capsys.readouterr().err
+    assert 'is a file' in err and err.count('\n') == 1
+    # --device cuda without CUDA
+    import torch
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    assert tool.main(_args(files, files / 'd', '--device', 'cuda')) == 2
+    assert 'CUDA is not available' in capsys.readouterr().err
+    monkeypatch.undo()
+    assert tool.main(_args(files, files / 'd', '--device', 'tpu9')) == 2
+    assert '--device' in capsys.readouterr().err
+    # no --vit-config: the default ViT-B/8 does not fit the tiny ViT's
+    # weights; one line that names the fix
+    args = _args(files, files / 'v')
+    i = args.index('--vit-config')
+    del args[i:i + 2]
+    assert tool.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: ') and '--vit-config' in err
+    assert 'Traceback' not in err and err.count('\n') == 1
+    # --mask-labels that are not numbers
+    assert tool.main(_args(files, files / 'm', '--mask-labels', 'a;b')) == 2
+    assert '--mask-labels' in capsys.readouterr().err
+    for name in ('w', 'd', 'v', 'm'):
+        assert not (files / name).exists()

@@ -14,67 +14,6 @@ def pipeline(load_tool_module):
     return load_tool_module('analysis_tools/transfer_pipeline.py')
 
 
-def test_rescale_schedule(pipeline):
-    cfg = Config(
-        dict(
-            train_cfg=dict(max_epochs=30, val_interval=10),
-            param_scheduler=[
-                dict(
-                    type='LinearLR',
-                    by_epoch=True,
-                    begin=0,
-                    end=3,
-                    convert_to_iter_based=True),
-                dict(
-                    type='CosineAnnealingLR',
-                    T_max=27,
-                    by_epoch=True,
-                    begin=3,
-                    end=30,
-                    convert_to_iter_based=True),
-                dict(type='LinearLR', by_epoch=False, begin=0, end=50),
-            ]))
-    pipeline.rescale_schedule(cfg, 10, iters_per_epoch=31)
-    warmup, cosine, iters = cfg.param_scheduler
-    assert cfg.train_cfg.max_epochs == 10 and cfg.train_cfg.val_interval == 10
-    assert (warmup.begin, warmup.end, warmup.by_epoch) == (0, 31, False)
-    assert 'convert_to_iter_based' not in warmup
-    assert (cosine.begin, cosine.end, cosine.T_max) == (31, 310, 279)
-    assert (iters.begin, iters.end) == (0, 50)  # iteration-based: kept
-    # a tiny run keeps every scheduler at least one iteration long
-    pipeline.rescale_schedule(cfg, 1, iters_per_epoch=1)
-    assert cfg.param_scheduler[0].end - cfg.param_scheduler[0].begin >= 1
-    assert cfg.param_scheduler[1].T_max >= 1
-    # without the epoch length: fractional epochs
-    cfg = Config(
-        dict(
-            train_cfg=dict(max_epochs=20),
-            param_scheduler=dict(
-                type='PolyLR',
-                by_epoch=True,
-                begin=0,
-                end=20,
-                convert_to_iter_based=True)))
-    pipeline.rescale_schedule(cfg, 5)
-    assert cfg.param_scheduler.end == 5
-
-
-def test_method_configs(pipeline):
-    assert pipeline.method_configs('random', 'seg')['pretrain'] is None
-    simclr = pipeline.method_configs('simclr', 'det')
-    assert simclr['pretrain'].startswith('configs/simclr/')
-    assert simclr['finetune'].startswith('configs/transfer/det/')
-    with pytest.raises(pipeline.PipelineError, match='no det transfer'):
-        pipeline.method_configs('mae', 'det')
-    with pytest.raises(pipeline.PipelineError, match='unknown method'):
-        pipeline.method_configs('byol', 'seg')
-    seg = pipeline.available_methods('seg')
-    assert seg[0] == 'random'
-    assert {'simclr', 'mae', 'data2vec2', 'random-vit'} <= set(seg)
-    assert set(
-        pipeline.available_methods('det')) <= {'random', 'simclr', 'densecl'}
-
-
 def test_pipeline_end_to_end(pipeline, tmp_path):
     """SimCLR and random init through every stage in a minimal setting."""
     work_dir = tmp_path / 'work'

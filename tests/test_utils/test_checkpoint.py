@@ -274,7 +274,7 @@ def test_torchscript_state_dict_matches_jit_load(tmp_path, monkeypatch):
     """The weights of a TorchScript archive, read without torch.jit.load,
     are exactly what jit.load(path).state_dict() gives (same keys, order,
     dtypes, values; plain tensor attributes are not in it)."""
-    from mmssl.utils.checkpoint import load_torchscript_state_dict
+    from mmssl.utils.torchscript_weights import load_torchscript_state_dict
     torch.manual_seed(0)
     net = _ScriptNet()
     net.blocks[0].bn.running_mean.fill_(0.5)
@@ -296,7 +296,7 @@ def test_torchscript_state_dict_matches_jit_load(tmp_path, monkeypatch):
 
 
 def test_torchscript_reader_refuses_other_files(tmp_path):
-    from mmssl.utils.checkpoint import load_torchscript_state_dict
+    from mmssl.utils.torchscript_weights import load_torchscript_state_dict
     path = str(tmp_path / 'ckpt.pth')
     torch.save({'w': torch.ones(1)}, path)
     with pytest.raises(CheckpointFileError, match='not a TorchScript'):

@@ -24,8 +24,8 @@ shows images/s, seconds per step, the ratio to the first config, peak
 memory, FLOPs per image of one training step (forward + backward, matrix
 products, convolutions and attention), the model FLOP/s achieved and its
 share of the fp32 matmul peak measured on the same device and threads. How
-each number is defined is written in :mod:`mmssl.apis.benchmark` and
-:mod:`mmssl.apis.step_memory`. On CPU fp16/bf16 mixed precision is off
+each number is defined is written in :mod:`mmssl.analysis.benchmark` and
+:mod:`mmssl.analysis.step_memory`. On CPU fp16/bf16 mixed precision is off
 (an ``AmpOptimWrapper`` is run as a plain ``OptimWrapper``).
 
 Example (mmssl's MAE vs mmpretrain's on the tiny 64 px config)::
@@ -51,7 +51,8 @@ except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
     sys.path.insert(
         0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
     import mmssl  # noqa: F401
-from mmssl.apis import benchmark_configs, machine_info  # noqa: E402
+from mmssl.analysis import machine_info  # noqa: E402
+from mmssl.apis import benchmark_configs  # noqa: E402
 from mmssl.engine.runner_utils import (  # noqa: E402
     CFG_OPTIONS_HELP, CfgOptionsAction, load_config, merge_cfg_options,
     run_tool)

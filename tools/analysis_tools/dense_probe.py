@@ -41,9 +41,8 @@ except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
     sys.path.insert(
         0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
     import mmssl  # noqa: F401
-from mmssl.apis.features import preprocess_images  # noqa: E402
-from mmssl.apis.dense_probe import (  # noqa: E402
-    dense_probe, load_seg_split, prediction_grid)
+from mmssl.evaluation.protocols import (  # noqa: E402
+    dense_probe, load_seg_split, prediction_grid, preprocess_images)
 from mmssl.engine.backbone_eval_cli import (  # noqa: E402
     add_backbone_args, backbone_rows, load_eval_model)
 from mmssl.engine.runner_utils import (  # noqa: E402

@@ -31,11 +31,12 @@ except ImportError:  # running from a source checkout without install
     import mmssl  # noqa: F401
 import torch  # noqa: E402
 
-from mmssl.apis import benchmark_configs, machine_info  # noqa: E402
+from mmssl.analysis import machine_info  # noqa: E402
+from mmssl.apis import (benchmark_configs,  # noqa: E402
+                        compare_time_to_accuracy)
 from mmssl.engine.runner_utils import (  # noqa: E402
     CFG_OPTIONS_HELP, CfgOptionsAction, ToolError, load_config,
     merge_cfg_options, run_tool)
-from mmssl.apis.time_to_accuracy import compare_time_to_accuracy  # noqa
 
 
 def parse_args(argv=None):

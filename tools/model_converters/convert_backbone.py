@@ -18,7 +18,7 @@ For ``--to mmpretrain|mmdet|mmseg`` load the output with::
     backbone=dict(type=..., init_cfg=dict(
         type='Pretrained', prefix='backbone.', checkpoint=OUT_CKPT))
 
-Exceptions and details (see ``mmssl/apis/convert.py`` for the key layouts
+Exceptions and details (see :mod:`mmssl.converters` for the key layouts
 and ``tools/model_converters/README.md`` for a table):
 
 * data2vec 2.0 (post-LN ViT) loads only into ``type='mmssl.D2V2ViT'``, in
@@ -47,8 +47,8 @@ except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
         0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
     import mmssl  # noqa: F401
 
-from mmssl.apis.convert import (  # noqa: E402
-    ARCHS, TARGETS, ConversionError, convert_checkpoint)
+from mmssl.apis import convert_checkpoint  # noqa: E402
+from mmssl.converters import ARCHS, TARGETS, ConversionError  # noqa: E402
 from mmssl.engine.tool_errors import ToolError, tool_main  # noqa: E402
 
 

@@ -36,8 +36,8 @@ except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
         0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
     import mmssl  # noqa: F401
 
-from mmssl.apis.convert import ConversionError  # noqa: E402
-from mmssl.apis.convert import convert_checkpoint  # noqa: E402
+from mmssl.apis import convert_checkpoint  # noqa: E402
+from mmssl.converters import ConversionError  # noqa: E402
 from mmssl.engine.tool_errors import ToolError, tool_main  # noqa: E402
 
 TARGETS = ('mmpretrain', 'mmdet', 'mmseg')

@@ -1,4 +1,10 @@
 # Copyright (c) mmssl contributors. All rights reserved.
+"""Data transforms (registered in ``mmssl.registry.TRANSFORMS``).
+
+Steps that belong to one data set live with it (the fashion-pair loading
+and packing in :mod:`mmssl.datasets.fashion_pairs`) and are exported by
+:mod:`mmssl.datasets`.
+"""
 from .masking import InverseBlockMaskGenerator, RandomMaskGenerator
 
 __all__ = ['InverseBlockMaskGenerator', 'RandomMaskGenerator']

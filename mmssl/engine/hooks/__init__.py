@@ -1,14 +1,18 @@
 # Copyright (c) mmssl contributors. All rights reserved.
+"""Hooks of the mmssl methods (registered in ``mmssl.registry.HOOKS``)."""
 from .densecl_warmup_hook import DenseCLWarmupHook
 from .frozen_eval_hook import FrozenEvalHook
 from .prompt_class_names_hook import PromptClassNamesHook
-from .random_state_hook import RandomStateHook
+from .random_state_hook import (RandomStateHook, SampleSeededPipeline,
+                                get_random_state, select_random_state,
+                                set_random_state)
 from .reconstruction_vis_hook import ReconstructionVisHook
 from .subpt_hook import SubPTHook
 from .teacher_update_hook import TeacherUpdateHook
 
 __all__ = [
-    'FrozenEvalHook', 'RandomStateHook', 'ReconstructionVisHook',
-    'TeacherUpdateHook', 'DenseCLWarmupHook'
+    'DenseCLWarmupHook', 'FrozenEvalHook', 'PromptClassNamesHook',
+    'RandomStateHook', 'SampleSeededPipeline', 'get_random_state',
+    'select_random_state', 'set_random_state', 'ReconstructionVisHook',
+    'SubPTHook', 'TeacherUpdateHook'
 ]
-__all__ += ['PromptClassNamesHook', 'SubPTHook']

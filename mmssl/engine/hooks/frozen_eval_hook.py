@@ -7,6 +7,8 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from torch.utils.data import DataLoader
 
+from mmssl.evaluation.protocols import (build_eval_dataloader,
+                                        evaluate_backbone, seeded_rng)
 from mmssl.registry import HOOKS
 
 DATA_BATCH = Optional[Union[dict, tuple, list]]
@@ -52,7 +54,8 @@ class FrozenEvalHook(Hook):
         temperature (float): kNN vote temperature. Defaults to 0.07.
         linear (bool): Also train a linear probe. Defaults to True.
         pool (str): ``'auto'``, ``'cls'`` or ``'mean'``; see
-            :func:`mmssl.apis.features.pool_features`. Defaults to 'auto'.
+            :func:`~mmssl.evaluation.protocols.pool_features`. Defaults to
+            'auto'.
         num_classes (int, optional): None reads it from the training data
             set's ``metainfo['classes']`` or the labels.
         linear_cfg (dict, optional): Keyword arguments of
@@ -164,11 +167,6 @@ class FrozenEvalHook(Hook):
         """
         if not is_main_process():
             return {}
-        # Imported here: the evaluation entry point sits above the engine.
-        from mmssl.apis.features import build_eval_dataloader
-        from mmssl.apis.finetune_eval import seeded_rng
-        from mmssl.apis.frozen_eval import evaluate_backbone
-
         if self._loaders is None:
             train = build_eval_dataloader(self.train_dataloader, self.seed)
             val = build_eval_dataloader(self.val_dataloader, self.seed)

@@ -7,35 +7,11 @@ import torch
 from mmengine.evaluator import BaseMetric
 
 from mmssl.registry import METRICS
+from ..functional.fashion import mask_score_auroc, pixel_metrics
 
 __all__ = ['FashionTransferMetric', 'mask_score_auroc']
 
 _VIT_KEYS = ('structure_selfsim', 'structure_selfsim_fg', 'appearance_cls')
-
-
-def mask_score_auroc(score: torch.Tensor, gt: torch.Tensor) -> float:
-    """Area under the ROC curve of a per-pixel score against a true mask.
-
-    The probability that a pixel of the silhouette scores higher than a
-    background pixel (0.5 = the score carries no information about the
-    silhouette, 1 = a threshold separates them exactly); ties count half.
-
-    Args:
-        score (Tensor): (H, W) scores.
-        gt (Tensor): (H, W) or (1, H, W) true mask, > 0.5 = garment.
-
-    Returns:
-        float: AUROC, ``nan`` when the mask is empty or full.
-    """
-    s = torch.as_tensor(score).float().flatten()
-    y = torch.as_tensor(gt).flatten() > 0.5
-    npos, nneg = int(y.sum()), int((~y).sum())
-    if npos == 0 or nneg == 0:
-        return float('nan')
-    pos, neg = s[y], s[~y]
-    greater = (pos[:, None] > neg[None]).float().sum()
-    ties = (pos[:, None] == neg[None]).float().sum()
-    return float((greater + 0.5 * ties) / (npos * nneg))
 
 
 def _as_runs(x: torch.Tensor, channels: int) -> torch.Tensor:
@@ -61,7 +37,8 @@ class FashionTransferMetric(BaseMetric):
       ``mask_score_auroc``: when the model gives the score map the mask
       was thresholded from (``pred_mask_score``), how well it ranks the
       silhouette's pixels above the background's
-      (:func:`mask_score_auroc`; 0.5 = no information);
+      (:func:`mmssl.evaluation.functional.mask_score_auroc`; 0.5 = no
+      information);
     * ``background_l1``: mean absolute difference between the result and
       the garment outside the true silhouette ([0, 1] units; 0 = the
       background is kept exactly);
@@ -69,12 +46,13 @@ class FashionTransferMetric(BaseMetric):
       MSE to the garment over all ViT tokens / over the patches inside the
       true silhouette) and ``appearance_cls`` ([CLS] MSE to the
       reference): computed by the model with its guidance ViT through
-      :func:`mmssl.apis.fashion_metrics` and read from ``pred_scores``;
-      absent when the model gives none.
+      :func:`mmssl.evaluation.functional.fashion_metrics` and read from
+      ``pred_scores``; absent when the model gives none.
 
-    The pixel scores come from :func:`mmssl.apis.pixel_metrics`; the
-    garment is read from the batch inputs (``inputs[i][0]``, (3, H, W) in
-    [-1, 1], as packed by :class:`mmssl.datasets.PackFashionPair`).
+    The pixel scores come from
+    :func:`mmssl.evaluation.functional.pixel_metrics`; the garment is read
+    from the batch inputs (``inputs[i][0]``, (3, H, W) in [-1, 1], as
+    packed by :class:`mmssl.datasets.PackFashionPair`).
     Reported values are means over the pairs (NaNs skipped).
 
     Args:
@@ -91,7 +69,6 @@ class FashionTransferMetric(BaseMetric):
         super().__init__(collect_device=collect_device, prefix=prefix)
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
-        from mmssl.apis.difffashion import pixel_metrics
         inputs = data_batch['inputs']
         for i, ds in enumerate(data_samples):
             for key in ('pred_img', 'pred_mask', 'gt_mask'):

@@ -1,1 +1,10 @@
 # Copyright (c) mmssl contributors. All rights reserved.
+"""Backbones: encoders that algorithms and downstream tasks share.
+
+mmssl's MAE encoder (``MAEViT``) sits with its algorithm in
+:mod:`mmssl.models.selfsup`, as in mmpretrain; the detection backbone
+``TorchvisionRegNet`` in :mod:`mmssl.models.unidet`.
+"""
+from .d2v2_vit import D2V2Block, D2V2ViT, sincos_pos_embed_2d
+
+__all__ = ['D2V2ViT', 'D2V2Block', 'sincos_pos_embed_2d']

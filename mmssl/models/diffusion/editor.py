@@ -1,133 +1,62 @@
 # Copyright (c) mmssl contributors. All rights reserved.
-"""DiffFashion as registered, config-built mmengine models.
+"""DiffFashion: reference-based garment appearance transfer by diffusion.
 
-:class:`DiffFashionEditor` owns the class-conditional diffusion model and the
-guidance ViT and runs :class:`mmssl.apis.DiffFashion` (the pipeline is not
-duplicated here) on garment / reference pairs in ``predict`` mode;
-:class:`LabelContrastMaskGenerator` holds the settings of the automatic
-garment mask. Both are inference-only: ``loss`` mode raises.
+:class:`DiffFashionEditor` is the sampler of Cao et al. (arXiv 2302.06826)
+as a registered, inference-only mmengine model:
+
+1. **Garment mask** (:meth:`DiffFashionEditor.make_mask`): run by its
+   :class:`~mmssl.models.diffusion.LabelContrastMaskGenerator` with the
+   editor's UNet and unguided steps.
+2. **Structure-aware transfer** (:meth:`DiffFashionEditor.transfer`):
+   sampling starts from the *noised reference* at the start step (the first
+   step repeated ``resample`` times with re-noising); during the first
+   ``blend_steps`` steps after the start, pixels outside the mask are
+   replaced by the *garment* noised to the current step; every step is
+   guided by the gradient of the ViT losses of
+   :func:`~mmssl.models.diffusion.fashion_guidance_loss` (structure towards
+   the garment, appearance towards the reference) taken through the UNet.
+
+DDPM steps are written by hand (the guidance enters the posterior mean,
+``mu' = mu - Sigma grad L``, which ``scheduler.step`` cannot take); DDIM
+steps add it in epsilon space and use ``DDIMScheduler.step``
+(:class:`~mmssl.models.diffusion.RespacedSchedule`).
 """
-import copy
 import logging
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import torch
+import torch.nn as nn
 from mmengine.logging import print_log
-from mmengine.model import BaseModel, BaseModule
+from mmengine.model import BaseModel
 from mmengine.structures import BaseDataElement
 
+from mmssl.evaluation.functional.fashion import fashion_metrics
 from mmssl.registry import MODELS
+from .fashion_ops import (blend_background, colour_match, noise_augment,
+                          predict_x0, renoise)
+from .mask import MaskError
+from .schedule import RespacedSchedule
+from .vit_guidance import (ViTFeatureExtractor, check_loss_weights,
+                           fashion_guidance_loss, vit_input_size)
 
-__all__ = [
-    'DiffFashionEditor', 'LabelContrastMaskGenerator', 'pack_editor_checkpoint'
-]
+__all__ = ['DiffFashionEditor']
+
+#: the keys of ``DiffFashionEditor(schedule=...)``
+SCHEDULE_KEYS = ('sampler', 'num_steps', 'skip', 'blend_steps', 'resample',
+                 'clip_x0')
+#: the keys of ``DiffFashionEditor(guidance=...)``
+GUIDANCE_KEYS = ('weights', 'dir_until_index', 'img_size', 'mean', 'std')
+
+Guide = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
 
 
-@MODELS.register_module()
-class LabelContrastMaskGenerator(BaseModule):
-    """Settings of DiffFashion's label-contrast garment mask.
-
-    The mask itself is made by :meth:`mmssl.apis.DiffFashion.make_mask`
-    with the UNet of the editor; this module only holds and checks the
-    settings and picks the label sets for a garment label.
-
-    Args:
-        label_sets (Sequence[Sequence[int]], optional): sets of unrelated
-            labels. ``None``: one set of all labels other than the
-            garment's. Labels equal to a sample's garment label are dropped
-            from the sets for that sample (and then-empty sets too).
-        mode (str): ``'mean'`` (average the sets' score maps into one mask,
-            one transfer) or ``'per_set'`` (the reference: one mask and one
-            transfer per set).
-        threshold (float): z-score threshold (reference -0.2).
-        mask_index (int): step index of the mask, for 200 steps (64).
-        draws (int): noise draws whose score maps are averaged (1 = the
-            reference).
-        source (str): ``'trajectory'`` (the reference: the clean estimate
-            of an unguided run from the start step) or ``'noised'`` (the
-            garment noised directly to the mask step), see
-            :class:`mmssl.apis.DiffFashion`.
-        contrast (str): ``'mean'`` (the reference) or ``'per_label'``.
-        smooth (int): odd box filter of the score maps (1 = off).
-        clean_kernel (int): opening / closing size (3; 1 = off).
-        clip_x0 (bool): clip the clean estimate in the posterior means.
-    """
-
-    def __init__(self,
-                 label_sets: Optional[Sequence[Sequence[int]]] = None,
-                 mode: str = 'mean',
-                 threshold: float = -0.2,
-                 mask_index: int = 64,
-                 draws: int = 1,
-                 source: str = 'trajectory',
-                 contrast: str = 'mean',
-                 smooth: int = 1,
-                 clean_kernel: int = 3,
-                 clip_x0: bool = False,
-                 init_cfg: Optional[dict] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
-        if mode not in ('mean', 'per_set'):
-            raise ValueError("LabelContrastMaskGenerator: mode must be "
-                             f"'mean' or 'per_set', got {mode!r}")
-        if draws < 1:
-            raise ValueError(
-                f'LabelContrastMaskGenerator: draws must be >= 1, got '
-                f'{draws}')
-        if source not in ('trajectory', 'noised'):
-            raise ValueError("LabelContrastMaskGenerator: source must be "
-                             f"'trajectory' or 'noised', got {source!r}")
-        if contrast not in ('mean', 'per_label'):
-            raise ValueError("LabelContrastMaskGenerator: contrast must be "
-                             f"'mean' or 'per_label', got {contrast!r}")
-        for name, k in (('smooth', smooth), ('clean_kernel', clean_kernel)):
-            if k > 1 and k % 2 == 0:
-                raise ValueError(f'LabelContrastMaskGenerator: {name} must '
-                                 f'be odd, got {k}')
-        if label_sets is not None and (not label_sets
-                                       or any(len(s) == 0
-                                              for s in label_sets)):
-            raise ValueError('LabelContrastMaskGenerator: label_sets needs '
-                             'non-empty sets of labels, or None for "all '
-                             'other labels"')
-        self.label_sets = None if label_sets is None else [[int(y) for y in s]
-                                                           for s in label_sets]
-        self.mode = mode
-        self.threshold = float(threshold)
-        self.mask_index = int(mask_index)
-        self.draws = int(draws)
-        self.source = source
-        self.contrast = contrast
-        self.smooth = int(smooth)
-        self.clean_kernel = int(clean_kernel)
-        self.clip_x0 = bool(clip_x0)
-
-    def pipeline_kwargs(self) -> dict:
-        """The :class:`mmssl.apis.DiffFashion` arguments of the mask."""
-        return dict(
-            mask_mode=self.mode,
-            mask_threshold=self.threshold,
-            mask_index=self.mask_index,
-            mask_draws=self.draws,
-            mask_source=self.source,
-            mask_contrast=self.contrast,
-            mask_smooth=self.smooth,
-            mask_clean_kernel=self.clean_kernel,
-            clip_x0_mask=self.clip_x0)
-
-    def sets_for(self, garment_label: int,
-                 num_classes: int) -> List[List[int]]:
-        """The label sets used for a garment of class ``garment_label``."""
-        if self.label_sets is None:
-            sets = [[y for y in range(num_classes) if y != garment_label]]
-        else:
-            sets = [[y for y in s if y != garment_label]
-                    for s in self.label_sets]
-            sets = [s for s in sets if s]
-        if not sets:
-            raise ValueError(f'no mask label set is left for garment label '
-                             f'{garment_label}; add other labels to '
-                             'label_sets')
-        return sets
+def _check_keys(name: str, cfg: Optional[dict], known: Sequence[str]) -> dict:
+    cfg = dict(cfg or {})
+    unknown = sorted(set(cfg) - set(known))
+    if unknown:
+        raise ValueError(f'DiffFashionEditor: unknown {name} options '
+                         f'{unknown}; known: {list(known)}')
+    return cfg
 
 
 @MODELS.register_module()
@@ -141,126 +70,416 @@ class DiffFashionEditor(BaseModel):
     ``per_set`` mode), ``pred_mask`` ((1, S, S) or (K, 1, S, S); all ones
     without a mask), ``pred_mask_score`` ((S, S) z-scores the mask was
     thresholded from, when it was made automatically) and, when the sample
-    has a ``gt_mask``, ``pred_scores``:
-    the ViT scores of :func:`mmssl.apis.fashion_metrics` with the guidance
+    has a ``gt_mask``, ``pred_scores``: the ViT scores of
+    :func:`mmssl.evaluation.functional.fashion_metrics` with the guidance
     ViT (``structure_selfsim``, ``structure_selfsim_fg``,
-    ``appearance_cls``; means over the K runs).
+    ``appearance_cls``; means over the K runs). From Python,
+    :meth:`edit` runs one batch of garments of one class.
 
-    Weights: one checkpoint holds both parts (``diffusion.*`` and
+    Weights: one checkpoint holds both networks (``diffusion.*`` and
     ``vit.*``); make it from separately trained ones with
-    :func:`pack_editor_checkpoint` (``tools/model_converters/
-    difffashion_editor.py``) and pass it to ``tools/test.py``.
+    :func:`mmssl.models.diffusion.pack_editor_checkpoint`
+    (``tools/model_converters/difffashion_editor.py``).
 
     Args:
-        diffusion (dict): config of an ``mmssl.ClassCondDDPM``.
-        vit (dict): config of the guidance ViT (an mmpretrain
-            ``VisionTransformer`` / ``mmssl.MAEViT`` / ``mmssl.D2V2ViT``);
-            its ``img_size`` is the side images are resized to for it.
-        mask_generator (dict): config of a
-            :class:`LabelContrastMaskGenerator`.
+        diffusion (dict | nn.Module): config of an ``mmssl.ClassCondDDPM``,
+            or a built model with ``unet`` (a diffusers ``UNet2DModel``
+            with ``num_class_embeds``; 3 output channels, or 6 = epsilon +
+            learned variance) and optionally ``scheduler_cfg``.
+        vit (dict | nn.Module): the guidance ViT (mmpretrain
+            ``VisionTransformer`` / ``mmssl.MAEViT`` / ``mmssl.D2V2ViT``),
+            as a config or built.
+        schedule (dict, optional): the sampler, see
+            :class:`~mmssl.models.diffusion.RespacedSchedule`:
+            ``sampler`` ('ddpm'), ``num_steps`` (200), and, counted for 200
+            steps and scaled with ``num_steps``, ``skip`` (80),
+            ``blend_steps`` (35); ``resample`` (10), ``clip_x0`` (True).
+        mask_generator (dict | LabelContrastMaskGenerator): the garment
+            mask: label sets, mode, threshold, mask step, draws, source,
+            contrast, smoothing, cleaning.
+        guidance (dict, optional): ``weights`` (dict, keys of
+            :data:`~mmssl.models.diffusion.DEFAULT_LOSS_WEIGHTS`; missing
+            keys take the reference's), ``dir_until_index`` (the
+            divergence term acts while the step index is above this, of
+            200 and scaled: 100 as the reference's ``--diff_iter``, i.e. 28
+            of the 129 guided calls of the reference schedule; a negative
+            value keeps it on throughout), ``img_size`` (ViT input side;
+            default the ViT config's ``img_size``), ``mean`` / ``std`` (ViT
+            input normalisation of [0, 1] images; ImageNet).
+        colour_matching (bool): match the result's colours to the reference
+            inside the mask (the reference code uses MKL; here per-channel
+            mean and std, :func:`~mmssl.models.diffusion.colour_match`).
         garment_label (int, optional): label of every garment; ``None``
-            takes each sample's ``garment_label`` meta field.
+            takes each sample's ``garment_label`` meta field (or the
+            argument of :meth:`edit`).
         use_mask (bool): False runs the transfer without a mask.
         on_empty_mask (str): what a sample whose automatic mask is empty
-            (any candidate, in ``per_set`` mode) does: ``'error'`` (the
-            API's behaviour) stops with :class:`mmssl.apis.MaskError`;
-            ``'no_mask'`` logs a warning naming the sample, runs its
-            transfer without a mask, reports an all-zero ``pred_mask``
-            (a missed garment: IoU 0) and sets ``empty_mask=True``, so an
-            evaluation over many pairs goes on.
-        seed (int): base seed; sample ``i`` uses ``seed + sample_idx``.
-        pipeline (dict, optional): other arguments of
-            :class:`mmssl.apis.DiffFashion` (``num_steps``, ``skip``,
-            ``sampler``, ``blend_steps``, ``resample``, ``loss_weights``,
-            ``colour_matching``, ...).
+            (any candidate, in ``per_set`` mode) does in ``predict``:
+            ``'error'`` stops with :class:`MaskError`; ``'no_mask'`` logs a
+            warning naming the sample, runs its transfer without a mask,
+            reports an all-zero ``pred_mask`` (a missed garment: IoU 0) and
+            sets ``empty_mask=True``, so an evaluation over many pairs goes
+            on.
+        seed (int): base seed; sample ``i`` of ``predict`` uses ``seed +
+            sample_idx``.
         data_preprocessor (dict, optional): defaults to mmengine's
             ``BaseDataPreprocessor`` (moves the data to the device).
         init_cfg (dict, optional): mmengine initialisation config.
     """
 
     def __init__(self,
-                 diffusion: dict,
-                 vit: dict,
-                 mask_generator: dict = dict(
+                 diffusion: Union[dict, nn.Module],
+                 vit: Union[dict, nn.Module],
+                 schedule: Optional[dict] = None,
+                 mask_generator: Union[dict, nn.Module] = dict(
                      type='mmssl.LabelContrastMaskGenerator'),
+                 guidance: Optional[dict] = None,
+                 colour_matching: bool = True,
                  garment_label: Optional[int] = None,
                  use_mask: bool = True,
                  on_empty_mask: str = 'error',
                  seed: int = 0,
-                 pipeline: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         for name, cfg in (('diffusion', diffusion), ('vit', vit),
                           ('mask_generator', mask_generator)):
-            if not isinstance(cfg, dict) or 'type' not in cfg:
+            if not isinstance(cfg, nn.Module) and not (isinstance(cfg, dict)
+                                                       and 'type' in cfg):
                 raise ValueError(f'DiffFashionEditor: {name} must be a '
                                  f'config dict with a type, got {cfg!r}')
-        pipeline = dict(pipeline or {})
-        reserved = {
-            'garment_label', 'mask_label_sets', 'scheduler', 'vit_img_size'
-        } | set(LabelContrastMaskGenerator().pipeline_kwargs())
-        clash = sorted(reserved & set(pipeline))
-        if clash:
-            raise ValueError(
-                f'DiffFashionEditor: pipeline sets {clash}; set the mask '
-                'options in mask_generator, the labels with garment_label / '
-                'mask_generator.label_sets')
-        self.diffusion = MODELS.build(diffusion)
-        vit = dict(vit)
-        vit.pop('init_cfg', None)
-        size = vit.get('img_size', 224)
-        self.vit_img_size = size if isinstance(size, int) else size[0]
-        self.vit = MODELS.build(vit)
-        self.mask_generator = MODELS.build(mask_generator)
-        self.garment_label = garment_label
-        self.use_mask = use_mask
+        schedule = _check_keys('schedule', schedule, SCHEDULE_KEYS)
+        guidance = _check_keys('guidance', guidance, GUIDANCE_KEYS)
         if on_empty_mask not in ('error', 'no_mask'):
             raise ValueError("DiffFashionEditor: on_empty_mask must be "
                              f"'error' or 'no_mask', got {on_empty_mask!r}")
+        self.loss_weights = check_loss_weights(guidance.get('weights'))
+        self.dir_until_index = int(guidance.get('dir_until_index', 100))
+
+        self.diffusion = diffusion if isinstance(
+            diffusion, nn.Module) else MODELS.build(diffusion)
+        unet = getattr(self.diffusion, 'unet', None)
+        num_classes = getattr(getattr(unet, 'config', None),
+                              'num_class_embeds', None)
+        if not num_classes:
+            raise ValueError('DiffFashionEditor needs a class-conditional '
+                             'UNet (diffusion.unet with num_class_embeds)')
+        self.num_classes = int(num_classes)
+        if isinstance(vit, nn.Module):
+            self.vit = vit
+            size = vit_input_size(vit)
+        else:
+            vit = dict(vit)
+            vit.pop('init_cfg', None)
+            size = vit.get('img_size', 224)
+            self.vit = MODELS.build(vit)
+        size = guidance.get('img_size') or size
+        self.vit_img_size = int(size if isinstance(size, int) else size[0])
+        self.mask_generator = mask_generator if isinstance(
+            mask_generator, nn.Module) else MODELS.build(mask_generator)
+        self.mask_generator.check_labels(self.num_classes)
+        self.diffusion.requires_grad_(False).eval()
+        self.vit.requires_grad_(False)
+        self.extractor = ViTFeatureExtractor(
+            self.vit, self.vit_img_size,
+            guidance.get('mean', (0.485, 0.456, 0.406)),
+            guidance.get('std', (0.229, 0.224, 0.225)))
+        self.schedule = RespacedSchedule(
+            getattr(self.diffusion, 'scheduler_cfg', None), **schedule)
+        self.colour_matching = bool(colour_matching)
+        if garment_label is not None:
+            self._check_label(garment_label)
+        self.garment_label = garment_label
+        self.use_mask = bool(use_mask)
         self.on_empty_mask = on_empty_mask
         self.seed = int(seed)
-        self.pipeline_cfg = pipeline
-        self.num_classes = int(self.diffusion.num_classes)
-        if garment_label is not None and not \
-                0 <= garment_label < self.num_classes:
-            raise ValueError(f'DiffFashionEditor: garment_label '
-                             f'{garment_label} outside [0, '
-                             f'{self.num_classes})')
-        self._pipe = None
-        self._check_pipeline()
-
-    def _check_pipeline(self) -> None:
-        """Fail at build time on bad pipeline arguments."""
-        import inspect
-
-        from mmssl.apis.difffashion import DiffFashion
-        known = set(inspect.signature(DiffFashion.__init__).parameters)
-        unknown = sorted(set(self.pipeline_cfg) - known)
-        if unknown:
-            raise ValueError(f'DiffFashionEditor: unknown pipeline '
-                             f'arguments {unknown}')
 
     @property
-    def pipe(self):
-        """The :class:`mmssl.apis.DiffFashion` run by ``predict`` (made on
-        first use, after the weights are loaded)."""
-        if self._pipe is None:
-            from mmssl.apis.difffashion import DiffFashion
-            label = 0 if self.garment_label is None else self.garment_label
-            self.__dict__['_pipe'] = DiffFashion(
-                self.diffusion.unet,
-                self.vit,
-                garment_label=label,
-                mask_label_sets=self.mask_generator.sets_for(
-                    label, self.num_classes),
-                scheduler=self.diffusion.scheduler_cfg,
-                vit_img_size=self.vit_img_size,
-                **self.mask_generator.pipeline_kwargs(),
-                **self.pipeline_cfg)
-        return self._pipe
+    def unet(self) -> nn.Module:
+        """The class-conditional denoiser."""
+        return self.diffusion.unet
 
+    def _check_label(self, label) -> int:
+        if label is None:
+            raise ValueError('DiffFashionEditor: no garment label; pass one '
+                             "or set the model's garment_label")
+        if not 0 <= int(label) < self.num_classes:
+            raise ValueError(f'DiffFashionEditor: garment_label {label} '
+                             f'outside [0, {self.num_classes}) of the '
+                             'diffusion model')
+        return int(label)
+
+    def _label(self, label: Optional[int]) -> int:
+        return self._check_label(self.garment_label if label is None else
+                                 label)
+
+    # -- one step ---------------------------------------------------------
+    def eps(self, x: torch.Tensor, i: int,
+            label: Union[int, torch.Tensor]) -> tuple:
+        """UNet output at step ``i``.
+
+        Args:
+            x (Tensor): (B, 3, H, W).
+            i (int): step index.
+            label (int | Tensor): one label, or (B,) per-image labels.
+
+        Returns:
+            tuple: the noise estimate (B, 3, H, W) and the learned-variance
+            output (B, 3, H, W) or None.
+        """
+        t = torch.full((x.shape[0], ), self.schedule.t_at(i),
+                       dtype=torch.long, device=x.device)
+        if isinstance(label, torch.Tensor):
+            y = label.to(device=x.device, dtype=torch.long)
+        else:
+            y = torch.full((x.shape[0], ), int(label), dtype=torch.long,
+                           device=x.device)
+        out = self.unet(x, t, class_labels=y).sample
+        if out.shape[1] == 2 * x.shape[1]:
+            return out[:, :x.shape[1]], out[:, x.shape[1]:]
+        return out, None
+
+    def step(self,
+             x: torch.Tensor,
+             i: int,
+             garment_label: int,
+             generator: Optional[torch.Generator] = None,
+             guide: Optional[Guide] = None) -> tuple:
+        """One (guided) denoising step from index ``i`` to ``i - 1``.
+
+        The guidance energy sees the noise-augmented estimate
+        ``sqrt(1 - a_t) x0 + (1 - sqrt(1 - a_t)) x_t`` (the reference's
+        ``--use_noise_aug_all``); its gradient w.r.t. ``x_t`` is taken
+        through the UNet.
+
+        Args:
+            x (Tensor): (B, 3, H, W) sample at step ``i``.
+            i (int): step index.
+            garment_label (int): the class the UNet is conditioned on.
+            generator (torch.Generator, optional): for the noise.
+            guide (callable, optional): ``guide(x_in, x0, i) -> loss``.
+
+        Returns:
+            tuple: the sample at ``i - 1`` (B, 3, H, W) and the clean
+            estimate x0 (B, 3, H, W), both detached.
+        """
+        grad = None
+        with torch.enable_grad():
+            x_req = x.detach().requires_grad_(guide is not None)
+            eps, var = self.eps(x_req, i, garment_label)
+            if guide is not None:
+                a_t = self.schedule.alpha(i)
+                x0 = predict_x0(x_req, eps, a_t)
+                loss = guide(noise_augment(x0, x_req, a_t), x0, i)
+                if loss.requires_grad:
+                    grad = torch.autograd.grad(loss, x_req)[0]
+        noise = torch.randn(x.shape, generator=generator).to(x)
+        return self.schedule.step(x.detach(), i, eps.detach(),
+                                  None if var is None else var.detach(),
+                                  grad, noise)
+
+    def resampled_step(self,
+                       x: torch.Tensor,
+                       i: int,
+                       garment_label: int,
+                       generator: Optional[torch.Generator] = None,
+                       guide: Optional[Guide] = None,
+                       progress: Optional[Callable[[], None]] = None
+                       ) -> tuple:
+        """Step ``i``; at the start step it runs ``resample`` times, the
+        result re-noised back to step ``i`` in between with ``beta`` of
+        step ``i`` (RePaint; the reference code takes the beta of index
+        ``i - 1``, a difference of about 1% at index 119 of 200).
+
+        Returns:
+            tuple: ``x`` at step ``i - 1`` and the last clean estimate,
+            both (B, 3, H, W).
+        """
+        reps = self.schedule.resample if i == self.schedule.start else 1
+        for r in range(reps):
+            x_next, x0 = self.step(x, i, garment_label, generator, guide)
+            if progress:
+                progress()
+            if r < reps - 1:
+                noise = torch.randn(x.shape, generator=generator)
+                x = renoise(x_next, self.schedule.beta(i), noise.to(x))
+        return x_next, x0
+
+    # -- A. mask ------------------------------------------------------------
+    def make_mask(self,
+                  garment: torch.Tensor,
+                  garment_label: Optional[int] = None,
+                  generator: Optional[torch.Generator] = None,
+                  progress: Optional[Callable[[], None]] = None) -> dict:
+        """The automatic garment mask (see
+        :meth:`LabelContrastMaskGenerator.generate`).
+
+        Args:
+            garment (Tensor): (B, 3, H, W) garment images in [-1, 1].
+            garment_label (int, optional): defaults to ``garment_label``.
+            generator (torch.Generator, optional): for the noise.
+            progress (callable, optional): called once per model step.
+        """
+        return self.mask_generator.generate(self, garment,
+                                            self._label(garment_label),
+                                            generator, progress)
+
+    # -- B. transfer --------------------------------------------------------
+    def transfer(self,
+                 garment: torch.Tensor,
+                 reference: torch.Tensor,
+                 mask: Optional[torch.Tensor] = None,
+                 garment_label: Optional[int] = None,
+                 generator: Optional[torch.Generator] = None,
+                 progress: Optional[Callable[[], None]] = None,
+                 return_losses: bool = False) -> dict:
+        """Structure-preserving, ViT-guided sampling.
+
+        The structure target is the garment, the appearance target the
+        reference. The divergence term compares the [CLS] of each step's
+        guidance input with that of the previous call (for the first call:
+        the garment image, as the reference code's ``self.prev``); it acts
+        while the step index is above ``dir_until_index`` (scaled).
+
+        Args:
+            garment (Tensor): (B, 3, H, W) garment images in [-1, 1].
+            reference (Tensor): (B, 3, H, W) appearance references.
+            mask (Tensor, optional): (B, 1, H, W), 1 = garment; ``None``
+                runs without blending and with an unmasked [CLS] term.
+            garment_label (int, optional): defaults to ``garment_label``.
+            generator (torch.Generator, optional): for the noise.
+            progress (callable, optional): called once per model step.
+            return_losses (bool): also return the guidance terms of each
+                call.
+
+        Returns:
+            dict: ``result`` (B, 3, H, W) in [-1, 1] (colour-matched when
+            enabled), ``raw`` (B, 3, H, W) before colour matching and, with
+            ``return_losses``, ``losses``: one dict per guided call with the
+            step index ``i`` and the weighted terms (floats).
+        """
+        if garment.shape != reference.shape:
+            raise ValueError('garment and reference must have the same '
+                             f'shape, got {tuple(garment.shape)} and '
+                             f'{tuple(reference.shape)}')
+        label = self._label(garment_label)
+        s = self.schedule
+        with torch.no_grad():
+            g_keys, g_cls = self.extractor(garment)
+            _, r_cls = self.extractor(reference)
+        dir_above = s.scale(self.dir_until_index) \
+            if self.dir_until_index >= 0 else -1
+        state = dict(prev_cls=g_cls)
+        log: List[Dict[str, float]] = []
+
+        def guide(x_in, x0, i):
+            prev = state['prev_cls'] if i > dir_above else None
+            total, terms, cls = fashion_guidance_loss(
+                self.extractor, x_in, x0, g_keys, r_cls, reference, mask,
+                prev, self.loss_weights)
+            state['prev_cls'] = cls
+            if return_losses:
+                log.append(dict(i=i, **{k: float(v.detach())
+                                        for k, v in terms.items()}))
+            return total
+
+        active = any(self.loss_weights.values())
+        x = s.add_noise(reference, s.start, generator)
+        x0 = reference
+        for i in range(s.start, -1, -1):
+            x, x0 = self.resampled_step(x, i, label, generator,
+                                        guide if active else None, progress)
+            if mask is not None and s.blends(i):
+                # the garment noised to the step's own timestep (as the
+                # reference code, not to the one of i - 1)
+                x = blend_background(x, mask,
+                                     s.add_noise(garment, i, generator))
+        raw = x0.clamp(-1, 1)
+        result = colour_match(raw, reference, mask) \
+            if self.colour_matching else raw
+        out = dict(result=result, raw=raw)
+        if return_losses:
+            out['losses'] = log
+        return out
+
+    def num_model_steps(self,
+                        with_mask: bool = True,
+                        garment_label: Optional[int] = None) -> int:
+        """Denoising steps of :meth:`edit` (for progress bars)."""
+        s, gen = self.schedule, self.mask_generator
+        transfer = s.start + s.resample
+        if not with_mask:
+            return transfer
+        if gen.mode == 'per_set':
+            transfer *= len(
+                gen.sets_for(self._label(garment_label), self.num_classes))
+        return transfer + gen.num_model_steps(self)
+
+    @torch.no_grad()
+    def edit(self,
+             garment: torch.Tensor,
+             reference: torch.Tensor,
+             garment_label: Optional[int] = None,
+             mask: Optional[torch.Tensor] = None,
+             use_mask: Optional[bool] = None,
+             seed: Optional[int] = 0,
+             progress: Optional[Callable[[], None]] = None) -> dict:
+        """Mask (unless given or disabled), then transfer.
+
+        With ``mask_generator.mode='per_set'`` and an automatic mask, the
+        transfer runs once per label set's mask, as the reference code
+        does; each run starts from the same generator state, so the runs
+        differ only by their masks.
+
+        Args:
+            garment (Tensor): (B, 3, H, W) in [-1, 1].
+            reference (Tensor): (B, 3, H, W) in [-1, 1].
+            garment_label (int, optional): defaults to ``garment_label``.
+            mask (Tensor, optional): (B, 1, H, W) given mask.
+            use_mask (bool, optional): False runs the transfer without a
+                mask; defaults to ``use_mask``.
+            seed (int, optional): seed of the sampling noise.
+            progress (callable, optional): called once per model step.
+
+        Returns:
+            dict: ``result`` and ``raw`` (B, 3, H, W), ``mask`` (B, 1, H, W)
+            or None, and ``score`` (B, H, W) when the mask was made here.
+            In ``per_set`` mode ``result``, ``raw`` and ``mask`` are those
+            of the first set and ``per_set`` lists one dict (``mask``,
+            ``result``, ``raw``) per label set.
+        """
+        label = self._label(garment_label)
+        use_mask = self.use_mask if use_mask is None else use_mask
+        gen = torch.Generator().manual_seed(seed) if seed is not None \
+            else None
+        out: dict = dict(mask=None)
+        if use_mask and mask is None:
+            out.update(self.make_mask(garment, label, gen, progress))
+            if self.mask_generator.mode == 'per_set':
+                state = gen.get_state() if gen is not None else None
+                runs = []
+                for cand in out['candidates']:
+                    if state is not None:
+                        gen.set_state(state)
+                    m = cand.unsqueeze(1).float()
+                    runs.append(
+                        dict(mask=m,
+                             **self.transfer(garment, reference, m, label,
+                                             gen, progress)))
+                out.update(runs[0])
+                out['per_set'] = runs
+                return out
+        elif use_mask:
+            if not (mask > 0).flatten(1).any(1).all():
+                raise MaskError('the given garment mask is empty')
+            out['mask'] = mask
+        out.update(
+            self.transfer(garment, reference, out['mask'], label, gen,
+                          progress))
+        return out
+
+    # -- mmengine model interface -------------------------------------------
     def forward(self,
                 inputs: Union[torch.Tensor, Sequence[torch.Tensor]],
                 data_samples: Optional[List[BaseDataElement]] = None,
@@ -287,7 +506,6 @@ class DiffFashionEditor(BaseModel):
 
     def _predict_one(self, pair: torch.Tensor,
                      ds: BaseDataElement) -> BaseDataElement:
-        from mmssl.apis.difffashion import MaskError, fashion_metrics
         garment, reference = pair[0:1], pair[1:2]
         label = self.garment_label
         if label is None:
@@ -296,14 +514,10 @@ class DiffFashionEditor(BaseModel):
                 raise KeyError('DiffFashionEditor: the sample has no '
                                "'garment_label' meta field; set the "
                                "model's garment_label")
-        pipe = self.pipe
-        pipe.set_labels(
-            int(label),
-            self.mask_generator.sets_for(int(label), self.num_classes))
         seed = self.seed + int(ds.metainfo.get('sample_idx', 0))
         empty = False
         try:
-            out = pipe(garment, reference, use_mask=self.use_mask, seed=seed)
+            out = self.edit(garment, reference, int(label), seed=seed)
         except MaskError as err:
             if self.on_empty_mask == 'error':
                 raise
@@ -313,7 +527,8 @@ class DiffFashionEditor(BaseModel):
                 'transfer without a mask, counted as a missed mask',
                 logger='current',
                 level=logging.WARNING)
-            out = pipe(garment, reference, use_mask=False, seed=seed)
+            out = self.edit(garment, reference, int(label), use_mask=False,
+                            seed=seed)
             empty = True
         runs = out.get('per_set') or [out]
         masks = [
@@ -332,7 +547,7 @@ class DiffFashionEditor(BaseModel):
         if gt is not None:
             true_mask = gt.to(garment)[None]
             scores = [
-                fashion_metrics(r, garment, reference, m, pipe.extractor,
+                fashion_metrics(r, garment, reference, m, self.extractor,
                                 true_mask) for r, m in zip(results, masks)
             ]
             keys = ('structure_selfsim', 'structure_selfsim_fg',
@@ -342,58 +557,3 @@ class DiffFashionEditor(BaseModel):
                 for k in keys
             }
         return ds
-
-
-def pack_editor_checkpoint(config: Union[str, dict], diffusion_checkpoint: str,
-                           vit_checkpoint: str, out: str) -> dict:
-    """Write one :class:`DiffFashionEditor` checkpoint from the weights of
-    its diffusion model and its ViT.
-
-    Args:
-        config (str | dict): an editor config file (or its ``model``
-            dict).
-        diffusion_checkpoint (str): ``ClassCondDDPM`` weights (written by
-            ``tools/train.py`` or the guided-diffusion converter).
-        vit_checkpoint (str): ViT weights (keys with or without
-            ``backbone.``).
-        out (str): the checkpoint to write (``state_dict`` + ``meta``).
-
-    Returns:
-        dict: ``num_keys`` and the sources.
-
-    Raises:
-        mmssl.apis.WeightFileError: a weight file is missing (the message
-            says where to get it).
-    """
-    import os
-    import os.path as osp
-
-    from mmengine.config import Config
-    from mmengine.runner import load_checkpoint
-
-    from mmssl.apis.difffashion import (_DDPM_HINT, _check_file,
-                                        load_vit_weights)
-    _check_file(diffusion_checkpoint, 'diffusion checkpoint', _DDPM_HINT)
-    model_cfg = Config.fromfile(config).model if isinstance(
-        config, str) else copy.deepcopy(config)
-    if model_cfg.get('type') not in ('mmssl.DiffFashionEditor',
-                                     'DiffFashionEditor'):
-        raise ValueError(f'{config} does not build a DiffFashionEditor '
-                         f'(model.type = {model_cfg.get("type")!r})')
-    editor = MODELS.build(model_cfg)
-    load_checkpoint(
-        editor.diffusion,
-        diffusion_checkpoint,
-        map_location='cpu',
-        strict=True,
-        logger='silent')
-    load_vit_weights(editor.vit, vit_checkpoint)
-    meta = dict(
-        diffusion_checkpoint=osp.basename(diffusion_checkpoint),
-        vit_checkpoint=osp.basename(vit_checkpoint))
-    if osp.dirname(out):
-        os.makedirs(osp.dirname(out), exist_ok=True)
-    tmp = out + '.tmp'
-    torch.save(dict(state_dict=editor.state_dict(), meta=meta), tmp)
-    os.replace(tmp, out)
-    return dict(num_keys=len(editor.state_dict()), **meta)

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 
 __all__ = [
     'space_timesteps', 'predict_x0', 'ddpm_posterior', 'noise_augment',
-    'label_contrast_score', 'smooth_score', 'threshold_mask', 'clean_mask',
-    'blend_background', 'renoise'
+    'standardise', 'label_contrast_score', 'smooth_score', 'threshold_mask',
+    'clean_mask', 'blend_background', 'renoise', 'colour_match'
 ]
 
 
@@ -60,7 +60,8 @@ def ddpm_posterior(x0: torch.Tensor,
                    x_t: torch.Tensor,
                    a_t: torch.Tensor,
                    a_prev: torch.Tensor,
-                   var_interp: Optional[torch.Tensor] = None
+                   var_interp: Optional[torch.Tensor] = None,
+                   small_floor: Optional[torch.Tensor] = None
                    ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Mean and variance of ``q(x_prev | x_t, x0)`` on a respaced schedule.
 
@@ -77,6 +78,11 @@ def ddpm_posterior(x0: torch.Tensor,
         a_t (Tensor): cumulative alpha at t (scalar tensor).
         a_prev (Tensor): cumulative alpha at the next step (1 at the end).
         var_interp (Tensor, optional): (B, C, H, W) variance output.
+        small_floor (Tensor, optional): the "fixed small" variance to use
+            as the lower end of the learned range instead of this step's.
+            At the last step (``a_prev = 1``) that variance is 0;
+            guided-diffusion takes the one of the step above there
+            (``posterior_log_variance_clipped``), and so should callers.
 
     Returns:
         tuple[Tensor, Tensor]: mean (B, C, H, W) and variance (broadcastable
@@ -87,8 +93,8 @@ def ddpm_posterior(x0: torch.Tensor,
         (1 - beta).sqrt() * (1 - a_prev) / (1 - a_t)) * x_t
     var = beta * (1 - a_prev) / (1 - a_t)
     if var_interp is not None:
-        # guided-diffusion clips the first posterior variance away from 0
-        log_small = torch.log(torch.clamp(var, min=1e-20))
+        small = var if small_floor is None else small_floor
+        log_small = torch.log(torch.clamp(small, min=1e-20))
         frac = (var_interp + 1) / 2
         var = torch.exp(frac * torch.log(beta) + (1 - frac) * log_small)
     return mean, var
@@ -100,6 +106,21 @@ def noise_augment(x0: torch.Tensor, x_t: torch.Tensor,
     ``sqrt(1 - a_t) x0 + (1 - sqrt(1 - a_t)) x_t`` (B, C, H, W)."""
     s = (1 - a_t).sqrt()
     return s * x0 + (1 - s) * x_t
+
+
+def standardise(z: torch.Tensor) -> torch.Tensor:
+    """Z-score of each (H, W) map of a (B, H, W) tensor (over its pixels).
+
+    Args:
+        z (Tensor): (B, H, W).
+
+    Returns:
+        Tensor: (B, H, W) with mean 0 and (unbiased) std 1 per map; a
+        constant map becomes all zeros.
+    """
+    flat = z.flatten(1)
+    return (z - flat.mean(1).view(-1, 1, 1)) / flat.std(1).view(
+        -1, 1, 1).clamp(min=1e-12)
 
 
 def label_contrast_score(mu_ref: torch.Tensor,
@@ -136,10 +157,7 @@ def label_contrast_score(mu_ref: torch.Tensor,
     else:
         raise ValueError("contrast must be 'mean' or 'per_label', got "
                          f'{contrast!r}')
-    flat = d.flatten(1)
-    mean = flat.mean(1).view(-1, 1, 1)
-    std = flat.std(1).view(-1, 1, 1).clamp(min=1e-12)
-    return (d - mean) / std
+    return standardise(d)
 
 
 def smooth_score(z: torch.Tensor, kernel: int = 1) -> torch.Tensor:
@@ -158,9 +176,7 @@ def smooth_score(z: torch.Tensor, kernel: int = 1) -> torch.Tensor:
         raise ValueError(f'smooth_score needs an odd kernel, got {kernel}')
     s = F.avg_pool2d(z.unsqueeze(1), kernel, stride=1, padding=kernel // 2,
                      count_include_pad=False).squeeze(1)
-    flat = s.flatten(1)
-    return (s - flat.mean(1).view(-1, 1, 1)) / flat.std(1).view(
-        -1, 1, 1).clamp(min=1e-12)
+    return standardise(s)
 
 
 def threshold_mask(z: torch.Tensor, threshold: float = -0.2) -> torch.Tensor:
@@ -224,3 +240,32 @@ def renoise(x: torch.Tensor, beta: torch.Tensor,
     """One forward step ``sqrt(1 - beta) x + sqrt(beta) noise`` (RePaint
     resampling of the first step), all (B, C, H, W)."""
     return (1 - beta).sqrt() * x + beta.sqrt() * noise
+
+
+def colour_match(img: torch.Tensor,
+                 reference: torch.Tensor,
+                 mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Match per-channel mean and std of ``img`` to ``reference``.
+
+    A light stand-in for the reference code's MKL colour transfer: inside
+    the mask (when given) the statistics of the masked pixels are matched to
+    the whole reference image; outside the image is unchanged.
+
+    Args:
+        img (Tensor): (B, 3, H, W) in [-1, 1].
+        reference (Tensor): (B, 3, H, W) in [-1, 1].
+        mask (Tensor, optional): (B, 1, H, W), 1 = garment.
+
+    Returns:
+        Tensor: (B, 3, H, W) in [-1, 1].
+    """
+    if mask is None:
+        mask = torch.ones_like(img[:, :1])
+    m = mask.to(img.dtype)
+    n = m.sum((2, 3), keepdim=True).clamp(min=1)
+    mu = (img * m).sum((2, 3), keepdim=True) / n
+    sd = (((img - mu)**2 * m).sum((2, 3), keepdim=True) / n).sqrt()
+    rmu = reference.mean((2, 3), keepdim=True)
+    rsd = reference.std((2, 3), keepdim=True)
+    out = (img - mu) / sd.clamp(min=1e-5) * rsd + rmu
+    return (m * out + (1 - m) * img).clamp(-1, 1)

@@ -15,21 +15,67 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mmssl.evaluation.functional.fashion import key_self_similarity
+
 __all__ = [
     'DEFAULT_LOSS_WEIGHTS', 'ViTFeatureExtractor', 'key_self_similarity',
-    'patch_nce_loss', 'fashion_guidance_loss'
+    'patch_nce_loss', 'check_loss_weights', 'fashion_guidance_loss',
+    'vit_input_size'
 ]
 
 #: The reference command's weights: key self-similarity 1000, PatchNCE 200,
 #: [CLS] to the reference 2000 x 0.1, semantic divergence 100 (while the
-#: timestep is above ``dir_until_t``), pixel L2 to the reference 3000,
-#: range 200.
+#: step index is above the editor's ``dir_until_index``), pixel L2 to the
+#: reference 3000, range 200.
 DEFAULT_LOSS_WEIGHTS: Dict[str, float] = dict(
     ssim=1000., contra=200., cls=200., dir=100., l2=3000., range=200.)
 
 
-class ViTFeatureExtractor(nn.Module):
+def check_loss_weights(
+        weights: Optional[Dict[str, float]]) -> Dict[str, float]:
+    """The full weight dict: defaults updated by ``weights``.
+
+    Raises:
+        KeyError: an unknown term (the message lists the known ones).
+        ValueError: a weight that is not a finite number.
+    """
+    w = dict(DEFAULT_LOSS_WEIGHTS)
+    w.update(weights or {})
+    unknown = sorted(set(w) - set(DEFAULT_LOSS_WEIGHTS))
+    if unknown:
+        raise KeyError(f'unknown guidance weights {unknown}; known: '
+                       f'{sorted(DEFAULT_LOSS_WEIGHTS)}')
+    for k, v in w.items():
+        if not isinstance(v, (int, float)) or v != v or abs(v) == \
+                float('inf'):
+            raise ValueError(f'guidance weight {k}={v!r} is not a finite '
+                             'number')
+    return {k: float(v) for k, v in w.items()}
+
+
+def vit_input_size(vit: nn.Module, default: int = 224) -> int:
+    """The image side a ViT was built for.
+
+    ``vit.img_size_hint`` when set, else the input size of an mmcv
+    ``PatchEmbed`` (``vit.patch_embed.init_input_size``), else ``default``.
+    """
+    size = getattr(vit, 'img_size_hint', None)
+    if size is None:
+        size = getattr(getattr(vit, 'patch_embed', None), 'init_input_size',
+                       None)
+    if size is None:
+        return int(default)
+    return int(size if isinstance(size, int) else size[0])
+
+
+class ViTFeatureExtractor:
     """Last-block keys and [CLS] token of a frozen ViT.
+
+    A plain callable, not a module: the ViT stays owned by whoever holds
+    it (e.g. ``DiffFashionEditor.vit``), so its weights appear once in a
+    state dict. The features are read with forward hooks on
+    ``layers[-1].attn.qkv`` and ``layers[-1]`` that live only during a
+    call.
 
     Args:
         vit (nn.Module): a ViT with ``layers`` whose last element has
@@ -46,7 +92,6 @@ class ViTFeatureExtractor(nn.Module):
                  img_size: int = 224,
                  mean: Sequence[float] = (0.485, 0.456, 0.406),
                  std: Sequence[float] = (0.229, 0.224, 0.225)) -> None:
-        super().__init__()
         layers = getattr(vit, 'layers', None)
         if layers is None or not hasattr(layers[-1], 'attn') or not hasattr(
                 layers[-1].attn, 'qkv'):
@@ -55,21 +100,11 @@ class ViTFeatureExtractor(nn.Module):
                             f'{type(vit).__name__}')
         self.vit = vit
         vit.eval()  # some ViTs return None from train()
-        for p in self.vit.parameters():
+        for p in vit.parameters():
             p.requires_grad_(False)
-        self.img_size = img_size
-        self.register_buffer('mean', torch.tensor(mean).view(1, 3, 1, 1))
-        self.register_buffer('std', torch.tensor(std).view(1, 3, 1, 1))
-        self._out: Dict[str, torch.Tensor] = {}
-        layers[-1].attn.qkv.register_forward_hook(self._qkv_hook)
-        layers[-1].register_forward_hook(self._block_hook)
-
-    def _qkv_hook(self, module, args, output):
-        self._out['qkv'] = output
-
-    def _block_hook(self, module, args, output):
-        self._out['block'] = output[0] if isinstance(output,
-                                                     (tuple, list)) else output
+        self.img_size = int(img_size)
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
 
     def _run_vit(self, x: torch.Tensor) -> None:
         try:
@@ -82,15 +117,16 @@ class ViTFeatureExtractor(nn.Module):
         else:
             self.vit(x)
 
-    def forward(self, images: torch.Tensor) -> Tuple[torch.Tensor,
-                                                     torch.Tensor]:
+    def __call__(self, images: torch.Tensor) -> Tuple[torch.Tensor,
+                                                      torch.Tensor]:
         """Keys and [CLS] of images in [-1, 1].
 
         Args:
             images (Tensor): (B, 3, H, W) in [-1, 1].
 
         Returns:
-            tuple[Tensor, Tensor]: keys (B, N, C) of the last block (heads
+            tuple[Tensor, Tensor]: the keys (B, N, C) of the last block's
+            attention (the middle third of its ``qkv`` projection, heads
             concatenated per token, [CLS] first) and the [CLS] output token
             (B, C) of the last block.
         """
@@ -100,26 +136,29 @@ class ViTFeatureExtractor(nn.Module):
                 x, (self.img_size, self.img_size),
                 mode='bilinear',
                 align_corners=False)
-        x = (x - self.mean) / self.std
-        self._out.clear()
-        self._run_vit(x)
-        qkv = self._out['qkv']
+        x = (x - self.mean.to(x)) / self.std.to(x)
+        out: Dict[str, torch.Tensor] = {}
+
+        def qkv_hook(module, args, output):
+            out['qkv'] = output
+
+        def block_hook(module, args, output):
+            out['block'] = output[0] if isinstance(output,
+                                                   (tuple, list)) else output
+
+        last = self.vit.layers[-1]
+        handles = [
+            last.attn.qkv.register_forward_hook(qkv_hook),
+            last.register_forward_hook(block_hook)
+        ]
+        try:
+            self._run_vit(x)
+        finally:
+            for h in handles:
+                h.remove()
+        qkv = out['qkv']  # (B, N, 3C): [q | k | v], heads inside each
         C = qkv.shape[-1] // 3
-        keys = qkv[..., C:2 * C]
-        return keys, self._out['block'][:, 0]
-
-
-def key_self_similarity(keys: torch.Tensor) -> torch.Tensor:
-    """Cosine self-similarity of tokens.
-
-    Args:
-        keys (Tensor): (B, N, C).
-
-    Returns:
-        Tensor: (B, N, N), symmetric with ones on the diagonal.
-    """
-    k = F.normalize(keys, dim=-1)
-    return k @ k.transpose(1, 2)
+        return qkv[..., C:2 * C], out['block'][:, 0]
 
 
 def patch_nce_loss(k_out: torch.Tensor,
@@ -164,32 +203,41 @@ def fashion_guidance_loss(
 ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
     """The guidance energy ``L`` of one step (lower is better).
 
+    Terms (weights ``w``, keys of :data:`DEFAULT_LOSS_WEIGHTS`):
+
+    * ``ssim``: ``w * MSE(S(K(x_in)), S(K_garment))`` with ``S`` the key
+      self-similarity (:func:`key_self_similarity`);
+    * ``contra``: ``w * patch_nce_loss(K(x_in), K_garment)``;
+    * ``cls``: ``w * MSE(CLS(mask * x_in), CLS_reference)``. The product is
+      taken in [-1, 1], so the ViT sees the pixels outside the mask as
+      mid-grey (0.5 in [0, 1], close to the ImageNet mean, i.e. nearly
+      zero after normalisation); the reference code multiplies in [0, 1]
+      (black). Without a mask ``CLS(x_in)``;
+    * ``dir``: ``-w * MSE(CLS(x_in), prev_cls)`` (semantic divergence from
+      the previous step), only when ``prev_cls`` is given;
+    * ``l2``: ``w * MSE(x_in, reference)`` over the whole image;
+    * ``range``: ``w * mean((x0 - clip(x0, -1, 1))^2)``.
+
     Args:
         extractor (ViTFeatureExtractor): frozen ViT features.
         x_in (Tensor): (B, 3, H, W) the (noise-augmented) clean estimate
             the ViT losses see.
         x0 (Tensor): (B, 3, H, W) raw clean estimate (range loss).
-        garment_keys (Tensor): (B, N, C) keys of the garment image.
+        garment_keys (Tensor): (B, N, C) keys of the garment image (the
+            structure target).
         reference_cls (Tensor): (B, C) [CLS] of the reference image.
         reference (Tensor): (B, 3, H, W) the reference image in [-1, 1].
-        mask (Tensor, optional): (B, 1, H, W) garment mask; the [CLS] term
-            sees ``mask * x_in`` when given.
+        mask (Tensor, optional): (B, 1, H, W) garment mask (1 = garment).
         prev_cls (Tensor, optional): (B, C) [CLS] of the previous step's
             ``x_in``; enables the (negative) divergence term.
-        weights (dict, optional): per-term weights, keys of
-            :data:`DEFAULT_LOSS_WEIGHTS`; missing keys take the defaults,
-            a weight of 0 skips the term.
+        weights (dict, optional): per-term weights; missing keys take the
+            defaults, a weight of 0 skips the term.
 
     Returns:
         tuple: total loss (scalar), the weighted terms (dict of scalars),
         and the [CLS] of ``x_in`` (B, C), detached, for the next step.
     """
-    w = dict(DEFAULT_LOSS_WEIGHTS)
-    w.update(weights or {})
-    unknown = set(w) - set(DEFAULT_LOSS_WEIGHTS)
-    if unknown:
-        raise KeyError(f'unknown guidance weights {sorted(unknown)}; known: '
-                       f'{sorted(DEFAULT_LOSS_WEIGHTS)}')
+    w = check_loss_weights(weights)
     terms: Dict[str, torch.Tensor] = {}
     keys, cls = extractor(x_in)
     if w['ssim']:

@@ -1,1 +1,5 @@
 # Copyright (c) mmssl contributors. All rights reserved.
+"""Heads: targets and losses of the pretraining algorithms."""
+from .d2v2_head import D2V2Head, d2v2_targets, feature_std
+
+__all__ = ['D2V2Head', 'd2v2_targets', 'feature_std']

@@ -1,4 +1,5 @@
 # Copyright (c) mmssl contributors. All rights reserved.
+"""Self-supervised algorithms, one per file."""
 from .data2vec2 import Data2VecV2
 from .densecl import DenseCL
 from .mae import MAE, MAEViT

@@ -8,9 +8,11 @@ Contextualized Target Representations for Vision, Speech and Language"
 
 One training step on B images with M masks each (the "clone batch"):
 
-1. masks: from the batch (``data_sample.mask``, (M, h, w) bool, e.g. from
-   ``mmssl.InverseBlockMaskGenerator``), or drawn here when the batch has
-   none;
+1. masks: from the batch only (``data_sample.mask``, (M, h, w) bool, drawn
+   in the data workers by ``mmssl.InverseBlockMaskGenerator`` and packed by
+   ``PackInputs(algorithm_keys=['mask'])``, as mmpretrain's BEiT / SimMIM
+   take theirs); the mask settings (ratio, M, block size, adjust) live in
+   that pipeline step alone;
 2. student (:class:`~mmssl.models.backbones.D2V2ViT`): patch-embed each image
    once, repeat it M times, encode only the visible tokens of each clone;
 3. decoder (:class:`~mmssl.models.necks.D2V2ConvDecoder2d`): noise at the
@@ -30,10 +32,33 @@ from mmpretrain.structures import DataSample
 
 from mmssl.registry import MODELS
 from ..utils.ema import LinearAnnealEMA
-from ..utils.masking import (check_mask_ratio, inverse_block_mask,
-                             random_mask)
 
-MASK_TYPES = ('inverse_block', 'random')
+#: Model keys of earlier versions, now settings of the pipeline's mask
+#: generator: old key -> the generator's argument.
+MOVED_MASK_KEYS = {
+    'num_masks': 'num_masks',
+    'mask_type': 'type',
+    'mask_ratio': 'mask_ratio',
+    'block_size': 'block_size',
+    'mask_adjust': 'adjust',
+}
+
+PIPELINE_HINT = (
+    "dict(type='mmssl.InverseBlockMaskGenerator', input_size=<patch grid, "
+    "e.g. 14 for 224 px and patch 16>, mask_ratio=0.8, num_masks=16, "
+    "block_size=3, adjust=0.07) followed by dict(type='PackInputs', "
+    "algorithm_keys=['mask'])")
+
+
+def _moved_keys_error(keys: List[str]) -> ValueError:
+    moved = ', '.join(f'model.{k} -> `{MOVED_MASK_KEYS[k]}`' for k in keys)
+    return ValueError(
+        f'{", ".join("model." + k for k in keys)}: mmssl.Data2VecV2 has no '
+        'mask settings; its masks come only from the data pipeline. Remove '
+        'these keys from the model and set them on the mask generator step '
+        f'of train_pipeline instead ({moved}; mask_type=\'inverse_block\' '
+        "is type='mmssl.InverseBlockMaskGenerator', 'random' is "
+        f"type='mmssl.RandomMaskGenerator'): {PIPELINE_HINT}")
 
 
 @MODELS.register_module()
@@ -46,14 +71,6 @@ class Data2VecV2(BaseSelfSupervisor):
             ``in_channels`` must equal the encoder width.
         head (dict): ``mmssl.D2V2Head``; ``top_k`` must not exceed the
             encoder depth.
-        num_masks (int): Clones M per image when the model draws the masks.
-            Defaults to 16.
-        mask_type (str): ``'inverse_block'`` (data2vec 2.0) or ``'random'``
-            for masks drawn by the model. Defaults to ``'inverse_block'``.
-        mask_ratio (float): Fraction of patches removed. Defaults to 0.8.
-        block_size (int): Kept-block side (inverse block). Defaults to 3.
-        mask_adjust (float): Centre-count adjustment (inverse block).
-            Defaults to 0.07.
         ema (dict): Arguments of :class:`~mmssl.models.utils.LinearAnnealEMA`
             for the teacher. Defaults to the ViT-B schedule
             ``dict(momentum=2e-4, end_momentum=1e-5, anneal_iters=100000)``.
@@ -62,39 +79,33 @@ class Data2VecV2(BaseSelfSupervisor):
         init_cfg (dict, optional): Initialisation of the student; the
             teacher is re-synchronised after :meth:`init_weights`.
 
-    Masks in the batch take precedence over the model's own; every mask of a
-    batch must leave the same number of visible patches.
+    The masks, and with them the clone count M, come from the batch: each
+    data sample's ``mask`` is (M, h, w) bool (True = removed) on the patch
+    grid of the inputs, written by a mask generator of the pipeline
+    (``mmssl.InverseBlockMaskGenerator``; ``mmssl.RandomMaskGenerator`` for
+    uniformly random masks) and packed with ``PackInputs(algorithm_keys=
+    ['mask'])``. Every mask of a batch must leave the same number of visible
+    patches. The model keeps no mask settings of its own, so each lives in
+    one place; the keys of earlier versions (``num_masks``, ``mask_type``,
+    ``mask_ratio``, ``block_size``, ``mask_adjust``) raise at build time,
+    naming the pipeline argument that replaced them.
     """
 
     def __init__(self,
                  backbone: dict,
                  neck: dict,
                  head: dict,
-                 num_masks: int = 16,
-                 mask_type: str = 'inverse_block',
-                 mask_ratio: float = 0.8,
-                 block_size: int = 3,
-                 mask_adjust: float = 0.07,
                  ema: Optional[dict] = None,
                  pretrained: Optional[str] = None,
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
-                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
-        if isinstance(num_masks, bool) or not isinstance(
-                num_masks, int) or num_masks < 1:
-            raise ValueError(f'model.num_masks (the clone batch M) must be an'
-                             f' integer >= 1, got {num_masks!r}')
-        if mask_type not in MASK_TYPES:
-            raise ValueError(f'model.mask_type must be one of {MASK_TYPES}, '
-                             f'got {mask_type!r}')
-        check_mask_ratio(mask_ratio, 'model.mask_ratio')
-        if isinstance(block_size, bool) or not isinstance(
-                block_size, int) or block_size < 1:
-            raise ValueError('model.block_size must be an integer >= 1, got '
-                             f'{block_size!r}')
-        if isinstance(mask_adjust, bool) or not isinstance(
-                mask_adjust, (int, float)):
-            raise ValueError('model.mask_adjust must be a number, got '
-                             f'{mask_adjust!r}')
+                 init_cfg: Optional[Union[dict, List[dict]]] = None,
+                 **kwargs) -> None:
+        moved = [k for k in MOVED_MASK_KEYS if k in kwargs]
+        if moved:
+            raise _moved_keys_error(moved)
+        if kwargs:
+            raise TypeError('mmssl.Data2VecV2 got unexpected arguments '
+                            f'{sorted(kwargs)}')
         super().__init__(
             backbone=backbone,
             neck=neck,
@@ -114,11 +125,6 @@ class Data2VecV2(BaseSelfSupervisor):
             raise ValueError(
                 f'model.neck.in_channels={dec_in} must equal the encoder '
                 f'width model.backbone embed_dims={width}')
-        self.num_masks = num_masks
-        self.mask_type = mask_type
-        self.mask_ratio = float(mask_ratio)
-        self.block_size = block_size
-        self.mask_adjust = float(mask_adjust)
         ema = dict(momentum=2e-4, end_momentum=1e-5,
                    anneal_iters=100000) if ema is None else dict(ema)
         try:
@@ -152,40 +158,38 @@ class Data2VecV2(BaseSelfSupervisor):
         return self.teacher.update_parameters(self.backbone)
 
     # ---------------------------------------------------------------- masks
-    def draw_masks(self,
-                   batch_size: int,
-                   grid: tuple,
-                   generator: Optional[torch.Generator] = None
-                   ) -> torch.Tensor:
-        """Masks drawn by the model: (B, M, h, w) bool, True = removed."""
-        h, w = grid
-        n = batch_size * self.num_masks
-        if self.mask_type == 'inverse_block':
-            masks = inverse_block_mask(h, w, self.mask_ratio, n,
-                                       self.block_size, self.mask_adjust,
-                                       generator)
-        else:
-            masks = random_mask(h, w, self.mask_ratio, n, generator)
-        return masks.view(batch_size, self.num_masks, h, w)
+    @staticmethod
+    def batch_masks(data_samples: Optional[List[DataSample]], grid: tuple,
+                    device: torch.device) -> torch.Tensor:
+        """The masks of a batch, (B, M, h, w) bool, True = removed.
 
-    def _batch_masks(self, data_samples: Optional[List[DataSample]],
-                     batch_size: int, grid: tuple,
-                     device: torch.device) -> torch.Tensor:
-        masks = None
-        if data_samples:
-            found = [getattr(ds, 'mask', None) for ds in data_samples]
-            if all(m is not None for m in found):
-                masks = torch.stack([torch.as_tensor(m) for m in found])
-                if masks.dim() == 3:  # one mask per image
-                    masks = masks.unsqueeze(1)
-                if masks.dim() != 4 or tuple(masks.shape[-2:]) != tuple(grid):
-                    raise ValueError(
-                        f'batch masks of shape {tuple(masks.shape)} do not '
-                        f'match the patch grid {tuple(grid)} of the inputs; '
-                        'set input_size of the mask generator in the '
-                        'pipeline to the patch grid')
-        if masks is None:
-            masks = self.draw_masks(batch_size, grid)
+        Args:
+            data_samples (list[DataSample] | None): One per image, each with
+                ``mask`` (M, h, w) or (h, w).
+            grid (tuple[int, int]): Patch grid (h, w) of the inputs.
+            device (torch.device): Where the masks go.
+
+        Raises:
+            ValueError: when a sample has no mask, or the masks do not match
+                the patch grid, naming the pipeline step that fixes it.
+        """
+        found = [getattr(ds, 'mask', None) for ds in data_samples or []]
+        if not found or any(m is None for m in found):
+            missing = 'the batch has no data samples' if not found else (
+                f'{sum(m is None for m in found)} of {len(found)} data '
+                'samples have no `mask`')
+            raise ValueError(
+                f'mmssl.Data2VecV2 takes its masks from the batch, but '
+                f'{missing}: add {PIPELINE_HINT} to the end of the train '
+                'pipeline')
+        masks = torch.stack([torch.as_tensor(m) for m in found])
+        if masks.dim() == 3:  # one mask per image
+            masks = masks.unsqueeze(1)
+        if masks.dim() != 4 or tuple(masks.shape[-2:]) != tuple(grid):
+            raise ValueError(
+                f'batch masks of shape {tuple(masks.shape)} do not match the '
+                f'patch grid {tuple(grid)} of the inputs; set input_size of '
+                f'the mask generator in the pipeline to {tuple(grid)}')
         return masks.to(device=device).bool()
 
     # ---------------------------------------------------------------- steps
@@ -212,13 +216,19 @@ class Data2VecV2(BaseSelfSupervisor):
     def loss(self, inputs: torch.Tensor,
              data_samples: Optional[List[DataSample]] = None,
              **kwargs) -> Dict[str, torch.Tensor]:
-        """data2vec 2.0 losses of a batch of images (B, 3, H, W)."""
+        """data2vec 2.0 losses of a batch of images (B, 3, H, W).
+
+        ``data_samples`` carry the masks (see :meth:`batch_masks`).
+        """
         if isinstance(inputs, (list, tuple)):
             inputs = inputs[0]
         B = inputs.shape[0]
         p = self.backbone.patch_size
         grid = (inputs.shape[-2] // p, inputs.shape[-1] // p)
-        masks = self._batch_masks(data_samples, B, grid, inputs.device)
+        masks = self.batch_masks(data_samples, grid, inputs.device)
+        if masks.shape[0] != B:
+            raise ValueError(f'{masks.shape[0]} masks for {B} images: give '
+                             'every image its data sample with a mask')
         M = masks.shape[1]
         masks = masks.flatten(2).flatten(0, 1)  # (B * M, N)
 

@@ -1,12 +1,13 @@
 # Copyright (c) mmssl contributors. All rights reserved.
+"""Building blocks shared by several algorithms: masking bookkeeping, EMA
+teachers, gathers across processes, split batch norm."""
 from .dist import (all_gather_with_grad, concat_all_gather,
                    concat_all_gather_with_grad)
 from .ema import LinearAnnealEMA, annealed_decay
-from .masking import (check_mask_ratio, num_visible, patchify, random_masking,
-                      unpatchify, unshuffle_tokens)
+from .masking import (check_mask_ratio, gather_tokens, inverse_block_mask,
+                      mask_to_ids, num_visible, patchify, random_mask,
+                      random_masking, unpatchify, unshuffle_tokens)
 from .split_bn import SplitBatchNorm
-from .masking import (gather_tokens, inverse_block_mask, mask_to_ids,
-                      random_mask)
 
 __all__ = [
     'check_mask_ratio', 'num_visible', 'patchify', 'random_masking',

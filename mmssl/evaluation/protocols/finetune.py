@@ -116,7 +116,8 @@ def finetune_backbone(
             Defaults to 1e-3.
         weight_decay (float): AdamW weight decay. Defaults to 0.05.
         pool (str): Feature pooling; see
-            :func:`mmssl.apis.features.pool_features`. Defaults to 'auto'.
+            :func:`~mmssl.evaluation.protocols.features.pool_features`.
+            Defaults to 'auto'.
         seed (int): Seed of the head initialisation, dropout and data order.
             Defaults to 0.
         device (str | torch.device, optional): Where to train; None uses the

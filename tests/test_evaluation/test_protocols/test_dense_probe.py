@@ -1,6 +1,6 @@
 # Copyright (c) mmssl contributors. All rights reserved.
-"""mmssl.apis.dense_probe: mmseg's IoU by hand, token maps, a probe that
-learns a separable case and stays at chance on noise."""
+"""mmssl.evaluation.protocols.dense_probe: mmseg's IoU by hand, token maps,
+a probe that learns a separable case and stays at chance on noise."""
 import math
 
 import numpy as np
@@ -8,9 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from mmssl.apis.dense_probe import (dense_feature_maps, dense_probe,
-                                    extract_dense_features,
-                                    segmentation_iou, train_dense_probe)
+from mmssl.evaluation.protocols.dense_probe import (dense_feature_maps,
+                                                    dense_probe,
+                                                    extract_dense_features,
+                                                    segmentation_iou,
+                                                    train_dense_probe)
 
 
 def test_segmentation_iou_by_hand():
@@ -105,7 +107,7 @@ def test_dense_probe_reports_val_and_train():
 
 
 def test_prediction_grid_layout_and_colours():
-    from mmssl.apis.dense_probe import prediction_grid
+    from mmssl.evaluation.protocols.dense_probe import prediction_grid
     images = np.full((2, 4, 4, 3), 7, np.uint8)
     labels = np.zeros((2, 4, 4), np.uint8)
     labels[:, 0, 0] = 255

@@ -6,12 +6,14 @@ much pretraining time does a method need to reach another method's
 accuracy?* Each config is trained through a normal mmengine ``Runner`` (its
 own hooks, EMA teacher, data pipeline) for ``budget_s`` seconds of training
 wall-clock time. Its schedule (warm-up, cosine decay, EMA annealing) is
-rescaled from epochs to the number of iterations that fit the budget, which
-is estimated from a short real training probe (data loading included). At ``num_evals`` evenly spaced time
-points training is paused (the clock stops) and the frozen backbone is
-evaluated with kNN and/or a linear probe on the config's ``frozen_eval``
-data. The result holds the accuracy curve of each method, and the time each
-method needed to reach the reference method's final accuracy.
+rescaled from epochs to the number of iterations that fit the budget
+(:func:`~mmssl.analysis.schedule.rescale_schedule`), which is estimated from
+a short real training probe (data loading included). At ``num_evals``
+evenly spaced time points training is paused (the clock stops) and the
+frozen backbone is evaluated with kNN and/or a linear probe on the config's
+``frozen_eval`` data. The result holds the accuracy curve of each method,
+and the time each method needed to reach the reference method's final
+accuracy.
 """
 import copy
 import os.path as osp
@@ -23,73 +25,15 @@ import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
-from .features import build_eval_dataloader
-from .frozen_eval import evaluate_backbone
+from mmssl.evaluation.protocols import build_eval_dataloader, evaluate_backbone
+from .schedule import iters_per_epoch, rescale_schedule
 
 __all__ = [
-    'rescale_schedule', 'TimeBudgetHook', 'probe_iter_time',
-    'pretrain_under_budget',
+    'TimeBudgetHook', 'probe_iter_time', 'pretrain_under_budget',
     'time_to_reach', 'compare_time_to_accuracy'
 ]
-
-
-def _iters_per_epoch(cfg: Config) -> int:
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    loader = Runner.build_dataloader(copy.deepcopy(cfg.train_dataloader))
-    return max(1, len(loader))
-
-
-def rescale_schedule(cfg: Config, total_iters: int,
-                     iters_per_epoch: int) -> Config:
-    """Turn an epoch schedule into one of ``total_iters`` iterations.
-
-    Every ``param_scheduler`` entry keeps its place as a fraction of the run
-    (``begin``, ``end``, ``T_max`` scale by ``total_iters / (max_epochs *
-    iters_per_epoch)``) and becomes iteration-based; the train loop becomes
-    an ``IterBasedTrainLoop`` of ``total_iters``; an EMA teacher's
-    ``model.ema.anneal_iters`` scales by the same factor.
-
-    Args:
-        cfg (Config): a pretraining config with an epoch-based train loop.
-        total_iters (int): iterations of the rescaled run.
-        iters_per_epoch (int): iterations of one epoch of ``cfg``.
-
-    Returns:
-        Config: a rescaled copy.
-    """
-    cfg = copy.deepcopy(cfg)
-    train_cfg = cfg.train_cfg
-    if 'max_epochs' in train_cfg:
-        orig_iters = train_cfg.max_epochs * iters_per_epoch
-    else:
-        orig_iters = train_cfg.max_iters
-    scale = total_iters / orig_iters
-    schedulers = cfg.get('param_scheduler', [])
-    if isinstance(schedulers, dict):
-        schedulers = [schedulers]
-    new = []
-    for sched in schedulers:
-        sched = copy.deepcopy(sched)
-        per = iters_per_epoch if sched.get('by_epoch', True) else 1
-        for key in ('begin', 'end', 'T_max'):
-            if key in sched and sched[key] is not None:
-                sched[key] = max(1 if key != 'begin' else 0,
-                                 int(round(sched[key] * per * scale)))
-        sched['by_epoch'] = False
-        sched.pop('convert_to_iter_based', None)
-        new.append(sched)
-    cfg.param_scheduler = new
-    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=total_iters)
-    sampler = cfg.train_dataloader.get('sampler', {})
-    cfg.train_dataloader.sampler = dict(
-        type='InfiniteSampler', shuffle=sampler.get('shuffle', True))
-    ema = cfg.model.get('ema')
-    if isinstance(ema, dict) and 'anneal_iters' in ema:
-        ema['anneal_iters'] = max(1, int(round(ema['anneal_iters'] * scale)))
-    return cfg
 
 
 class TimeBudgetHook(Hook):
@@ -192,7 +136,7 @@ def probe_iter_time(cfg: Config, iters: int = 10, warmup: int = 3) -> float:
     A throw-away Runner trains ``warmup + iters`` iterations with the
     config's own data pipeline and hooks (no checkpoints, no pictures), so
     data loading and the teacher update count, unlike in the synthetic-batch
-    benchmark of :mod:`mmssl.apis.benchmark`.
+    benchmark of :mod:`mmssl.analysis.benchmark`.
     """
     cfg = copy.deepcopy(cfg)
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=warmup + iters)
@@ -250,7 +194,8 @@ def pretrain_under_budget(cfg: Union[str, Config],
     else:
         iter_s = batch / img_per_s
     total_iters = max(2, int(budget_s / iter_s))
-    cfg = rescale_schedule(cfg, total_iters, _iters_per_epoch(cfg))
+    cfg = rescale_schedule(
+        cfg, iters=total_iters, iters_per_epoch=iters_per_epoch(cfg))
     cfg.work_dir = work_dir or tempfile.mkdtemp(prefix='tta_')
     cfg.randomness = dict(seed=seed)
     cfg.default_hooks.checkpoint = dict(

@@ -13,8 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmssl.apis import (benchmark_configs, count_train_flops, machine_info,
-                        measure_matmul_peak)
+from mmssl.analysis import (benchmark_configs, count_train_flops, machine_info,
+                            measure_matmul_peak)
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 TINY = osp.join(ROOT,
@@ -116,7 +116,7 @@ def test_tool_cli(tmp_path, capsys):
 
 @pytest.mark.parametrize('hwm', [True, False])
 def test_step_memory_sees_an_allocation(monkeypatch, hwm):
-    from mmssl.apis import step_memory
+    from mmssl.analysis import step_memory
     if not hwm:  # kernels without clear_refs: VmRSS is sampled instead
         monkeypatch.setattr(step_memory, '_reset_peak_rss', lambda: False)
     meter = step_memory.StepMemory(torch.device('cpu'))

@@ -9,7 +9,7 @@ from mmengine.dataset import default_collate
 from mmengine.model import BaseModel
 from torch.utils.data import DataLoader
 
-from mmssl.apis import finetune_backbone, seeded_rng
+from mmssl.evaluation.protocols import finetune_backbone, seeded_rng
 
 
 @pytest.fixture(autouse=True)

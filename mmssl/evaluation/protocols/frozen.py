@@ -6,10 +6,12 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from mmssl.evaluation.functional import (knn_accuracy, linear_probe,
-                                         representation_health)
-from .features import extract_features, infer_num_classes
-from .finetune_eval import finetune_backbone
+from ..functional.health import representation_health
+from ..functional.knn import knn_accuracy
+from ..functional.linear_probe import linear_probe
+from .features import extract_features
+from .finetune import finetune_backbone
+from .loading import infer_num_classes
 
 __all__ = ['PROTOCOLS', 'evaluate_backbone']
 
@@ -32,8 +34,8 @@ def evaluate_backbone(model: nn.Module,
     """Evaluate a backbone's features with kNN, linear probe and finetune.
 
     Features of both sets are extracted once (see
-    :func:`mmssl.apis.features.extract_features`); the health numbers are
-    always computed, on the training-set features.
+    :func:`~mmssl.evaluation.protocols.features.extract_features`); the
+    health numbers are always computed, on the training-set features.
 
     Args:
         model (nn.Module): An mmengine model with a ``backbone`` or a bare
@@ -43,15 +45,15 @@ def evaluate_backbone(model: nn.Module,
         protocols (Sequence[str]): Any of ``'knn'``, ``'linear'``,
             ``'finetune'``. Defaults to ``('knn', 'linear')``.
         num_classes (int, optional): Number of classes; None infers it (see
-            :func:`mmssl.apis.features.infer_num_classes`).
+            :func:`~mmssl.evaluation.protocols.loading.infer_num_classes`).
         k (int): kNN neighbours. Defaults to 20.
         temperature (float): kNN vote temperature. Defaults to 0.07.
         pool (str): Feature pooling. Defaults to ``'auto'``.
         linear_cfg (dict, optional): Keyword arguments of
             :func:`mmssl.evaluation.functional.linear_probe`.
         finetune_cfg (dict, optional): Keyword arguments of
-            :func:`mmssl.apis.finetune_eval.finetune_backbone` (``epochs``,
-            ``lr``, ``weight_decay``).
+            :func:`~mmssl.evaluation.protocols.finetune.finetune_backbone`
+            (``epochs``, ``lr``, ``weight_decay``).
         seed (int): Seed of the finetune (the kNN and the L-BFGS linear probe
             are deterministic). Defaults to 0.
         device (str | torch.device, optional): Device of the model; None

@@ -46,12 +46,15 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModel
 from mmengine.optim import build_optim_wrapper
-from mmengine.registry import FUNCTIONS, MODELS, init_default_scope
+from mmengine.registry import (FUNCTIONS, MODELS, DefaultScope,
+                               init_default_scope)
 from mmengine.runner import set_random_seed
 from torch.utils.flop_counter import (FlopCounterMode,
                                       sdpa_backward_flop_count,
                                       sdpa_flop_count)
 
+from mmssl.engine.machine_cfg import AMP_WRAPPERS
+from mmssl.utils.config import default_scope_of
 from .step_memory import StepMemory, machine_info, state_bytes, sync_device
 
 __all__ = [
@@ -60,7 +63,6 @@ __all__ = [
 ]
 
 MIB = 1024.**2
-_AMP_WRAPPERS = ('AmpOptimWrapper', 'mmengine.AmpOptimWrapper')
 
 
 def _cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, **kwargs):
@@ -206,10 +208,10 @@ def _img_size(cfg: Config) -> tuple:
 def build_train_model(cfg: Config, device: Union[str, torch.device] = 'cpu'):
     """Build ``cfg.model`` and its optimizer wrapper for training on device.
 
-    The model is built in the config's default scope (``mmpretrain`` if
-    unset), initialised with ``init_weights()`` and put in train mode. On CPU
-    an ``AmpOptimWrapper`` becomes a plain ``OptimWrapper`` (no fp16/bf16
-    autocast on CPU).
+    The model is built in the config's scope (``default_scope``, else
+    ``'mmengine'``, as the Runner does), initialised with
+    ``init_weights()`` and put in train mode. On CPU an ``AmpOptimWrapper``
+    becomes a plain ``OptimWrapper`` (no fp16/bf16 autocast on CPU).
 
     Args:
         cfg (Config): A training config with ``model`` and ``optim_wrapper``.
@@ -220,14 +222,14 @@ def build_train_model(cfg: Config, device: Union[str, torch.device] = 'cpu'):
         precision is used.
     """
     device = torch.device(device)
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    init_default_scope(default_scope_of(cfg))
     with _quiet_logs():
         model = MODELS.build(copy.deepcopy(cfg.model))
         model.init_weights()
     model.to(device)
     model.train()
     wrapper_cfg = copy.deepcopy(cfg.optim_wrapper)
-    amp = wrapper_cfg.get('type', 'OptimWrapper') in _AMP_WRAPPERS
+    amp = wrapper_cfg.get('type', 'OptimWrapper') in AMP_WRAPPERS
     if amp and device.type != 'cuda':
         wrapper_cfg['type'] = 'OptimWrapper'
         for key in ('loss_scale', 'dtype', 'use_fsdp'):
@@ -244,7 +246,11 @@ def make_synthetic_batch(cfg: Config, batch_size: int, seed: int = 0) -> dict:
     ``batch_size`` samples ``dict(inputs=uint8 (3, H, W),
     data_samples=DataSample())``, H and W from ``cfg.model.backbone.img_size``
     (default 224), are collated with ``cfg.train_dataloader.collate_fn``
-    (``pseudo_collate`` if unset, as in mmengine's ``Runner``).
+    (``pseudo_collate`` if unset, as in mmengine's ``Runner``). When the
+    pipeline's ``PackInputs`` packs ``algorithm_keys`` (e.g. data2vec 2.0's
+    ``mask``, drawn in the data pipeline), each random image goes through the
+    training pipeline instead (without its loading step), so the samples
+    carry them.
 
     Returns:
         dict: ``inputs`` (B, 3, H, W) uint8 (or a list of (3, H, W) with
@@ -258,15 +264,43 @@ def make_synthetic_batch(cfg: Config, batch_size: int, seed: int = 0) -> dict:
         256, (batch_size, 3, height, width),
         generator=gen,
         dtype=torch.uint8)
-    samples = [
-        dict(inputs=images[i].clone(), data_samples=DataSample())
-        for i in range(batch_size)
-    ]
+    pipeline = _pipeline_with_algorithm_keys(cfg)
+    if pipeline is None:
+        samples = [
+            dict(inputs=images[i].clone(), data_samples=DataSample())
+            for i in range(batch_size)
+        ]
+    else:
+        samples = []
+        for image in images:
+            img = image.permute(1, 2, 0).contiguous().numpy()
+            samples.append(
+                pipeline(
+                    dict(
+                        img=img,
+                        img_shape=img.shape[:2],
+                        ori_shape=img.shape[:2])))
     collate_cfg = copy.deepcopy(
         cfg.get('train_dataloader', {}).get('collate_fn',
                                             dict(type='pseudo_collate')))
     collate_fn = FUNCTIONS.get(collate_cfg.pop('type'))
     return collate_fn(samples, **collate_cfg)
+
+
+def _pipeline_with_algorithm_keys(cfg: Config) -> Optional[Callable]:
+    """The training pipeline without its loading step, if its ``PackInputs``
+    packs ``algorithm_keys``; else None."""
+    dataset = cfg.get('train_dataloader', {}).get('dataset', {}) or {}
+    steps = [
+        s for s in dataset.get('pipeline', []) or []
+        if 'LoadImage' not in str(s.get('type', ''))
+    ]
+    if not any('PackInputs' in str(s.get('type', '')) and s.get(
+            'algorithm_keys') for s in steps):
+        return None
+    from mmengine.dataset import Compose
+    with DefaultScope.overwrite_default_scope(default_scope_of(cfg)):
+        return Compose(copy.deepcopy(steps))
 
 
 def _default_names(cfgs: Sequence) -> List[str]:

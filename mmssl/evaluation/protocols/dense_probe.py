@@ -7,7 +7,7 @@ fixed and trains only a 1x1 convolution on its feature maps (every output
 level, resized to one grid and concatenated), with the logits upsampled to
 the mask resolution: the mIoU it reaches measures how much per-location
 class information the features carry, the dense counterpart of the linear
-probe of :func:`mmssl.apis.evaluate_backbone`.
+probe of :func:`~mmssl.evaluation.protocols.frozen.evaluate_backbone`.
 """
 import os
 import os.path as osp
@@ -23,8 +23,7 @@ from .features import backbone_outputs, num_extra_tokens
 
 __all__ = [
     'dense_feature_maps', 'extract_dense_features', 'load_seg_split',
-    'train_dense_probe', 'segmentation_iou', 'dense_probe',
-    'prediction_grid'
+    'train_dense_probe', 'segmentation_iou', 'dense_probe', 'prediction_grid'
 ]
 
 
@@ -56,8 +55,8 @@ def dense_feature_maps(backbone: nn.Module, inputs: Tensor) -> List[Tensor]:
                 raise ValueError(
                     f'cannot lay {tokens.shape[1]} tokens on a square grid '
                     f'(output of shape {tuple(feat.shape)})')
-            feat = tokens.transpose(1, 2).reshape(
-                feat.shape[0], feat.shape[2], side, side)
+            feat = tokens.transpose(1, 2).reshape(feat.shape[0], feat.shape[2],
+                                                  side, side)
         if feat.dim() != 4:
             raise ValueError('the dense probe needs (B, C, h, w) maps or '
                              f'(B, L, C) tokens, got {tuple(feat.shape)}')
@@ -86,8 +85,7 @@ def extract_dense_features(backbone: nn.Module,
     backbone.eval()
     chunks = []
     for start in range(0, len(images), batch_size):
-        maps = dense_feature_maps(backbone,
-                                  images[start:start + batch_size])
+        maps = dense_feature_maps(backbone, images[start:start + batch_size])
         chunks.append(
             torch.cat([
                 F.interpolate(
@@ -98,10 +96,10 @@ def extract_dense_features(backbone: nn.Module,
     return torch.cat(chunks)
 
 
-def load_seg_split(data_root: str,
-                   split: str,
-                   limit: Optional[int] = None) -> Tuple[np.ndarray,
-                                                         np.ndarray]:
+def load_seg_split(
+        data_root: str,
+        split: str,
+        limit: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
     """Images and label maps of an mmseg-style split of the embedded data.
 
     Args:
@@ -158,8 +156,7 @@ def segmentation_iou(pred: Tensor,
     from mmseg.evaluation.metrics import IoUMetric
     areas = IoUMetric.intersect_and_union(pred.long(), target.long(),
                                           num_classes, ignore_index)
-    metrics = IoUMetric.total_area_to_metrics(
-        *areas, metrics=['mIoU'])
+    metrics = IoUMetric.total_area_to_metrics(*areas, metrics=['mIoU'])
     iou = np.asarray(metrics['IoU'], dtype=np.float64)
     return dict(
         mIoU=float(np.nanmean(iou) * 100),
@@ -236,7 +233,9 @@ class _Probe(nn.Module):
 
 
 @torch.no_grad()
-def predict_dense(probe: nn.Module, feats: Tensor, size: Sequence[int],
+def predict_dense(probe: nn.Module,
+                  feats: Tensor,
+                  size: Sequence[int],
                   batch_size: int = 256) -> Tensor:
     """(N, H, W) class predictions of a trained probe."""
     preds = []
@@ -325,9 +324,10 @@ def prediction_grid(images: np.ndarray,
         np.ndarray: (n * H * scale, (2 + len(predictions)) * W * scale, 3)
         uint8 BGR picture, with a 2-pixel white gap between cells.
     """
-    palette = np.concatenate([_palette(num_classes),
-                              np.full((256 - num_classes, 3), 255,
-                                      np.uint8)])
+    palette = np.concatenate([
+        _palette(num_classes),
+        np.full((256 - num_classes, 3), 255, np.uint8)
+    ])
     rows = []
     for i in range(len(images)):
         cells = [images[i], palette[labels[i]]]

@@ -1,6 +1,6 @@
 # Copyright (c) mmssl contributors. All rights reserved.
 """Memory of a training step and a description of the machine, for the
-benchmark tools (:mod:`mmssl.apis.benchmark`).
+benchmark tools (:mod:`mmssl.analysis.benchmark`).
 
 ``state_bytes`` counts what lives between steps (parameters, buffers,
 gradients, optimizer states); :class:`StepMemory` measures what one step

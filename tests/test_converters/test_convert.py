@@ -1,5 +1,6 @@
 # Copyright (c) mmssl contributors. All rights reserved.
-"""mmssl.apis.convert: every source x target, reloaded in its library.
+"""mmssl.converters (through :func:`mmssl.apis.convert_checkpoint`): every
+source x target, reloaded in its library.
 
 Each export is loaded through the target library's own path
 (``init_cfg=dict(type='Pretrained', prefix='backbone.', checkpoint=...)``
@@ -13,9 +14,10 @@ import pytest
 import torch
 from mmengine.registry import init_default_scope
 
-from mmssl.apis.convert import (ConversionError, check_backbone_state,
-                                convert_checkpoint, convert_state_dict,
-                                describe_keys, detect_arch)
+from mmssl.apis import convert_checkpoint
+from mmssl.converters import (ARCHS, CONVERTERS, TARGETS, ConversionError,
+                              check_backbone_state, convert_state_dict,
+                              describe_keys, detect_arch)
 from mmssl.registry import MODELS
 from mmssl.testing import tiny_data2vec2_cfg, tiny_mae_cfg, tiny_simclr_cfg
 from mmssl.utils import safe_torch_load
@@ -147,6 +149,16 @@ def test_meta_and_dropped_groups(sources, tmp_path):
         'queue2': 1
     }
     assert info['arch_info']['depth'] == 18
+
+
+def test_table_covers_every_pair():
+    for arch in ARCHS:
+        for target in TARGETS:
+            assert callable(CONVERTERS[(arch, target)]), (arch, target)
+    # weights of no known architecture go only where a prefix loads them
+    assert {t
+            for a, t in CONVERTERS
+            if a == 'unknown'} == {'mmpretrain', 'mmdet'}
 
 
 def test_detect_arch_and_describe(sources):
@@ -400,7 +412,8 @@ def test_resnet_deep_stem_renames():
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(
-            model.forward_features(images), net(images)[-1], **TOL)
+            model.forward_features(images),
+            net(images)[-1], **TOL)
 
 
 # --------------------------------------------------------------------------

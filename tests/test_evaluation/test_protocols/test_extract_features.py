@@ -7,9 +7,11 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch.utils.data import DataLoader
 
-from mmssl.apis import (build_eval_dataloader, evaluate_backbone,
-                        extract_features, infer_num_classes,
-                        load_backbone_from_checkpoint, pool_features)
+from mmssl.evaluation.protocols import (build_eval_dataloader,
+                                        evaluate_backbone, extract_features,
+                                        infer_num_classes,
+                                        load_backbone_from_checkpoint,
+                                        pool_features)
 from mmssl.testing import tiny_mae_cfg
 
 

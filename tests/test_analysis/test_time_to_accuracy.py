@@ -7,17 +7,19 @@ import sys
 import pytest
 from mmengine.config import Config
 
-from mmssl.apis.time_to_accuracy import rescale_schedule, time_to_reach
+from mmssl.analysis import iters_per_epoch, rescale_schedule, time_to_reach
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 MAE = osp.join(ROOT, 'configs/mae/mae_vit-tiny-p8_1xb64-coslr-30e_embedded.py')
 D2V2 = osp.join(
-    ROOT, 'configs/data2vec2/data2vec2_vit-tiny-p8_1xb64-coslr-30e_embedded.py')
+    ROOT, 'configs/data2vec2/'
+    'data2vec2_vit-tiny-p8_1xb64-coslr-30e_embedded.py')
 
 
 def test_rescale_schedule_keeps_fractions():
     cfg = Config.fromfile(D2V2)  # 30 epochs, 3 warm-up, EMA 250 updates
-    out = rescale_schedule(cfg, total_iters=300, iters_per_epoch=32)
+    assert iters_per_epoch(cfg) == 32  # 2000 images, batch 64
+    out = rescale_schedule(cfg, iters=300, iters_per_epoch=32)
     warm, cos = out.param_scheduler
     assert (warm.begin, warm.end) == (0, 30)
     assert (cos.begin, cos.end, cos.T_max) == (30, 300, 270)
@@ -52,8 +54,9 @@ def test_tool_runs_two_methods_on_tiny_budget(tmp_path):
                        cfg.frozen_eval.val_dataloader):
             loader.dataset.data_root = data
             loader.dataset.embedded_cfg = dict(num_train=32, num_val=16)
-        if 'num_masks' in cfg.model:
-            cfg.model.num_masks = 2
+        for step in cfg.train_dataloader.dataset.pipeline:
+            if 'MaskGenerator' in step['type']:
+                step['num_masks'] = 2
         path = str(tmp_path / osp.basename(src))
         cfg.dump(path)
         cfgs.append(path)

@@ -1,0 +1,20 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+"""Measuring methods against each other: the training-step benchmark,
+pretraining under a time budget (time to accuracy), schedule rescaling and
+the pretrain -> convert -> fine-tune -> test transfer pipeline."""
+from .benchmark import (benchmark_configs, build_train_model,
+                        count_train_flops, make_synthetic_batch,
+                        measure_matmul_peak)
+from .schedule import iters_per_epoch, rescale_schedule
+from .step_memory import StepMemory, machine_info, state_bytes
+from .time_to_accuracy import (TimeBudgetHook, compare_time_to_accuracy,
+                               pretrain_under_budget, probe_iter_time,
+                               time_to_reach)
+
+__all__ = [
+    'StepMemory', 'TimeBudgetHook', 'benchmark_configs', 'build_train_model',
+    'compare_time_to_accuracy', 'count_train_flops', 'iters_per_epoch',
+    'machine_info', 'make_synthetic_batch', 'measure_matmul_peak',
+    'pretrain_under_budget', 'probe_iter_time', 'rescale_schedule',
+    'state_bytes', 'time_to_reach'
+]

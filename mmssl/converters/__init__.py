@@ -1,0 +1,16 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+"""Backbone checkpoints for transfer: one converter per (architecture,
+target library) pair, looked up in :data:`CONVERTERS`."""
+from .arch import ARCHS, arch_info, detect_arch
+from .check import check_backbone_state
+from .checkpoint import (BACKBONE_PREFIX, ConversionError, Converted,
+                         describe_keys, extract_prefixed, split_checkpoint)
+from .convert import CONVERTERS, TARGETS, convert_state_dict, load_hint
+from .mae_official import convert_official_mae, load_official_mae
+
+__all__ = [
+    'ARCHS', 'TARGETS', 'BACKBONE_PREFIX', 'CONVERTERS', 'ConversionError',
+    'Converted', 'arch_info', 'check_backbone_state', 'convert_state_dict',
+    'convert_official_mae', 'describe_keys', 'detect_arch', 'extract_prefixed',
+    'load_hint', 'load_official_mae', 'split_checkpoint'
+]

@@ -1,0 +1,51 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+"""``import mmssl`` is enough for a plain ``Config.fromfile`` to read
+``_base_ = 'mmssl::...'`` bases (mmssl.utils.config)."""
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+from mmssl.utils.config import (MMSSL_PREFIX, close_matches, default_scope_of,
+                                missing_config_message, mmssl_configs_root,
+                                resolve_mmssl_config)
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+MAE = 'mae/mae_vit-tiny-p8_1xb64-coslr-30e_embedded.py'
+
+
+def test_plain_fromfile_after_import_mmssl(tmp_path):
+    cfg = tmp_path / 'mine.py'
+    cfg.write_text(f"_base_ = '{MMSSL_PREFIX}{MAE}'\n"
+                   'train_dataloader = dict(batch_size=3)\n')
+    code = ('import mmssl\n'
+            'from mmengine.config import Config\n'
+            f'cfg = Config.fromfile({str(cfg)!r})\n'
+            'print(cfg.model.type, cfg.train_dataloader.batch_size, '
+            'cfg.default_scope)\n')
+    res = subprocess.run([sys.executable, '-c', code],
+                         cwd=str(tmp_path),
+                         capture_output=True,
+                         text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    # the base keeps the config's own scope (no _scope_ stamped on it)
+    assert res.stdout.split() == ['mmssl.MAE', '3', 'mmpretrain']
+
+
+def test_resolve_and_missing_names():
+    assert mmssl_configs_root() == osp.join(ROOT, 'configs')
+    assert resolve_mmssl_config(MMSSL_PREFIX + MAE) == osp.join(
+        ROOT, 'configs', MAE)
+    with pytest.raises(FileNotFoundError, match='did you mean'):
+        resolve_mmssl_config(MMSSL_PREFIX + MAE.replace('tiny', 'tiyn'))
+    assert 'does not exist' in missing_config_message(
+        osp.join(ROOT, 'nope', 'x.py'))
+    assert close_matches('backbon', ['neck', 'Backbone']) == ['Backbone']
+
+
+def test_default_scope_rule():
+    from mmengine.config import Config
+    assert default_scope_of(Config(dict(default_scope='mmdet'))) == 'mmdet'
+    assert default_scope_of(Config(dict())) == 'mmengine'
