@@ -26,14 +26,8 @@ import os.path as osp
 import sys
 import time
 
-try:
-    import mmssl  # noqa: F401  (safe weights-only checkpoint loader)
-except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
-    if _err.name != 'mmssl':
-        raise
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-    import mmssl  # noqa: F401
-from mmssl.engine.tool_errors import ToolError, tool_main  # noqa: E402
+import mmssl  # noqa: F401  (safe weights-only checkpoint loader)
+from mmssl.engine.tool_errors import ToolError, tool_main
 
 
 def _weights(items):
@@ -182,7 +176,8 @@ def run(args) -> dict:
     import torch
     from mmengine.utils import ProgressBar
 
-    from mmssl.apis import DiffFashion, make_grid, write_outputs
+    from mmssl.apis import DiffFashion, write_outputs
+    from mmssl.visualization import make_grid
     pipe = DiffFashion.from_files(
         args.checkpoint,
         args.vit_checkpoint,
@@ -219,18 +214,16 @@ def run(args) -> dict:
     mask_img = out['mask'] if out['mask'] is not None else \
         torch.ones_like(out['garment'][:, :1])
     mask_img = mask_img * 2 - 1
-    grid = make_grid([garment, reference, mask_img[0], out['result'][0]])
-    files = {'result.png': out['result'][0], 'mask.png': mask_img[0],
-             'grid.png': grid}
-    rows = []
-    for k, run in enumerate(out.get('per_set', [])):
-        m = run['mask'][0] * 2 - 1
-        files[f'result_set{k}.png'] = run['result'][0]
-        files[f'mask_set{k}.png'] = m
-        rows += [torch.ones(3, 2, grid.shape[2])] if rows else []
-        rows.append(make_grid([garment, reference, m, run['result'][0]]))
-    if rows:  # one row per label set's mask and transfer
-        files['grid.png'] = torch.cat(rows, dim=1)
+    files = {'result.png': out['result'][0], 'mask.png': mask_img[0]}
+    rows = [[garment, reference, mask_img[0], out['result'][0]]]
+    if out.get('per_set'):  # one row per label set's mask and transfer
+        rows = []
+        for k, run in enumerate(out['per_set']):
+            m = run['mask'][0] * 2 - 1
+            files[f'result_set{k}.png'] = run['result'][0]
+            files[f'mask_set{k}.png'] = m
+            rows.append([garment, reference, m, run['result'][0]])
+    files['grid.png'] = make_grid(rows)
     if args.metrics:
         metrics = pipe.metrics(out, args.true_mask)
         metrics.update(seconds=round(seconds, 2), steps=args.steps,

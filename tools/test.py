@@ -25,13 +25,7 @@ import os.path as osp
 import sys
 from copy import deepcopy
 
-try:
-    import mmssl  # noqa: F401  (stack check + safe checkpoint I/O)
-except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
-    if _err.name != 'mmssl':
-        raise
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-    import mmssl  # noqa: F401
+import mmssl  # noqa: F401  (stack check + safe checkpoint I/O)
 from mmssl.engine.runner_utils import (CFG_OPTIONS_HELP, CfgOptionsAction,
                                        ToolError, build_runner,
                                        check_checkpoint, configure_distributed,

@@ -55,6 +55,7 @@ from torch.utils.flop_counter import (FlopCounterMode,
 
 from mmssl.engine.machine_cfg import AMP_WRAPPERS
 from mmssl.utils.config import default_scope_of
+from mmssl.utils.validation import check_int
 from .step_memory import StepMemory, machine_info, state_bytes, sync_device
 
 __all__ = [
@@ -365,9 +366,9 @@ def benchmark_configs(cfgs: Sequence[Union[str, Config, dict]],
         ``num_params``, ``amp``, ``loss``, ``threads``, ``device``,
         ``iters``, ``warmup``, ``repeat``.
     """
-    if iters < 1 or repeat < 1 or warmup < 0:
-        raise ValueError('need iters >= 1, repeat >= 1 and warmup >= 0, got '
-                         f'{iters}, {repeat}, {warmup}')
+    check_int(iters, 'iters', 'benchmark_configs')
+    check_int(repeat, 'repeat', 'benchmark_configs')
+    check_int(warmup, 'warmup', 'benchmark_configs', minimum=0)
     device = torch.device(device)
     configs = [_as_config(cfg) for cfg in cfgs]
     names = list(names) if names is not None else _default_names(cfgs)

@@ -30,6 +30,7 @@ from mmengine.config import Config
 from mmengine.registry import DATASETS, DefaultScope
 
 from mmssl.utils.config import default_scope_of
+from mmssl.utils.validation import check_int
 
 __all__ = ['iters_per_epoch', 'rescale_schedule']
 
@@ -89,10 +90,8 @@ def rescale_schedule(cfg: Config,
     if (epochs is None) == (iters is None):
         raise ValueError('rescale_schedule: give exactly one of epochs= and '
                          f'iters= (got epochs={epochs!r}, iters={iters!r})')
-    length = epochs if iters is None else iters
-    if not isinstance(length, int) or length < 1:
-        raise ValueError(f'rescale_schedule: the new length must be an '
-                         f'integer >= 1, got {length!r}')
+    check_int(epochs if iters is None else iters,
+              'epochs' if iters is None else 'iters', 'rescale_schedule')
     cfg = copy.deepcopy(cfg)
     train_cfg = cfg.train_cfg
     old_epochs = train_cfg.get('max_epochs')

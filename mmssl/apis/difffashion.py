@@ -16,7 +16,8 @@ from mmssl.models.diffusion import (DiffFashionEditor, MaskError,
                                     load_diffusion_model, load_vit,
                                     load_vit_weights, pack_editor_checkpoint)
 from mmssl.utils.image_io import (load_fashion_image, load_mask_image,
-                                  make_grid, save_image, write_outputs)
+                                  save_image, write_outputs)
+from mmssl.visualization.grids import make_grid
 
 __all__ = [
     'DiffFashion', 'MaskError', 'WeightFileError', 'load_fashion_image',

@@ -38,6 +38,7 @@ from mmssl.evaluation.protocols.features import (POOL_MODES, backbone_outputs,
 from mmssl.evaluation.protocols.loading import load_backbone_from_checkpoint
 from mmssl.utils.config import (MMSSL_PREFIX, enable_mmssl_config_prefix,
                                 resolve_mmssl_config)
+from mmssl.utils.validation import check_choice, check_float, check_int
 
 __all__ = [
     'MMSSLFeatureExtractor', 'derive_test_pipeline', 'config_from_checkpoint'
@@ -114,8 +115,8 @@ def derive_test_pipeline(cfg: Config,
                 'the config has no test pipeline and names no image size '
                 '(model.backbone.img_size or a crop in the train pipeline); '
                 'pass img_size=... (e.g. 224)')
-        if not 0 < crop_pct <= 1:
-            raise ValueError(f'crop_pct must be in (0, 1], got {crop_pct!r}')
+        check_float(
+            crop_pct, 'crop_pct', low=0, high=1, inclusive=(False, True))
         steps = [
             dict(
                 type='mmpretrain.ResizeEdge',
@@ -213,9 +214,7 @@ class MMSSLFeatureExtractor:
                  pool: str = 'auto',
                  img_size: Optional[int] = None,
                  crop_pct: float = 0.875) -> None:
-        if pool not in POOL_MODES:
-            raise ValueError(f'pool must be one of {POOL_MODES}, got '
-                             f'{pool!r}')
+        check_choice(pool, 'pool', type(self).__name__, POOL_MODES)
         cfg, checkpoint = _load_config(config_or_checkpoint, checkpoint)
         if 'model' not in cfg:
             raise ValueError('the config has no `model` to build')
@@ -264,11 +263,7 @@ class MMSSLFeatureExtractor:
 
     def preprocess(self, inputs: list, batch_size: int = 1) -> Iterator:
         """Collated batches of the pipeline's outputs."""
-        if isinstance(
-                batch_size,
-                bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f'batch_size must be an integer >= 1, got '
-                             f'{batch_size!r}')
+        check_int(batch_size, 'batch_size', type(self).__name__)
         with DefaultScope.overwrite_default_scope(self.scope):
             for start in range(0, len(inputs), batch_size):
                 chunk = inputs[start:start + batch_size]

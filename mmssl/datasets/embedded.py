@@ -44,6 +44,7 @@ from mmengine.utils import ProgressBar
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from mmssl.utils.validation import check_int
 from .embedded_shapes import (SHAPE_CLASSES, SHAPE_HIERARCHY, SHAPE_PARENT,
                               render_scene, sample_cls_scene, sample_det_scene)
 
@@ -364,10 +365,9 @@ def make_embedded_data(root: str,
         ``classes``, ``hierarchy``) plus ``root`` and ``generated`` (whether
         this call wrote the data).
     """
-    if img_size < 8 or num_train < 1 or num_val < 1:
-        raise ValueError('make_embedded_data needs img_size >= 8 and '
-                         f'num_train, num_val >= 1, got img_size={img_size}, '
-                         f'num_train={num_train}, num_val={num_val}')
+    check_int(img_size, 'img_size', 'make_embedded_data', minimum=8)
+    check_int(num_train, 'num_train', 'make_embedded_data')
+    check_int(num_val, 'num_val', 'make_embedded_data')
     root = osp.abspath(osp.expanduser(root))
     params = dict(
         version=EMBEDDED_VERSION,

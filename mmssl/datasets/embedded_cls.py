@@ -6,6 +6,7 @@ from mmengine import list_from_file
 from mmpretrain.datasets import CustomDataset
 
 from mmssl.registry import DATASETS
+from mmssl.utils.validation import check_choice
 from .embedded import ensure_embedded_data
 from .embedded_shapes import SHAPE_CLASSES
 
@@ -45,9 +46,7 @@ class EmbeddedClsDataset(CustomDataset):
                  pipeline: Sequence[Union[dict, Callable]] = (),
                  embedded_cfg: Optional[dict] = None,
                  **kwargs) -> None:
-        if split not in _SPLITS:
-            raise ValueError(f'EmbeddedClsDataset: split must be one of '
-                             f'{_SPLITS}, got {split!r}')
+        check_choice(split, 'split', type(self).__name__, _SPLITS)
         self.split = split
         ensure_embedded_data(data_root, **(embedded_cfg or {}))
         kwargs.setdefault('data_prefix', f'cls/{split}')

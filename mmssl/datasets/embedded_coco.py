@@ -5,6 +5,7 @@ from typing import Optional
 from mmdet.datasets import CocoDataset
 
 from mmssl.registry import DATASETS
+from mmssl.utils.validation import check_choice
 from .embedded import UNIDET_LABEL_SPACES, ensure_embedded_data
 from .embedded_shapes import SHAPE_CLASSES, SHAPE_PALETTE
 
@@ -61,9 +62,7 @@ class EmbeddedCocoDataset(CocoDataset):
                  embedded_cfg: Optional[dict] = None,
                  metainfo: Optional[dict] = None,
                  **kwargs) -> None:
-        if split not in _SPLITS:
-            raise ValueError(f'EmbeddedCocoDataset: split must be one of '
-                             f'{_SPLITS}, got {split!r}')
+        check_choice(split, 'split', type(self).__name__, _SPLITS)
         base_meta = _source_metainfo(source)
         self.split, self.source = split, source
         ensure_embedded_data(data_root, **(embedded_cfg or {}))

@@ -5,6 +5,7 @@ from typing import Optional
 from mmseg.datasets import BaseSegDataset
 
 from mmssl.registry import DATASETS
+from mmssl.utils.validation import check_choice
 from .embedded import ensure_embedded_data
 from .embedded_shapes import SHAPE_CLASSES, SHAPE_PALETTE
 
@@ -42,9 +43,7 @@ class EmbeddedSegDataset(BaseSegDataset):
                  reduce_zero_label: bool = False,
                  embedded_cfg: Optional[dict] = None,
                  **kwargs) -> None:
-        if split not in _SPLITS:
-            raise ValueError(f'EmbeddedSegDataset: split must be one of '
-                             f'{_SPLITS}, got {split!r}')
+        check_choice(split, 'split', type(self).__name__, _SPLITS)
         self.split = split
         ensure_embedded_data(data_root, **(embedded_cfg or {}))
         kwargs.setdefault(

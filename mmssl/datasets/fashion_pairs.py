@@ -20,6 +20,7 @@ from mmengine.structures import BaseDataElement
 
 from mmssl.registry import DATASETS, TRANSFORMS
 from mmssl.utils.image_io import load_fashion_image
+from mmssl.utils.validation import check_choice, check_int
 from .embedded import _rng, ensure_embedded_data, load_embedded_meta
 from .embedded_shapes import SHAPE_CLASSES, render_scene, sample_cls_scene
 
@@ -93,13 +94,10 @@ class FashionPairDataset(BaseDataset):
                  check_images: bool = True,
                  pipeline: Sequence[Union[dict, Callable]] = (),
                  **kwargs) -> None:
-        if split not in ('train', 'val'):
-            raise ValueError("FashionPairDataset: split must be 'train' or "
-                             f"'val', got {split!r}")
-        if num_pairs is not None and num_pairs < 1:
-            raise ValueError(
-                f'FashionPairDataset: num_pairs must be >= 1, got '
-                f'{num_pairs}')
+        name = type(self).__name__
+        check_choice(split, 'split', name, ('train', 'val'))
+        if num_pairs is not None:
+            check_int(num_pairs, 'num_pairs', name)
         unknown = sorted(set(garment_classes or ()) - set(SHAPE_CLASSES))
         if unknown:
             raise ValueError(f'FashionPairDataset: unknown garment_classes '
@@ -196,10 +194,7 @@ class LoadFashionPair(BaseTransform):
     """
 
     def __init__(self, size: int) -> None:
-        if size < 8:
-            raise ValueError(f'LoadFashionPair: size must be >= 8, got '
-                             f'{size}')
-        self.size = int(size)
+        self.size = check_int(size, 'size', type(self).__name__, minimum=8)
 
     def transform(self, results: dict) -> dict:
         for key in ('garment_path', 'reference_path'):

@@ -10,6 +10,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 from mmengine.dataset import BaseDataset
 
 from mmssl.registry import DATASETS
+from mmssl.utils.validation import check_choice
 
 __all__ = [
     'sample_few_shot', 'split_base_novel', 'FewShotDataset',
@@ -88,9 +89,7 @@ class FewShotDataset(BaseDataset):
                  subsample: str = 'all',
                  pipeline: Sequence[Union[dict, Callable]] = (),
                  **kwargs) -> None:
-        if subsample not in _SUBSAMPLE:
-            raise ValueError(f'subsample must be one of {_SUBSAMPLE}, got '
-                             f'{subsample!r}')
+        check_choice(subsample, 'subsample', type(self).__name__, _SUBSAMPLE)
         self.inner_cfg = dict(dataset)
         self.num_shots, self.seed, self.subsample = num_shots, seed, subsample
         super().__init__(pipeline=pipeline, **kwargs)
@@ -165,13 +164,10 @@ class CoOpSplitDataset(BaseDataset):
                  ann_format: str = 'list',
                  pipeline: Sequence[Union[dict, Callable]] = (),
                  **kwargs) -> None:
-        if ann_format not in ('list', 'fgvc'):
-            raise ValueError(f"ann_format must be 'list' or 'fgvc', got "
-                             f'{ann_format!r}')
-        self.ann_format = ann_format
-        if split not in ('train', 'val', 'test'):
-            raise ValueError(f'split must be train, val or test, got '
-                             f'{split!r}')
+        name = type(self).__name__
+        self.ann_format = check_choice(ann_format, 'ann_format', name,
+                                       ('list', 'fgvc'))
+        check_choice(split, 'split', name, ('train', 'val', 'test'))
         if split_file is None and not (ann_file and classnames_file):
             raise ValueError('CoOpSplitDataset needs split_file, or '
                              'ann_file and classnames_file')

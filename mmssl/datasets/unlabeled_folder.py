@@ -13,6 +13,7 @@ from mmpretrain.datasets import BaseDataset
 from PIL import Image
 
 from mmssl.registry import DATASETS
+from mmssl.utils.validation import check_choice
 
 #: Image file extensions found by default (compared case-insensitively).
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.pgm', '.tif',
@@ -138,9 +139,8 @@ class UnlabeledImageFolder(BaseDataset):
                  extensions: Sequence[str] = IMG_EXTENSIONS,
                  on_corrupt: str = 'error',
                  **kwargs) -> None:
-        if on_corrupt not in _ON_CORRUPT:
-            raise ValueError('UnlabeledImageFolder: on_corrupt must be one '
-                             f'of {_ON_CORRUPT}, got {on_corrupt!r}')
+        name = type(self).__name__
+        check_choice(on_corrupt, 'on_corrupt', name, _ON_CORRUPT)
         if not extensions:
             raise ValueError('UnlabeledImageFolder: extensions is empty')
         self.extensions = tuple(

@@ -3,20 +3,21 @@
 
 The readers and writers of DiffFashion's inputs (garment, reference, masks)
 and outputs (results, masks, grids, ``metrics.json``). Images in memory are
-float tensors in [-1, 1], channels first.
+float tensors in [-1, 1], channels first; grids of them are drawn by
+:func:`mmssl.visualization.make_grid`.
 """
 import json
 import os
 import os.path as osp
 import tempfile
-from typing import Dict, List, Sequence, Union
+from typing import Dict, List, Union
 
 import numpy as np
 import torch
 
 __all__ = [
     'load_fashion_image', 'load_mask_image', 'to_uint8', 'save_image',
-    'make_grid', 'write_outputs'
+    'write_outputs'
 ]
 
 #: Pillow modes of 16-bit grayscale images (PNG, TIFF)
@@ -115,23 +116,6 @@ def save_image(img: torch.Tensor, path: str) -> None:
     """Save a (3, H, W) or (1, H, W) tensor in [-1, 1] as an image file."""
     from PIL import Image
     Image.fromarray(to_uint8(img)).save(path)
-
-
-def make_grid(images: Sequence[torch.Tensor], pad: int = 2) -> torch.Tensor:
-    """Side-by-side row of (3 or 1, H, W) images in [-1, 1] with white gaps.
-
-    Returns:
-        Tensor: (3, H, n * W + (n - 1) * pad).
-    """
-    rows = [im.expand(3, -1, -1) if im.shape[0] == 1 else im for im in images]
-    H = rows[0].shape[1]
-    gap = torch.ones(3, H, pad)
-    out = []
-    for i, im in enumerate(rows):
-        if i:
-            out.append(gap)
-        out.append(im.detach().float().cpu())
-    return torch.cat(out, dim=2)
 
 
 def write_outputs(out_dir: str,

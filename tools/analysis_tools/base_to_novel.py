@@ -21,15 +21,8 @@ import os
 import os.path as osp
 import sys
 
-try:
-    import mmssl  # noqa: F401
-except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
-    if _err.name != 'mmssl':
-        raise
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-        osp.abspath(__file__)))))
-    import mmssl  # noqa: F401
-from mmssl.engine.runner_utils import (CFG_OPTIONS_HELP,  # noqa: E402
+import mmssl  # noqa: F401  (safe weights-only checkpoint loader)
+from mmssl.engine.runner_utils import (CFG_OPTIONS_HELP,
                                        CfgOptionsAction, load_config,
                                        merge_cfg_options, tool_main)
 from mmengine.hooks import Hook

@@ -37,26 +37,18 @@ Example (mmssl's MAE vs mmpretrain's on the tiny 64 px config)::
 """
 import argparse
 import json
-import os.path as osp
 import sys
 from typing import List, Optional
 
 from mmengine.logging import print_log
 
-try:
-    import mmssl  # noqa: F401  (registers mmssl's parts)
-except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
-    if _err.name != 'mmssl':
-        raise
-    sys.path.insert(
-        0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-    import mmssl  # noqa: F401
-from mmssl.analysis import machine_info  # noqa: E402
-from mmssl.apis import benchmark_configs  # noqa: E402
-from mmssl.engine.runner_utils import (  # noqa: E402
-    CFG_OPTIONS_HELP, CfgOptionsAction, load_config, merge_cfg_options,
-    run_tool)
-from mmssl.utils.table import format_table as _format_table  # noqa: E402
+import mmssl  # noqa: F401  (registers mmssl's parts)
+from mmssl.analysis import machine_info
+from mmssl.apis import benchmark_configs
+from mmssl.engine.runner_utils import (CFG_OPTIONS_HELP, CfgOptionsAction,
+                                       load_config, merge_cfg_options,
+                                       run_tool)
+from mmssl.utils.table import format_table as _format_table
 
 # (result key, column title, number format)
 COLUMNS = [('img_per_s', 'img/s', '.2f'), ('s_per_iter', 's/iter', '.4f'),

@@ -23,7 +23,6 @@ architecture at its random initialisation, with ``--random``).
 import argparse
 import json
 import os.path as osp
-import sys
 from typing import Dict, List, Optional
 
 import mmcv
@@ -33,22 +32,16 @@ from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
 from mmengine.runner import set_random_seed
 
-try:
-    import mmssl  # noqa: F401  (stack check + safe checkpoint I/O)
-except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
-    if _err.name != 'mmssl':
-        raise
-    sys.path.insert(
-        0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-    import mmssl  # noqa: F401
-from mmssl.evaluation.protocols import (  # noqa: E402
-    dense_probe, load_seg_split, prediction_grid, preprocess_images)
-from mmssl.engine.backbone_eval_cli import (  # noqa: E402
-    add_backbone_args, backbone_rows, load_eval_model)
-from mmssl.engine.runner_utils import (  # noqa: E402
-    CFG_OPTIONS_HELP, CfgOptionsAction, ToolError, friendly_errors,
-    load_config, merge_cfg_options, run_tool)
-from mmssl.utils.table import format_table as _format_table  # noqa: E402
+import mmssl  # noqa: F401  (stack check + safe checkpoint I/O)
+from mmssl.engine.backbone_eval_cli import (add_backbone_args, backbone_rows,
+                                            load_eval_model)
+from mmssl.engine.runner_utils import (CFG_OPTIONS_HELP, CfgOptionsAction,
+                                       ToolError, friendly_errors, load_config,
+                                       merge_cfg_options, run_tool)
+from mmssl.evaluation.protocols import (dense_probe, load_seg_split,
+                                        preprocess_images)
+from mmssl.utils.table import format_table as _format_table
+from mmssl.visualization import prediction_grid
 
 COLUMNS = [('mIoU', 'mIoU', '.2f'), ('aAcc', 'aAcc', '.2f'),
            ('train_mIoU', 'train mIoU', '.2f'),
@@ -115,8 +108,8 @@ def set_out_indices(backbone: torch.nn.Module, indices: List[int]) -> None:
     if not hasattr(backbone, 'out_indices'):
         raise ToolError(f'{type(backbone).__name__} has no out_indices; '
                         'drop --out-indices')
-    depth = len(getattr(backbone, 'layers', getattr(backbone, 'res_layers',
-                                                      [])))
+    layers = getattr(backbone, 'layers', getattr(backbone, 'res_layers', []))
+    depth = len(layers)
     fixed = [i + depth if i < 0 and depth else i for i in indices]
     bad = [i for i in fixed if i < 0 or (depth and i >= depth)]
     if bad:

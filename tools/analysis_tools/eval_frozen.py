@@ -49,31 +49,22 @@ import argparse
 import json
 import os
 import os.path as osp
-import sys
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
-
 from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
 from mmengine.runner import set_random_seed
 
-try:
-    import mmssl  # noqa: F401  (stack check + safe checkpoint I/O)
-except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
-    if _err.name != 'mmssl':
-        raise
-    sys.path.insert(
-        0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-    import mmssl  # noqa: F401
-from mmssl.apis import build_eval_dataloader, evaluate_backbone  # noqa: E402
-from mmssl.engine.backbone_eval_cli import (  # noqa: E402
-    add_backbone_args, backbone_rows, load_eval_model)
-from mmssl.utils.table import format_table as _format_table  # noqa: E402
-from mmssl.engine.runner_utils import (  # noqa: E402
-    CFG_OPTIONS_HELP, CfgOptionsAction, ToolError, friendly_errors,
-    load_config, merge_cfg_options, run_tool)
+import mmssl  # noqa: F401  (stack check + safe checkpoint I/O)
+from mmssl.apis import build_eval_dataloader, evaluate_backbone
+from mmssl.engine.backbone_eval_cli import (add_backbone_args, backbone_rows,
+                                            load_eval_model)
+from mmssl.engine.runner_utils import (CFG_OPTIONS_HELP, CfgOptionsAction,
+                                       ToolError, friendly_errors, load_config,
+                                       merge_cfg_options, run_tool)
+from mmssl.utils.table import format_table as _format_table
 
 #: image extensions of mmpretrain's CustomDataset
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif')

@@ -23,20 +23,14 @@ import json
 import os.path as osp
 import sys
 
-try:
-    import mmssl  # noqa: F401
-except ImportError:  # running from a source checkout without install
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-        osp.abspath(__file__)))))
-    import mmssl  # noqa: F401
-import torch  # noqa: E402
+import torch
 
-from mmssl.analysis import machine_info  # noqa: E402
-from mmssl.apis import (benchmark_configs,  # noqa: E402
-                        compare_time_to_accuracy)
-from mmssl.engine.runner_utils import (  # noqa: E402
-    CFG_OPTIONS_HELP, CfgOptionsAction, ToolError, load_config,
-    merge_cfg_options, run_tool)
+from mmssl.analysis import machine_info
+from mmssl.apis import benchmark_configs, compare_time_to_accuracy
+from mmssl.engine.runner_utils import (CFG_OPTIONS_HELP, CfgOptionsAction,
+                                       ToolError, load_config,
+                                       merge_cfg_options, run_tool)
+from mmssl.visualization import plot_curves
 
 
 def parse_args(argv=None):
@@ -67,25 +61,20 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def plot_curves(result: dict, path: str) -> None:
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+def plot_result(result: dict, path: str) -> None:
+    """Accuracy against pretraining time, one curve per run."""
     metric = result['metric']
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, run in result['runs'].items():
-        xs = [r['train_s'] for r in run['records']]
-        ys = [r[metric] for r in run['records']]
-        ax.plot(xs, ys, marker='o', label=name)
-    ax.axhline(result['target'], color='grey', ls='--', lw=1,
-               label=f"{result['reference']} final")
-    ax.set_xlabel('pretraining time (s)')
-    ax.set_ylabel(metric + ' (%)')
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    curves = {
+        name: ([r['train_s'] for r in run['records']],
+               [r[metric] for r in run['records']])
+        for name, run in result['runs'].items()
+    }
+    plot_curves(
+        curves,
+        path,
+        xlabel='pretraining time (s)',
+        ylabel=metric + ' (%)',
+        hlines={f"{result['reference']} final": result['target']})
 
 
 def main(argv=None):
@@ -129,7 +118,7 @@ def main(argv=None):
         with open(args.out, 'w') as f:
             json.dump(result, f, indent=2, default=str)
     if args.plot:
-        plot_curves(result, args.plot)
+        plot_result(result, args.plot)
         print(f'curves: {args.plot}')
 
 

@@ -44,21 +44,11 @@ from typing import List
 
 from mmengine.logging import MMLogger
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-try:
-    import mmssl  # noqa: F401  (stack check + safe checkpoint I/O)
-except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
-    if _err.name != 'mmssl':
-        raise
-    sys.path.insert(0, REPO)
-    import mmssl  # noqa: F401
-
-from mmssl.analysis.transfer import (METHODS, TASKS,  # noqa: E402
-                                     available_methods, format_table,
-                                     run_method, suffix)
-from mmssl.engine.runner_utils import (CFG_OPTIONS_HELP,  # noqa: E402
-                                       CfgOptionsAction, run_tool)
+import mmssl  # noqa: F401  (stack check + safe checkpoint I/O)
+from mmssl.analysis.transfer import (METHODS, TASKS, available_methods,
+                                     format_table, run_method, suffix)
+from mmssl.engine.runner_utils import (CFG_OPTIONS_HELP, CfgOptionsAction,
+                                       run_tool)
 
 
 # --------------------------------------------------------------------------
@@ -159,7 +149,6 @@ def main(argv=None) -> List[dict]:
         log_file=osp.join(args.work_dir,
                           f'pipeline_{args.task}{suffix(args)}.log'))
 
-    sys.path.insert(0, REPO)
     from mmssl.datasets import ensure_embedded_data, make_embedded_data
     if args.num_train is not None:
         make_embedded_data(

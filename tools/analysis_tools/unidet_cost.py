@@ -32,14 +32,7 @@ import time
 
 import torch
 
-try:
-    import mmssl  # noqa: F401
-except ModuleNotFoundError as _err:
-    if _err.name != 'mmssl':
-        raise
-    sys.path.insert(
-        0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-from mmssl.engine.runner_utils import load_config, tool_main  # noqa: E402
+from mmssl.engine.runner_utils import load_config, tool_main
 
 DEFAULT = osp.join(
     osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs',

@@ -26,16 +26,8 @@ a class absent from its source) are printed as ``error: ...`` naming the
 row, with exit code 2.
 """
 import argparse
-import os.path as osp
 import sys
 
-try:
-    import mmssl  # noqa: F401
-except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
-    if _err.name != 'mmssl':
-        raise
-    sys.path.insert(
-        0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 from mmssl.datasets.unidet import (LabelSpaceError, prepare_embedded_unidet,
                                    unify_label_space)
 from mmssl.engine.tool_errors import ToolError, tool_main

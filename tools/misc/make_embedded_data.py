@@ -19,11 +19,12 @@ import time
 from typing import List, Tuple
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from mmssl.datasets.embedded import make_embedded_data
 from mmssl.datasets.embedded_shapes import SHAPE_CLASSES, SHAPE_PALETTE
 from mmssl.engine.tool_errors import run_tool
+from mmssl.visualization import caption, draw_boxes, labelled_rows
 
 _TILE = 128
 _CAPTION = 14
@@ -52,20 +53,13 @@ def _tile(path: str) -> Tuple[Image.Image, float]:
     return img.resize((_TILE, _TILE), Image.NEAREST), scale
 
 
-def _caption(tile: Image.Image, text: str) -> Image.Image:
-    out = Image.new('RGB', (_TILE, _TILE + _CAPTION), 'white')
-    out.paste(tile, (0, 0))
-    ImageDraw.Draw(out).text((2, _TILE + 1), text[:20], fill='black')
-    return out
-
-
 def _cls_row(root: str, cols: int) -> List[Image.Image]:
     with open(osp.join(root, 'cls', 'meta', 'val.txt')) as f:
         lines = [line.split() for line in f][:cols]
     tiles = []
     for rel, label in lines:
         tile, _ = _tile(osp.join(root, 'cls', 'val', rel))
-        tiles.append(_caption(tile, SHAPE_CLASSES[int(label)]))
+        tiles.append(caption(tile, SHAPE_CLASSES[int(label)], _CAPTION))
     return tiles
 
 
@@ -77,18 +71,15 @@ def _det_row(folder: str, cols: int) -> List[Image.Image]:
     for info in coco['images'][:cols]:
         tile, scale = _tile(
             osp.join(folder, 'images', 'val', info['file_name']))
-        draw = ImageDraw.Draw(tile)
-        labels = []
-        for ann in coco['annotations']:
-            if ann['image_id'] != info['id']:
-                continue
-            x, y, w, h = (v * scale for v in ann['bbox'])
-            colour = SHAPE_PALETTE[(ann['category_id'] - 1) %
-                                   len(SHAPE_PALETTE)]
-            draw.rectangle([x, y, x + w - 1, y + h - 1], outline=colour)
-            draw.text((x + 2, y + 1), names[ann['category_id']], fill=colour)
-            labels.append(names[ann['category_id']])
-        tiles.append(_caption(tile, ','.join(labels)))
+        anns = [a for a in coco['annotations'] if a['image_id'] == info['id']]
+        labels = [names[a['category_id']] for a in anns]
+        boxes = [[v * scale for v in a['bbox']] for a in anns]
+        colours = [
+            SHAPE_PALETTE[(a['category_id'] - 1) % len(SHAPE_PALETTE)]
+            for a in anns
+        ]
+        draw_boxes(tile, boxes, labels, colours)
+        tiles.append(caption(tile, ','.join(labels), _CAPTION))
     return tiles
 
 
@@ -104,7 +95,7 @@ def _seg_row(root: str, cols: int) -> List[Image.Image]:
         tile = Image.fromarray(palette[seg]).resize((_TILE, _TILE),
                                                     Image.NEAREST)
         present = [SHAPE_CLASSES[v - 1] for v in np.unique(seg) if v > 0]
-        tiles.append(_caption(tile, ','.join(present)))
+        tiles.append(caption(tile, ','.join(present), _CAPTION))
     return tiles
 
 
@@ -115,15 +106,7 @@ def save_preview(root: str, out_file: str, cols: int = 8) -> None:
             ('seg', _seg_row(root, cols)),
             ('unidet A', _det_row(osp.join(root, 'unidet', 'source_a'), cols)),
             ('unidet B', _det_row(osp.join(root, 'unidet', 'source_b'), cols))]
-    height = _TILE + _CAPTION + 4
-    grid = Image.new('RGB', (_HEADER + cols * (_TILE + 4), len(rows) * height),
-                     'white')
-    draw = ImageDraw.Draw(grid)
-    for r, (name, tiles) in enumerate(rows):
-        draw.text((4, r * height + _TILE // 2), name, fill='black')
-        for c, tile in enumerate(tiles):
-            grid.paste(tile, (_HEADER + c * (_TILE + 4), r * height))
-    grid.save(out_file)
+    labelled_rows(rows, header=_HEADER).save(out_file)
 
 
 def main() -> None:

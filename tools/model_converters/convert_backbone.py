@@ -35,21 +35,12 @@ Exit status 0 on success, 2 on bad input: a missing, unsafe or broken
 checkpoint, or one without a known backbone (``error: ...`` on stderr).
 """
 import argparse
-import os.path as osp
 import sys
 
-try:
-    import mmssl  # noqa: F401  (safe weights-only checkpoint loader)
-except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
-    if _err.name != 'mmssl':
-        raise
-    sys.path.insert(
-        0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-    import mmssl  # noqa: F401
-
-from mmssl.apis import convert_checkpoint  # noqa: E402
-from mmssl.converters import ARCHS, TARGETS, ConversionError  # noqa: E402
-from mmssl.engine.tool_errors import ToolError, tool_main  # noqa: E402
+import mmssl  # noqa: F401  (safe weights-only checkpoint loader)
+from mmssl.apis import convert_checkpoint
+from mmssl.converters import ARCHS, TARGETS, ConversionError
+from mmssl.engine.tool_errors import ToolError, tool_main
 
 
 def parse_args(argv=None):

@@ -24,21 +24,12 @@ The one exception is ``--target mmseg`` of a ViT, which writes mmseg's
 file itself and ignores ``prefix=``, so the same ``init_cfg`` works).
 """
 import argparse
-import os.path as osp
 import sys
 
-try:
-    import mmssl  # noqa: F401  (safe weights-only checkpoint loader)
-except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
-    if _err.name != 'mmssl':
-        raise
-    sys.path.insert(
-        0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-    import mmssl  # noqa: F401
-
-from mmssl.apis import convert_checkpoint  # noqa: E402
-from mmssl.converters import ConversionError  # noqa: E402
-from mmssl.engine.tool_errors import ToolError, tool_main  # noqa: E402
+import mmssl  # noqa: F401  (safe weights-only checkpoint loader)
+from mmssl.apis import convert_checkpoint
+from mmssl.converters import ConversionError
+from mmssl.engine.tool_errors import ToolError, tool_main
 
 TARGETS = ('mmpretrain', 'mmdet', 'mmseg')
 

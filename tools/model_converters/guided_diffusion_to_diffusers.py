@@ -44,15 +44,8 @@ import sys
 from collections import OrderedDict
 from typing import Dict, Iterator, List, Sequence, Tuple
 
-try:
-    import mmssl  # noqa: F401  (safe weights-only checkpoint loader)
-except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
-    if _err.name != 'mmssl':
-        raise
-    sys.path.insert(
-        0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-    import mmssl  # noqa: F401
-from mmssl.engine.tool_errors import ToolError, tool_main  # noqa: E402
+import mmssl  # noqa: F401  (safe weights-only checkpoint loader)
+from mmssl.engine.tool_errors import ToolError, tool_main
 
 GD_URL = ('https://openaipublic.blob.core.windows.net/diffusion/jul-2021/'
           '256x256_diffusion.pt')

@@ -17,17 +17,12 @@ import argparse
 import os.path as osp
 import sys
 
-try:
-    import mmssl  # noqa: F401  (safe weights-only checkpoint loader)
-except ModuleNotFoundError as _err:  # a checkout that is not pip-installed
-    if _err.name != 'mmssl':
-        raise
-    sys.path.insert(
-        0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-    import mmssl  # noqa: F401
-from mmssl.converters.mae_official import (  # noqa: E402,F401
-    convert_key, convert_official_mae, load_official_mae)
-from mmssl.engine.tool_errors import ToolError, tool_main  # noqa: E402
+import mmssl  # noqa: F401  (safe weights-only checkpoint loader)
+# convert_key is re-exported for scripts that import this tool
+from mmssl.converters.mae_official import convert_key  # noqa: F401
+from mmssl.converters.mae_official import (convert_official_mae,
+                                           load_official_mae)
+from mmssl.engine.tool_errors import ToolError, tool_main
 
 
 @tool_main

@@ -17,14 +17,7 @@ from mmengine.utils import to_2tuple
 from mmssl.models.utils.masking import (check_mask_ratio, inverse_block_mask,
                                         num_visible, random_mask)
 from mmssl.registry import TRANSFORMS
-
-
-def _check_int(value, key: str, cls_name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value,
-                                                 int) or value < minimum:
-        raise ValueError(f'`{key}` of mmssl.{cls_name} must be an integer >= '
-                         f'{minimum}, got {value!r}')
-    return value
+from mmssl.utils.validation import check_float, check_int
 
 
 class _MaskGenerator(BaseTransform):
@@ -32,14 +25,13 @@ class _MaskGenerator(BaseTransform):
 
     def __init__(self, input_size: Union[int, Sequence[int]],
                  mask_ratio: float, num_masks: int) -> None:
-        name = type(self).__name__
+        name = f'mmssl.{type(self).__name__}'
         size = to_2tuple(input_size)
-        for s in size:
-            _check_int(s, 'input_size', name)
-        self.grid_h, self.grid_w = size
-        check_mask_ratio(mask_ratio, f'mask_ratio` of `mmssl.{name}')
-        self.mask_ratio = float(mask_ratio)
-        self.num_masks = _check_int(num_masks, 'num_masks', name)
+        self.grid_h, self.grid_w = [
+            check_int(s, 'input_size', name) for s in size
+        ]
+        self.mask_ratio = check_mask_ratio(mask_ratio, owner=name)
+        self.num_masks = check_int(num_masks, 'num_masks', name)
 
     @property
     def num_visible(self) -> int:
@@ -84,12 +76,9 @@ class InverseBlockMaskGenerator(_MaskGenerator):
                  block_size: int = 3,
                  adjust: float = 0.07) -> None:
         super().__init__(input_size, mask_ratio, num_masks)
-        self.block_size = _check_int(block_size, 'block_size',
-                                     type(self).__name__)
-        if isinstance(adjust, bool) or not isinstance(adjust, (int, float)):
-            raise ValueError('`adjust` of mmssl.InverseBlockMaskGenerator '
-                             f'must be a number, got {adjust!r}')
-        self.adjust = float(adjust)
+        name = f'mmssl.{type(self).__name__}'
+        self.block_size = check_int(block_size, 'block_size', name)
+        self.adjust = check_float(adjust, 'adjust', name)
 
     def generate(self,
                  generator: Optional[torch.Generator] = None) -> torch.Tensor:

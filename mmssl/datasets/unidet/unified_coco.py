@@ -21,6 +21,7 @@ from mmdet.datasets import CocoDataset
 from mmengine.dataset import Compose, ConcatDataset, RepeatDataset
 
 from mmssl.registry import DATASETS
+from mmssl.utils.validation import check_choice
 from ..embedded import ensure_embedded_data
 from .unify import EMBEDDED_UNIFIED_DIR, prepare_embedded_unidet
 
@@ -111,9 +112,7 @@ class EmbeddedUniDetDataset(UnifiedCocoDataset):
                  data_root: str = 'data/embedded',
                  embedded_cfg: Optional[dict] = None,
                  **kwargs) -> None:
-        if split not in ('train', 'val'):
-            raise ValueError('EmbeddedUniDetDataset: split must be "train" '
-                             f'or "val", got {split!r}')
+        check_choice(split, 'split', type(self).__name__, ('train', 'val'))
         ensure_embedded_data(data_root, **(embedded_cfg or {}))
         path = prepare_embedded_unidet(data_root)
         sources = _sources(path)

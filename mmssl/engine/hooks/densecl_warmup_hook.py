@@ -5,6 +5,7 @@ from mmpretrain.utils import get_ori_model
 
 from mmssl.models.selfsup.densecl import check_queue_batch
 from mmssl.registry import HOOKS
+from mmssl.utils.validation import check_int
 
 
 @HOOKS.register_module()
@@ -27,11 +28,7 @@ class DenseCLWarmupHook(DenseCLHook):
     """
 
     def __init__(self, start_iters: int = 1000) -> None:
-        is_int = isinstance(start_iters,
-                            int) and not isinstance(start_iters, bool)
-        if not is_int or start_iters < 0:
-            raise ValueError('DenseCLWarmupHook start_iters must be an int '
-                             f'>= 0, got {start_iters!r}')
+        check_int(start_iters, 'start_iters', type(self).__name__, minimum=0)
         super().__init__(start_iters=start_iters)
 
     def before_train(self, runner) -> None:

@@ -7,9 +7,10 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from torch.utils.data import DataLoader
 
-from mmssl.evaluation.protocols import (build_eval_dataloader,
+from mmssl.evaluation.protocols import (POOL_MODES, build_eval_dataloader,
                                         evaluate_backbone, seeded_rng)
 from mmssl.registry import HOOKS
+from mmssl.utils.validation import check_choice, check_float, check_int
 
 DATA_BATCH = Optional[Union[dict, tuple, list]]
 
@@ -89,14 +90,11 @@ class FrozenEvalHook(Hook):
             raise ValueError('FrozenEvalHook needs both train_dataloader and '
                              'val_dataloader, or neither (then the '
                              "config's frozen_eval provides them)")
-        if not isinstance(interval, int) or interval < 1:
-            raise ValueError(f'interval must be a positive int, got '
-                             f'{interval!r}')
-        if k < 1 or temperature <= 0:
-            raise ValueError('k must be >= 1 and temperature > 0')
-        if pool not in ('auto', 'cls', 'mean'):
-            raise ValueError(f"pool must be 'auto', 'cls' or 'mean', got "
-                             f'{pool!r}')
+        name = type(self).__name__
+        check_int(interval, 'interval', name)
+        check_int(k, 'k', name)
+        check_float(temperature, 'temperature', name, low=0, inclusive=False)
+        check_choice(pool, 'pool', name, POOL_MODES)
         self.interval = interval
         self.by_epoch = by_epoch
         self.train_dataloader = train_dataloader

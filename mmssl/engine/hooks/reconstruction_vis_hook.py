@@ -10,6 +10,8 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from mmssl.registry import HOOKS
+from mmssl.utils.validation import check_int
+from mmssl.visualization.grids import reconstruction_grid
 
 
 @HOOKS.register_module()
@@ -44,11 +46,10 @@ class ReconstructionVisHook(Hook):
                  indices: Optional[Sequence[int]] = None,
                  out_dir: str = 'vis',
                  seed: int = 0) -> None:
-        if interval < 1:
-            raise ValueError(f'interval must be >= 1, got {interval}')
-        self.interval = interval
+        name = type(self).__name__
+        self.interval = check_int(interval, 'interval', name)
         self.by_epoch = by_epoch
-        self.num_images = num_images
+        self.num_images = check_int(num_images, 'num_images', name)
         self.indices = indices
         self.out_dir = out_dir
         self.seed = seed
@@ -99,7 +100,14 @@ class ReconstructionVisHook(Hook):
             out = model.reconstruct(inputs, noise=noise.to(inputs.device))
         finally:
             model.train(was_training)
-        grid = self._make_grid(model, inputs, out)
+        pre = model.data_preprocessor
+        grid = reconstruction_grid(
+            inputs,
+            out['mask'],
+            out['reconstruction'],
+            out['pasted'],
+            mean=getattr(pre, 'mean', None),
+            std=getattr(pre, 'std', None))
         name = f'reconstruction_{tag}'
         path = osp.join(runner.work_dir, self.out_dir, name + '.png')
         import mmcv
@@ -107,38 +115,3 @@ class ReconstructionVisHook(Hook):
         self.saved_files.append(path)
         step = runner.epoch + 1 if self.by_epoch else runner.iter + 1
         runner.visualizer.add_image('reconstruction', grid, step=step)
-
-    @staticmethod
-    def _make_grid(model, inputs: torch.Tensor, out: dict) -> np.ndarray:
-        """(H', W', 3) uint8 RGB grid: rows = images, 4 columns."""
-        pre = model.data_preprocessor
-        mean = getattr(pre, 'mean', None)
-        std = getattr(pre, 'std', None)
-
-        def to_uint8(x):
-            if mean is not None and std is not None:
-                x = x * std.to(x.device) + mean.to(x.device)
-            else:
-                x = x * 255
-            return x.clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
-
-        mask = out['mask']
-        masked = inputs * (1 - mask)
-        masked_img = to_uint8(masked)
-        # grey out the removed patches of the masked input
-        masked_img[mask[:, 0].bool().cpu().numpy()] = 127
-        cols = [
-            to_uint8(inputs), masked_img,
-            to_uint8(out['reconstruction']),
-            to_uint8(out['pasted'])
-        ]
-        pad = 2
-        B, H, W, _ = cols[0].shape
-        grid = np.full((B * (H + pad) + pad, 4 * (W + pad) + pad, 3),
-                       255,
-                       dtype=np.uint8)
-        for b in range(B):
-            for c, col in enumerate(cols):
-                y, x = pad + b * (H + pad), pad + c * (W + pad)
-                grid[y:y + H, x:x + W] = col[b]
-        return grid

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mmssl.utils.validation import check_float, check_int
+
 __all__ = ['knn_classify', 'knn_accuracy']
 
 
@@ -29,12 +31,10 @@ def _check_inputs(train_feats: Tensor, train_labels: Tensor,
                          f'{tuple(train_labels.shape)}')
     if train_feats.shape[0] == 0:
         raise ValueError('kNN needs at least one training feature')
-    if num_classes < 1:
-        raise ValueError(f'num_classes must be >= 1, got {num_classes}')
-    if k < 1:
-        raise ValueError(f'k must be >= 1, got {k}')
-    if temperature <= 0:
-        raise ValueError(f'temperature must be > 0, got {temperature}')
+    check_int(num_classes, 'num_classes', 'knn_classify')
+    check_int(k, 'k', 'knn_classify')
+    check_float(
+        temperature, 'temperature', 'knn_classify', low=0, inclusive=False)
 
 
 def knn_classify(train_feats: Tensor,

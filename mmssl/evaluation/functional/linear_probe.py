@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mmssl.utils.validation import check_float, check_int
+
 __all__ = ['standardize_features', 'topk_accuracy', 'linear_probe']
 
 
@@ -102,11 +104,10 @@ def linear_probe(train_feats: Tensor,
         raise ValueError('labels must be 1-D and match the features')
     if train_feats.shape[0] == 0 or test_feats.shape[0] == 0:
         raise ValueError('linear probe needs non-empty train and test sets')
-    if num_classes < 2:
-        raise ValueError(f'num_classes must be >= 2, got {num_classes}')
-    if max_iter < 1 or chunk_size < 1 or weight_decay < 0:
-        raise ValueError('max_iter and chunk_size must be positive and '
-                         'weight_decay non-negative')
+    check_int(num_classes, 'num_classes', 'linear_probe', minimum=2)
+    check_int(max_iter, 'max_iter', 'linear_probe')
+    check_int(chunk_size, 'chunk_size', 'linear_probe')
+    check_float(weight_decay, 'weight_decay', 'linear_probe', low=0)
 
     device = train_feats.device
     if standardize:

@@ -5,8 +5,7 @@ probe. They run a model on data; the metric math they use is in
 :mod:`mmssl.evaluation.functional`."""
 from .dense_probe import (dense_feature_maps, dense_probe,
                           extract_dense_features, load_seg_split,
-                          predict_dense, prediction_grid, segmentation_iou,
-                          train_dense_probe)
+                          predict_dense, segmentation_iou, train_dense_probe)
 from .features import (POOL_MODES, backbone_outputs, extract_features,
                        forward_backbone, get_backbone, get_data_preprocessor,
                        num_extra_tokens, pool_features, preprocess_images)
@@ -21,6 +20,6 @@ __all__ = [
     'extract_dense_features', 'extract_features', 'finetune_backbone',
     'forward_backbone', 'get_backbone', 'get_data_preprocessor',
     'infer_num_classes', 'load_backbone_from_checkpoint', 'load_seg_split',
-    'num_extra_tokens', 'pool_features', 'predict_dense', 'prediction_grid',
-    'preprocess_images', 'seeded_rng', 'segmentation_iou', 'train_dense_probe'
+    'num_extra_tokens', 'pool_features', 'predict_dense', 'preprocess_images',
+    'seeded_rng', 'segmentation_iou', 'train_dense_probe'
 ]

@@ -23,7 +23,7 @@ from .features import backbone_outputs, num_extra_tokens
 
 __all__ = [
     'dense_feature_maps', 'extract_dense_features', 'load_seg_split',
-    'train_dense_probe', 'segmentation_iou', 'dense_probe', 'prediction_grid'
+    'train_dense_probe', 'segmentation_iou', 'dense_probe'
 ]
 
 
@@ -295,51 +295,3 @@ def dense_probe(backbone: nn.Module,
     if keep_predictions:
         result['predictions'] = val_pred[:keep_predictions]
     return result
-
-
-def _palette(num_classes: int) -> np.ndarray:
-    """(num_classes, 3) BGR colours; class 0 (background) is black."""
-    rng = np.random.default_rng(3)
-    colours = rng.integers(64, 256, (num_classes, 3)).astype(np.uint8)
-    colours[0] = 0
-    return colours
-
-
-def prediction_grid(images: np.ndarray,
-                    labels: np.ndarray,
-                    predictions: Dict[str, np.ndarray],
-                    num_classes: int,
-                    scale: int = 2) -> np.ndarray:
-    """One row per image: the image, its labels, then each prediction.
-
-    Args:
-        images (np.ndarray): (n, H, W, 3) uint8 BGR images.
-        labels (np.ndarray): (n, H, W) labels (255: ignored, shown white).
-        predictions (dict[str, np.ndarray]): Column name -> (n, H, W)
-            predicted classes, in column order.
-        num_classes (int): Number of classes (for the colours).
-        scale (int): Nearest-neighbour upscaling. Defaults to 2.
-
-    Returns:
-        np.ndarray: (n * H * scale, (2 + len(predictions)) * W * scale, 3)
-        uint8 BGR picture, with a 2-pixel white gap between cells.
-    """
-    palette = np.concatenate([
-        _palette(num_classes),
-        np.full((256 - num_classes, 3), 255, np.uint8)
-    ])
-    rows = []
-    for i in range(len(images)):
-        cells = [images[i], palette[labels[i]]]
-        cells += [
-            palette[np.asarray(p[i]).astype(np.int64)]
-            for p in predictions.values()
-        ]
-        cells = [c.repeat(scale, 0).repeat(scale, 1) for c in cells]
-        gap = np.full((cells[0].shape[0], 2, 3), 255, np.uint8)
-        row = [cells[0]]
-        for cell in cells[1:]:
-            row += [gap, cell]
-        rows.append(np.concatenate(row, 1))
-        rows.append(np.full((2, rows[-1].shape[1], 3), 255, np.uint8))
-    return np.concatenate(rows[:-1], 0)

@@ -14,6 +14,8 @@ from mmengine.utils import ProgressBar
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from mmssl.utils.validation import check_choice
+
 __all__ = [
     'POOL_MODES', 'get_backbone', 'get_data_preprocessor', 'num_extra_tokens',
     'pool_features', 'forward_backbone', 'backbone_outputs',
@@ -77,8 +79,7 @@ def pool_features(out: Tensor,
     Returns:
         Tensor: (B, C) pooled features.
     """
-    if pool not in POOL_MODES:
-        raise ValueError(f'pool must be one of {POOL_MODES}, got {pool!r}')
+    check_choice(pool, 'pool', choices=POOL_MODES)
     if out.dim() == 2:
         return out
     if out.dim() == 4:

@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from mmssl.utils.validation import check_float, check_int
 from .features import (_batch_inputs, _labels_of, _model_device,
                        forward_backbone, get_backbone, get_data_preprocessor)
 
@@ -127,8 +128,9 @@ def finetune_backbone(
         dict[str, float]: ``top1`` test accuracy in percent and
         ``train_loss``, the mean loss of the last epoch.
     """
-    if epochs < 1 or lr <= 0 or num_classes < 2:
-        raise ValueError('epochs, lr must be positive and num_classes >= 2')
+    check_int(num_classes, 'num_classes', 'finetune_backbone', minimum=2)
+    check_int(epochs, 'epochs', 'finetune_backbone')
+    check_float(lr, 'lr', 'finetune_backbone', low=0, inclusive=False)
     device = torch.device(device) if device is not None \
         else _model_device(get_backbone(model))
     backbone = copy.deepcopy(get_backbone(model)).to(device)

@@ -33,6 +33,7 @@ from mmpretrain.models.utils import (MultiheadAttention,
                                      build_2d_sincos_position_embedding)
 
 from mmssl.registry import MODELS
+from mmssl.utils.validation import check_choice, check_int
 from ..utils.masking import gather_tokens, mask_to_ids
 
 
@@ -203,18 +204,14 @@ class D2V2ViT(BaseBackbone):
                 f'divisible by num_heads={num_heads} and by 4 (sin-cos '
                 'position embedding)')
         img_size = to_2tuple(img_size)
-        if isinstance(patch_size, bool) or not isinstance(
-                patch_size, int) or patch_size < 1:
-            raise ValueError('model.backbone.patch_size must be a positive '
-                             f'integer, got {patch_size!r}')
+        name = type(self).__name__
+        check_int(patch_size, 'model.backbone.patch_size', name)
         if any(s % patch_size for s in img_size):
             raise ValueError(
                 f'model.backbone.img_size={tuple(img_size)} is not divisible '
                 f'by model.backbone.patch_size={patch_size}; pick an image '
                 'size that is a multiple of the patch size')
-        if out_type not in self.OUT_TYPES:
-            raise ValueError(f'model.backbone.out_type must be one of '
-                             f'{self.OUT_TYPES}, got {out_type!r}')
+        check_choice(out_type, 'model.backbone.out_type', name, self.OUT_TYPES)
         self.img_size = tuple(img_size)
         self.patch_size = patch_size
         self.out_type = out_type
@@ -438,9 +435,8 @@ class D2V2ViT(BaseBackbone):
         Returns:
             list[Tensor]: K tensors (B, N, C), shallowest first.
         """
-        if not 1 <= num_layers <= self.num_layers:
-            raise ValueError(f'num_layers={num_layers} must be in [1, '
-                             f'{self.num_layers}]')
+        name = type(self).__name__
+        check_int(num_layers, 'num_layers', name, maximum=self.num_layers)
         tokens, _ = self.embed(x)
         x = self._prepend_cls(tokens)
         first = self.num_layers - num_layers

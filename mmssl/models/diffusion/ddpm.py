@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModel
 
 from mmssl.registry import MODELS
+from mmssl.utils.validation import check_int
 
 # guided-diffusion's schedule: 1000 linear betas from 1e-4 to 0.02, no
 # clipping of the sample inside the scheduler
@@ -107,9 +108,7 @@ class ClassCondDDPM(BaseModel):
         unet = dict(unet)
         if not unet.get('num_class_embeds'):
             raise ValueError('ClassCondDDPM needs unet.num_class_embeds > 0')
-        if num_sample_steps < 1:
-            raise ValueError(
-                f'num_sample_steps must be >= 1, got {num_sample_steps}')
+        check_int(num_sample_steps, 'num_sample_steps', type(self).__name__)
         self.unet_cfg = unet
         self.unet = diffusers.UNet2DModel(**unet)
         sched = dict(DEFAULT_DDPM_SCHEDULE, **(scheduler or {}))

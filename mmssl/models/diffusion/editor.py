@@ -32,6 +32,7 @@ from mmengine.structures import BaseDataElement
 
 from mmssl.evaluation.functional.fashion import fashion_metrics
 from mmssl.registry import MODELS
+from mmssl.utils.validation import check_choice
 from .fashion_ops import (blend_background, colour_match, noise_augment,
                           predict_x0, renoise)
 from .mask import MaskError
@@ -151,9 +152,8 @@ class DiffFashionEditor(BaseModel):
                                  f'config dict with a type, got {cfg!r}')
         schedule = _check_keys('schedule', schedule, SCHEDULE_KEYS)
         guidance = _check_keys('guidance', guidance, GUIDANCE_KEYS)
-        if on_empty_mask not in ('error', 'no_mask'):
-            raise ValueError("DiffFashionEditor: on_empty_mask must be "
-                             f"'error' or 'no_mask', got {on_empty_mask!r}")
+        check_choice(on_empty_mask, 'on_empty_mask', 'DiffFashionEditor',
+                     ('error', 'no_mask'))
         self.loss_weights = check_loss_weights(guidance.get('weights'))
         self.dir_until_index = int(guidance.get('dir_until_index', 100))
 

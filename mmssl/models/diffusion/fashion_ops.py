@@ -11,6 +11,8 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from mmssl.utils.validation import check_int
+
 __all__ = [
     'space_timesteps', 'predict_x0', 'ddpm_posterior', 'noise_augment',
     'standardise', 'label_contrast_score', 'smooth_score', 'threshold_mask',
@@ -31,9 +33,8 @@ def space_timesteps(num_train_timesteps: int, num_steps: int) -> List[int]:
     Returns:
         list[int]: ``num_steps`` distinct timesteps in decreasing order.
     """
-    if not 1 <= num_steps <= num_train_timesteps:
-        raise ValueError(f'num_steps must lie in [1, {num_train_timesteps}]'
-                         f', got {num_steps}')
+    check_int(
+        num_steps, 'num_steps', 'space_timesteps', maximum=num_train_timesteps)
     if num_steps == 1:
         return [num_train_timesteps - 1]
     stride = (num_train_timesteps - 1) / (num_steps - 1)

@@ -14,6 +14,7 @@ import torch
 from mmengine.model import BaseModule
 
 from mmssl.registry import MODELS
+from mmssl.utils.validation import check_choice, check_int
 from .fashion_ops import (clean_mask, ddpm_posterior, label_contrast_score,
                           predict_x0, smooth_score, standardise,
                           threshold_mask)
@@ -87,14 +88,9 @@ class LabelContrastMaskGenerator(BaseModule):
                                                         'noised')),
                                     ('contrast', contrast, ('mean',
                                                             'per_label'))):
-            if value not in allowed:
-                raise ValueError(f'{name}: {key} must be one of '
-                                 f'{list(allowed)}, got {value!r}')
-        if int(draws) < 1:
-            raise ValueError(f'{name}: draws must be >= 1, got {draws}')
-        if int(mask_index) < 0:
-            raise ValueError(f'{name}: mask_index must be >= 0, got '
-                             f'{mask_index}')
+            check_choice(value, key, name, allowed)
+        check_int(draws, 'draws', name)
+        check_int(mask_index, 'mask_index', name, minimum=0)
         for key, k in (('smooth', smooth), ('clean_kernel', clean_kernel)):
             if k > 1 and k % 2 == 0:
                 raise ValueError(f'{name}: {key} must be odd, got {k}')

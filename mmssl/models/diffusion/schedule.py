@@ -10,6 +10,7 @@ from typing import Optional, Tuple
 
 import torch
 
+from mmssl.utils.validation import check_choice, check_int
 from .ddpm import DEFAULT_DDPM_SCHEDULE, require_diffusers
 from .fashion_ops import ddpm_posterior, predict_x0, space_timesteps
 
@@ -53,12 +54,8 @@ class RespacedSchedule:
                  resample: int = 10,
                  clip_x0: bool = True) -> None:
         diffusers = require_diffusers()
-        if sampler not in ('ddpm', 'ddim'):
-            raise ValueError(f"schedule: sampler must be 'ddpm' or 'ddim', "
-                             f'got {sampler!r}')
-        if int(resample) < 1:
-            raise ValueError(f'schedule: resample must be >= 1, got '
-                             f'{resample}')
+        check_choice(sampler, 'sampler', 'schedule', ('ddpm', 'ddim'))
+        check_int(resample, 'resample', 'schedule')
         sched = dict(DEFAULT_DDPM_SCHEDULE, **(scheduler or {}))
         sched.pop('variance_type', None)
         self.sampler = sampler

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from mmssl.registry import MODELS
+from mmssl.utils.validation import check_float, check_int
 
 
 @torch.no_grad()
@@ -86,13 +87,10 @@ class D2V2Head(BaseModule):
                  loss: dict = dict(type='mmssl.D2V2RegressionLoss'),
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f'model.head.top_k (teacher blocks averaged) '
-                             f'must be an integer >= 1, got {top_k!r}')
-        if not cls_loss_weight >= 0:
-            raise ValueError('model.head.cls_loss_weight must be >= 0, got '
-                             f'{cls_loss_weight!r}')
-        self.top_k = top_k
+        name = type(self).__name__
+        self.top_k = check_int(
+            top_k, 'model.head.top_k', name, note='teacher blocks averaged')
+        check_float(cls_loss_weight, 'model.head.cls_loss_weight', name, low=0)
         self.instance_norm = instance_norm
         self.layer_norm = layer_norm
         self.cls_loss_weight = float(cls_loss_weight)

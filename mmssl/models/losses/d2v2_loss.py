@@ -9,6 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmssl.registry import MODELS
+from mmssl.utils.validation import check_choice, check_float
 
 REDUCTIONS = ('mean', 'sum', 'none')
 
@@ -37,9 +38,7 @@ def d2v2_regression_loss(pred: torch.Tensor,
     Returns:
         Tensor: scalar, or (T, ) for ``'none'``; float32.
     """
-    if reduction not in REDUCTIONS:
-        raise ValueError(f'reduction must be one of {REDUCTIONS}, got '
-                         f'{reduction!r}')
+    check_choice(reduction, 'reduction', choices=REDUCTIONS)
     if pred.shape != target.shape:
         raise ValueError(f'pred {tuple(pred.shape)} and target '
                          f'{tuple(target.shape)} differ in shape')
@@ -77,8 +76,7 @@ class D2V2RegressionLoss(nn.Module):
                  scale: Optional[float] = None,
                  loss_weight: float = 1.) -> None:
         super().__init__()
-        if not beta >= 0:
-            raise ValueError(f'loss beta must be >= 0, got {beta!r}')
+        check_float(beta, 'beta', type(self).__name__, low=0)
         self.beta = float(beta)
         self.scale = scale
         self.loss_weight = loss_weight

@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmssl.registry import MODELS
+from mmssl.utils.validation import check_choice, check_float
 
 REDUCTIONS = ('mean', 'sum', 'none')
 
@@ -89,9 +90,7 @@ def queue_info_nce_loss(q: torch.Tensor,
     Returns:
         Tensor: scalar, or (M, ) for ``'none'``.
     """
-    if reduction not in REDUCTIONS:
-        raise ValueError(f'reduction must be one of {REDUCTIONS}, got '
-                         f'{reduction!r}')
+    check_choice(reduction, 'reduction', choices=REDUCTIONS)
     if not temperature > 0:
         raise ValueError(f'temperature must be > 0, got {temperature}')
     if q.dim() != 2 or q.shape != k.shape:
@@ -163,9 +162,8 @@ class DenseCLLoss(nn.Module):
 
     def __init__(self, temperature: float = 0.2) -> None:
         super().__init__()
-        if not temperature > 0:
-            raise ValueError(
-                f'model.head.temperature must be > 0, got {temperature}')
+        key, name = 'model.head.temperature', type(self).__name__
+        check_float(temperature, key, name, low=0, inclusive=False)
         self.temperature = temperature
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor,

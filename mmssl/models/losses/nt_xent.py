@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from mmengine.dist import get_rank
 
 from mmssl.registry import MODELS
+from mmssl.utils.validation import check_choice, check_float
 from ..utils.dist import all_gather_with_grad
 
 REDUCTIONS = ('mean', 'sum', 'none')
@@ -54,9 +55,7 @@ def nt_xent_loss(z1: torch.Tensor,
         Tensor: scalar, or (2n, ) for ``'none'``; float32 for half
         inputs.
     """
-    if reduction not in REDUCTIONS:
-        raise ValueError(f'reduction must be one of {REDUCTIONS}, got '
-                         f'{reduction!r}')
+    check_choice(reduction, 'reduction', choices=REDUCTIONS)
     if not temperature > 0:
         raise ValueError(f'temperature must be > 0, got {temperature}')
     if z1.dim() != 2 or z1.shape != z2.shape:
@@ -105,11 +104,9 @@ class NTXentLoss(nn.Module):
                  reduction: str = 'mean',
                  loss_weight: float = 1.) -> None:
         super().__init__()
-        if not temperature > 0:
-            raise ValueError(f'temperature must be > 0, got {temperature}')
-        if reduction not in REDUCTIONS:
-            raise ValueError(f'reduction must be one of {REDUCTIONS}, got '
-                             f'{reduction!r}')
+        name = type(self).__name__
+        check_float(temperature, 'temperature', name, low=0, inclusive=False)
+        check_choice(reduction, 'reduction', name, REDUCTIONS)
         self.temperature = temperature
         self.gather = gather
         self.reduction = reduction

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from mmssl.registry import MODELS
+from mmssl.utils.validation import check_float, check_int
 from ..utils.masking import unshuffle_tokens
 
 
@@ -70,21 +71,17 @@ class D2V2ConvDecoder2d(BaseModule):
                  noise_std: float = 0.01,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        name = type(self).__name__
         for key, value in (('in_channels', in_channels),
                            ('embed_dims', embed_dims),
                            ('num_layers', num_layers),
                            ('kernel_size', kernel_size), ('groups', groups)):
-            if isinstance(value, bool) or not isinstance(value,
-                                                         int) or value < 1:
-                raise ValueError(f'model.neck.{key} must be a positive '
-                                 f'integer, got {value!r}')
+            check_int(value, f'model.neck.{key}', name)
         if in_channels % groups or embed_dims % groups:
             raise ValueError(
                 f'model.neck.groups={groups} must divide in_channels='
                 f'{in_channels} and embed_dims={embed_dims}')
-        if not noise_std >= 0:
-            raise ValueError(f'model.neck.noise_std must be >= 0, got '
-                             f'{noise_std!r}')
+        check_float(noise_std, 'model.neck.noise_std', name, low=0)
         self.in_channels = in_channels
         self.embed_dims = embed_dims
         self.residual = residual

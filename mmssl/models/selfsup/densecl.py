@@ -56,6 +56,7 @@ from mmpretrain.models.utils import batch_shuffle_ddp, batch_unshuffle_ddp
 from mmpretrain.structures import DataSample
 
 from mmssl.registry import MODELS
+from mmssl.utils.validation import check_float, check_int
 from ..losses.dense_contrastive import dense_correspondence
 from ..utils.dist import concat_all_gather
 
@@ -277,15 +278,15 @@ def _check_args(head, queue_len, feat_dim, momentum, loss_lambda) -> None:
     """Constructor arguments of :class:`DenseCL`, with config keys."""
     if not isinstance(head, dict):
         raise ValueError(_HEAD_MSG)
-    for key, value in (('queue_len', queue_len), ('feat_dim', feat_dim)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(
-                f'model.{key} must be a positive int, got {value!r}')
-    if not 0 <= loss_lambda <= 1:
-        raise ValueError(
-            f'model.loss_lambda must be in [0, 1], got {loss_lambda}')
-    if not 0 < momentum <= 0.5:
-        raise ValueError(
-            'model.momentum is the mmengine EMA weight of the query '
-            'parameters, 1 - m (0.001 for the paper\'s m = 0.999), in '
-            f'(0, 0.5]; got {momentum}')
+    check_int(queue_len, 'model.queue_len', 'DenseCL')
+    check_int(feat_dim, 'model.feat_dim', 'DenseCL')
+    check_float(loss_lambda, 'model.loss_lambda', 'DenseCL', low=0, high=1)
+    check_float(
+        momentum,
+        'model.momentum',
+        'DenseCL',
+        low=0,
+        high=0.5,
+        inclusive=(False, True),
+        note='the mmengine EMA weight of the query parameters, 1 - m: '
+        "0.001 for the paper's m = 0.999")

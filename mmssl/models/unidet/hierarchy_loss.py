@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmssl.registry import MODELS
+from mmssl.utils.validation import check_choice
 
 __all__ = ['hierarchy_bce_loss', 'hierarchy_targets', 'HierarchyBCELoss']
 
@@ -141,12 +142,9 @@ class HierarchyBCELoss(nn.Module):
                  ignore: str = 'child+',
                  loss_weight: float = 1.0) -> None:
         super().__init__()
-        if pos_parents not in _POS:
-            raise ValueError(f'HierarchyBCELoss: pos_parents must be one of '
-                             f'{sorted(_POS)}, got {pos_parents!r}')
-        if ignore not in _IGNORE:
-            raise ValueError(f'HierarchyBCELoss: ignore must be one of '
-                             f'{_IGNORE}, got {ignore!r}')
+        name = type(self).__name__
+        check_choice(pos_parents, 'pos_parents', name, sorted(_POS))
+        check_choice(ignore, 'ignore', name, _IGNORE)
         self.uses_hierarchy = set_pos_parents or ignore_children
         if self.uses_hierarchy and label_space is None:
             raise ValueError('HierarchyBCELoss: label_space is required '

@@ -23,6 +23,7 @@ import torch.nn as nn
 from mmengine.model import ExponentialMovingAverage
 
 from mmssl.registry import MODELS
+from mmssl.utils.validation import check_float, check_int
 
 
 def annealed_decay(step: int, start: float, end: float,
@@ -76,20 +77,19 @@ class LinearAnnealEMA(ExponentialMovingAverage):
                  interval: int = 1,
                  device: Optional[torch.device] = None,
                  update_buffers: bool = False) -> None:
+        name = type(self).__name__
         for key, value in (('momentum', momentum),
                            ('end_momentum', end_momentum)):
-            if isinstance(value, bool) or not isinstance(
-                    value, (int, float)) or not 0 <= value < 1:
-                raise ValueError(f'`{key}` (1 - EMA decay) must be in [0, 1),'
-                                 f' got {value!r}')
-        if isinstance(anneal_iters, bool) or not isinstance(
-                anneal_iters, int) or anneal_iters < 0:
-            raise ValueError('`anneal_iters` must be an integer >= 0, got '
-                             f'{anneal_iters!r}')
-        if isinstance(interval, bool) or not isinstance(
-                interval, int) or interval < 1:
-            raise ValueError(f'`interval` must be an integer >= 1, got '
-                             f'{interval!r}')
+            check_float(
+                value,
+                key,
+                name,
+                low=0,
+                high=1,
+                inclusive=(True, False),
+                note='1 - EMA decay')
+        check_int(anneal_iters, 'anneal_iters', name, minimum=0)
+        check_int(interval, 'interval', name)
         # mmengine asserts 0 < momentum < 1; a momentum of 0 (a frozen
         # teacher) is legal here, so hand it a placeholder.
         super().__init__(

@@ -9,18 +9,26 @@ from typing import Optional, Tuple
 
 import torch
 
+from mmssl.utils.validation import check_float, check_int
 
-def check_mask_ratio(mask_ratio: float, key: str = 'mask_ratio') -> float:
+
+def check_mask_ratio(mask_ratio: float,
+                     key: str = 'mask_ratio',
+                     owner: Optional[str] = None) -> float:
     """Validate a mask ratio at build time.
 
     Raises:
-        ValueError: unless ``0 <= mask_ratio < 1``, naming ``key``.
+        ValueError: unless ``0 <= mask_ratio < 1``, naming ``key`` and
+            ``owner``.
     """
-    if not isinstance(mask_ratio, (int, float)) or not 0 <= mask_ratio < 1:
-        raise ValueError(
-            f'`{key}` must be a number in [0, 1) (the fraction of patches '
-            f'removed), got {mask_ratio!r}')
-    return float(mask_ratio)
+    return check_float(
+        mask_ratio,
+        key,
+        owner,
+        low=0,
+        high=1,
+        inclusive=(True, False),
+        note='the fraction of patches removed')
 
 
 def num_visible(num_tokens: int, mask_ratio: float) -> int:
@@ -112,18 +120,13 @@ def unpatchify(x: torch.Tensor, patch_size: int, channels: int = 3,
 
 
 def _check_num_masks(num_masks: int, key: str = 'num_masks') -> int:
-    if isinstance(num_masks, bool) or not isinstance(num_masks, int) \
-            or num_masks < 1:
-        raise ValueError(f'`{key}` (masks drawn per image, the clone batch '
-                         f'M) must be an integer >= 1, got {num_masks!r}')
-    return num_masks
+    return check_int(
+        num_masks, key, note='masks drawn per image, the clone batch M')
 
 
 def _check_grid(grid_h: int, grid_w: int) -> None:
-    for name, v in (('grid_h', grid_h), ('grid_w', grid_w)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f'`{name}` must be a positive integer, got '
-                             f'{v!r}')
+    check_int(grid_h, 'grid_h')
+    check_int(grid_w, 'grid_w')
 
 
 def random_mask(grid_h: int,
@@ -197,12 +200,8 @@ def inverse_block_mask(grid_h: int,
     _check_grid(grid_h, grid_w)
     check_mask_ratio(mask_ratio)
     _check_num_masks(num_masks)
-    if isinstance(block_size, bool) or not isinstance(block_size, int) \
-            or block_size < 1:
-        raise ValueError('`block_size` must be an integer >= 1, got '
-                         f'{block_size!r}')
-    if not isinstance(adjust, (int, float)) or isinstance(adjust, bool):
-        raise ValueError(f'`adjust` must be a number, got {adjust!r}')
+    check_int(block_size, 'block_size')
+    check_float(adjust, 'adjust')
     L = grid_h * grid_w
     keep_frac = 1 - mask_ratio
     target = num_visible(L, mask_ratio)

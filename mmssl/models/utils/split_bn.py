@@ -6,6 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmssl.registry import MODELS
+from mmssl.utils.validation import check_int
 
 
 @MODELS.register_module()
@@ -37,10 +38,7 @@ class SplitBatchNorm(nn.BatchNorm2d):
 
     def __init__(self, num_features: int, num_splits: int = 8,
                  **kwargs) -> None:
-        if isinstance(num_splits, bool) or not isinstance(num_splits, int) \
-                or num_splits < 1:
-            raise ValueError(
-                f'num_splits must be a positive int, got {num_splits!r}')
+        check_int(num_splits, 'num_splits', type(self).__name__)
         super().__init__(num_features, **kwargs)
         self.num_splits = num_splits
 

@@ -3,7 +3,6 @@
 a probe that learns a separable case and stays at chance on noise."""
 import math
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -104,19 +103,3 @@ def test_dense_probe_reports_val_and_train():
                       lr=0.05)
     assert out['feature_dim'] == 3
     assert out['mIoU'] > 95 and out['train_mIoU'] > 95
-
-
-def test_prediction_grid_layout_and_colours():
-    from mmssl.evaluation.protocols.dense_probe import prediction_grid
-    images = np.full((2, 4, 4, 3), 7, np.uint8)
-    labels = np.zeros((2, 4, 4), np.uint8)
-    labels[:, 0, 0] = 255
-    preds = {'a': np.ones((2, 4, 4), np.int64), 'b': np.zeros((2, 4, 4))}
-    grid = prediction_grid(images, labels, preds, num_classes=3, scale=1)
-    # 2 rows of 4 px + 2-px gap; 4 cells of 4 px + 3 gaps of 2 px
-    assert grid.shape == (10, 22, 3)
-    assert (grid[:4, :4] == 7).all()  # the image
-    assert (grid[0, 6] == 255).all()  # label 255: white
-    assert (grid[1, 7] == 0).all()  # background: black
-    assert grid[0, 12:16].max() > 0  # class 1: a colour
-    assert (grid[:4, 18:22] == 0).all()  # prediction 'b': background
