@@ -138,3 +138,30 @@ def test_coop_schedule_warms_up_one_epoch_then_gives_the_lr_back(config):
     assert lrs[1] == pytest.approx(lr)
     assert all(a >= b for a, b in zip(lrs[1:], lrs[2:]))
     assert 0 < lrs[-1] < 0.01 * lr
+
+
+DATASETS_11 = [
+    'imagenet', 'caltech101', 'oxford_pets', 'stanford_cars', 'flowers102',
+    'food101', 'fgvc_aircraft', 'sun397', 'dtd', 'eurosat', 'ucf101'
+]
+
+
+@pytest.mark.parametrize('data', DATASETS_11)
+def test_rn50_nfl_targets_use_the_reference_ensemble(data):
+    """The RN50 SubPT+NFL configs: 80 OpenAI templates + CoOp's template of
+    the data set (none added on ImageNet); SubPT t_early 30, rank 10."""
+    from mmssl.models.clip import (COOP_DATASET_TEMPLATES,
+                                   OPENAI_IMAGENET_TEMPLATES,
+                                   resolve_templates)
+    cfg = Config.fromfile(
+        osp.join(ROOT, 'configs', 'subpt',
+                 f'coop-subpt-nfl_rn50_1xb32-100e-4shot-b2n_{data}.py'))
+    nfl = cfg.model.nfl
+    assert (nfl.names, nfl.weight, nfl.loss) == ('novel', 1.0, 'cosine')
+    templates = resolve_templates(nfl.templates)
+    assert templates[:80] == list(OPENAI_IMAGENET_TEMPLATES)
+    extra = [] if data == 'imagenet' else [COOP_DATASET_TEMPLATES[data]]
+    assert templates[80:] == extra
+    hook = [h for h in cfg.custom_hooks if h.type == 'mmssl.SubPTHook'][0]
+    assert (hook.t_early, hook.rank) == (30, 10)
+    assert cfg.model.n_ctx == 16 and cfg.model.get('ctx_init') is None

@@ -1,7 +1,6 @@
 # Copyright (c) mmssl contributors. All rights reserved.
 """SubPT: the subspace, the gradient projection, and exact resume."""
 import copy
-import os.path as osp
 from types import SimpleNamespace
 
 import pytest
@@ -11,8 +10,8 @@ from mmengine.optim import OptimWrapper
 from mmengine.runner import Runner
 
 from mmssl.engine.hooks import SubPTHook
-from mmssl.registry import DATASETS
 from mmssl.models.prompt import compute_subspace, project_onto_subspace
+from mmssl.registry import DATASETS
 
 
 def test_subspace_is_orthonormal_with_the_rank():
@@ -67,43 +66,168 @@ def _fake_runner(param, optimizer, tmp_path):
         logger=SimpleNamespace(info=lambda msg: None))
 
 
-def test_hook_projects_every_step_and_training_stays_in_span(tmp_path):
-    """SGD with momentum, no weight decay: ctx_T - ctx_t lies in span(U)."""
+def _step(ctx, opt, target):
+    opt.zero_grad()
+    ((ctx - target)**2).sum().backward()
+    opt.step()
+
+
+def _out_of_span(v, u):
+    v = v.reshape(-1)
+    return (v - u.t() @ (u @ v)).norm() / v.norm().clamp_min(1e-30)
+
+
+def test_online_switch_after_t_early_epochs(tmp_path):
+    """Snapshots are the prompts *after* epochs 1..t_early; U is their
+    centred top-r subspace; the gradients of epoch t_early are free, every
+    later one is projected."""
     torch.manual_seed(0)
     ctx = torch.nn.Parameter(torch.randn(4, 8))
-    opt = torch.optim.SGD([ctx], lr=0.1, momentum=0.9)
+    opt = torch.optim.SGD([ctx], lr=0.05)
+    runner = _fake_runner(ctx, opt, tmp_path)
+    hook = SubPTHook(t_early=3, rank=2)
+    hook.before_train(runner)
+    after = []
+    for epoch in range(3):
+        for _ in range(2):
+            _step(ctx, opt, torch.randn(4, 8))
+        assert hook.basis is None  # epoch t_early still free
+        if epoch == 2:
+            assert _out_of_span(ctx.grad, compute_subspace(
+                torch.stack(after + [ctx.detach().reshape(-1)]), 2)) > 0.1
+        after.append(ctx.detach().reshape(-1).clone())
+        hook.after_train_epoch(runner)
+    assert len(hook.snapshots) == 3
+    torch.testing.assert_close(hook.basis,
+                               compute_subspace(torch.stack(after), 2))
+    saved = torch.load(tmp_path / 'subpt_subspace.pth', weights_only=True)
+    torch.testing.assert_close(saved['basis'], hook.basis)
+    assert saved['param_names'] == ['ctx']
+    _step(ctx, opt, torch.randn(4, 8))
+    assert _out_of_span(ctx.grad, hook.basis) < 1e-5
+    hook.after_train_epoch(runner)  # later epochs change nothing
+    assert len(hook.snapshots) == 3
+
+
+@pytest.mark.parametrize('optim', ['sgd', 'adam'])
+def test_online_switch_projects_the_momentum(tmp_path, optim):
+    """The momentum of the free epochs is projected at the switch, so with
+    SGD and weight decay 0 every later update stays in span(U) (without it,
+    the old momentum keeps moving the prompt out of the subspace). Adam's
+    first moment stays in span(U) too, but its per-coordinate scaling by
+    sqrt(exp_avg_sq) moves the updates out of it."""
+    torch.manual_seed(0)
+    ctx = torch.nn.Parameter(torch.randn(4, 8))
+    opt = torch.optim.SGD([ctx], lr=0.05, momentum=0.9) if optim == 'sgd' \
+        else torch.optim.Adam([ctx], lr=0.05)
+    key = 'momentum_buffer' if optim == 'sgd' else 'exp_avg'
     runner = _fake_runner(ctx, opt, tmp_path)
     hook = SubPTHook(t_early=4, rank=2)
     hook.before_train(runner)
-    target = torch.randn(4, 8)
-    for epoch in range(4):  # early epochs: free training, snapshots
-        opt.zero_grad()
-        ((ctx - target)**2).sum().backward()
-        opt.step()
+    for _ in range(4):  # early epochs: free training, snapshots
+        for _ in range(3):
+            _step(ctx, opt, torch.randn(4, 8))  # noisy gradients
         hook.after_train_epoch(runner)
     u = hook.basis
     assert u.shape == (2, 32)
-    assert osp.isfile(tmp_path / 'subpt_subspace.pth')
+    assert _out_of_span(opt.state[ctx][key], u) < 1e-5
     start = ctx.detach().clone()
     for _ in range(5):
-        opt.zero_grad()
-        ((ctx - target)**2).sum().backward()
-        opt.step()  # the hook projects ctx.grad first
-        g = ctx.grad.reshape(-1)
-        assert (g - u.t() @ (u @ g)).norm() < 1e-5 * max(g.norm(), 1e-12)
-    # momentum from the free epochs leaves the span; reset it to check
-    # that the projected updates alone stay inside
-    opt.state.clear()
-    start = ctx.detach().clone()
-    for _ in range(5):
-        opt.zero_grad()
-        ((ctx - target)**2).sum().backward()
-        opt.step()
-    d = (ctx.detach() - start).reshape(-1)
+        _step(ctx, opt, torch.randn(4, 8))  # the hook projects ctx.grad
+        assert _out_of_span(ctx.grad, u) < 1e-5
+    assert _out_of_span(opt.state[ctx][key], u) < 1e-5
+    d = ctx.detach() - start
     assert d.norm() > 1e-3
-    assert (d - u.t() @ (u @ d)).norm() < 1e-5
+    if optim == 'sgd':
+        assert _out_of_span(d, u) < 1e-5
+    else:  # Adam divides by sqrt(exp_avg_sq) per coordinate (documented)
+        assert _out_of_span(d, u) > 1e-3
     hook.after_train(runner)
     assert not hook._handles
+
+
+def test_momentum_leak_without_state_projection(tmp_path):
+    """Measured: the unprojected momentum of the free epochs moves the
+    prompt out of span(U) after the switch."""
+    torch.manual_seed(0)
+    ctx = torch.nn.Parameter(torch.randn(4, 8))
+    opt = torch.optim.SGD([ctx], lr=0.05, momentum=0.9)
+    runner = _fake_runner(ctx, opt, tmp_path)
+    hook = SubPTHook(t_early=4, rank=2, project_optimizer_state=False)
+    hook.before_train(runner)
+    for _ in range(4):
+        for _ in range(3):
+            _step(ctx, opt, torch.randn(4, 8))
+        hook.after_train_epoch(runner)
+    buf = opt.state[ctx]['momentum_buffer']
+    assert _out_of_span(buf, hook.basis) > 0.1
+    start = ctx.detach().clone()
+    for _ in range(5):
+        _step(ctx, opt, torch.randn(4, 8))
+        assert _out_of_span(ctx.grad, hook.basis) < 1e-5
+    assert _out_of_span(ctx.detach() - start, hook.basis) > 0.05
+
+
+@pytest.mark.parametrize('project_wd', [False, True])
+def test_weight_decay_projection_choice(tmp_path, project_wd):
+    """Weight decay is not projected by default (the reference): with
+    wd > 0 the updates leave span(U). project_weight_decay=True projects
+    g + wd * w, and the updates stay in it."""
+    torch.manual_seed(0)
+    u = torch.linalg.qr(torch.randn(32, 3))[0].t()
+    torch.save(dict(basis=u, param_names=['ctx']), tmp_path / 'u.pth')
+    ctx = torch.nn.Parameter(torch.randn(4, 8))
+    opt = torch.optim.SGD([ctx], lr=0.05, momentum=0.9, weight_decay=0.1)
+    runner = _fake_runner(ctx, opt, tmp_path)
+    hook = SubPTHook(
+        subspace_file=str(tmp_path / 'u.pth'),
+        project_weight_decay=project_wd)
+    hook.before_train(runner)
+    start = ctx.detach().clone()
+    target = torch.randn(4, 8)
+    for _ in range(5):
+        _step(ctx, opt, target)
+    assert opt.param_groups[0]['weight_decay'] == 0.1  # given back
+    leak = _out_of_span(ctx.detach() - start, u)
+    if project_wd:
+        assert leak < 1e-5
+    else:
+        assert leak > 1e-3
+    hook.after_train(runner)
+
+
+@pytest.mark.parametrize('project_wd', [False, True])
+def test_one_step_with_weight_decay_by_hand(tmp_path, project_wd):
+    """SGD without momentum, one step: w - lr * (P g + wd w) (reference) or
+    w - lr * P (g + wd w) (project_weight_decay=True)."""
+    torch.manual_seed(0)
+    u = torch.linalg.qr(torch.randn(32, 3))[0].t()
+    torch.save(dict(basis=u, param_names=['ctx']), tmp_path / 'u.pth')
+    ctx = torch.nn.Parameter(torch.randn(4, 8))
+    opt = torch.optim.SGD([ctx], lr=0.1, weight_decay=0.3)
+    runner = _fake_runner(ctx, opt, tmp_path)
+    SubPTHook(
+        subspace_file=str(tmp_path / 'u.pth'),
+        project_weight_decay=project_wd).before_train(runner)
+    target = torch.randn(4, 8)
+    w = ctx.detach().clone().reshape(-1)
+    g = 2 * (w - target.reshape(-1))
+    _step(ctx, opt, target)
+    proj = u.t() @ u
+    want = w - 0.1 * (proj @ (g + 0.3 * w) if project_wd else proj @ g +
+                      0.3 * w)
+    torch.testing.assert_close(ctx.detach().reshape(-1), want)
+
+
+def test_weight_decay_projection_needs_sgd(tmp_path):
+    u = torch.linalg.qr(torch.randn(32, 3))[0].t()
+    torch.save(dict(basis=u, param_names=['ctx']), tmp_path / 'u.pth')
+    ctx = torch.nn.Parameter(torch.randn(4, 8))
+    runner = _fake_runner(ctx, torch.optim.AdamW([ctx]), tmp_path)
+    hook = SubPTHook(
+        subspace_file=str(tmp_path / 'u.pth'), project_weight_decay=True)
+    with pytest.raises(TypeError, match='SGD'):
+        hook.before_train(runner)
 
 
 def test_hook_from_file_and_checkpoint_state(tmp_path):

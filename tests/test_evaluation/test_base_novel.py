@@ -28,20 +28,22 @@ def _hand_example():
         [0.0, 0.1, 0.2, 0.7],  # label 3: right
         [0.0, 0.0, 0.6, 0.4],  # label 2: right
         [0.0, 0.0, 0.4, 0.6],  # label 2: wrong
+        [0.8, 0.1, 0.0, 0.1],  # label 3: novel cols -> 3, right (a base
+        #                        class has the top score)
     ])
-    labels = torch.tensor([1, 0, 0, 3, 3, 2, 2])
+    labels = torch.tensor([1, 0, 0, 3, 3, 2, 2, 3])
     return scores, labels
 
 
 def test_base_novel_accuracy_by_hand():
     scores, labels = _hand_example()
     out = base_novel_accuracy(scores, labels, num_base=2)
-    b, n = 200 / 3, 50.0
+    b, n = 200 / 3, 60.0
     assert out['base'] == pytest.approx(b)
     assert out['novel'] == pytest.approx(n)
-    assert out['hm'] == pytest.approx(2 * b * n / (b + n))  # 57.142857
-    assert out['hm'] == pytest.approx(57.142857, abs=1e-5)
-    assert (out['num_base_images'], out['num_novel_images']) == (3, 4)
+    assert out['hm'] == pytest.approx(2 * b * n / (b + n))  # 63.157895
+    assert out['hm'] == pytest.approx(63.157895, abs=1e-5)
+    assert (out['num_base_images'], out['num_novel_images']) == (3, 5)
 
 
 def test_metric_default_split_is_ceil_half():
@@ -54,8 +56,31 @@ def test_metric_default_split_is_ceil_half():
     metric.process({}, samples)
     res = metric.evaluate(len(samples))
     assert res['base_novel/base'] == pytest.approx(200 / 3)
-    assert res['base_novel/novel'] == pytest.approx(50.0)
-    assert res['base_novel/hm'] == pytest.approx(57.142857, abs=1e-5)
+    assert res['base_novel/novel'] == pytest.approx(60.0)
+    assert res['base_novel/hm'] == pytest.approx(63.157895, abs=1e-5)
     # no novel images: novel and hm are nan
     out = base_novel_accuracy(scores[:3], labels[:3], 2)
     assert math.isnan(out['novel']) and math.isnan(out['hm'])
+
+
+def test_metric_default_split_of_an_odd_class_count():
+    """K = 5: base = the first ceil(5 / 2) = 3 classes."""
+    scores = torch.tensor([
+        [0.0, 0.1, 0.5, 0.4, 0.0],  # label 2: base (cols 0..2) -> 2, right
+        [0.0, 0.0, 0.6, 0.3, 0.1],  # label 3: novel (cols 3, 4) -> 3, right
+        [0.0, 0.0, 0.0, 0.4, 0.6],  # label 4: right
+    ])
+    metric = BaseNovelAccuracy()
+    metric.process({}, [
+        DataSample().set_pred_score(s).set_gt_label(y).to_dict()
+        for s, y in zip(scores, (2, 3, 4))
+    ])
+    res = metric.evaluate(3)
+    assert res['base_novel/base'] == pytest.approx(100.0)
+    assert res['base_novel/novel'] == pytest.approx(100.0)
+    # num_base given explicitly wins
+    metric = BaseNovelAccuracy(num_base=2)
+    metric.process({}, [
+        DataSample().set_pred_score(scores[0]).set_gt_label(2).to_dict()
+    ])
+    assert math.isnan(metric.evaluate(1)['base_novel/base'])

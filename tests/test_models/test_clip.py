@@ -119,7 +119,7 @@ def test_torchscript_release_loads_without_running_code(
         tmp_path, monkeypatch, dtype):
     """OpenAI releases are TorchScript archives (fp16): their weights are
     read without torch.jit.load and equal what jit.load would give."""
-    from mmssl.utils.checkpoint import load_torchscript_state_dict
+    from mmssl.utils.torchscript_weights import load_torchscript_state_dict
     torch.manual_seed(0)
     model = build_clip(**TINY).eval()
     path = str(tmp_path / 'RN-tiny.pt')
@@ -209,3 +209,64 @@ def test_clip_checkpoint_file_errors(tmp_path):
     cut.write_bytes(full.read_bytes()[:200])
     with pytest.raises(CheckpointFileError, match='truncated checkpoint'):
         load_clip_checkpoint(build_clip(**TINY), str(cut))
+
+
+# ---------------------------------------------------------------- templates
+def test_openai_imagenet_templates_match_open_clip():
+    """The 80 templates equal open_clip's copy of OpenAI's list, in order."""
+    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES as oc
+
+    from mmssl.models.clip import OPENAI_IMAGENET_TEMPLATES
+    assert len(OPENAI_IMAGENET_TEMPLATES) == 80
+    assert list(OPENAI_IMAGENET_TEMPLATES) == [t('{}') for t in oc]
+
+
+def test_resolve_templates():
+    from mmssl.models.clip import OPENAI_IMAGENET_TEMPLATES, resolve_templates
+    assert resolve_templates('a photo of a {}.') == ['a photo of a {}.']
+    assert resolve_templates('openai_imagenet') == list(
+        OPENAI_IMAGENET_TEMPLATES)
+    mixed = resolve_templates(['openai_imagenet', '{} texture.'])
+    assert len(mixed) == 81 and mixed[-1] == '{} texture.'
+    with pytest.raises(ValueError, match="'a photo'.*one"):
+        resolve_templates(['a photo'])
+    with pytest.raises(ValueError, match='empty'):
+        resolve_templates([])
+
+
+def test_zero_shot_ensemble_is_normalised_mean_of_normalised_features():
+    """z_k = normalize(mean_t normalize(f(t_k))), one row per class, '_' in
+    a name read as a space."""
+    from mmssl.models.clip import OPENAI_IMAGENET_TEMPLATES
+    torch.manual_seed(0)
+    clip = build_clip(**TINY).eval()
+    names = ['circle', 'semi_circle']
+    with torch.no_grad():
+        z = zero_shot_text_features(clip, names, 'openai_imagenet',
+                                    batch_size=7)
+        want = []
+        for name in ('circle', 'semi circle'):
+            per = torch.stack([
+                F.normalize(clip.encode_text(tokenize(t.format(name), 16)),
+                            dim=-1)[0] for t in OPENAI_IMAGENET_TEMPLATES
+            ])
+            want.append(F.normalize(per.mean(0), dim=0))
+    want = torch.stack(want)
+    assert z.shape == (2, 32)
+    torch.testing.assert_close(z, want, atol=1e-6, rtol=0)
+    # not the single-template feature nor the unnormalised mean
+    with torch.no_grad():
+        single = F.normalize(
+            clip.encode_text(tokenize('a bad photo of a circle.', 16)), dim=-1)
+    assert (z[0] - single[0]).norm() > 1e-3
+
+
+def test_pretrainer_takes_a_template_set():
+    torch.manual_seed(0)
+    model = CLIPPretrainer(
+        class_names=['circle'],
+        templates=['openai_imagenet', 'a photo of a {}.'],
+        arch_overrides={k: v for k, v in TINY.items() if k != 'arch'})
+    assert len(model.templates) == 81
+    with pytest.raises(ValueError, match='template'):
+        CLIPPretrainer(templates=['no placeholder'])

@@ -23,7 +23,7 @@ embedded shapes data and are trained from scratch by
 import copy
 import os.path as osp
 from functools import lru_cache
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -174,9 +174,8 @@ def _read_state_dict(path: str) -> dict:
     (their weights, without ``torch.jit.load``), everything else by
     :func:`mmssl.utils.safe_torch_load` (weights-only).
     """
-    from mmssl.utils.checkpoint import (checkpoint_format,
-                                        load_torchscript_state_dict,
-                                        safe_torch_load)
+    from mmssl.utils.checkpoint import checkpoint_format, safe_torch_load
+    from mmssl.utils.torchscript_weights import load_torchscript_state_dict
     if not osp.isfile(path):
         raise _missing_file(path)
     if checkpoint_format(path) == 'torchscript':
@@ -262,34 +261,44 @@ def freeze(module: nn.Module) -> nn.Module:
 
 def zero_shot_text_features(clip: nn.Module,
                             class_names: Sequence[str],
-                            templates: Sequence[str] = ('a photo of a {}.', ),
+                            templates: Union[str, Sequence[str]] = (
+                                'a photo of a {}.', ),
                             batch_size: int = 256) -> torch.Tensor:
     """Zero-shot classifier weights with prompt ensembling.
 
-    For each class, every template is filled in, encoded and normalised; the
-    features are averaged over templates and normalised again (CLIP's and
-    the NFL reference's recipe).
+    For each class, every template is filled in (``'_'`` in a name becomes a
+    space, as in the prompt learner), encoded and L2-normalised; the T
+    features are averaged and normalised again (CLIP's and the NFL
+    reference's recipe): ``z_k = normalize(mean_t normalize(f(t_k)))``.
 
     Args:
         clip (nn.Module): an ``open_clip.CLIP``.
         class_names (Sequence[str]): K names.
-        templates (Sequence[str]): T templates with one ``{}``.
+        templates (str | Sequence[str]): T templates with one ``{}``, or
+            a named set such as ``'openai_imagenet'`` (OpenAI's 80), or a
+            list mixing both; see
+            :func:`mmssl.models.clip.templates.resolve_templates`.
         batch_size (int): texts encoded at once.
 
     Returns:
         torch.Tensor: ``(K, E)`` L2-normalised text features.
     """
+    from .templates import resolve_templates
+    templates = resolve_templates(templates)
     device = clip.positional_embedding.device
     length = clip.positional_embedding.shape[0]
-    feats: List[torch.Tensor] = []
-    for name in class_names:
-        ids = tokenize([t.format(name) for t in templates], length)
-        chunks = [
-            F.normalize(clip.encode_text(ids[i:i + batch_size].to(device)),
-                        dim=-1) for i in range(0, len(ids), batch_size)
-        ]
-        feats.append(F.normalize(torch.cat(chunks).mean(0), dim=-1))
-    return torch.stack(feats)
+    texts = [
+        t.format(str(name).replace('_', ' ')) for name in class_names
+        for t in templates
+    ]
+    ids = tokenize(texts, length)
+    feats = torch.cat([
+        F.normalize(
+            clip.encode_text(ids[i:i + batch_size].to(device)).float(),
+            dim=-1) for i in range(0, len(ids), batch_size)
+    ])
+    feats = feats.view(len(class_names), len(templates), -1).mean(1)
+    return F.normalize(feats, dim=-1)
 
 
 __all__.append('zero_shot_text_features')

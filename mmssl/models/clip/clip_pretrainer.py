@@ -8,6 +8,7 @@ from mmengine.model import BaseModel
 
 from mmssl.registry import MODELS
 from .clip_model import build_clip, tokenize, zero_shot_text_features
+from .templates import resolve_templates
 
 __all__ = ['CLIPPretrainer', 'clip_contrastive_loss']
 
@@ -50,7 +51,11 @@ class CLIPPretrainer(BaseModel):
             Defaults to ``'tiny-rn'``.
         class_names (Sequence[str], optional): names for zero-shot
             prediction.
-        templates (Sequence[str]): zero-shot prompt templates.
+        templates (str | Sequence[str]): zero-shot prompt templates, each
+            with one ``{}``; ``'openai_imagenet'`` stands for OpenAI's 80
+            ImageNet templates (see
+            :func:`mmssl.models.clip.templates.resolve_templates`).
+            Defaults to ``('a photo of a {}.', )``.
         max_logit_scale (float): the learned temperature is clamped to
             ``log(max_logit_scale)`` (CLIP uses 100).
         arch_overrides (dict, optional): extra arguments of
@@ -63,7 +68,8 @@ class CLIPPretrainer(BaseModel):
     def __init__(self,
                  arch: Union[str, dict] = 'tiny-rn',
                  class_names: Optional[Sequence[str]] = None,
-                 templates: Sequence[str] = ('a photo of a {}.', ),
+                 templates: Union[str, Sequence[str]] = (
+                     'a photo of a {}.', ),
                  max_logit_scale: float = 100.,
                  arch_overrides: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
@@ -72,7 +78,7 @@ class CLIPPretrainer(BaseModel):
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.clip = build_clip(arch, **(arch_overrides or {}))
         self.class_names = list(class_names) if class_names else None
-        self.templates = list(templates)
+        self.templates = resolve_templates(templates)
         self.max_log_scale = float(torch.tensor(max_logit_scale).log())
         self.context_length = self.clip.positional_embedding.shape[0]
 

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from mmengine.model import BaseModel
 
 from mmssl.models.clip import (build_clip, encode_text_embeddings, freeze,
-                               load_clip_checkpoint, zero_shot_text_features)
+                               load_clip_checkpoint, resolve_templates,
+                               zero_shot_text_features)
 from mmssl.registry import MODELS
 from .nfl import nfl_loss
 from .prompt_learner import NameTokens, PromptLearner
@@ -32,8 +33,10 @@ class CoOp(BaseModel):
     features that the current context makes with names that have no images
     (``names='novel'``: the novel half of the class names; or a list), ``z``
     their zero-shot features with the prompt ensemble ``templates``
-    (computed once, from the frozen CLIP). SubPT's gradient projection is a
-    hook (:class:`mmssl.SubPTHook`), not part of the model.
+    (computed once, from the frozen CLIP; ``'openai_imagenet'`` is OpenAI's
+    80 ImageNet templates, the reference's target with the data set's own
+    template added). SubPT's gradient projection is a hook
+    (:class:`mmssl.SubPTHook`), not part of the model.
 
     Class names come from ``class_names`` or, when None, from the data set
     through :class:`mmssl.PromptClassNamesHook` (``set_class_names``).
@@ -53,8 +56,10 @@ class CoOp(BaseModel):
         num_classes (int, optional): K for ``csc`` (defaults to the number
             of training names when ``class_names`` is given).
         nfl (dict, optional): ``names`` (``'novel'`` or a list),
-            ``weight`` (1.0), ``loss`` (``'cosine'`` or ``'mse'``),
-            ``templates`` (zero-shot prompts of the targets).
+            ``weight`` (lambda, 1.0), ``loss`` (``'cosine'`` or ``'mse'``),
+            ``templates`` (zero-shot prompts of the targets: templates with
+            ``{}``, ``'openai_imagenet'`` or a list of both; default
+            ``['a photo of a {}.']``).
         data_preprocessor (dict, optional): e.g.
             ``mmpretrain.ClsDataPreprocessor`` with CLIP's mean and std.
         init_cfg (dict, optional): initialisation config.
@@ -88,17 +93,10 @@ class CoOp(BaseModel):
             class_token_position=class_token_position,
             csc=csc,
             num_classes=num_classes)
-        self.nfl_cfg = None
-        if nfl is not None:
-            self.nfl_cfg = dict(
-                names='novel',
-                weight=1.0,
-                loss='cosine',
-                templates=['a photo of a {}.'])
-            self.nfl_cfg.update(nfl)
-            if csc:
-                raise ValueError('NFL needs a unified context (csc=False): '
-                                 'names without images have no context row')
+        self.nfl_cfg = None if nfl is None else self._nfl_cfg(nfl)
+        if self.nfl_cfg is not None and csc:
+            raise ValueError('NFL needs a unified context (csc=False): '
+                             'names without images have no context row')
         self.class_names: Optional[List[str]] = None
         self.num_base: Optional[int] = None
         self._tokens: Dict[str, NameTokens] = {}
@@ -107,6 +105,34 @@ class CoOp(BaseModel):
             self.set_class_names(class_names, num_base)
 
     # ------------------------------------------------------------ set-up
+    @staticmethod
+    def _nfl_cfg(nfl: dict) -> dict:
+        """Defaults and checks of the ``nfl`` config."""
+        cfg = dict(
+            names='novel',
+            weight=1.0,
+            loss='cosine',
+            templates=['a photo of a {}.'])
+        unknown = sorted(set(nfl) - set(cfg))
+        if unknown:
+            raise KeyError(f'mmssl.CoOp: unknown nfl keys {unknown}; '
+                           f'expected some of {sorted(cfg)}')
+        cfg.update(nfl)
+        if cfg['loss'] not in ('cosine', 'mse'):
+            raise ValueError(f"mmssl.CoOp: nfl.loss must be 'cosine' or "
+                             f"'mse', got {cfg['loss']!r}")
+        if not float(cfg['weight']) >= 0:
+            raise ValueError(f"mmssl.CoOp: nfl.weight is the lambda of "
+                             f"L_ce + lambda * L_nfl and must be >= 0, got "
+                             f"{cfg['weight']!r}")
+        names = cfg['names']
+        if names != 'novel' and (isinstance(names, str) or not names):
+            raise ValueError(f"mmssl.CoOp: nfl.names must be 'novel' or a "
+                             f'non-empty list of class names, got {names!r}')
+        cfg['weight'] = float(cfg['weight'])
+        cfg['templates'] = resolve_templates(cfg['templates'])
+        return cfg
+
     def init_weights(self) -> None:
         """Load the CLIP checkpoint; a context initialised from words
         (``ctx_init``) is then set again from the loaded token embeddings,
@@ -208,8 +234,7 @@ class CoOp(BaseModel):
             return self.logits(inputs, 'all')
         raise RuntimeError(f'Invalid mode "{mode}".')
 
-    def logits(self, inputs: torch.Tensor,
-               key: str = 'all') -> torch.Tensor:
+    def logits(self, inputs: torch.Tensor, key: str = 'all') -> torch.Tensor:
         """``exp(logit_scale) * cos`` ``(N, K)`` against a name set."""
         scale = self.clip.logit_scale.exp().detach()
         return scale * self.image_features(inputs) @ \
@@ -234,7 +259,8 @@ class CoOp(BaseModel):
         return losses
 
     @torch.no_grad()
-    def predict(self, inputs: torch.Tensor,
+    def predict(self,
+                inputs: torch.Tensor,
                 data_samples: Optional[List] = None) -> List:
         """Scores ``(K_all,)`` of every image into ``pred_score``."""
         from mmpretrain.structures import DataSample

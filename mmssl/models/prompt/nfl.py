@@ -17,11 +17,14 @@ def nfl_loss(features: torch.Tensor,
         targets (torch.Tensor): ``(N, E)`` zero-shot (hand-written prompt)
             CLIP text features of the same names.
         mode (str): ``'cosine'``: ``mean_k (1 - cos(u_k, z_k))`` (default,
-            the reference's); ``'mse'``: ``mean_k ||u_k - z_k||^2`` of the
-            L2-normalised features.
+            the reference's ``CosineEmbeddingLoss`` with target 1);
+            ``'mse'``: ``mean_k ||u_k - z_k||^2`` of the L2-normalised
+            features (the reference's ``'l2'`` is ``nn.MSELoss``, i.e. this
+            divided by E).
 
     Returns:
-        torch.Tensor: scalar loss.
+        torch.Tensor: scalar loss, >= 0, 0 when ``u_k = z_k``. The total
+        loss of CoOp is ``L_ce + lambda * L_nfl``.
     """
     u = F.normalize(features, dim=-1)
     z = F.normalize(targets, dim=-1)
