@@ -1,7 +1,9 @@
 # Pretrain a small CLIP on the embedded shapes (32 px) with generated
 # captions (shape, colour, texture, size, distractors), 12 epochs on CPU. The
-# first, weak setting (22.2 % zero-shot); the CoOp / SubPT *_embedded-b2n.py
-# configs use clip_tiny-rn_1xb128-150e_embedded.py (see its header).
+# first, weak setting (14.6 % zero-shot on the 2-core CPU; the figure moves by
+# several points with the seed and the number of CPU threads, see
+# configs/clip/README.md); the CoOp / SubPT *_embedded-b2n.py configs use
+# clip_tiny-rn_1xb128-150e_embedded.py (see its header).
 _base_ = [
     '../_base_/models/clip_tiny-rn.py',
     '../_base_/datasets/embedded32_captions.py',

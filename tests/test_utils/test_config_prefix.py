@@ -35,9 +35,10 @@ def test_plain_fromfile_after_import_mmssl(tmp_path):
 
 
 def test_resolve_and_missing_names():
-    assert mmssl_configs_root() == osp.join(ROOT, 'configs')
-    assert resolve_mmssl_config(MMSSL_PREFIX + MAE) == osp.join(
-        ROOT, 'configs', MAE)
+    assert osp.realpath(mmssl_configs_root()) == osp.realpath(
+        osp.join(ROOT, 'configs'))
+    assert osp.realpath(resolve_mmssl_config(MMSSL_PREFIX + MAE)) == \
+        osp.realpath(osp.join(ROOT, 'configs', MAE))
     with pytest.raises(FileNotFoundError, match='did you mean'):
         resolve_mmssl_config(MMSSL_PREFIX + MAE.replace('tiny', 'tiyn'))
     assert 'does not exist' in missing_config_message(
