@@ -8,8 +8,9 @@
 # texture words, so the shape (the only thing the zero-shot prompt
 # "a photo of a {}." names, and one caption in five is exactly that sentence)
 # is learned slowly; among 128 captions many share the colour and the shape
-# has to be read. lr 3e-3 was unstable at batch 32. The run takes about 20
-# minutes on the 2-core CPU; numbers in configs/subpt/README.md.
+# has to be read. lr 3e-3 was unstable at batch 32. The run takes 20 minutes
+# or more on the 2-core CPU (70.8 % zero-shot); numbers in
+# configs/clip/README.md.
 _base_ = [
     '../_base_/models/clip_tiny-rn.py',
     '../_base_/datasets/embedded32_captions.py',
