@@ -23,6 +23,7 @@ from .embedded_cls import EmbeddedClsDataset
 from .embedded_shapes import *  # noqa: F401,F403
 from .fashion_pairs import *  # noqa: F401,F403
 from .fewshot import *  # noqa: F401,F403
+from .mini_imagenet import MINI_IMAGENET_CLASSES, MiniImageNet
 from .unidet import *  # noqa: F401,F403
 from .unlabeled_folder import IMG_EXTENSIONS, SkipRecord, UnlabeledImageFolder
 
@@ -67,7 +68,7 @@ __all__ = [
     'EmbeddedClsDataset', 'EmbeddedCocoDataset', 'EmbeddedSegDataset',
     'IMG_EXTENSIONS', 'SkipRecord', 'UnlabeledImageFolder',
     'EmbeddedUniDetDataset', 'UnifiedCocoDataset', 'UnifiedConcatDataset',
-    'unified_palette'
+    'unified_palette', 'MiniImageNet', 'MINI_IMAGENET_CLASSES'
 ]
 for _module in (_embedded, _embedded_shapes, _captions, _fewshot,
                 _fashion_pairs, _unidet):

@@ -52,6 +52,23 @@ def tiny_mae_cfg(img_size: int = 32, patch_size: int = 8,
                 criterion='L2'))))
 
 
+def tiny_poslabel_vit_cfg(**overrides) -> dict:
+    """A tiny ``mmssl.PosLabelViT`` backbone config dict (32 px, patch 8:
+    a 4x4 token grid; 32-d, 2 blocks, no CLS token, feature-map output) for
+    the positional-label classifier; ``overrides`` update it."""
+    cfg = dict(
+        type='mmssl.PosLabelViT',
+        arch=dict(
+            embed_dims=32, num_layers=2, num_heads=2,
+            feedforward_channels=64),
+        img_size=32,
+        patch_size=8,
+        with_cls_token=False,
+        out_type='featmap')
+    cfg.update(overrides)
+    return copy.deepcopy(cfg)
+
+
 def tiny_data2vec2_cfg(img_size: int = 32,
                        patch_size: int = 8,
                        embed_dims: int = 16,

@@ -34,7 +34,10 @@ from ..utils.masking import (check_mask_ratio, patchify, random_masking,
 class MAEViT(_MMPretrainMAEViT):
     """ViT encoder of MAE that encodes the visible patches only.
 
-    Same arguments as ``mmpretrain.MAEViT``.
+    Same arguments as ``mmpretrain.MAEViT``, plus ``use_pos_embed``
+    (default True): ``False`` zeroes the fixed sin-cos position embedding of
+    the encoder (the decoder keeps its own), so visible tokens carry no
+    position (the harder, DropPos-like setting of positional labels).
 
     ``forward(x, mask=True)`` returns ``(latent, mask, ids_restore)`` with
     latent ``(B, 1 + V, C)`` (CLS first), mask ``(B, L)`` (1 = removed) and
@@ -42,7 +45,11 @@ class MAEViT(_MMPretrainMAEViT):
     usual ``VisionTransformer`` outputs of the full image.
     """
 
-    def __init__(self, *args, mask_ratio: float = 0.75, **kwargs) -> None:
+    def __init__(self,
+                 *args,
+                 mask_ratio: float = 0.75,
+                 use_pos_embed: bool = True,
+                 **kwargs) -> None:
         check_mask_ratio(mask_ratio, 'model.backbone.mask_ratio')
         img_size = kwargs.get('img_size', 224)
         patch_size = kwargs.get('patch_size', 16)
@@ -54,6 +61,12 @@ class MAEViT(_MMPretrainMAEViT):
                 f'model.backbone.patch_size={patch_size}; pick an image size '
                 'that is a multiple of the patch size')
         super().__init__(*args, mask_ratio=mask_ratio, **kwargs)
+        self.use_pos_embed = bool(use_pos_embed)
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        if not self.use_pos_embed:
+            self.pos_embed.data.zero_()
 
     def forward(
         self,

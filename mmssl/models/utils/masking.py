@@ -268,3 +268,20 @@ def mask_to_ids(mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
 def gather_tokens(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """Select tokens per sample: (B, L, C) gathered by (B, K) -> (B, K, C)."""
     return torch.gather(x, 1, ids.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+def kept_ids(ids_restore: torch.Tensor, num_keep: int) -> torch.Tensor:
+    """Original indices of the visible tokens, in the encoder's order.
+
+    The inverse of the bookkeeping of :func:`random_masking` and
+    :func:`mask_to_ids`: the encoder's token ``k`` is the patch
+    ``kept_ids(ids_restore, V)[:, k]`` of the image.
+
+    Args:
+        ids_restore (Tensor): (B, L) long, from the masking.
+        num_keep (int): V, the number of visible tokens.
+
+    Returns:
+        Tensor: (B, V) long (``ids_keep`` of :func:`random_masking`).
+    """
+    return torch.argsort(ids_restore, dim=1)[:, :num_keep]

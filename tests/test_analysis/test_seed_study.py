@@ -1,0 +1,67 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+"""Arms x seeds summaries from the runs' scalar logs."""
+import json
+import os
+
+import pytest
+
+from mmssl.analysis.seed_study import (last_value, mean_curves, mean_std,
+                                       read_scalars, run_dir,
+                                       summarize_study, study_table)
+
+
+def _write_run(root, arm, seed, records, stamp='20260101_000000'):
+    d = os.path.join(run_dir(root, arm, seed), stamp, 'vis_data')
+    os.makedirs(d)
+    with open(os.path.join(d, 'scalars.json'), 'w') as f:
+        for r in records:
+            f.write(json.dumps(r) + '\n')
+
+
+def test_mean_std_is_the_sample_spread():
+    s = mean_std([10.0, 12.0, 17.0])
+    assert s['mean'] == pytest.approx(13.0)
+    # ((9 + 1 + 16) / 2) ** 0.5
+    assert s['std'] == pytest.approx(13**0.5)
+    assert (s['min'], s['max'], s['n']) == (10.0, 17.0, 3)
+    assert mean_std([4.0])['std'] == 0
+    with pytest.raises(ValueError):
+        mean_std([])
+
+
+def test_summary_reads_the_last_value_and_alternative_keys(tmp_path):
+    root = str(tmp_path)
+    for seed, acc in ((0, 20.0), (1, 30.0)):
+        _write_run(root, 'apl', seed, [
+            dict(step=10, loss_cls=2.0, acc_pos=5.0),
+            dict(step=5, **{'accuracy/top1': acc - 5}),
+            dict(step=20, loss_cls=1.0, acc_pos=50.0),
+            dict(step=10, **{'accuracy/top1': acc}),
+        ])
+    # an older log format: the class loss logged as `loss`
+    _write_run(root, 'apl', 2, [dict(step=20, loss=3.0)])
+    summary = summarize_study(root, ['apl', 'base'], [0, 1, 2],
+                              ['accuracy/top1', 'loss_cls|loss'])
+    acc = summary['apl']['accuracy/top1']
+    assert acc['per_seed'] == {0: 20.0, 1: 30.0} and acc['mean'] == 25.0
+    assert summary['apl']['loss_cls|loss']['per_seed'] == {
+        0: 1.0, 1: 1.0, 2: 3.0}
+    assert 'seed2:accuracy/top1' in summary['apl']['missing']
+    assert summary['base']['missing'] == ['seed0', 'seed1', 'seed2']
+    table = study_table(summary, ['accuracy/top1'])
+    assert '| apl | 25.00 ± 7.07 (2) |' in table
+    assert '| base | - |' in table
+
+
+def test_latest_log_and_mean_curves(tmp_path):
+    root = str(tmp_path)
+    _write_run(root, 'a', 0, [dict(step=1, x=9.0)], '20260101_000000')
+    _write_run(root, 'a', 0, [dict(step=1, x=1.0), dict(step=2, x=3.0)],
+               '20260102_000000')
+    _write_run(root, 'a', 1, [dict(step=1, x=3.0)])
+    assert read_scalars(run_dir(root, 'a', 0))[0]['x'] == 1.0
+    assert last_value(read_scalars(run_dir(root, 'a', 0)), 'x', 2) == 2.0
+    # only steps every seed logged
+    assert mean_curves(root, ['a'], [0, 1], 'x') == {'a': ([1], [2.0])}
+    with pytest.raises(FileNotFoundError, match='scalars.json'):
+        read_scalars(str(tmp_path / 'none'))

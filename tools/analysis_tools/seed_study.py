@@ -1,0 +1,140 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+"""Arms x seeds: train configs with several seeds, report mean and spread.
+
+    python tools/analysis_tools/seed_study.py CONFIG_A CONFIG_B [...] \
+        --seeds 0 1 2 --work-dir work_dirs/study --parallel 2 --threads 1 \
+        --keys accuracy/top1 acc_pos --out study.json --plot study.png
+
+Every config (an "arm", named after its file) is trained once per seed by
+``tools/train.py --work-dir <work-dir>/<arm>/seed<S> --cfg-options
+randomness.seed=<S> ...`` (``--parallel`` runs at a time, each with
+``--threads`` CPU threads and data loading in the main process, so parallel
+runs do not compete for cores). Then each run's last logged value of every
+``--keys`` entry (``a|b``: the first of the two that was logged) is read
+from its log and summarised per arm as mean ± sample std over the seeds.
+Runs whose log already shows the end of training are not trained again, so
+an interrupted study resumes where it stopped; ``--summarize-only`` only
+reads the logs.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from mmssl.analysis import machine_info
+from mmssl.analysis.seed_study import (mean_curves, run_dir,
+                                       summarize_study, study_table)
+from mmssl.engine.runner_utils import ToolError, run_tool
+from mmssl.visualization import plot_curves
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('configs', nargs='+', help='one config an arm')
+    p.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
+    p.add_argument('--work-dir', required=True,
+                   help='runs go to WORK_DIR/<arm>/seed<S>')
+    p.add_argument('--keys', nargs='+', default=['accuracy/top1'],
+                   help='logged scalars to report (last value of a run)')
+    p.add_argument('--parallel', type=int, default=1,
+                   help='runs trained at the same time')
+    p.add_argument('--threads', type=int, default=None,
+                   help='CPU threads of each run (OMP_NUM_THREADS)')
+    p.add_argument('--cfg-options', nargs='+', default=[],
+                   help='extra key=value settings of every run, passed to '
+                   'tools/train.py')
+    p.add_argument('--summarize-only', action='store_true',
+                   help='read the existing runs, train nothing')
+    p.add_argument('--out', help='JSON file for all numbers')
+    p.add_argument('--plot', help='PNG file: the first key over training, '
+                   'mean of the seeds per arm')
+    return p.parse_args(argv)
+
+
+def arm_name(config: str) -> str:
+    return osp.splitext(osp.basename(config))[0]
+
+
+def _finished(work_dir: str) -> bool:
+    """Whether this tool already trained the run in ``work_dir`` to the end
+    (it leaves ``<work_dir>.log.ok`` after a run that exited cleanly)."""
+    return osp.exists(work_dir + '.log.ok')
+
+
+def train_one(config: str, work_dir: str, seed: int, threads, options):
+    """One ``tools/train.py`` run; its output goes to ``<work_dir>.log``."""
+    os.makedirs(osp.dirname(work_dir), exist_ok=True)
+    env = dict(os.environ)
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    cmd = [
+        sys.executable,
+        osp.join(ROOT, 'tools', 'train.py'), config, '--work-dir', work_dir,
+        '--cfg-options', f'randomness.seed={seed}',
+        'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False', *options
+    ]
+    start = time.time()
+    with open(work_dir + '.log', 'w') as log:
+        rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT,
+                             env=env, cwd=ROOT)
+    if rc != 0:
+        raise ToolError(f'training {config} with seed {seed} failed (exit '
+                        f'{rc}); see {work_dir}.log')
+    open(work_dir + '.log.ok', 'w').close()
+    return time.time() - start
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    for c in args.configs:
+        if not osp.isfile(c):
+            raise ToolError(f'config {c} does not exist')
+    arms = [arm_name(c) for c in args.configs]
+    if len(set(arms)) != len(arms):
+        raise ToolError(f'two configs share a file name: {arms}')
+    if not args.summarize_only:
+        jobs = [(c, a, s) for s in args.seeds
+                for c, a in zip(args.configs, arms)
+                if not _finished(run_dir(args.work_dir, a, s))]
+        print(f'{len(jobs)} runs to train, {args.parallel} at a time')
+
+        def job(item):
+            c, a, s = item
+            secs = train_one(c, run_dir(args.work_dir, a, s), s,
+                             args.threads, args.cfg_options)
+            print(f'done {a} seed {s} in {secs / 60:.1f} min', flush=True)
+
+        with ThreadPoolExecutor(max(1, args.parallel)) as pool:
+            list(pool.map(job, jobs))
+    summary = summarize_study(args.work_dir, arms, args.seeds, args.keys)
+    print(study_table(summary, args.keys))
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(
+                dict(
+                    summary=summary,
+                    seeds=args.seeds,
+                    configs=args.configs,
+                    argv=sys.argv,
+                    machine=machine_info('cpu')),
+                f,
+                indent=2)
+    if args.plot:
+        key = args.keys[0].split('|')[0]
+        plot_curves(
+            mean_curves(args.work_dir, arms, args.seeds, key),
+            args.plot,
+            xlabel='epoch' if '/' in key else 'iteration',
+            ylabel=key)
+        print(f'curves: {args.plot}')
+
+
+if __name__ == '__main__':
+    run_tool(main)
