@@ -11,30 +11,32 @@ NUM_CLASSES = 4
 BOX = (slice(4, 12), slice(2, 10))
 
 
-def tiny_ddpm_cfg(img_size: int = 16, num_classes: int = NUM_CLASSES,
+def tiny_ddpm_cfg(img_size: int = 16,
+                  num_classes: int = NUM_CLASSES,
                   out_channels: int = 3) -> dict:
     """A ClassCondDDPM config with a 2-level, 8/16-channel UNet."""
-    return copy.deepcopy(dict(
-        type='mmssl.ClassCondDDPM',
-        unet=dict(
-            sample_size=img_size,
-            out_channels=out_channels,
-            block_out_channels=(8, 16),
-            layers_per_block=1,
-            down_block_types=('DownBlock2D', 'AttnDownBlock2D'),
-            up_block_types=('AttnUpBlock2D', 'UpBlock2D'),
-            attention_head_dim=8,
-            norm_num_groups=4,
-            num_class_embeds=num_classes),
-        num_sample_steps=3))
+    return copy.deepcopy(
+        dict(
+            type='mmssl.ClassCondDDPM',
+            unet=dict(
+                sample_size=img_size,
+                out_channels=out_channels,
+                block_out_channels=(8, 16),
+                layers_per_block=1,
+                down_block_types=('DownBlock2D', 'AttnDownBlock2D'),
+                up_block_types=('AttnUpBlock2D', 'UpBlock2D'),
+                attention_head_dim=8,
+                norm_num_groups=4,
+                num_class_embeds=num_classes),
+            num_sample_steps=3))
 
 
 def tiny_vit_cfg(img_size: int = 16) -> dict:
     """A 2-block, 32-d mmpretrain ViT with patch 4."""
     return dict(
         type='mmpretrain.VisionTransformer',
-        arch=dict(embed_dims=32, num_layers=2, num_heads=2,
-                  feedforward_channels=64),
+        arch=dict(
+            embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64),
         img_size=img_size,
         patch_size=4,
         out_type='raw')
@@ -61,8 +63,8 @@ class BoxStubUNet(nn.Module):
 
     def __init__(self, num_classes=NUM_CLASSES, size=16):
         super().__init__()
-        self.config = SimpleNamespace(num_class_embeds=num_classes,
-                                      sample_size=size)
+        self.config = SimpleNamespace(
+            num_class_embeds=num_classes, sample_size=size)
         self.w = nn.Parameter(torch.tensor(0.1))
 
     def forward(self, x, t, class_labels):
@@ -81,15 +83,15 @@ class LabelBoxStubUNet(nn.Module):
 
     def __init__(self, boxes, num_classes=NUM_CLASSES, size=16, w=0.1):
         super().__init__()
-        self.config = SimpleNamespace(num_class_embeds=num_classes,
-                                      sample_size=size)
+        self.config = SimpleNamespace(
+            num_class_embeds=num_classes, sample_size=size)
         self.w = nn.Parameter(torch.tensor(float(w)))
         self.boxes = dict(boxes)
         self.calls = []
 
     def forward(self, x, t, class_labels):
-        self.calls.append((x.detach().clone(), t.clone(),
-                           class_labels.clone()))
+        self.calls.append(
+            (x.detach().clone(), t.clone(), class_labels.clone()))
         out = self.w * x
         for label, (rows, cols) in self.boxes.items():
             region = torch.zeros_like(x[:, :1])
@@ -108,9 +110,14 @@ class StubDiffusion(nn.Module):
         self.scheduler_cfg = None
 
 
-def make_editor(unet_or_ddpm, vit, garment_label=0,
-                label_sets=((1, 2), (3, )), schedule=None, mask=None,
-                guidance=None, **kw):
+def make_editor(unet_or_ddpm,
+                vit,
+                garment_label=0,
+                label_sets=((1, 2), (3, )),
+                schedule=None,
+                mask=None,
+                guidance=None,
+                **kw):
     """A DiffFashionEditor with a handful of steps (10 respaced steps,
     reference counts scaled: start 5, mask step 3, 2 blend steps,
     resample 2)."""

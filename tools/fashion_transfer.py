@@ -82,10 +82,9 @@ def check_args(args) -> None:
                 device.index >= torch.cuda.device_count():
             raise ToolError(f'--device {args.device}: there are only '
                             f'{torch.cuda.device_count()} CUDA device(s)')
-    for flag, path in (('--garment', args.garment),
-                       ('--reference', args.reference),
-                       ('--mask', args.mask), ('--true-mask',
-                                               args.true_mask)):
+    for flag, path in (('--garment', args.garment), ('--reference',
+                                                     args.reference),
+                       ('--mask', args.mask), ('--true-mask', args.true_mask)):
         if path is not None and not osp.isfile(path):
             raise ToolError(f'{flag} {path}: no such image file')
     args.weight_dict = _weights(args.weights)
@@ -110,63 +109,98 @@ def parse_args(argv=None):
         'DINO ViT-B/8 in mmpretrain layout)')
     p.add_argument('--vit-checkpoint', help='guidance ViT weights')
     p.add_argument(
-        '--garment-label', type=int, default=0,
+        '--garment-label',
+        type=int,
+        default=0,
         help="the garment's class in the diffusion model")
     p.add_argument(
         '--mask-labels',
         help='unrelated label sets for the mask, e.g. "1,2,3;4" '
         '(default: one set of all other labels)')
-    p.add_argument('--steps', type=int, default=200,
-                   help='respaced denoising steps (reference: 200)')
-    p.add_argument('--skip', type=int, default=80,
-                   help='skipped steps out of 200 (reference: 80)')
-    p.add_argument('--sampler', choices=['ddpm', 'ddim'], default='ddpm')
-    p.add_argument('--resample', type=int, default=10,
-                   help='repeats of the first step (reference: 10)')
-    p.add_argument('--mask-threshold', type=float, default=-0.2)
-    p.add_argument('--mask-smooth', type=int, default=1,
-                   help='odd box filter of the mask score (1 = off, as '
-                   'the reference)')
-    p.add_argument('--mask-draws', type=int, default=1,
-                   help='noise draws whose mask scores are averaged (1 = '
-                   'the reference)')
-    p.add_argument('--mask-source', choices=['trajectory', 'noised'],
-                   default='trajectory',
-                   help='trajectory: clean estimate of a denoising run '
-                   '(the reference); noised: the garment noised to the '
-                   'mask step')
-    p.add_argument('--mask-contrast', choices=['mean', 'per_label'],
-                   default='mean',
-                   help='mean: contrast with the mean of the other labels '
-                   '(the reference); per_label: mean of the per-label '
-                   'contrasts')
-    p.add_argument('--mask-mode', choices=['mean', 'per_set'],
-                   default='mean',
-                   help='mean: one mask from the mean of the label sets\' '
-                   'scores; per_set: one mask and one transfer per label '
-                   'set (the reference), written as result_set<k>.png / '
-                   'mask_set<k>.png')
-    p.add_argument('--mask', help='use this mask image instead of making '
-                   'one (white = garment)')
-    p.add_argument('--no-mask', action='store_true',
-                   help='no mask: no background blending')
-    p.add_argument('--no-colour-match', action='store_true')
-    p.add_argument('--no-clip-x0', action='store_true',
-                   help='unclipped x0-hat in the DDPM posterior mean, as '
-                   'the reference command (clip_denoised=False); mmssl '
-                   'clips by default')
     p.add_argument(
-        '--weights', nargs='*',
+        '--steps',
+        type=int,
+        default=200,
+        help='respaced denoising steps (reference: 200)')
+    p.add_argument(
+        '--skip',
+        type=int,
+        default=80,
+        help='skipped steps out of 200 (reference: 80)')
+    p.add_argument('--sampler', choices=['ddpm', 'ddim'], default='ddpm')
+    p.add_argument(
+        '--resample',
+        type=int,
+        default=10,
+        help='repeats of the first step (reference: 10)')
+    p.add_argument('--mask-threshold', type=float, default=-0.2)
+    p.add_argument(
+        '--mask-smooth',
+        type=int,
+        default=1,
+        help='odd box filter of the mask score (1 = off, as '
+        'the reference)')
+    p.add_argument(
+        '--mask-draws',
+        type=int,
+        default=1,
+        help='noise draws whose mask scores are averaged (1 = '
+        'the reference)')
+    p.add_argument(
+        '--mask-source',
+        choices=['trajectory', 'noised'],
+        default='trajectory',
+        help='trajectory: clean estimate of a denoising run '
+        '(the reference); noised: the garment noised to the '
+        'mask step')
+    p.add_argument(
+        '--mask-contrast',
+        choices=['mean', 'per_label'],
+        default='mean',
+        help='mean: contrast with the mean of the other labels '
+        '(the reference); per_label: mean of the per-label '
+        'contrasts')
+    p.add_argument(
+        '--mask-mode',
+        choices=['mean', 'per_set'],
+        default='mean',
+        help='mean: one mask from the mean of the label sets\' '
+        'scores; per_set: one mask and one transfer per label '
+        'set (the reference), written as result_set<k>.png / '
+        'mask_set<k>.png')
+    p.add_argument(
+        '--mask',
+        help='use this mask image instead of making '
+        'one (white = garment)')
+    p.add_argument(
+        '--no-mask',
+        action='store_true',
+        help='no mask: no background blending')
+    p.add_argument('--no-colour-match', action='store_true')
+    p.add_argument(
+        '--no-clip-x0',
+        action='store_true',
+        help='unclipped x0-hat in the DDPM posterior mean, as '
+        'the reference command (clip_denoised=False); mmssl '
+        'clips by default')
+    p.add_argument(
+        '--weights',
+        nargs='*',
         help='guidance weights key=value (ssim, contra, cls, dir, l2, range)')
-    p.add_argument('--size', type=int,
-                   help='working size (default: the UNet sample size)')
+    p.add_argument(
+        '--size',
+        type=int,
+        help='working size (default: the UNet sample size)')
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--metrics', action='store_true',
-                   help='also write metrics.json (structure, appearance, '
-                   'background scores, seconds)')
-    p.add_argument('--true-mask',
-                   help='true garment silhouette (white = garment) for '
-                   'metrics.json: background score outside it, mask IoU')
+    p.add_argument(
+        '--metrics',
+        action='store_true',
+        help='also write metrics.json (structure, appearance, '
+        'background scores, seconds)')
+    p.add_argument(
+        '--true-mask',
+        help='true garment silhouette (white = garment) for '
+        'metrics.json: background score outside it, mask IoU')
     p.add_argument('--device', default='cpu')
     return p.parse_args(argv)
 
@@ -206,8 +240,13 @@ def run(args) -> dict:
     use_mask = not args.no_mask
     bar = ProgressBar(pipe.num_model_steps(use_mask and args.mask is None))
     start = time.time()
-    out = pipe(args.garment, args.reference, mask=args.mask,
-               use_mask=use_mask, seed=args.seed, progress=bar.update)
+    out = pipe(
+        args.garment,
+        args.reference,
+        mask=args.mask,
+        use_mask=use_mask,
+        seed=args.seed,
+        progress=bar.update)
     seconds = time.time() - start
     print()
     garment, reference = out['garment'][0], out['reference'][0]
@@ -226,9 +265,13 @@ def run(args) -> dict:
     files['grid.png'] = make_grid(rows)
     if args.metrics:
         metrics = pipe.metrics(out, args.true_mask)
-        metrics.update(seconds=round(seconds, 2), steps=args.steps,
-                       sampler=args.sampler, seed=args.seed,
-                       use_mask=use_mask, weights=args.weight_dict)
+        metrics.update(
+            seconds=round(seconds, 2),
+            steps=args.steps,
+            sampler=args.sampler,
+            seed=args.seed,
+            use_mask=use_mask,
+            weights=args.weight_dict)
         files['metrics.json'] = metrics
         print(metrics)
     paths = write_outputs(args.out, files)
@@ -245,8 +288,8 @@ def main(argv=None) -> int:
         # missing files and unsafe / broken checkpoints: tool_main
         raise ToolError(err.args[0] if err.args else str(err)) from err
     print(f'{info["seconds"]:.1f} s; wrote ' +
-          ', '.join(osp.basename(p) for p in info['paths']) +
-          f' to {args.out}')
+          ', '.join(osp.basename(p)
+                    for p in info['paths']) + f' to {args.out}')
     return 0
 
 

@@ -21,8 +21,7 @@ max_epochs = 150
 warmup_epochs = 5
 train_dataloader = dict(batch_size=128)
 optim_wrapper = dict(
-    optimizer=dict(
-        type='AdamW', lr=2e-3, betas=(0.9, 0.98), weight_decay=0.1),
+    optimizer=dict(type='AdamW', lr=2e-3, betas=(0.9, 0.98), weight_decay=0.1),
     paramwise_cfg=dict(
         custom_keys={
             'logit_scale': dict(decay_mult=0.),

@@ -12,8 +12,7 @@ _base_ = [
 
 max_epochs = 12
 optim_wrapper = dict(
-    optimizer=dict(
-        type='AdamW', lr=1e-3, betas=(0.9, 0.98), weight_decay=0.1),
+    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.98), weight_decay=0.1),
     paramwise_cfg=dict(
         custom_keys={
             'logit_scale': dict(decay_mult=0.),

@@ -1,6 +1,7 @@
 # CoOp, base-to-novel, RN50, 4 shots, 100 epochs (SubPT's setting): stanford_cars.
 _base_ = [
-    '../_base_/models/coop_rn50.py', '../_base_/datasets/coop/stanford_cars.py',
+    '../_base_/models/coop_rn50.py',
+    '../_base_/datasets/coop/stanford_cars.py',
     '../_base_/schedules/coop_sgd_100e.py', '../_base_/default_runtime.py'
 ]
 num_shots = 4

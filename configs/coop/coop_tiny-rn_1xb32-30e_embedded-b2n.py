@@ -18,10 +18,15 @@ optim_wrapper = dict(optimizer=dict(lr=lr))
 # reaches end - begin - 1, so end=1 would never restore it (the factor would
 # stay for the whole run); end=2 gives 1e-5/0.002 * lr in epoch 1 only
 param_scheduler = [
-    dict(type='ConstantLR', factor=1e-5 / 0.002, by_epoch=True, begin=0,
-         end=2),
-    dict(type='CosineAnnealingLR', T_max=max_epochs - 1, eta_min=0.,
-         by_epoch=True, begin=1, end=max_epochs),
+    dict(
+        type='ConstantLR', factor=1e-5 / 0.002, by_epoch=True, begin=0, end=2),
+    dict(
+        type='CosineAnnealingLR',
+        T_max=max_epochs - 1,
+        eta_min=0.,
+        by_epoch=True,
+        begin=1,
+        end=max_epochs),
 ]
 train_cfg = dict(max_epochs=max_epochs)
 custom_hooks = [dict(type='mmssl.PromptClassNamesHook')]

@@ -11,8 +11,7 @@ img_size = 224
 
 model = dict(
     backbone=dict(arch='large'),
-    neck=dict(
-        in_channels=1024, embed_dims=1024, num_layers=3, kernel_size=5),
+    neck=dict(in_channels=1024, embed_dims=1024, num_layers=3, kernel_size=5),
     head=dict(top_k=18),
     ema=dict(anneal_iters=150000))
 

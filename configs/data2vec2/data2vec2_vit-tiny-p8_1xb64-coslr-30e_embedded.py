@@ -23,7 +23,9 @@ model = dict(
     backbone=dict(
         type='mmssl.D2V2ViT',
         arch=dict(
-            embed_dims=192, num_layers=6, num_heads=3,
+            embed_dims=192,
+            num_layers=6,
+            num_heads=3,
             feedforward_channels=768),
         img_size=img_size,
         patch_size=patch_size),

@@ -23,8 +23,7 @@ model = dict(
             out_channels=3,
             block_out_channels=(32, 64, 64),
             layers_per_block=1,
-            down_block_types=('DownBlock2D', 'DownBlock2D',
-                              'AttnDownBlock2D'),
+            down_block_types=('DownBlock2D', 'DownBlock2D', 'AttnDownBlock2D'),
             up_block_types=('AttnUpBlock2D', 'UpBlock2D', 'UpBlock2D'),
             attention_head_dim=32,
             norm_num_groups=8,
@@ -38,7 +37,9 @@ model = dict(
     vit=dict(
         type='mmssl.MAEViT',
         arch=dict(
-            embed_dims=192, num_layers=6, num_heads=3,
+            embed_dims=192,
+            num_layers=6,
+            num_heads=3,
             feedforward_channels=768),
         img_size=64,
         patch_size=8,
@@ -67,8 +68,7 @@ model = dict(
     # index is above 100 of 200 (25 of 50)
     guidance=dict(
         weights=dict(
-            ssim=1000., contra=200., cls=200., dir=100., l2=3000.,
-            range=200.),
+            ssim=1000., contra=200., cls=200., dir=100., l2=3000., range=200.),
         dir_until_index=100,
         img_size=None,  # the ViT's own (64)
         mean=(0.485, 0.456, 0.406),

@@ -18,7 +18,9 @@ optim_wrapper = dict(
     type='AmpOptimWrapper',
     dtype='bfloat16',
     optimizer=dict(
-        type='AdamW', lr=1.5e-4 * 128 / 64, betas=(0.9, 0.95),
+        type='AdamW',
+        lr=1.5e-4 * 128 / 64,
+        betas=(0.9, 0.95),
         weight_decay=0.05),
     paramwise_cfg=dict(
         custom_keys={

@@ -12,7 +12,9 @@ warmup_epochs = 3
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(
-        type='AdamW', lr=1.5e-4 * 64 / 16, betas=(0.9, 0.95),
+        type='AdamW',
+        lr=1.5e-4 * 64 / 16,
+        betas=(0.9, 0.95),
         weight_decay=0.05),
     paramwise_cfg=dict(
         custom_keys={

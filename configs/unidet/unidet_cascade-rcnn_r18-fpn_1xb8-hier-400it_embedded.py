@@ -113,7 +113,8 @@ model = dict(
                 use_torchvision=True),
             out_channels=64,
             featmap_strides=[4, 8, 16, 32]),
-        bbox_head=[_stage(0.55), _stage(0.65), _stage(0.75)]),
+        bbox_head=[_stage(0.55), _stage(0.65),
+                   _stage(0.75)]),
     train_cfg=dict(
         rpn=dict(
             assigner=dict(
@@ -228,14 +229,14 @@ optim_wrapper = dict(
     paramwise_cfg=dict(norm_decay_mult=0.0),
     clip_grad=dict(max_norm=35, norm_type=2))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
-         end=50),
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
     dict(
         type='MultiStepLR',
         by_epoch=False,
         begin=0,
         end=max_iters,
-        milestones=[int(max_iters * 0.75), int(max_iters * 0.9)],
+        milestones=[int(max_iters * 0.75),
+                    int(max_iters * 0.9)],
         gamma=0.1)
 ]
 
@@ -245,7 +246,9 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(
-        type='CheckpointHook', by_epoch=False, interval=max_iters,
+        type='CheckpointHook',
+        by_epoch=False,
+        interval=max_iters,
         max_keep_ckpts=1),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='DetVisualizationHook'))

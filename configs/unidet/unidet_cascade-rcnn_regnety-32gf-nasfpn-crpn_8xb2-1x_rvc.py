@@ -203,8 +203,7 @@ train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(
-        type='RandomResize',
-        scale=[(1600, 480), (1600, 960)],
+        type='RandomResize', scale=[(1600, 480), (1600, 960)],
         keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs', meta_keys=meta_keys),
@@ -292,8 +291,10 @@ test_dataloader = val_dataloader
 val_evaluator = dict(
     type='mmssl.UniDetPerSourceMetric',
     label_space=label_space,
-    sources={name: v[5]
-             for name, v in sources.items()})
+    sources={
+        name: v[5]
+        for name, v in sources.items()
+    })
 test_evaluator = val_evaluator
 
 # ------------------------------------------------------------- schedule
@@ -310,8 +311,7 @@ optim_wrapper = dict(
     clip_grad=dict(max_norm=35, norm_type=2))
 param_scheduler = [
     dict(
-        type='LinearLR', start_factor=5e-5, by_epoch=False, begin=0,
-        end=4000),
+        type='LinearLR', start_factor=5e-5, by_epoch=False, begin=0, end=4000),
     dict(
         type='MultiStepLR',
         begin=0,

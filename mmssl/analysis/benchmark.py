@@ -296,8 +296,9 @@ def _pipeline_with_algorithm_keys(cfg: Config) -> Optional[Callable]:
         s for s in dataset.get('pipeline', []) or []
         if 'LoadImage' not in str(s.get('type', ''))
     ]
-    if not any('PackInputs' in str(s.get('type', '')) and s.get(
-            'algorithm_keys') for s in steps):
+    if not any(
+            'PackInputs' in str(s.get('type', '')) and s.get('algorithm_keys')
+            for s in steps):
         return None
     from mmengine.dataset import Compose
     with DefaultScope.overwrite_default_scope(default_scope_of(cfg)):

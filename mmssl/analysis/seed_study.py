@@ -35,8 +35,8 @@ def read_scalars(work_dir: str) -> Records:
     Raises:
         FileNotFoundError: no ``*/vis_data/scalars.json`` in ``work_dir``.
     """
-    files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
-                                      'scalars.json')))
+    files = sorted(
+        glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
     if not files:
         raise FileNotFoundError(
             f'no */vis_data/scalars.json under {work_dir}: the run did not '
@@ -45,7 +45,8 @@ def read_scalars(work_dir: str) -> Records:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def last_value(records: Records, key: str,
+def last_value(records: Records,
+               key: str,
                mean_of_last: int = 1) -> Optional[float]:
     """Mean of the last ``mean_of_last`` logged values of ``key`` (None if
     it was never logged)."""
@@ -72,10 +73,9 @@ def mean_std(values: Sequence[float]) -> Dict[str, float]:
     if n == 0:
         raise ValueError('mean_std: no values')
     mean = sum(values) / n
-    std = math.sqrt(sum((v - mean)**2 for v in values) /
-                    (n - 1)) if n > 1 else 0.
-    return dict(
-        mean=mean, std=std, min=min(values), max=max(values), n=n)
+    std = math.sqrt(sum(
+        (v - mean)**2 for v in values) / (n - 1)) if n > 1 else 0.
+    return dict(mean=mean, std=std, min=min(values), max=max(values), n=n)
 
 
 def summarize_study(root: str,
@@ -118,12 +118,12 @@ def summarize_study(root: str,
     return out
 
 
-def study_table(summary: Dict[str, dict], keys: Sequence[str],
+def study_table(summary: Dict[str, dict],
+                keys: Sequence[str],
                 digits: int = 2) -> str:
     """A markdown table: one row an arm, ``mean ± std (n)`` a key."""
     lines = [
-        '| arm | ' + ' | '.join(k.replace('|', ' or ') for k in keys) +
-        ' |',
+        '| arm | ' + ' | '.join(k.replace('|', ' or ') for k in keys) + ' |',
         '| --- |' + ' --- |' * len(keys),
     ]
     for arm, entry in summary.items():

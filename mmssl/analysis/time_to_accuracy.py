@@ -69,10 +69,12 @@ class TimeBudgetHook(Hook):
         self._start = time.perf_counter()
         self._record(runner, 0.0, iteration=0)
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None) -> None:
-        inputs = data_batch['inputs'] if isinstance(data_batch,
-                                                    dict) else None
+        inputs = data_batch['inputs'] if isinstance(data_batch, dict) else None
         if isinstance(inputs, (list, tuple)):
             inputs = inputs[0]
         if torch.is_tensor(inputs):
@@ -87,7 +89,9 @@ class TimeBudgetHook(Hook):
         if elapsed >= self.budget_s:
             runner.train_loop.stop_training = True
 
-    def _record(self, runner, elapsed: float,
+    def _record(self,
+                runner,
+                elapsed: float,
                 iteration: Optional[int] = None) -> None:
         pause = time.perf_counter()
         metrics = self.evaluate(runner.model)
@@ -122,7 +126,10 @@ class _SpeedProbeHook(Hook):
         self.start = None
         self.iters = 0
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None) -> None:
         if runner.iter + 1 == self.warmup:
             self.start = time.perf_counter()
@@ -146,8 +153,8 @@ def probe_iter_time(cfg: Config, iters: int = 10, warmup: int = 3) -> float:
     cfg.default_hooks.checkpoint = None
     cfg.custom_hooks = [
         h for h in cfg.get('custom_hooks', [])
-        if 'Vis' not in h.get('type', '') and 'FrozenEval' not in h.get(
-            'type', '')
+        if 'Vis' not in h.get('type', '')
+        and 'FrozenEval' not in h.get('type', '')
     ]
     cfg.log_level = 'WARNING'
     runner = Runner.from_cfg(cfg)
@@ -203,8 +210,8 @@ def pretrain_under_budget(cfg: Union[str, Config],
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=50)
     cfg.custom_hooks = [
         h for h in cfg.get('custom_hooks', [])
-        if 'Vis' not in h.get('type', '') and 'FrozenEval' not in h.get(
-            'type', '')
+        if 'Vis' not in h.get('type', '')
+        and 'FrozenEval' not in h.get('type', '')
     ]
     cfg.pop('val_dataloader', None)
     cfg.log_level = 'INFO'
@@ -282,5 +289,8 @@ def compare_time_to_accuracy(cfgs: Sequence[Union[str, Config]],
             # a target met by the untrained model (t == 0) has no speed-up
             speedup=(ref_time / t) if t and ref_time else None)
     return dict(
-        metric=metric, target=target, reference=ref, runs=runs,
+        metric=metric,
+        target=target,
+        reference=ref,
+        runs=runs,
         summary=summary)

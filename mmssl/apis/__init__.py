@@ -20,16 +20,31 @@ from .feature_extractor import MMSSLFeatureExtractor
 
 __all__ = [
     # frozen-feature and dense evaluation of a pretrained backbone
-    'load_backbone_from_checkpoint', 'build_eval_dataloader',
-    'extract_features', 'evaluate_backbone', 'finetune_backbone',
-    'dense_probe', 'MMSSLFeatureExtractor',
+    'load_backbone_from_checkpoint',
+    'build_eval_dataloader',
+    'extract_features',
+    'evaluate_backbone',
+    'finetune_backbone',
+    'dense_probe',
+    'MMSSLFeatureExtractor',
     # benchmark and time to accuracy
-    'benchmark_configs', 'pretrain_under_budget', 'compare_time_to_accuracy',
+    'benchmark_configs',
+    'pretrain_under_budget',
+    'compare_time_to_accuracy',
     # checkpoint conversion
     'convert_checkpoint',
     # DiffFashion
-    'DiffFashion', 'MaskError', 'WeightFileError', 'colour_match',
-    'fashion_metrics', 'load_diffusion_model', 'load_fashion_image',
-    'load_vit', 'load_vit_weights', 'make_grid', 'pixel_metrics',
-    'save_image', 'write_outputs'
+    'DiffFashion',
+    'MaskError',
+    'WeightFileError',
+    'colour_match',
+    'fashion_metrics',
+    'load_diffusion_model',
+    'load_fashion_image',
+    'load_vit',
+    'load_vit_weights',
+    'make_grid',
+    'pixel_metrics',
+    'save_image',
+    'write_outputs'
 ]

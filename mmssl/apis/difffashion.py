@@ -48,12 +48,13 @@ class DiffFashion:
             UNet's ``sample_size``.
     """
 
-    def __init__(self, model: DiffFashionEditor,
+    def __init__(self,
+                 model: DiffFashionEditor,
                  size: Optional[int] = None) -> None:
         self.model = model.eval()
         sample = model.unet.config.sample_size
-        self.size = int(size or (sample if isinstance(sample, int) else
-                                 sample[0]))
+        self.size = int(
+            size or (sample if isinstance(sample, int) else sample[0]))
 
     @classmethod
     def from_files(cls,
@@ -97,7 +98,8 @@ class DiffFashion:
         read = load_mask_image if is_mask else load_fashion_image
         return read(image, self.size).to(self.device)
 
-    def num_model_steps(self, use_mask: bool = True,
+    def num_model_steps(self,
+                        use_mask: bool = True,
                         garment_label: Optional[int] = None) -> int:
         """Denoising steps of one call with an automatic mask (``use_mask``)
         or without a mask run."""
@@ -130,16 +132,20 @@ class DiffFashion:
         """
         g, r = self.read(garment), self.read(reference)
         m = None if mask is None else self.read(mask, is_mask=True)
-        out = self.model.edit(g, r, garment_label, mask=m, use_mask=use_mask,
-                              seed=seed, progress=progress)
+        out = self.model.edit(
+            g,
+            r,
+            garment_label,
+            mask=m,
+            use_mask=use_mask,
+            seed=seed,
+            progress=progress)
         out.update(garment=g, reference=r)
         return out
 
-    def metrics(self, out: dict,
-                true_mask: Optional[Image] = None) -> dict:
+    def metrics(self, out: dict, true_mask: Optional[Image] = None) -> dict:
         """:func:`fashion_metrics` of a call's output with the guidance ViT
         (``true_mask``: the true silhouette, a file or (1, 1, S, S))."""
         true = None if true_mask is None else self.read(true_mask, True)
-        return fashion_metrics(out['result'], out['garment'],
-                               out['reference'], out['mask'],
-                               self.model.extractor, true)
+        return fashion_metrics(out['result'], out['garment'], out['reference'],
+                               out['mask'], self.model.extractor, true)

@@ -78,8 +78,7 @@ def colour_name(rgb: Sequence[float]) -> str:
     return 'red'  # pragma: no cover
 
 
-def describe_cls_image(seed: int, split: str, idx: int,
-                       img_size: int) -> dict:
+def describe_cls_image(seed: int, split: str, idx: int, img_size: int) -> dict:
     """Re-draw classification image ``idx`` of ``split`` and describe it.
 
     Args:
@@ -101,15 +100,14 @@ def describe_cls_image(seed: int, split: str, idx: int,
     main = next(k for k, o in enumerate(objects)
                 if o['label'] == label and o['radius'] > 0.2 * img_size)
     visible = inst == main + 1
-    mean = img[visible].mean(0) if visible.any() else img.reshape(-1,
-                                                                   3).mean(0)
+    pixels = img[visible] if visible.any() else img.reshape(-1, 3)
+    mean = pixels.mean(0)
     return dict(
         label=label,
         shape=SHAPE_CLASSES[label],
         colour=colour_name(mean),
         texture=rng.textures[main],
-        size='large' if objects[main]['radius'] > 0.35 * img_size else
-        'small',
+        size='large' if objects[main]['radius'] > 0.35 * img_size else 'small',
         distractors=[
             SHAPE_CLASSES[o['label']] for k, o in enumerate(objects)
             if k != main

@@ -13,8 +13,7 @@ from mmssl.registry import DATASETS
 from mmssl.utils.validation import check_choice
 
 __all__ = [
-    'sample_few_shot', 'split_base_novel', 'FewShotDataset',
-    'CoOpSplitDataset'
+    'sample_few_shot', 'split_base_novel', 'FewShotDataset', 'CoOpSplitDataset'
 ]
 
 _SUBSAMPLE = ('all', 'base', 'novel')

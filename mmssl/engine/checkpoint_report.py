@@ -223,7 +223,7 @@ def _mismatch_message(filename: str, config_path: str, report: StateDictReport,
             f"Its keys are the model's {child!r} weights without the "
             f"'{child}.' prefix, i.e. a {child}-only checkpoint: load it "
             f"through model.{child}.init_cfg=dict(type='Pretrained', "
-            f"checkpoint={filename!r}) instead of {purpose}.")
+            f'checkpoint={filename!r}) instead of {purpose}.')
     else:
         lines.append(
             f'Use the config that trained this checkpoint; or, to reuse a '

@@ -148,11 +148,11 @@ def configure_distributed(cfg: Config, launcher: str) -> Config:
     return cfg
 
 
-def set_default_dataloader_cfg(cfg: Config,
-                               fields: Sequence[str],
-                               pin_memory: Optional[bool] = None,
-                               persistent_workers: Optional[bool] = None
-                               ) -> Config:
+def set_default_dataloader_cfg(
+        cfg: Config,
+        fields: Sequence[str],
+        pin_memory: Optional[bool] = None,
+        persistent_workers: Optional[bool] = None) -> Config:
     """mmpretrain's dataloader defaults, adjusted to the machine.
 
     ``pin_memory`` defaults to whether CUDA is available (pinning needs an

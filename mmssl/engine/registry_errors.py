@@ -19,7 +19,6 @@ from .tool_errors import ToolError, UnknownTypeError, _quiet
 
 __all__ = ['unknown_type_error', 'friendly_errors']
 
-
 _REGISTRY_KEYERROR = re.compile(
     r'(?P<type>\S+) is not in the (?P<scope>[\w\-]+)::(?P<name>[\w \-]+?) '
     r'registry')
@@ -156,7 +155,7 @@ def unknown_type_error(
                      ', '.join(repr(s) for s in suggestions) + '.')
     else:
         lines.append('No registered name is close to it.')
-    custom = ("or, for a module of your own, add custom_imports=dict("
+    custom = ('or, for a module of your own, add custom_imports=dict('
               "imports=['my_package.my_module'], allow_failed_imports=False) "
               'to the config.')
     if type_scope:

@@ -3,12 +3,14 @@
 import copy
 
 from .contrastive import tiny_simclr_cfg  # noqa: F401
-from .resume import (assert_resume_equals_straight,  # noqa: F401
-                     train_state, two_view_transform)
+from .resume import assert_resume_equals_straight  # noqa: F401
+from .resume import train_state, two_view_transform
 
 
-def tiny_mae_cfg(img_size: int = 32, patch_size: int = 8,
-                 embed_dims: int = 32, mask_ratio: float = 0.75,
+def tiny_mae_cfg(img_size: int = 32,
+                 patch_size: int = 8,
+                 embed_dims: int = 32,
+                 mask_ratio: float = 0.75,
                  scope: str = 'mmssl') -> dict:
     """A tiny MAE config dict (2 blocks, 1 decoder block).
 
@@ -18,38 +20,41 @@ def tiny_mae_cfg(img_size: int = 32, patch_size: int = 8,
     if scope not in ('mmssl', 'mmpretrain'):
         raise ValueError(f'scope must be mmssl or mmpretrain, got {scope!r}')
     num_patches = (img_size // patch_size)**2
-    return copy.deepcopy(dict(
-        type=f'{scope}.MAE',
-        data_preprocessor=dict(
-            type='mmpretrain.SelfSupDataPreprocessor',
-            mean=[123.675, 116.28, 103.53],
-            std=[58.395, 57.12, 57.375],
-            to_rgb=True),
-        backbone=dict(
-            type=f'{scope}.MAEViT',
-            arch=dict(
-                embed_dims=embed_dims, num_layers=2, num_heads=2,
-                feedforward_channels=2 * embed_dims),
-            img_size=img_size,
-            patch_size=patch_size,
-            mask_ratio=mask_ratio),
-        neck=dict(
-            type='mmpretrain.MAEPretrainDecoder',
-            num_patches=num_patches,
-            patch_size=patch_size,
-            in_chans=3,
-            embed_dim=embed_dims,
-            decoder_embed_dim=16,
-            decoder_depth=1,
-            decoder_num_heads=2,
-            mlp_ratio=4.),
-        head=dict(
-            type='mmpretrain.MAEPretrainHead',
-            norm_pix=True,
-            patch_size=patch_size,
-            loss=dict(
-                type='mmpretrain.PixelReconstructionLoss',
-                criterion='L2'))))
+    return copy.deepcopy(
+        dict(
+            type=f'{scope}.MAE',
+            data_preprocessor=dict(
+                type='mmpretrain.SelfSupDataPreprocessor',
+                mean=[123.675, 116.28, 103.53],
+                std=[58.395, 57.12, 57.375],
+                to_rgb=True),
+            backbone=dict(
+                type=f'{scope}.MAEViT',
+                arch=dict(
+                    embed_dims=embed_dims,
+                    num_layers=2,
+                    num_heads=2,
+                    feedforward_channels=2 * embed_dims),
+                img_size=img_size,
+                patch_size=patch_size,
+                mask_ratio=mask_ratio),
+            neck=dict(
+                type='mmpretrain.MAEPretrainDecoder',
+                num_patches=num_patches,
+                patch_size=patch_size,
+                in_chans=3,
+                embed_dim=embed_dims,
+                decoder_embed_dim=16,
+                decoder_depth=1,
+                decoder_num_heads=2,
+                mlp_ratio=4.),
+            head=dict(
+                type='mmpretrain.MAEPretrainHead',
+                norm_pix=True,
+                patch_size=patch_size,
+                loss=dict(
+                    type='mmpretrain.PixelReconstructionLoss',
+                    criterion='L2'))))
 
 
 def tiny_poslabel_vit_cfg(**overrides) -> dict:
@@ -59,8 +64,7 @@ def tiny_poslabel_vit_cfg(**overrides) -> dict:
     cfg = dict(
         type='mmssl.PosLabelViT',
         arch=dict(
-            embed_dims=32, num_layers=2, num_heads=2,
-            feedforward_channels=64),
+            embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64),
         img_size=32,
         patch_size=8,
         with_cls_token=False,
@@ -79,34 +83,37 @@ def tiny_data2vec2_cfg(img_size: int = 32,
     D 16, 4 blocks, K 2; a 2-layer conv decoder with 4 groups). The masks
     (M per image) come with the batch: :func:`tiny_data2vec2_samples`, or
     ``mmssl.InverseBlockMaskGenerator`` in a pipeline."""
-    return copy.deepcopy(dict(
-        type='mmssl.Data2VecV2',
-        data_preprocessor=dict(
-            type='mmpretrain.SelfSupDataPreprocessor',
-            mean=[123.675, 116.28, 103.53],
-            std=[58.395, 57.12, 57.375],
-            to_rgb=True),
-        backbone=dict(
-            type='mmssl.D2V2ViT',
-            arch=dict(
-                embed_dims=embed_dims, num_layers=num_layers, num_heads=2,
-                feedforward_channels=2 * embed_dims),
-            img_size=img_size,
-            patch_size=patch_size),
-        neck=dict(
-            type='mmssl.D2V2ConvDecoder2d',
-            in_channels=embed_dims,
-            embed_dims=embed_dims,
-            num_layers=2,
-            kernel_size=3,
-            groups=4),
-        head=dict(
-            type='mmssl.D2V2Head',
-            top_k=top_k,
-            cls_loss_weight=0.01,
-            loss=dict(type='mmssl.D2V2RegressionLoss')),
-        ema=ema or dict(momentum=2e-4, end_momentum=1e-5,
-                        anneal_iters=100000)))
+    return copy.deepcopy(
+        dict(
+            type='mmssl.Data2VecV2',
+            data_preprocessor=dict(
+                type='mmpretrain.SelfSupDataPreprocessor',
+                mean=[123.675, 116.28, 103.53],
+                std=[58.395, 57.12, 57.375],
+                to_rgb=True),
+            backbone=dict(
+                type='mmssl.D2V2ViT',
+                arch=dict(
+                    embed_dims=embed_dims,
+                    num_layers=num_layers,
+                    num_heads=2,
+                    feedforward_channels=2 * embed_dims),
+                img_size=img_size,
+                patch_size=patch_size),
+            neck=dict(
+                type='mmssl.D2V2ConvDecoder2d',
+                in_channels=embed_dims,
+                embed_dims=embed_dims,
+                num_layers=2,
+                kernel_size=3,
+                groups=4),
+            head=dict(
+                type='mmssl.D2V2Head',
+                top_k=top_k,
+                cls_loss_weight=0.01,
+                loss=dict(type='mmssl.D2V2RegressionLoss')),
+            ema=ema
+            or dict(momentum=2e-4, end_momentum=1e-5, anneal_iters=100000)))
 
 
 def tiny_data2vec2_samples(batch_size: int,
@@ -120,13 +127,15 @@ def tiny_data2vec2_samples(batch_size: int,
     from mmpretrain.structures import DataSample
 
     from mmssl.models.utils.masking import inverse_block_mask
-    masks = inverse_block_mask(grid, grid, mask_ratio,
-                               batch_size * num_masks, generator=generator)
+    masks = inverse_block_mask(
+        grid, grid, mask_ratio, batch_size * num_masks, generator=generator)
     masks = masks.view(batch_size, num_masks, grid, grid)
     return [DataSample().set_mask(m) for m in masks]
 
 
-def write_random_images(root: str, num: int = 16, size: int = 40,
+def write_random_images(root: str,
+                        num: int = 16,
+                        size: int = 40,
                         seed: int = 0) -> None:
     """Write ``num`` random RGB PNGs (``000.png`` ...) into folder ``root``."""
     import os.path as osp
@@ -159,8 +168,10 @@ def tiny_pretrain_runner_cfg(model: dict,
     arguments (e.g. ``with_label=True, ann_file='ann.txt'``)."""
     pipeline = pipeline or [
         dict(type='LoadImageFromFile'),
-        dict(type='RandomResizedCrop', scale=img_size,
-             crop_ratio_range=(0.5, 1)),
+        dict(
+            type='RandomResizedCrop',
+            scale=img_size,
+            crop_ratio_range=(0.5, 1)),
         dict(type='RandomFlip', prob=0.5),
         *extra_transforms,
         dict(type='PackInputs', algorithm_keys=['mask']),
@@ -187,11 +198,20 @@ def tiny_pretrain_runner_cfg(model: dict,
             optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
             clip_grad=dict(max_norm=4.)),
         param_scheduler=[
-            dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0,
-                 end=1, convert_to_iter_based=True),
-            dict(type='CosineAnnealingLR', T_max=total_epochs - 1,
-                 by_epoch=True, begin=1, end=total_epochs,
-                 convert_to_iter_based=True)
+            dict(
+                type='LinearLR',
+                start_factor=0.1,
+                by_epoch=True,
+                begin=0,
+                end=1,
+                convert_to_iter_based=True),
+            dict(
+                type='CosineAnnealingLR',
+                T_max=total_epochs - 1,
+                by_epoch=True,
+                begin=1,
+                end=total_epochs,
+                convert_to_iter_based=True)
         ],
         train_cfg=dict(type='EpochBasedTrainLoop', max_epochs=max_epochs),
         default_hooks=dict(

@@ -134,7 +134,7 @@ _OFFENDER_PATTERNS = (
     re.compile(r'unsupported GLOBAL ([\w\.]+) whose module'),
     re.compile(r'reduce for unrecognized function ([^\n]+?)'
                r'(?: which belongs|\n|$)'),
-    re.compile(r"(?:Can only build|Can only create new object).*?"
+    re.compile(r'(?:Can only build|Can only create new object).*?'
                r"but got <class '([^']+)'>"),
 )
 

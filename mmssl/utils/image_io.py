@@ -78,8 +78,9 @@ def load_fashion_image(path: str, size: int) -> torch.Tensor:
             img.load()
             if img.mode in _MODES_16BIT + ('I', 'F'):
                 img = _to_8bit(img, path)
-            if img.mode in ('RGBA', 'LA', 'PA') or (
-                    img.mode == 'P' and 'transparency' in img.info):
+            if img.mode in ('RGBA', 'LA',
+                            'PA') or (img.mode == 'P'
+                                      and 'transparency' in img.info):
                 img = img.convert('RGBA')
                 bg = Image.new('RGBA', img.size, (255, 255, 255, 255))
                 img = Image.alpha_composite(bg, img)
@@ -100,8 +101,7 @@ def load_mask_image(path: str, size: int) -> torch.Tensor:
     The image is read and resized as by :func:`load_fashion_image`; a pixel
     is garment when the mean of its channels is above mid-grey.
     """
-    return (load_fashion_image(path, size).mean(1, keepdim=True) >
-            0).float()
+    return (load_fashion_image(path, size).mean(1, keepdim=True) > 0).float()
 
 
 def to_uint8(img: torch.Tensor) -> np.ndarray:
@@ -118,8 +118,8 @@ def save_image(img: torch.Tensor, path: str) -> None:
     Image.fromarray(to_uint8(img)).save(path)
 
 
-def write_outputs(out_dir: str,
-                  files: Dict[str, Union[torch.Tensor, dict]]) -> List[str]:
+def write_outputs(out_dir: str, files: Dict[str, Union[torch.Tensor,
+                                                       dict]]) -> List[str]:
     """Write images all-or-nothing: into a temporary folder inside
     ``out_dir``, then moved into ``out_dir`` file by file with atomic
     renames once every picture has been encoded.

@@ -24,8 +24,9 @@ def format_table(rows: Iterable[Tuple[str, dict]],
             value = values.get(key)
             line.append('-' if value is None else format(value, fmt))
         lines.append(line)
-    widths = [max(len(line[i]) for line in lines)
-              for i in range(len(lines[0]))]
+    widths = [
+        max(len(line[i]) for line in lines) for i in range(len(lines[0]))
+    ]
     text = [
         '  '.join(
             cell.ljust(width) if i == 0 else cell.rjust(width)

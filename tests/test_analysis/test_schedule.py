@@ -83,12 +83,14 @@ def test_iters_make_an_iteration_run():
     assert (iters.begin, iters.end) == (0, 50)  # iteration-based: kept
 
 
-@pytest.mark.parametrize('kwargs', [
-    dict(iters=10, epochs=2),
-    dict(),
-    dict(epochs=0),
-    dict(iters=10),  # epoch-based config without iters_per_epoch
-])
+@pytest.mark.parametrize(
+    'kwargs',
+    [
+        dict(iters=10, epochs=2),
+        dict(),
+        dict(epochs=0),
+        dict(iters=10),  # epoch-based config without iters_per_epoch
+    ])
 def test_bad_requests_are_refused(kwargs):
     with pytest.raises(ValueError, match='rescale_schedule'):
         rescale_schedule(_cfg(), **kwargs)

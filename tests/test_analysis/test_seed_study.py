@@ -6,8 +6,8 @@ import os
 import pytest
 
 from mmssl.analysis.seed_study import (last_value, mean_curves, mean_std,
-                                       read_scalars, run_dir,
-                                       summarize_study, study_table)
+                                       read_scalars, run_dir, study_table,
+                                       summarize_study)
 
 
 def _write_run(root, arm, seed, records, stamp='20260101_000000'):
@@ -45,7 +45,10 @@ def test_summary_reads_the_last_value_and_alternative_keys(tmp_path):
     acc = summary['apl']['accuracy/top1']
     assert acc['per_seed'] == {0: 20.0, 1: 30.0} and acc['mean'] == 25.0
     assert summary['apl']['loss_cls|loss']['per_seed'] == {
-        0: 1.0, 1: 1.0, 2: 3.0}
+        0: 1.0,
+        1: 1.0,
+        2: 3.0
+    }
     assert 'seed2:accuracy/top1' in summary['apl']['missing']
     assert summary['base']['missing'] == ['seed0', 'seed1', 'seed2']
     table = study_table(summary, ['accuracy/top1'])
@@ -56,8 +59,8 @@ def test_summary_reads_the_last_value_and_alternative_keys(tmp_path):
 def test_latest_log_and_mean_curves(tmp_path):
     root = str(tmp_path)
     _write_run(root, 'a', 0, [dict(step=1, x=9.0)], '20260101_000000')
-    _write_run(root, 'a', 0, [dict(step=1, x=1.0), dict(step=2, x=3.0)],
-               '20260102_000000')
+    _write_run(root, 'a', 0,
+               [dict(step=1, x=1.0), dict(step=2, x=3.0)], '20260102_000000')
     _write_run(root, 'a', 1, [dict(step=1, x=3.0)])
     assert read_scalars(run_dir(root, 'a', 0))[0]['x'] == 1.0
     assert last_value(read_scalars(run_dir(root, 'a', 0)), 'x', 2) == 2.0

@@ -62,12 +62,19 @@ def test_tool_runs_two_methods_on_tiny_budget(tmp_path):
         cfgs.append(path)
     out, plot = str(tmp_path / 'tta.json'), str(tmp_path / 'tta.png')
     proc = subprocess.run(
-        [sys.executable, osp.join(ROOT, 'tools/analysis_tools/'
-                                  'time_to_accuracy.py')] + cfgs +
-        ['--names', 'mae', 'd2v2', '--budget', '4', '--evals', '2',
-         '--probe-iters', '1', '--work-dir', str(tmp_path / 'w'),
-         '--out', out, '--plot', plot],
-        capture_output=True, text=True, timeout=400, cwd=ROOT)
+        [
+            sys.executable,
+            osp.join(ROOT, 'tools/analysis_tools/'
+                     'time_to_accuracy.py')
+        ] + cfgs + [
+            '--names', 'mae', 'd2v2', '--budget', '4', '--evals', '2',
+            '--probe-iters', '1', '--work-dir',
+            str(tmp_path / 'w'), '--out', out, '--plot', plot
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        cwd=ROOT)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     res = json.load(open(out))
     for name in ('mae', 'd2v2'):

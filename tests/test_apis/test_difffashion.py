@@ -17,8 +17,8 @@ from mmssl.apis import (DiffFashion, MaskError, WeightFileError,
                         load_fashion_image, load_vit)
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from difffashion_helpers import (BoxStubUNet, build_tiny, images,  # noqa: E402
-                                 make_editor, tiny_ddpm_cfg, tiny_vit_cfg)
+from difffashion_helpers import (BoxStubUNet, build_tiny, images, make_editor,
+                                 tiny_ddpm_cfg, tiny_vit_cfg)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -37,9 +37,10 @@ def files(tmp_path, tiny):
         f.write(f'model = dict(backbone={tiny_vit_cfg(16)!r})\n')
     torch.save(dict(state_dict=ddpm.state_dict()), tmp_path / 'ddpm.pth')
     torch.save(
-        dict(state_dict={f'backbone.{k}': v
-                         for k, v in vit.state_dict().items()}),
-        tmp_path / 'vit.pth')
+        dict(state_dict={
+            f'backbone.{k}': v
+            for k, v in vit.state_dict().items()
+        }), tmp_path / 'vit.pth')
     garment, reference = images()
     for name, img in (('garment.png', garment), ('reference.png', reference)):
         arr = ((img[0].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
@@ -49,15 +50,21 @@ def files(tmp_path, tiny):
 
 def test_inferencer_from_files_equals_the_editor(files, tiny):
     pipe = DiffFashion.from_files(
-        str(files / 'ddpm.pth'), str(files / 'vit.pth'),
-        config=str(files / 'ddpm.py'), vit_config=str(files / 'vit.py'),
-        garment_label=0, schedule=dict(num_steps=5, resample=1),
-        mask_generator=dict(type='mmssl.LabelContrastMaskGenerator',
-                            label_sets=[[1, 2], [3]]))
+        str(files / 'ddpm.pth'),
+        str(files / 'vit.pth'),
+        config=str(files / 'ddpm.py'),
+        vit_config=str(files / 'vit.py'),
+        garment_label=0,
+        schedule=dict(num_steps=5, resample=1),
+        mask_generator=dict(
+            type='mmssl.LabelContrastMaskGenerator', label_sets=[[1, 2], [3]]))
     assert pipe.size == 16 and pipe.model.vit_img_size == 16
     calls = []
-    out = pipe(str(files / 'garment.png'), str(files / 'reference.png'),
-               seed=0, progress=lambda: calls.append(1))
+    out = pipe(
+        str(files / 'garment.png'),
+        str(files / 'reference.png'),
+        seed=0,
+        progress=lambda: calls.append(1))
     assert len(calls) == pipe.num_model_steps()
     g = load_fashion_image(str(files / 'garment.png'), 16)
     r = load_fashion_image(str(files / 'reference.png'), 16)
@@ -72,8 +79,10 @@ def test_inferencer_from_files_equals_the_editor(files, tiny):
     assert out['mask'].sum() == 64 and 'score' not in out
     scores = pipe.metrics(out, str(files / 'mask.png'))
     assert scores['mask_iou'] == 1.0
-    assert set(scores) >= {'structure_selfsim', 'appearance_cls',
-                           'background_l1', 'structure_selfsim_fg'}
+    assert set(scores) >= {
+        'structure_selfsim', 'appearance_cls', 'background_l1',
+        'structure_selfsim_fg'
+    }
     with pytest.raises(MaskError):
         pipe(g, r, mask=torch.zeros(1, 1, 16, 16))
 
@@ -117,9 +126,10 @@ def test_16bit_grayscale_is_scaled_not_clipped_to_white(tmp_path):
 
 def test_missing_weights_name_where_to_get_them(tmp_path):
     with pytest.raises(WeightFileError, match='guided-diffusion'):
-        load_diffusion_model('configs/difffashion/'
-                             'ddpm_unet-tiny_1xb64-10e_embedded32.py',
-                             str(tmp_path / 'none.pth'))
+        load_diffusion_model(
+            'configs/difffashion/'
+            'ddpm_unet-tiny_1xb64-10e_embedded32.py',
+            str(tmp_path / 'none.pth'))
     with pytest.raises(WeightFileError, match='dino'):
         load_vit(None, str(tmp_path / 'none.pth'))
 
@@ -138,8 +148,9 @@ def test_load_diffusion_model_from_checkpoint_config(tiny, tmp_path):
     from mmengine.config import Config
     ddpm, _ = tiny
     text = Config(dict(model=tiny_ddpm_cfg(16))).pretty_text
-    torch.save(dict(meta=dict(cfg=text), state_dict=ddpm.state_dict()),
-               tmp_path / 'runner.pth')
+    torch.save(
+        dict(meta=dict(cfg=text), state_dict=ddpm.state_dict()),
+        tmp_path / 'runner.pth')
     model = load_diffusion_model(None, str(tmp_path / 'runner.pth'))
     for k, v in ddpm.state_dict().items():
         assert torch.equal(model.state_dict()[k], v)
@@ -154,8 +165,7 @@ def test_fashion_metrics_with_the_guidance_vit(tiny):
     garment, reference = images()
     mask = torch.zeros(1, 1, 16, 16)
     mask[..., 4:12, 4:12] = 1
-    same = fashion_metrics(garment, garment, reference, mask,
-                           editor.extractor)
+    same = fashion_metrics(garment, garment, reference, mask, editor.extractor)
     assert same['structure_selfsim'] < 1e-10 and same['background_l1'] == 0
     assert same['mask_fraction'] == 0.25
     other = fashion_metrics(reference, garment, reference, None,
@@ -165,16 +175,16 @@ def test_fashion_metrics_with_the_guidance_vit(tiny):
     assert other['background_l1'] != other['background_l1']  # nan
     half = mask.clone()
     half[..., 8:] = 0
-    scored = fashion_metrics(garment, garment, reference, mask,
-                             editor.extractor, true_mask=half)
+    scored = fashion_metrics(
+        garment, garment, reference, mask, editor.extractor, true_mask=half)
     assert scored['mask_iou'] == 0.5
     # structure inside the silhouette: the top-left 2x2 of the 4x4 patches
     true = torch.zeros(1, 1, 16, 16)
     true[..., :8, :8] = 1
     edited = garment.clone()
     edited[..., 8:, :] = reference[..., 8:, :]
-    s = fashion_metrics(edited, garment, reference, None, editor.extractor,
-                        true_mask=true)
+    s = fashion_metrics(
+        edited, garment, reference, None, editor.extractor, true_mask=true)
     assert s['structure_selfsim'] > 0
     assert s['structure_selfsim_fg'] < s['structure_selfsim']
     assert s['background_l1'] > 0 and s['mask_iou'] == 0.25
@@ -202,8 +212,10 @@ def test_difffashion_below_apis_does_not_import_apis():
     for rel in DIFFFASHION_FILES:
         path = osp.join(ROOT, rel)
         if osp.isdir(path):
-            paths += [osp.join(path, f) for f in sorted(os.listdir(path))
-                      if f.endswith('.py')]
+            paths += [
+                osp.join(path, f) for f in sorted(os.listdir(path))
+                if f.endswith('.py')
+            ]
         else:
             paths.append(path)
     assert len(paths) > 8
@@ -224,7 +236,10 @@ def test_nothing_outside_models_diffusion_needs_diffusers():
             '    require_diffusers()\n'
             'except ImportError as err:\n'
             '    print("needs diffusers:", err)\n')
-    res = subprocess.run([sys.executable, '-c', code], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run([sys.executable, '-c', code],
+                         cwd=ROOT,
+                         capture_output=True,
+                         text=True,
+                         timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert 'needs diffusers' in res.stdout

@@ -43,9 +43,16 @@ def test_tiny_mae_config_dist_train_and_eval(tmp_path):
         PORT=str(_free_port()),
         OMP_NUM_THREADS='1')
     proc = subprocess.run(
-        ['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), CONFIG, '2',
-         '--work-dir', work, '--cfg-options'] + opts,
-        capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+        [
+            'bash',
+            osp.join(ROOT, 'tools', 'dist_train.sh'), CONFIG, '2',
+            '--work-dir', work, '--cfg-options'
+        ] + opts,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=ROOT)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
     assert 'Distributed training: True' in log
@@ -57,11 +64,16 @@ def test_tiny_mae_config_dist_train_and_eval(tmp_path):
 
     out = str(tmp_path / 'eval.json')
     proc = subprocess.run(
-        [sys.executable, osp.join(ROOT, 'tools', 'analysis_tools',
-                                  'eval_frozen.py'), CONFIG, ckpt, '--random',
-         '--protocols', 'knn', 'linear', '--out', out, '--cfg-options'] +
-        [o for o in opts if o.startswith('frozen_eval')],
-        capture_output=True, text=True, timeout=300, cwd=ROOT)
+        [
+            sys.executable,
+            osp.join(ROOT, 'tools', 'analysis_tools',
+                     'eval_frozen.py'), CONFIG, ckpt, '--random',
+            '--protocols', 'knn', 'linear', '--out', out, '--cfg-options'
+        ] + [o for o in opts if o.startswith('frozen_eval')],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     result = json.load(open(out))
     assert 'pretrained' in json.dumps(result) and 'random' in json.dumps(

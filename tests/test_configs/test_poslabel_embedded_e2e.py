@@ -34,7 +34,8 @@ def test_tiny_poslabel_config_lowers_both_losses(tmp_path, name):
     work = str(tmp_path / 'work')
     supervised = not name.startswith('mae')
     opts = [
-        'train_cfg.max_epochs=4', 'train_dataloader.batch_size=16',
+        'train_cfg.max_epochs=4',
+        'train_dataloader.batch_size=16',
         'train_dataloader.num_workers=0',
         'train_dataloader.persistent_workers=False',
         'default_hooks.logger.interval=1',
@@ -47,8 +48,9 @@ def test_tiny_poslabel_config_lowers_both_losses(tmp_path, name):
     ]
     if supervised:
         opts += [
-            'train_cfg.val_interval=4', 'val_dataloader.dataset.data_root=' +
-            data, 'val_dataloader.dataset.embedded_cfg.num_train=64',
+            'train_cfg.val_interval=4',
+            'val_dataloader.dataset.data_root=' + data,
+            'val_dataloader.dataset.embedded_cfg.num_train=64',
             'val_dataloader.dataset.embedded_cfg.num_val=32'
         ]
     else:
@@ -90,8 +92,8 @@ def test_tiny_poslabel_config_lowers_both_losses(tmp_path, name):
             sys.executable,
             osp.join(ROOT, 'tools', 'analysis_tools', 'eval_frozen.py'),
             osp.join(CFG_DIR, name),
-            osp.join(work, 'epoch_4.pth'), '--protocols', 'knn', '--out',
-            out, '--cfg-options'
+            osp.join(work, 'epoch_4.pth'), '--protocols', 'knn', '--out', out,
+            '--cfg-options'
         ] + [o for o in opts if o.startswith('frozen_eval')],
         capture_output=True,
         text=True,

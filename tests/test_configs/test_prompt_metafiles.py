@@ -41,10 +41,7 @@ def test_folder_has_readme_and_metafile_in_the_index(folder):
             for v in res['Metrics'].values():
                 assert f'{v:.1f}' in readme, (m['Name'], v)
     # every config of the folder has an entry
-    files = {
-        osp.relpath(p, ROOT)
-        for p in glob.glob(osp.join(base, '*.py'))
-    }
+    files = {osp.relpath(p, ROOT) for p in glob.glob(osp.join(base, '*.py'))}
     assert files == configs
 
 

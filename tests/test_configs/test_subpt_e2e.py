@@ -50,10 +50,8 @@ def test_subpt_nfl_config_trains_and_evaluates(tmp_path):
         'circle', 'ellipse', 'semicircle', 'triangle', 'square'
     ]
     assert model.num_base == 5 and model.nfl_names[0] == 'pentagon'
-    raw = torch.load(
-        osp.join(cfg.work_dir, 'epoch_3.pth'), weights_only=True)
-    assert raw['subpt']['basis'].shape == (1, model.prompt_learner.ctx
-                                           .numel())
+    raw = torch.load(osp.join(cfg.work_dir, 'epoch_3.pth'), weights_only=True)
+    assert raw['subpt']['basis'].shape == (1, model.prompt_learner.ctx.numel())
     assert osp.isfile(osp.join(cfg.work_dir, 'subpt_subspace.pth'))
 
 
@@ -66,15 +64,13 @@ def test_base_to_novel_tool(tmp_path):
     spec.loader.exec_module(tool)
     results = {
         'zeroshot': [dict(epoch=0, base=50., novel=40., hm=44.4)],
-        'coop': [
-            dict(epoch=e, base=60. + e, novel=40. - e, hm=45.)
-            for e in (1, 2)
-        ]
+        'coop':
+        [dict(epoch=e, base=60. + e, novel=40. - e, hm=45.) for e in (1, 2)]
     }
     (tmp_path / 'results.json').write_text(json.dumps(results))
     assert tool.main([
-        '--clip-checkpoint', 'unused', '--work-dir', str(tmp_path),
-        '--epochs', '2', '--plot-only'
+        '--clip-checkpoint', 'unused', '--work-dir',
+        str(tmp_path), '--epochs', '2', '--plot-only'
     ]) == 0
     md = (tmp_path / 'table.md').read_text()
     assert '| CoOp (best base) | 2 | 62.0 | 38.0 | 45.0 |' in md
@@ -94,15 +90,17 @@ def _tool():
 def test_three_phase_subpt_reads_the_online_runs_subspace(tmp_path):
     tool = _tool()
     args = tool.argparse.Namespace(
-        work_dir=str(tmp_path), clip_checkpoint='clip.pth', val_interval=3,
+        work_dir=str(tmp_path),
+        clip_checkpoint='clip.pth',
+        val_interval=3,
         cfg_options=None)
     cfg = tool._cfg(tool.CONFIGS['subpt_3phase'], args, 'subpt_3phase', 30)
     hooks = [h for h in cfg.custom_hooks if h.type == 'mmssl.SubPTHook']
     assert len(hooks) == 1
     # phase C: no online trajectory, U from the subpt run of this work dir
     assert hooks[0].get('t_early') is None
-    assert hooks[0].subspace_file == osp.join(str(tmp_path), 'subpt',
-                                              'subpt_subspace.pth')
+    assert hooks[0].subspace_file == osp.join(
+        str(tmp_path), 'subpt', 'subpt_subspace.pth')
     assert cfg.model.clip.checkpoint == 'clip.pth'
     # the other methods are left as their configs say
     cfg = tool._cfg(tool.CONFIGS['subpt'], args, 'subpt', 30)
@@ -125,8 +123,9 @@ def test_coop_schedule_warms_up_one_epoch_then_gives_the_lr_back(config):
     scheds = []
     for s in cfg.param_scheduler:
         s = dict(s)
-        cls = dict(ConstantLR=ConstantLR,
-                   CosineAnnealingLR=CosineAnnealingLR)[s.pop('type')]
+        cls = dict(
+            ConstantLR=ConstantLR,
+            CosineAnnealingLR=CosineAnnealingLR)[s.pop('type')]
         scheds.append(cls(opt, **s))
     lrs = []
     for _ in range(cfg.train_cfg.max_epochs):

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(ROOT, 'configs', 'unidet',
@@ -32,6 +31,7 @@ def _run(args, cwd):
 
 def test_tiny_unidet_train_test_and_inference(tmp_path, monkeypatch):
     from mmssl.datasets import make_embedded_data
+
     # the config's relative paths (data/embedded/...) resolve in tmp_path
     make_embedded_data(
         str(tmp_path / 'data' / 'embedded'), num_train=32, num_val=16)

@@ -30,8 +30,8 @@ def test_captions_replay_the_stored_images(tmp_path):
         assert (stored == desc['image']).all()
         caps = make_captions(desc)
         assert len(caps) == 5 and all(desc['shape'] in c for c in caps)
-    ds = EmbeddedCaptionDataset(data_root=root, split='train',
-                                random_caption=False)
+    ds = EmbeddedCaptionDataset(
+        data_root=root, split='train', random_caption=False)
     info = ds.get_data_info(7)
     assert info['caption'] == f"a photo of a {info['description']['shape']}."
     assert info['gt_label'] == 7

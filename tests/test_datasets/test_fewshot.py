@@ -5,8 +5,8 @@ from collections import Counter
 
 import pytest
 
-from mmssl.datasets import (CoOpSplitDataset, FewShotDataset,
-                            sample_few_shot, split_base_novel)
+from mmssl.datasets import (CoOpSplitDataset, FewShotDataset, sample_few_shot,
+                            split_base_novel)
 
 
 def test_sample_few_shot_is_seeded_and_per_class():
@@ -60,8 +60,9 @@ def test_few_shot_base_novel(split_root):
     assert base.metainfo['num_base'] == 3
     assert len(base.metainfo['all_classes']) == 5
     novel = FewShotDataset(inner, subsample='novel')
-    assert sorted({novel.get_data_info(i)['gt_label']
-                   for i in range(len(novel))}) == [0, 1]  # relabelled
+    assert sorted(
+        {novel.get_data_info(i)['gt_label']
+         for i in range(len(novel))}) == [0, 1]  # relabelled
     assert novel.metainfo['classes'] == ('boxer', 'pug')
     assert novel.metainfo['num_base'] is None
     full = FewShotDataset(inner, subsample='all')
@@ -70,17 +71,23 @@ def test_few_shot_base_novel(split_root):
 
 def test_fgvc_and_list_formats(tmp_path):
     (tmp_path / 'variants.txt').write_text('707-320\nA300B4\n')
-    (tmp_path / 'images_variant_test.txt').write_text(
-        '1025794 707-320\n1340192 A300B4\n')
+    (tmp_path /
+     'images_variant_test.txt').write_text('1025794 707-320\n1340192 A300B4\n')
     ds = CoOpSplitDataset(
-        str(tmp_path), split='test', ann_file='images_variant_test.txt',
-        classnames_file='variants.txt', ann_format='fgvc')
+        str(tmp_path),
+        split='test',
+        ann_file='images_variant_test.txt',
+        classnames_file='variants.txt',
+        ann_format='fgvc')
     assert [ds.get_data_info(i)['gt_label'] for i in range(2)] == [0, 1]
     assert ds.get_data_info(0)['img_path'].endswith('images/1025794.jpg')
-    (tmp_path / 'classnames.txt').write_text(
-        'n01440764 tench\nn01443537 goldfish\n')
+    (tmp_path /
+     'classnames.txt').write_text('n01440764 tench\nn01443537 goldfish\n')
     (tmp_path / 'val.txt').write_text('n01443537/x.JPEG 1\n')
     ds = CoOpSplitDataset(
-        str(tmp_path), split='test', img_dir='val', ann_file='val.txt',
+        str(tmp_path),
+        split='test',
+        img_dir='val',
+        ann_file='val.txt',
         classnames_file='classnames.txt')
     assert ds.metainfo['classes'] == ('tench', 'goldfish')

@@ -83,7 +83,7 @@ def test_without_labels(root):
 
 
 def test_bad_split_name(root):
-    with pytest.raises(ValueError, match="split must be one of"):
+    with pytest.raises(ValueError, match='split must be one of'):
         MiniImageNet(data_root=root, split='training')
 
 

@@ -12,7 +12,7 @@ from mmssl.datasets.unidet import (RVC_EDITS, LabelSpaceError,
                                    load_label_space, prepare_embedded_unidet,
                                    read_category_list, read_hierarchy,
                                    read_mapping_csv, remap_coco,
-                                   save_label_space, unify_label_space)
+                                   save_label_space)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 RVC = osp.join(ROOT, '..', 'shared', 'data', 'unidet')

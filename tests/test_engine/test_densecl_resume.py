@@ -32,7 +32,7 @@ def test_densecl_resume_equals_straight_run(tmp_path):
     assert int(straight['encoder_k.steps']) == 16  # one update per step
     two = raw['state_dict']
     # epochs 3-4 moved everything (the key encoder by 0.1 % per step)
-    for k, moved in (('queue', 1e-2), ('queue2', 1e-2),
-                     ('backbone.conv1.weight', 1e-4),
+    for k, moved in (('queue', 1e-2), ('queue2',
+                                       1e-2), ('backbone.conv1.weight', 1e-4),
                      ('encoder_k.module.0.conv1.weight', 1e-6)):
         assert (two[k].float() - straight[k].float()).abs().max() > moved, k

@@ -66,8 +66,8 @@ def _run(tmp_path, model, labelled):
         dataset_kwargs=dict(with_label=True, ann_file='ann.txt'),
         pipeline=[
             dict(type='LoadImageFromFile'),
-            dict(type='RandomResizedCrop', scale=32,
-                 crop_ratio_range=(0.5, 1)),
+            dict(
+                type='RandomResizedCrop', scale=32, crop_ratio_range=(0.5, 1)),
             dict(type='RandomFlip', prob=0.5),
             dict(type='PackInputs')
         ]) if labelled else {}

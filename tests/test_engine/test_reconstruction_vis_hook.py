@@ -15,8 +15,8 @@ def test_hook_writes_grid_and_keeps_random_stream(tmp_path):
     data.mkdir()
     rng = np.random.RandomState(0)
     for i in range(8):
-        Image.fromarray(rng.randint(0, 255, (32, 32, 3), np.uint8)).save(
-            str(data / f'{i}.png'))
+        Image.fromarray(rng.randint(0, 255, (32, 32, 3),
+                                    np.uint8)).save(str(data / f'{i}.png'))
     cfg = Config(
         dict(
             default_scope='mmpretrain',
@@ -43,8 +43,9 @@ def test_hook_writes_grid_and_keeps_random_stream(tmp_path):
             default_hooks=dict(checkpoint=None),
             log_level='WARNING'))
     runner = Runner.from_cfg(cfg)
-    hook = [h for h in runner.hooks
-            if type(h).__name__ == 'ReconstructionVisHook'][0]
+    hook = [
+        h for h in runner.hooks if type(h).__name__ == 'ReconstructionVisHook'
+    ][0]
     # drawing must not consume the global random stream
     torch.manual_seed(0)
     before = torch.get_rng_state()
@@ -52,9 +53,8 @@ def test_hook_writes_grid_and_keeps_random_stream(tmp_path):
     assert torch.equal(torch.get_rng_state(), before)
     runner.train()
     files = [f for f in hook.saved_files if 'epoch' in f]
-    assert [osp.basename(f) for f in files] == [
-        'reconstruction_epoch1.png', 'reconstruction_epoch2.png'
-    ]
+    assert [osp.basename(f) for f in files
+            ] == ['reconstruction_epoch1.png', 'reconstruction_epoch2.png']
     grid = np.asarray(Image.open(files[-1]))
     # 3 rows of 32 px + padding, 4 columns of 32 px + padding
     assert grid.shape == (3 * 34 + 2, 4 * 34 + 2, 3)

@@ -93,8 +93,10 @@ def test_online_switch_after_t_early_epochs(tmp_path):
             _step(ctx, opt, torch.randn(4, 8))
         assert hook.basis is None  # epoch t_early still free
         if epoch == 2:
-            assert _out_of_span(ctx.grad, compute_subspace(
-                torch.stack(after + [ctx.detach().reshape(-1)]), 2)) > 0.1
+            assert _out_of_span(
+                ctx.grad,
+                compute_subspace(
+                    torch.stack(after + [ctx.detach().reshape(-1)]), 2)) > 0.1
         after.append(ctx.detach().reshape(-1).clone())
         hook.after_train_epoch(runner)
     assert len(hook.snapshots) == 3
@@ -180,8 +182,7 @@ def test_weight_decay_projection_choice(tmp_path, project_wd):
     opt = torch.optim.SGD([ctx], lr=0.05, momentum=0.9, weight_decay=0.1)
     runner = _fake_runner(ctx, opt, tmp_path)
     hook = SubPTHook(
-        subspace_file=str(tmp_path / 'u.pth'),
-        project_weight_decay=project_wd)
+        subspace_file=str(tmp_path / 'u.pth'), project_weight_decay=project_wd)
     hook.before_train(runner)
     start = ctx.detach().clone()
     target = torch.randn(4, 8)
@@ -214,8 +215,8 @@ def test_one_step_with_weight_decay_by_hand(tmp_path, project_wd):
     g = 2 * (w - target.reshape(-1))
     _step(ctx, opt, target)
     proj = u.t() @ u
-    want = w - 0.1 * (proj @ (g + 0.3 * w) if project_wd else proj @ g +
-                      0.3 * w)
+    want = w - 0.1 * (
+        proj @ (g + 0.3 * w) if project_wd else proj @ g + 0.3 * w)
     torch.testing.assert_close(ctx.detach().reshape(-1), want)
 
 
@@ -274,8 +275,8 @@ class _Images(torch.utils.data.Dataset):
     def __getitem__(self, i):
         from mmpretrain.structures import DataSample
         return dict(
-            inputs=self.x[i], data_samples=DataSample().set_gt_label(
-                self.y[i]))
+            inputs=self.x[i],
+            data_samples=DataSample().set_gt_label(self.y[i]))
 
 
 def _cfg(work_dir, max_epochs, resume_from=None, t_early=2, rank=1):
@@ -301,10 +302,13 @@ def _cfg(work_dir, max_epochs, resume_from=None, t_early=2, rank=1):
             optimizer=dict(
                 type='SGD', lr=0.5, momentum=0.9, weight_decay=5e-4)),
         param_scheduler=[
-            dict(type='ConstantLR', factor=0.1, by_epoch=True, begin=0,
-                 end=1),
-            dict(type='CosineAnnealingLR', T_max=3, by_epoch=True, begin=1,
-                 end=4)
+            dict(type='ConstantLR', factor=0.1, by_epoch=True, begin=0, end=1),
+            dict(
+                type='CosineAnnealingLR',
+                T_max=3,
+                by_epoch=True,
+                begin=1,
+                end=4)
         ],
         train_cfg=dict(type='EpochBasedTrainLoop', max_epochs=max_epochs),
         default_hooks=dict(
@@ -343,8 +347,12 @@ def test_exact_resume_with_subspace(tmp_path, t_early, rank):
     assert len(raw['subpt']['snapshots']) == 2
     assert (raw['subpt']['basis'] is not None) == (t_early == 2)
     resumed, hook_c = _train(
-        _cfg(str(tmp_path / 'c'), 4, resume_from=ckpt, t_early=t_early,
-             rank=rank))
+        _cfg(
+            str(tmp_path / 'c'),
+            4,
+            resume_from=ckpt,
+            t_early=t_early,
+            rank=rank))
     torch.testing.assert_close(resumed, straight, atol=1e-6, rtol=0)
     torch.testing.assert_close(hook_c.basis, hook_a.basis)
     assert hook_a.basis.shape == (rank, straight.numel())

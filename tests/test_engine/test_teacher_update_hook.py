@@ -26,12 +26,11 @@ def _one_thread():
 
 
 def _fake_runner(model, accumulative_counts=1):
-    optim = torch.optim.SGD(
-        [p for p in model.parameters() if p.requires_grad], lr=0.1)
+    optim = torch.optim.SGD([p for p in model.parameters() if p.requires_grad],
+                            lr=0.1)
     wrapper = OptimWrapper(optim, accumulative_counts=accumulative_counts)
     hub = MessageHub.get_instance('test_teacher_update_hook')
-    return SimpleNamespace(model=model, optim_wrapper=wrapper,
-                           message_hub=hub)
+    return SimpleNamespace(model=model, optim_wrapper=wrapper, message_hub=hub)
 
 
 def test_hook_follows_optimizer_updates_with_accumulation():
@@ -61,8 +60,15 @@ def test_hook_needs_a_teacher():
 def _cfg(tmp_path, name, data, max_epochs, resume_from=None):
     model = tiny_data2vec2_cfg(
         ema=dict(momentum=0.05, end_momentum=0.01, anneal_iters=10))
-    masks = [dict(type='mmssl.InverseBlockMaskGenerator', input_size=4,
-                  mask_ratio=0.75, num_masks=3, block_size=2, adjust=0.1)]
+    masks = [
+        dict(
+            type='mmssl.InverseBlockMaskGenerator',
+            input_size=4,
+            mask_ratio=0.75,
+            num_masks=3,
+            block_size=2,
+            adjust=0.1)
+    ]
     return Config(
         tiny_pretrain_runner_cfg(
             model,

@@ -80,7 +80,6 @@ def test_metric_default_split_of_an_odd_class_count():
     assert res['base_novel/novel'] == pytest.approx(100.0)
     # num_base given explicitly wins
     metric = BaseNovelAccuracy(num_base=2)
-    metric.process({}, [
-        DataSample().set_pred_score(scores[0]).set_gt_label(2).to_dict()
-    ])
+    metric.process(
+        {}, [DataSample().set_pred_score(scores[0]).set_gt_label(2).to_dict()])
     assert math.isnan(metric.evaluate(1)['base_novel/base'])

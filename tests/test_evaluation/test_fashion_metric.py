@@ -95,8 +95,12 @@ def test_mask_score_auroc_hand_example():
     garment, result, pred, gt4 = _pair()
     metric = FashionTransferMetric()
     metric.process(
-        dict(inputs=[torch.stack([garment, garment])]),
-        [dict(pred_img=result, pred_mask=pred, gt_mask=gt4,
-              pred_mask_score=-gt4[0])])
+        dict(inputs=[torch.stack([garment, garment])]), [
+            dict(
+                pred_img=result,
+                pred_mask=pred,
+                gt_mask=gt4,
+                pred_mask_score=-gt4[0])
+        ])
     out = metric.compute_metrics(metric.results)
     assert out['mask_score_auroc'] == 0.0  # inverted score

@@ -120,7 +120,7 @@ def test_wrong_classes_lower_map_and_missing_source(embedded):
     assert 'source_a/bbox_mAP' not in res
     sample = _samples(root, space, 'source_a')[0]
     del sample['source']
-    with pytest.raises(KeyError, match="meta_keys"):
+    with pytest.raises(KeyError, match='meta_keys'):
         metric.process({}, [sample])
     bad = UniDetPerSourceMetric(label_space=path, sources=dict(coco='x'))
     with pytest.raises(ValueError, match="'coco' is not in the label space"):

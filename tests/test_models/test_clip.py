@@ -31,9 +31,8 @@ def test_tokenizer_gives_openai_ids():
     ]
     assert (ids[0, 8:] == 0).all()
     assert (SOT_TOKEN, EOT_TOKEN) == (49406, 49407)
-    assert tokenize('a diagram', 8)[0].tolist() == [
-        49406, 320, 22697, 49407, 0, 0, 0, 0
-    ]
+    assert tokenize('a diagram',
+                    8)[0].tolist() == [49406, 320, 22697, 49407, 0, 0, 0, 0]
     # lower-cased; over-long texts are cut and end with end-of-text
     assert tokenize('A DOG')[0, :4].tolist() == [49406, 320, 1929, 49407]
     cut = tokenize('a photo of a cat ' * 10, 6)[0]
@@ -54,8 +53,12 @@ def test_text_on_embeddings_equals_encode_text():
 
 def test_checkpoint_roundtrip_and_missing_file(tmp_path):
     torch.manual_seed(0)
-    model = CLIPPretrainer(arch='tiny-rn', arch_overrides={
-        k: v for k, v in TINY.items() if k != 'arch'})
+    model = CLIPPretrainer(
+        arch='tiny-rn',
+        arch_overrides={
+            k: v
+            for k, v in TINY.items() if k != 'arch'
+        })
     path = tmp_path / 'epoch_1.pth'
     torch.save(dict(state_dict=model.state_dict()), path)
     other = build_clip(**TINY)
@@ -63,8 +66,10 @@ def test_checkpoint_roundtrip_and_missing_file(tmp_path):
     for k, v in model.clip.state_dict().items():
         torch.testing.assert_close(other.state_dict()[k], v)
     # an OpenAI-style plain state dict (fp16 halves included) loads in fp32
-    plain = {k: v.half() if v.is_floating_point() else v
-             for k, v in model.clip.state_dict().items()}
+    plain = {
+        k: v.half() if v.is_floating_point() else v
+        for k, v in model.clip.state_dict().items()
+    }
     torch.save(plain, tmp_path / 'openai.pt')
     load_clip_checkpoint(other, str(tmp_path / 'openai.pt'))
     assert other.text_projection.dtype == torch.float32
@@ -81,11 +86,14 @@ def test_pretrainer_loss_and_zero_shot():
     torch.manual_seed(0)
     model = CLIPPretrainer(
         class_names=['circle', 'star', 'cross'],
-        arch_overrides={k: v for k, v in TINY.items() if k != 'arch'})
+        arch_overrides={
+            k: v
+            for k, v in TINY.items() if k != 'arch'
+        })
     imgs = torch.randn(4, 3, 32, 32)
     samples = [DataSample() for _ in range(4)]
-    for s, c in zip(samples, ['a red circle.', 'a star.', 'a cross.',
-                              'a photo of a circle.']):
+    captions = ['a red circle.', 'a star.', 'a cross.', 'a photo of a circle.']
+    for s, c in zip(samples, captions):
         s.caption = c
     losses = model(imgs, samples, mode='loss')
     assert losses['loss'].requires_grad and losses['loss'] > 0
@@ -134,8 +142,8 @@ def test_torchscript_release_loads_without_running_code(
     other = build_clip(**TINY)
     load_clip_checkpoint(other, path)
     for key, value in model.state_dict().items():
-        torch.testing.assert_close(
-            other.state_dict()[key], value.to(dtype).to(value.dtype))
+        torch.testing.assert_close(other.state_dict()[key],
+                                   value.to(dtype).to(value.dtype))
         assert other.state_dict()[key].dtype == value.dtype
 
 
@@ -242,13 +250,14 @@ def test_zero_shot_ensemble_is_normalised_mean_of_normalised_features():
     clip = build_clip(**TINY).eval()
     names = ['circle', 'semi_circle']
     with torch.no_grad():
-        z = zero_shot_text_features(clip, names, 'openai_imagenet',
-                                    batch_size=7)
+        z = zero_shot_text_features(
+            clip, names, 'openai_imagenet', batch_size=7)
         want = []
         for name in ('circle', 'semi circle'):
             per = torch.stack([
-                F.normalize(clip.encode_text(tokenize(t.format(name), 16)),
-                            dim=-1)[0] for t in OPENAI_IMAGENET_TEMPLATES
+                F.normalize(
+                    clip.encode_text(tokenize(t.format(name), 16)), dim=-1)[0]
+                for t in OPENAI_IMAGENET_TEMPLATES
             ])
             want.append(F.normalize(per.mean(0), dim=0))
     want = torch.stack(want)
@@ -266,7 +275,10 @@ def test_pretrainer_takes_a_template_set():
     model = CLIPPretrainer(
         class_names=['circle'],
         templates=['openai_imagenet', 'a photo of a {}.'],
-        arch_overrides={k: v for k, v in TINY.items() if k != 'arch'})
+        arch_overrides={
+            k: v
+            for k, v in TINY.items() if k != 'arch'
+        })
     assert len(model.templates) == 81
     with pytest.raises(ValueError, match='template'):
         CLIPPretrainer(templates=['no placeholder'])

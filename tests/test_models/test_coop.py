@@ -164,8 +164,8 @@ def _zero_shot_feats(clip, names, template='a photo of a {}.'):
     """Hand-written prompt features, independent of the prompt learner."""
     with torch.no_grad():
         return F.normalize(
-            clip.encode_text(tokenize([template.format(n) for n in names],
-                                      16)),
+            clip.encode_text(
+                tokenize([template.format(n) for n in names], 16)),
             dim=-1)
 
 
@@ -198,8 +198,7 @@ def test_logits_are_exp_logit_scale_times_cosine():
         torch.testing.assert_close(
             model.logits(x, 'train'), want[:, :3], atol=1e-5, rtol=0)
     labels = torch.tensor([0, 2, 1, 0])
-    losses = model.loss(x, [DataSample().set_gt_label(int(y))
-                            for y in labels])
+    losses = model.loss(x, [DataSample().set_gt_label(int(y)) for y in labels])
     torch.testing.assert_close(
         losses['loss_ce'].detach(),
         F.cross_entropy(want[:, :3], labels),
@@ -209,8 +208,10 @@ def test_logits_are_exp_logit_scale_times_cosine():
     # the softmax of predict uses the same scale
     scores = model.predict(x)
     torch.testing.assert_close(
-        torch.stack([s.pred_score for s in scores]), want.softmax(-1),
-        atol=1e-5, rtol=0)
+        torch.stack([s.pred_score for s in scores]),
+        want.softmax(-1),
+        atol=1e-5,
+        rtol=0)
 
 
 @pytest.mark.parametrize('weight', [1.0, 2.5])
@@ -225,8 +226,9 @@ def test_nfl_loss_value_sign_and_weight(weight):
         nfl=dict(names='novel', weight=weight, templates=templates))
     u = _zero_shot_feats(model.clip, NAMES[3:])  # the untrained prompt
     z = F.normalize(
-        torch.stack([_zero_shot_feats(model.clip, NAMES[3:], t)
-                     for t in templates]).mean(0),
+        torch.stack([
+            _zero_shot_feats(model.clip, NAMES[3:], t) for t in templates
+        ]).mean(0),
         dim=-1)
     torch.testing.assert_close(model.nfl_targets(), z, atol=1e-6, rtol=0)
     want = weight * (1 - (u * z).sum(-1)).mean()
@@ -236,22 +238,21 @@ def test_nfl_loss_value_sign_and_weight(weight):
     torch.testing.assert_close(
         losses['loss_nfl'].detach(), want, atol=1e-6, rtol=0)
     total, _ = model.parse_losses(losses)
-    torch.testing.assert_close(
-        total.detach(), (losses['loss_ce'] + losses['loss_nfl']).detach())
+    torch.testing.assert_close(total.detach(), (losses['loss_ce'] +
+                                                losses['loss_nfl']).detach())
     # its gradient pulls u toward z: a small step on L_nfl lowers it
     model.prompt_learner.ctx.grad = None
     losses['loss_nfl'].backward()
     with torch.no_grad():
         model.prompt_learner.ctx -= 1e-2 * model.prompt_learner.ctx.grad
-        after = model.loss(
-            x, [DataSample().set_gt_label(i) for i in (0, 2)])['loss_nfl']
+        after = model.loss(x, [DataSample().set_gt_label(i)
+                               for i in (0, 2)])['loss_nfl']
     assert after < losses['loss_nfl']
 
 
 def test_nfl_mse_and_name_list():
     model = _model(
-        ctx_init='a photo of a',
-        nfl=dict(names=['star', 'cross'], loss='mse'))
+        ctx_init='a photo of a', nfl=dict(names=['star', 'cross'], loss='mse'))
     assert model.nfl_names == ['star', 'cross']
     u = _zero_shot_feats(model.clip, ['star', 'cross'])
     z = model.nfl_targets()
@@ -364,8 +365,8 @@ def test_nfl_is_zero_for_the_hand_written_prompt():
     for names written with '_', read as spaces on both sides)."""
     model = _model(
         ctx_init='a photo of a',
-        nfl=dict(names=['semi_circle', 'star'],
-                 templates=['a photo of a {}.']))
+        nfl=dict(
+            names=['semi_circle', 'star'], templates=['a photo of a {}.']))
     x = torch.randn(2, 3, 32, 32)
     losses = model.loss(x, [DataSample().set_gt_label(i) for i in (0, 1)])
     assert losses['loss_nfl'].abs() < 1e-6

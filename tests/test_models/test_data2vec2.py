@@ -36,12 +36,19 @@ def tiny_cfg():
     return cfg
 
 
-def samples(batch_size, num_masks=3, mask_ratio=0.8, grid=(4, 4),
+def samples(batch_size,
+            num_masks=3,
+            mask_ratio=0.8,
+            grid=(4, 4),
             generator=None):
     """Data samples with (M, h, w) inverse block masks, as the pipeline's
     mmssl.InverseBlockMaskGenerator and PackInputs give them."""
-    masks = inverse_block_mask(grid[0], grid[1], mask_ratio,
-                               batch_size * num_masks, generator=generator)
+    masks = inverse_block_mask(
+        grid[0],
+        grid[1],
+        mask_ratio,
+        batch_size * num_masks,
+        generator=generator)
     masks = masks.view(batch_size, num_masks, *grid)
     return [DataSample().set_mask(masks[i]) for i in range(batch_size)]
 
@@ -111,8 +118,8 @@ def test_post_ln_block_matches_reference_formula():
     x1 = F.layer_norm(x + a, (C, ), block.ln1.weight, block.ln1.bias, 1e-6)
     fc1, fc2 = block.ffn.layers[0][0], block.ffn.layers[1]
     t_ref = fc2(F.gelu(fc1(x1)))
-    out_ref = F.layer_norm(x1 + t_ref, (C, ), block.ln2.weight,
-                           block.ln2.bias, 1e-6)
+    out_ref = F.layer_norm(x1 + t_ref, (C, ), block.ln2.weight, block.ln2.bias,
+                           1e-6)
     torch.testing.assert_close(t, t_ref, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(out, out_ref, atol=1e-5, rtol=1e-5)
 
@@ -157,9 +164,11 @@ def test_layer_decay_constructor_finds_layers():
             constructor='LearningRateDecayOptimWrapperConstructor',
             paramwise_cfg=dict(
                 layer_decay_rate=0.5,
-                custom_keys={'.ln': dict(decay_mult=0.0),
-                             '.bias': dict(decay_mult=0.0),
-                             '.cls_token': dict(decay_mult=0.0)})))
+                custom_keys={
+                    '.ln': dict(decay_mult=0.0),
+                    '.bias': dict(decay_mult=0.0),
+                    '.cls_token': dict(decay_mult=0.0)
+                })))
     groups = {g['param_name']: g for g in wrapper.optimizer.param_groups}
     assert groups['backbone.patch_embed.projection.weight']['layer_id'] == 0
     assert groups['backbone.cls_token']['layer_id'] == 0
@@ -177,9 +186,11 @@ def test_pretrained_backbone_loads_from_pretraining_checkpoint(tmp_path):
     torch.save(dict(state_dict=model.state_dict()), ckpt)
     cfg = tiny_data2vec2_cfg()['backbone']
     bb = MODELS.build(
-        dict(cfg, out_type='avg_featmap',
-             init_cfg=dict(type='Pretrained', checkpoint=ckpt,
-                           prefix='backbone.')))
+        dict(
+            cfg,
+            out_type='avg_featmap',
+            init_cfg=dict(
+                type='Pretrained', checkpoint=ckpt, prefix='backbone.')))
     bb.init_weights()
     for k, v in model.backbone.state_dict().items():
         assert torch.equal(bb.state_dict()[k], v), k
@@ -228,7 +239,8 @@ def test_targets_equal_hand_computation():
     y1 = d2v2_targets(layers[:1], top_k=1, layer_norm=False)
     assert y1.mean(1).abs().max() < 1e-5
     np.testing.assert_allclose(
-        y1.numpy(), _loop_targets([layers[0].numpy()], layer_norm=False),
+        y1.numpy(),
+        _loop_targets([layers[0].numpy()], layer_norm=False),
         atol=1e-5)
 
 
@@ -247,7 +259,8 @@ def test_regression_loss_equals_hand_computation():
     sl1 = d2v2_regression_loss(pred, target, beta=0.5)
     assert sl1.item() == pytest.approx(
         F.smooth_l1_loss(pred, target, beta=0.5, reduction='sum').item() /
-        math.sqrt(8) / 5, rel=1e-5)
+        math.sqrt(8) / 5,
+        rel=1e-5)
 
 
 def test_head_loss_equals_hand_computation():
@@ -299,8 +312,11 @@ def test_loss_only_on_masked_positions():
 # ---------------------------------------------------------------- teacher
 def test_ema_schedule_values():
     """Spec 7.2."""
-    ema = LinearAnnealEMA(torch.nn.Linear(2, 2), momentum=2e-4,
-                          end_momentum=1e-5, anneal_iters=100000)
+    ema = LinearAnnealEMA(
+        torch.nn.Linear(2, 2),
+        momentum=2e-4,
+        end_momentum=1e-5,
+        anneal_iters=100000)
     assert ema.decay_at(0) == pytest.approx(0.9998, abs=1e-12)
     assert ema.decay_at(50000) == pytest.approx(0.999895, abs=1e-12)
     assert ema.decay_at(100000) == pytest.approx(0.99999, abs=1e-12)
@@ -421,8 +437,7 @@ def test_masks_come_only_from_the_batch():
 
 @pytest.mark.parametrize('key,value', [('num_masks', 16),
                                        ('mask_type', 'inverse_block'),
-                                       ('mask_ratio', 0.8),
-                                       ('block_size', 3),
+                                       ('mask_ratio', 0.8), ('block_size', 3),
                                        ('mask_adjust', 0.07)])
 def test_old_mask_keys_fail_at_build(key, value):
     """The model keys of earlier versions name their pipeline argument."""
@@ -451,8 +466,10 @@ def test_masks_from_the_batch_are_used():
     model.head.loss = spy
     model.loss(torch.randn(2, 3, 32, 32), batch)
     assert torch.equal(captured['mask'], masks.view(10, 16))
-    bad = [DataSample().set_mask(torch.zeros(5, 3, 3, dtype=torch.bool))
-           for _ in range(2)]
+    bad = [
+        DataSample().set_mask(torch.zeros(5, 3, 3, dtype=torch.bool))
+        for _ in range(2)
+    ]
     with pytest.raises(ValueError, match='patch grid'):
         model.loss(torch.randn(2, 3, 32, 32), bad)
 
@@ -479,10 +496,9 @@ def test_bad_config_fails_at_build(overrides, match):
 def test_short_pretraining_lowers_the_loss():
     """200 steps on 16 in-memory pictures: the loss falls clearly."""
     torch.manual_seed(0)
-    model = build(ema=dict(momentum=1e-3, end_momentum=1e-4,
-                           anneal_iters=100))
-    yy, xx = torch.meshgrid(torch.arange(32.), torch.arange(32.),
-                            indexing='ij')
+    model = build(ema=dict(momentum=1e-3, end_momentum=1e-4, anneal_iters=100))
+    yy, xx = torch.meshgrid(
+        torch.arange(32.), torch.arange(32.), indexing='ij')
     imgs = []
     for i in range(16):
         fx, fy, ph = 1 + i % 4, 1 + i // 4, i * 0.7
@@ -490,8 +506,10 @@ def test_short_pretraining_lowers_the_loss():
         imgs.append(torch.stack([base, base.roll(i, 0), -base]) * 50 + 128)
     data = torch.stack(imgs)
     optim = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=2e-3,
-        betas=(0.9, 0.95), weight_decay=0.05)
+        [p for p in model.parameters() if p.requires_grad],
+        lr=2e-3,
+        betas=(0.9, 0.95),
+        weight_decay=0.05)
     model.train()
     history = []
     for step in range(200):
@@ -526,8 +544,8 @@ CONFIG_MASKS = {
     'data2vec2_vit-tiny-p8_1xb64-coslr-30e_embedded.py':
     ((4, 8, 8), 12, '0e322d97f0a43488'),
 }
-CONFIG_DIR = osp.join(osp.dirname(__file__), '..', '..', 'configs',
-                      'data2vec2')
+CONFIG_DIR = osp.join(
+    osp.dirname(__file__), '..', '..', 'configs', 'data2vec2')
 
 
 @pytest.mark.parametrize('name', sorted(CONFIG_MASKS))

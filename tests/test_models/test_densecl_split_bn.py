@@ -97,11 +97,10 @@ def test_split_bn_accepts_vectors_for_the_heads():
     out = split(x)
     for j in range(2):
         g = x[j::2]
-        ref = (g - g.mean(0)) / torch.sqrt(g.var(0, unbiased=False) +
-                                           split.eps)
+        ref = (g -
+               g.mean(0)) / torch.sqrt(g.var(0, unbiased=False) + split.eps)
         torch.testing.assert_close(
-            out[j::2], ref * split.weight + split.bias, atol=1e-5,
-            rtol=1e-5)
+            out[j::2], ref * split.weight + split.bias, atol=1e-5, rtol=1e-5)
 
 
 def test_bn_neck_has_densecl_outputs_and_fits_the_model():

@@ -34,7 +34,9 @@ def test_loss_equals_hand_computation():
     loss = model.loss(x0, labels, noise=noise, timesteps=t)['loss']
     # by hand: scheduler's alphas_cumprod, UNet on the noised images
     sched = DDPMScheduler(
-        num_train_timesteps=1000, beta_schedule='linear', beta_start=1e-4,
+        num_train_timesteps=1000,
+        beta_schedule='linear',
+        beta_start=1e-4,
         beta_end=0.02)
     a = sched.alphas_cumprod[t].view(-1, 1, 1, 1)
     x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
@@ -51,8 +53,10 @@ def test_forward_modes_and_bad_labels():
     torch.manual_seed(0)
     model = MODELS.build(tiny_ddpm_cfg())
     data = dict(
-        inputs=[torch.randint(0, 255, (3, 16, 16), dtype=torch.uint8)
-                for _ in range(2)],
+        inputs=[
+            torch.randint(0, 255, (3, 16, 16), dtype=torch.uint8)
+            for _ in range(2)
+        ],
         data_samples=_samples([1, 3]))
     batch = model.data_preprocessor(data, training=True)
     assert batch['inputs'].min() >= -1 and batch['inputs'].max() <= 1
@@ -74,11 +78,11 @@ def test_learned_variance_uses_eps_channels():
     torch.manual_seed(0)
     model = MODELS.build(tiny_ddpm_cfg(out_channels=6))
     x0 = torch.rand(2, 3, 16, 16) * 2 - 1
-    noise, t, y = torch.randn_like(x0), torch.tensor([3, 700]), torch.tensor(
-        [0, 1])
+    noise, t, y = torch.randn_like(x0), torch.tensor([3, 700
+                                                      ]), torch.tensor([0, 1])
     loss = model.loss(x0, y, noise=noise, timesteps=t)['loss']
-    out = model.unet(q_sample(x0, noise, t, model.alphas_cumprod), t,
-                     class_labels=y).sample
+    out = model.unet(
+        q_sample(x0, noise, t, model.alphas_cumprod), t, class_labels=y).sample
     torch.testing.assert_close(loss, F.mse_loss(out[:, :3], noise))
 
 
@@ -93,8 +97,8 @@ def test_space_timesteps_matches_guided_diffusion():
 
 
 def test_posterior_matches_scheduler_and_label_identity():
-    sched = DDPMScheduler(beta_schedule='linear', beta_start=1e-4,
-                          beta_end=0.02)
+    sched = DDPMScheduler(
+        beta_schedule='linear', beta_start=1e-4, beta_end=0.02)
     ac = sched.alphas_cumprod
     torch.manual_seed(0)
     x_t, x0 = torch.randn(1, 3, 8, 8), torch.randn(1, 3, 8, 8).clamp(-1, 1)
@@ -177,8 +181,8 @@ def test_vit_features_self_similarity_and_patch_nce():
     s = key_self_similarity(keys)
     assert s.shape == (2, 17, 17)
     torch.testing.assert_close(s, s.transpose(1, 2))
-    torch.testing.assert_close(torch.diagonal(s, dim1=1, dim2=2),
-                               torch.ones(2, 17))
+    torch.testing.assert_close(
+        torch.diagonal(s, dim1=1, dim2=2), torch.ones(2, 17))
     shuffled = keys[:, torch.randperm(17)]
     assert patch_nce_loss(keys, keys) < patch_nce_loss(shuffled, keys)
     with pytest.raises(TypeError):
@@ -190,9 +194,9 @@ def test_smooth_score_restandardises_and_keeps_a_box():
     torch.manual_seed(0)
     box = torch.zeros(1, 16, 16)
     box[:, 4:12, 4:12] = 1
-    z = label_contrast_score(torch.zeros(1, 3, 16, 16),
-                             [box[:, None].expand(1, 3, 16, 16) +
-                              0.5 * torch.randn(1, 3, 16, 16)])
+    z = label_contrast_score(
+        torch.zeros(1, 3, 16, 16),
+        [box[:, None].expand(1, 3, 16, 16) + 0.5 * torch.randn(1, 3, 16, 16)])
     s = smooth_score(z, 5)
     assert abs(float(s.mean())) < 1e-5 and abs(float(s.std()) - 1) < 1e-4
     inside = threshold_mask(s, -0.2)[0, 5:11, 5:11].float().mean()

@@ -57,9 +57,8 @@ def test_predict_is_edit_per_sample():
             'structure_selfsim', 'structure_selfsim_fg', 'appearance_cls'
         }
         # the sample's label (all others as the one set) and seed
-        assert editor.mask_generator.sets_for(i, 4) == [
-            [y for y in range(4) if y != i]
-        ]
+        assert editor.mask_generator.sets_for(
+            i, 4) == [[y for y in range(4) if y != i]]
         ref = editor.edit(inputs[i, :1], inputs[i, 1:], i, seed=i)
         assert torch.allclose(ds.pred_img, ref['result'][0], atol=1e-5)
         assert torch.equal(ds.pred_mask, ref['mask'][0])
@@ -119,8 +118,9 @@ def test_build_errors_name_the_option():
     with pytest.raises(ValueError, match='garment_label'):
         _build(garment_label=7)
     with pytest.raises(ValueError, match='outside'):
-        _build(mask_generator=dict(type='mmssl.LabelContrastMaskGenerator',
-                                   label_sets=[[1, 9]]))
+        _build(
+            mask_generator=dict(
+                type='mmssl.LabelContrastMaskGenerator', label_sets=[[1, 9]]))
 
 
 def test_pack_editor_checkpoint(tmp_path):
@@ -167,8 +167,7 @@ def test_empty_mask_error_or_no_mask_fallback():
     assert ds.empty_mask
     assert torch.equal(ds.pred_mask, torch.zeros(1, 16, 16))
     # the transfer ran without a mask, with the sample's seed
-    ref = editor.edit(inputs[0, :1], inputs[0, 1:], 0, use_mask=False,
-                      seed=0)
+    ref = editor.edit(inputs[0, :1], inputs[0, 1:], 0, use_mask=False, seed=0)
     assert torch.allclose(ds.pred_img, ref['result'][0], atol=1e-5)
     metric = METRICS.build(dict(type='mmssl.FashionTransferMetric'))
     metric.process(dict(inputs=inputs), [ds.to_dict()])

@@ -11,9 +11,8 @@ from mmssl.models.diffusion import MaskError, predict_x0, standardise
 from mmssl.registry import MODELS
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from difffashion_helpers import (BOX, BoxStubUNet,  # noqa: E402
-                                 LabelBoxStubUNet, build_tiny, images,
-                                 make_editor)
+from difffashion_helpers import (BOX, BoxStubUNet, LabelBoxStubUNet,
+                                 build_tiny, images, make_editor)
 
 BOX_A = (slice(2, 8), slice(3, 11))
 BOX_B = (slice(9, 14), slice(6, 14))
@@ -51,8 +50,12 @@ def test_mask_contrasts_the_garment_label_with_the_sets(tiny, source):
     # label 2 (the garment) moves box A, label 0 (not in the sets) box B,
     # labels 1 and 3 nothing
     unet = LabelBoxStubUNet({2: BOX_A, 0: BOX_B})
-    editor = make_editor(unet, vit, garment_label=2, label_sets=[[1], [3]],
-                         mask=dict(source=source, mode='per_set'))
+    editor = make_editor(
+        unet,
+        vit,
+        garment_label=2,
+        label_sets=[[1], [3]],
+        mask=dict(source=source, mode='per_set'))
     garment, _ = images(0, n=2)
     out = editor.make_mask(garment, generator=torch.Generator().manual_seed(0))
     for m in [out['mask'][:, 0]] + out['candidates']:
@@ -69,14 +72,17 @@ def test_mask_is_scored_on_the_fed_back_x0_hat(tiny):
     mask step, at the mask step's timestep."""
     _, vit = tiny
     unet = LabelBoxStubUNet({0: BOX_A}, w=0.3)
-    editor = make_editor(unet, vit, garment_label=0, label_sets=[[1, 2]],
-                         schedule=dict(num_steps=20))
+    editor = make_editor(
+        unet,
+        vit,
+        garment_label=0,
+        label_sets=[[1, 2]],
+        schedule=dict(num_steps=20))
     garment, _ = images()
     editor.make_mask(garment, generator=torch.Generator().manual_seed(0))
     s = editor.schedule
     index = s.scale(64)
-    assert len(unet.calls) == editor.mask_generator.num_model_steps(
-        editor) + 2
+    assert len(unet.calls) == editor.mask_generator.num_model_steps(editor) + 2
     (x_t, t_prev, y_prev), (x_in, t, y) = unet.calls[-2:]
     t_mask = s.t_at(index)
     assert set(t_prev.tolist()) == {t_mask} and y_prev.tolist() == [0]
@@ -97,8 +103,12 @@ def test_label_sets_z_maps_are_averaged_without_restandardising(tiny):
     # background z-score, above -0.2, so the mask covers the whole image;
     # standardised again, the mean would give the box
     unet = LabelBoxStubUNet({1: (slice(2, 6), slice(3, 7))})
-    editor = make_editor(unet, vit, garment_label=0, label_sets=[[1], [3]],
-                         mask=dict(source='noised', clean_kernel=1))
+    editor = make_editor(
+        unet,
+        vit,
+        garment_label=0,
+        label_sets=[[1], [3]],
+        mask=dict(source='noised', clean_kernel=1))
     garment, _ = images()
     out = editor.make_mask(garment, generator=torch.Generator().manual_seed(0))
     a, b = out['set_scores']
@@ -156,11 +166,14 @@ def test_draws_average_the_score_maps(tiny):
 def test_per_set_mode_one_transfer_per_mask(tiny):
     ddpm, vit = tiny
     garment, reference = images()
-    editor = make_editor(ddpm, vit, schedule=dict(num_steps=5, resample=1),
-                         mask=dict(mode='per_set'))
+    editor = make_editor(
+        ddpm,
+        vit,
+        schedule=dict(num_steps=5, resample=1),
+        mask=dict(mode='per_set'))
     calls = []
-    out = editor.edit(garment, reference, seed=0,
-                      progress=lambda: calls.append(1))
+    out = editor.edit(
+        garment, reference, seed=0, progress=lambda: calls.append(1))
     assert len(calls) == editor.num_model_steps()
     assert len(out['per_set']) == 2
     gen = torch.Generator().manual_seed(0)
@@ -173,8 +186,8 @@ def test_per_set_mode_one_transfer_per_mask(tiny):
         ref = editor.transfer(garment, reference, mask, generator=gen)
         torch.testing.assert_close(run['result'], ref['result'])
     assert out['result'] is out['per_set'][0]['result']
-    empty = make_editor(BoxStubUNet(), vit,
-                        mask=dict(mode='per_set', threshold=50.))
+    empty = make_editor(
+        BoxStubUNet(), vit, mask=dict(mode='per_set', threshold=50.))
     with pytest.raises(MaskError, match='label set 0'):
         empty.make_mask(garment)
 
@@ -183,24 +196,25 @@ def test_noised_source_feeds_the_noised_garment(tiny):
     ddpm, vit = tiny
     garment, _ = images()
     for contrast in ('mean', 'per_label'):
-        editor = make_editor(BoxStubUNet(), vit,
-                             mask=dict(source='noised', draws=2,
-                                       contrast=contrast))
+        editor = make_editor(
+            BoxStubUNet(),
+            vit,
+            mask=dict(source='noised', draws=2, contrast=contrast))
         calls = []
         out = editor.make_mask(garment, progress=lambda: calls.append(1))
         assert torch.equal(out['mask'][0, 0], _box(BOX))
         assert not calls and editor.num_model_steps() == \
             editor.num_model_steps(with_mask=False)
     unet = LabelBoxStubUNet({0: BOX_A})
-    editor = make_editor(unet, vit, label_sets=[[1, 2, 3]],
-                         mask=dict(source='noised', draws=2))
+    editor = make_editor(
+        unet, vit, label_sets=[[1, 2, 3]], mask=dict(source='noised', draws=2))
     editor.make_mask(garment, generator=torch.Generator().manual_seed(5))
     assert len(unet.calls) == 2  # one batched call per draw
     assert [c[2].tolist() for c in unet.calls] == [[0, 1, 2, 3]] * 2
     index = editor.schedule.scale(64)
-    assert {int(t) for c in unet.calls for t in c[1]} == {
-        editor.schedule.t_at(index)
-    }
+    assert {int(t)
+            for c in unet.calls
+            for t in c[1]} == {editor.schedule.t_at(index)}
     noised = editor.schedule.add_noise(garment, index,
                                        torch.Generator().manual_seed(5))
     for k in range(4):
@@ -209,19 +223,20 @@ def test_noised_source_feeds_the_noised_garment(tiny):
 
 def test_generator_settings_and_errors():
     gen = MODELS.build(
-        dict(type='mmssl.LabelContrastMaskGenerator',
-             label_sets=[[0, 1], [2]]))
+        dict(
+            type='mmssl.LabelContrastMaskGenerator', label_sets=[[0, 1], [2]]))
     assert gen.sets_for(1, 4) == [[0], [2]]
     assert gen.sets_for(2, 4) == [[0, 1]]
     assert MODELS.build(dict(
         type='mmssl.LabelContrastMaskGenerator')).sets_for(1, 4) == [[0, 2, 3]]
     with pytest.raises(ValueError, match='no mask label set'):
-        MODELS.build(dict(type='mmssl.LabelContrastMaskGenerator',
-                          label_sets=[[2]])).sets_for(2, 4)
+        MODELS.build(
+            dict(type='mmssl.LabelContrastMaskGenerator',
+                 label_sets=[[2]])).sets_for(2, 4)
     for bad, match in ((dict(mode='max'), 'mode'), (dict(draws=0), 'draws'),
-                       (dict(source='x0'), 'source'),
-                       (dict(contrast='max'), 'contrast'),
-                       (dict(smooth=2), 'smooth'),
-                       (dict(label_sets=[[]]), 'non-empty')):
+                       (dict(source='x0'), 'source'), (dict(contrast='max'),
+                                                       'contrast'),
+                       (dict(smooth=2), 'smooth'), (dict(label_sets=[[]]),
+                                                    'non-empty')):
         with pytest.raises(ValueError, match=match):
             MODELS.build(dict(type='mmssl.LabelContrastMaskGenerator', **bad))

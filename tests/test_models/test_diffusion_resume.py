@@ -28,7 +28,8 @@ def _write_images(root, n=8, size=16):
 def _cfg(work_dir, data_root, max_epochs, resume_from=None):
     model = tiny_ddpm_cfg(16)
     model['data_preprocessor'] = dict(
-        type='mmpretrain.ClsDataPreprocessor', mean=[127.5] * 3,
+        type='mmpretrain.ClsDataPreprocessor',
+        mean=[127.5] * 3,
         std=[127.5] * 3)
     return Config(
         tiny_pretrain_runner_cfg(

@@ -15,8 +15,7 @@ from mmssl.models.diffusion import (DEFAULT_LOSS_WEIGHTS, ViTFeatureExtractor,
                                     predict_x0)
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from difffashion_helpers import (BoxStubUNet, build_tiny, images,  # noqa: E402
-                                 make_editor)
+from difffashion_helpers import BoxStubUNet, build_tiny, images, make_editor
 
 ZERO = {k: 0. for k in DEFAULT_LOSS_WEIGHTS}
 
@@ -62,11 +61,12 @@ def test_guidance_sign_mean_moves_down_the_gradient(tiny, sampler):
         torch.testing.assert_close(guided - plain, -var * grad)
     else:
         eps, _ = editor.eps(x, i, 0)
-        expect = s.scheduler.step(eps + (1 - a_t).sqrt() * grad, s.t_at(i),
-                                  x, eta=0.0).prev_sample
+        expect = s.scheduler.step(
+            eps + (1 - a_t).sqrt() * grad, s.t_at(i), x, eta=0.0).prev_sample
         torch.testing.assert_close(guided, expect)
     # the guided step lowers the energy of the next clean estimate
     with torch.no_grad():
+
         def energy(x_next):
             eps, _ = editor.eps(x_next, i - 1, 0)
             x0 = predict_x0(x_next, eps, s.alpha(i - 1))
@@ -74,7 +74,8 @@ def test_guidance_sign_mean_moves_down_the_gradient(tiny, sampler):
 
         assert energy(guided) < energy(plain)
     # a zero guidance energy gives the unguided step exactly
-    same, _ = editor.step(x, i, 0, torch.Generator().manual_seed(1),
+    same, _ = editor.step(x, i, 0,
+                          torch.Generator().manual_seed(1),
                           lambda x_in, x0, i: 0 * x_in.sum())
     torch.testing.assert_close(same, plain)
 
@@ -86,8 +87,7 @@ def test_posterior_takes_the_clipped_x0_by_default(tiny):
     garment, _ = images()
     x = 8 * garment  # far outside [-1, 1]: x0-hat too
     for clip in (True, False):
-        editor = make_editor(BoxStubUNet(), vit,
-                             schedule=dict(clip_x0=clip))
+        editor = make_editor(BoxStubUNet(), vit, schedule=dict(clip_x0=clip))
         s, i = editor.schedule, editor.schedule.start
         x_prev, x0 = editor.step(x, i, 0, torch.Generator().manual_seed(1))
         eps, _ = editor.eps(x, i, 0)
@@ -96,8 +96,8 @@ def test_posterior_takes_the_clipped_x0_by_default(tiny):
         torch.testing.assert_close(x0, raw)  # returned unclipped
         post = raw.clamp(-1, 1) if clip else raw
         mean, var = ddpm_posterior(post, x, s.alpha(i), s.alpha(i - 1))
-        noise = torch.randn(x.shape,
-                            generator=torch.Generator().manual_seed(1))
+        noise = torch.randn(
+            x.shape, generator=torch.Generator().manual_seed(1))
         torch.testing.assert_close(x_prev, mean + var.sqrt() * noise)
 
 
@@ -107,8 +107,7 @@ def test_structure_target_is_the_garment_appearance_the_reference(
     target=self.target_image (reference), mask=self.mask)``; ``self.prev``
     starts as the garment image."""
     _, vit = tiny
-    editor = make_editor(BoxStubUNet(), vit,
-                         guidance=dict(dir_until_index=-1))
+    editor = make_editor(BoxStubUNet(), vit, guidance=dict(dir_until_index=-1))
     garment, reference = images()
     mask = torch.zeros(1, 1, 16, 16)
     mask[..., 2:14, 3:13] = 1
@@ -122,8 +121,8 @@ def test_structure_target_is_the_garment_appearance_the_reference(
                     prev, weights)
 
     monkeypatch.setattr(editor_mod, 'fashion_guidance_loss', spy)
-    editor.transfer(garment, reference, mask,
-                    generator=torch.Generator().manual_seed(0))
+    editor.transfer(
+        garment, reference, mask, generator=torch.Generator().manual_seed(0))
     g_keys, g_cls = editor.extractor(garment)
     r_keys, r_cls = editor.extractor(reference)
     assert len(calls) == editor.num_model_steps(with_mask=False)
@@ -159,10 +158,10 @@ def test_structure_loss_reads_the_keys_of_the_last_block(tiny):
     g = images(1)[0]
     g_keys, _ = ext(g)
     w = dict(ZERO, ssim=1000.)
-    total, terms, _ = fashion_guidance_loss(ext, x, x, g_keys, cls, g,
-                                            weights=w)
-    hand = 1000. * F.mse_loss(key_self_similarity(keys),
-                              key_self_similarity(g_keys))
+    total, terms, _ = fashion_guidance_loss(
+        ext, x, x, g_keys, cls, g, weights=w)
+    hand = 1000. * F.mse_loss(
+        key_self_similarity(keys), key_self_similarity(g_keys))
     torch.testing.assert_close(terms['ssim'], hand)
     torch.testing.assert_close(total, hand)
 
@@ -183,8 +182,8 @@ def test_cls_term_sees_the_masked_input_grey_outside(tiny):
     mask = torch.zeros(1, 1, 16, 16)
     mask[..., 4:12, 4:12] = 1
     w = dict(ZERO, cls=200.)
-    _, terms, cls = fashion_guidance_loss(ext, x_in, x_in, None, r_cls,
-                                          reference, mask, weights=w)
+    _, terms, cls = fashion_guidance_loss(
+        ext, x_in, x_in, None, r_cls, reference, mask, weights=w)
     masked = seen[-1]
     torch.testing.assert_close(masked, x_in * mask)
     assert torch.equal(masked[..., :4, :],
@@ -193,8 +192,8 @@ def test_cls_term_sees_the_masked_input_grey_outside(tiny):
     torch.testing.assert_close(terms['cls'], hand)
     unmasked = 200. * F.mse_loss(real(x_in)[1], r_cls)
     assert not torch.allclose(terms['cls'], unmasked)
-    _, terms, _ = fashion_guidance_loss(real, x_in, x_in, None, r_cls,
-                                        reference, None, weights=w)
+    _, terms, _ = fashion_guidance_loss(
+        real, x_in, x_in, None, r_cls, reference, None, weights=w)
     torch.testing.assert_close(terms['cls'], unmasked)
 
 
@@ -226,8 +225,8 @@ def test_background_is_pasted_from_the_noised_garment(tiny, monkeypatch):
 
     monkeypatch.setattr(s, 'add_noise', add_noise)
     monkeypatch.setattr(editor_mod, 'blend_background', blend)
-    editor.transfer(garment, reference, mask,
-                    generator=torch.Generator().manual_seed(0))
+    editor.transfer(
+        garment, reference, mask, generator=torch.Generator().manual_seed(0))
     assert len(blends) == s.blend_steps == 7
     # the first add_noise is the start: the noised reference
     assert torch.equal(noised[0][0], reference) and noised[0][1] == s.start
@@ -248,13 +247,17 @@ def test_divergence_gate_on_the_respaced_step_index(tiny):
     not the 108 whose training timestep is above 100."""
     _, vit = tiny
     editor = make_editor(
-        BoxStubUNet(), vit,
+        BoxStubUNet(),
+        vit,
         schedule=dict(num_steps=200, resample=10),
         guidance=dict(weights=dict(ZERO, dir=100.)))
     garment, reference = images()
-    out = editor.transfer(garment, reference, None,
-                          generator=torch.Generator().manual_seed(0),
-                          return_losses=True)
+    out = editor.transfer(
+        garment,
+        reference,
+        None,
+        generator=torch.Generator().manual_seed(0),
+        return_losses=True)
     log = out['losses']
     assert len(log) == 129
     with_dir = [e['i'] for e in log if 'dir' in e]
@@ -263,7 +266,9 @@ def test_divergence_gate_on_the_respaced_step_index(tiny):
     assert all(e['dir'] <= 0 for e in log if 'dir' in e)
     # scaled with the schedule: 50 steps -> index 25
     editor = make_editor(
-        BoxStubUNet(), vit, schedule=dict(num_steps=50, resample=1),
+        BoxStubUNet(),
+        vit,
+        schedule=dict(num_steps=50, resample=1),
         guidance=dict(weights=dict(ZERO, dir=100.)))
     log = editor.transfer(garment, reference, return_losses=True)['losses']
     assert {e['i'] for e in log if 'dir' in e} == set(range(26, 30))
@@ -271,9 +276,12 @@ def test_divergence_gate_on_the_respaced_step_index(tiny):
 
 def test_reference_bookkeeping(tiny):
     _, vit = tiny
-    editor = make_editor(BoxStubUNet(), vit, label_sets=[[1]],
-                         schedule=dict(num_steps=200, resample=10),
-                         guidance=dict(weights=ZERO))
+    editor = make_editor(
+        BoxStubUNet(),
+        vit,
+        label_sets=[[1]],
+        schedule=dict(num_steps=200, resample=10),
+        guidance=dict(weights=ZERO))
     s = editor.schedule
     assert len(s) == 200 and s.start == 119 and s.t_at(s.start) == 597
     assert s.scale(64) == 64 and s.blend_steps == 35
@@ -287,12 +295,11 @@ def test_reference_bookkeeping(tiny):
 def test_end_to_end_few_steps(tiny, sampler):
     ddpm, vit = tiny
     garment, reference = images()
-    editor = make_editor(ddpm, vit,
-                         schedule=dict(sampler=sampler, num_steps=5,
-                                       resample=1))
+    editor = make_editor(
+        ddpm, vit, schedule=dict(sampler=sampler, num_steps=5, resample=1))
     calls = []
-    out = editor.edit(garment, reference, seed=0,
-                      progress=lambda: calls.append(1))
+    out = editor.edit(
+        garment, reference, seed=0, progress=lambda: calls.append(1))
     assert out['result'].shape == (1, 3, 16, 16)
     assert torch.isfinite(out['result']).all()
     assert out['result'].abs().max() <= 1
@@ -307,12 +314,12 @@ def test_all_weights_zero_is_the_unguided_sampler(tiny):
     ddpm, vit = tiny
     garment, reference = images()
     off = make_editor(ddpm, vit, guidance=dict(weights=ZERO))
-    tiny_w = make_editor(ddpm, vit, guidance=dict(
-        weights=dict(ZERO, l2=1e-30)))
-    a = off.transfer(garment, reference,
-                     generator=torch.Generator().manual_seed(0))
-    b = tiny_w.transfer(garment, reference,
-                        generator=torch.Generator().manual_seed(0))
+    tiny_w = make_editor(
+        ddpm, vit, guidance=dict(weights=dict(ZERO, l2=1e-30)))
+    a = off.transfer(
+        garment, reference, generator=torch.Generator().manual_seed(0))
+    b = tiny_w.transfer(
+        garment, reference, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(a['raw'], b['raw'])
 
 
@@ -360,8 +367,8 @@ def test_guidance_terms_hand_values(tiny):
     keys, own_cls = ext(x_in)
     w = DEFAULT_LOSS_WEIGHTS
     hand = dict(
-        ssim=w['ssim'] * F.mse_loss(key_self_similarity(keys),
-                                    key_self_similarity(g_keys)),
+        ssim=w['ssim'] *
+        F.mse_loss(key_self_similarity(keys), key_self_similarity(g_keys)),
         contra=w['contra'] * patch_nce_loss(keys, g_keys),
         cls=w['cls'] * F.mse_loss(own_cls, r_cls),
         dir=-w['dir'] * F.mse_loss(own_cls, prev),
@@ -370,8 +377,8 @@ def test_guidance_terms_hand_values(tiny):
     assert set(terms) == set(hand)
     for k in hand:
         torch.testing.assert_close(terms[k], hand[k], msg=k)
-    assert not torch.allclose(patch_nce_loss(g_keys, keys), hand['contra'] /
-                              w['contra'])
+    assert not torch.allclose(
+        patch_nce_loss(g_keys, keys), hand['contra'] / w['contra'])
     torch.testing.assert_close(total, sum(hand.values()))
     torch.testing.assert_close(cls, own_cls)
 
@@ -381,8 +388,7 @@ def test_learned_range_variance_is_guided_diffusions(tiny):
     with guided-diffusion's clipped ``var_0 := var_1`` at the last step."""
     import numpy as np
     _, vit = tiny
-    s = make_editor(BoxStubUNet(), vit,
-                    schedule=dict(num_steps=200)).schedule
+    s = make_editor(BoxStubUNet(), vit, schedule=dict(num_steps=200)).schedule
     abar = np.array([float(s.alpha(i)) for i in range(200)], np.float64)
     prev = np.append(1.0, abar[:-1])
     betas = 1 - abar / prev
@@ -397,8 +403,7 @@ def test_learned_range_variance_is_guided_diffusions(tiny):
         zero = torch.zeros_like(x)
         plain, _ = s.step(x, i, zero, v, None, zero)
         moved, _ = s.step(x, i, zero, v, torch.ones_like(x), zero)
-        torch.testing.assert_close(plain - moved, expect, rtol=1e-4,
-                                   atol=1e-7)
+        torch.testing.assert_close(plain - moved, expect, rtol=1e-4, atol=1e-7)
 
 
 def test_resample_renoises_with_the_start_steps_beta(tiny):
@@ -424,8 +429,8 @@ def test_resample_renoises_with_the_start_steps_beta(tiny):
     torch.randn(x.shape, generator=gen)  # the noise of the first step
     z = torch.randn(x.shape, generator=gen)
     torch.testing.assert_close(seen[1][0], renoise(seen[0][1], s.beta(i), z))
-    assert not torch.allclose(seen[1][0],
-                              renoise(seen[0][1], s.beta(i - 1), z))
+    assert not torch.allclose(seen[1][0], renoise(seen[0][1], s.beta(i - 1),
+                                                  z))
 
 
 def test_result_is_colour_matched_to_the_reference(tiny):
@@ -435,15 +440,15 @@ def test_result_is_colour_matched_to_the_reference(tiny):
     mask = torch.zeros(1, 1, 16, 16)
     mask[..., 3:13, 3:13] = 1
     editor = make_editor(BoxStubUNet(), vit)
-    out = editor.transfer(garment, reference, mask,
-                          generator=torch.Generator().manual_seed(0))
+    out = editor.transfer(
+        garment, reference, mask, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(out['result'],
                                colour_match(out['raw'], reference, mask))
     assert not torch.allclose(out['result'],
                               colour_match(out['raw'], garment, mask))
     off = make_editor(BoxStubUNet(), vit, colour_matching=False)
-    out = off.transfer(garment, reference, mask,
-                       generator=torch.Generator().manual_seed(0))
+    out = off.transfer(
+        garment, reference, mask, generator=torch.Generator().manual_seed(0))
     assert torch.equal(out['result'], out['raw'])
 
 

@@ -4,9 +4,8 @@ import pytest
 import torch
 from mmpretrain.datasets.transforms import PackInputs
 
-from mmssl.models.utils import (gather_tokens, inverse_block_mask,
-                                mask_to_ids, num_visible, random_mask,
-                                unshuffle_tokens)
+from mmssl.models.utils import (gather_tokens, inverse_block_mask, mask_to_ids,
+                                num_visible, random_mask, unshuffle_tokens)
 from mmssl.registry import TRANSFORMS
 
 
@@ -16,8 +15,8 @@ from mmssl.registry import TRANSFORMS
                                               (6, 10, 0.6, 0.0)])
 def test_inverse_block_mask_exact_count(h, w, ratio, adjust):
     g = torch.Generator().manual_seed(0)
-    masks = inverse_block_mask(h, w, ratio, num_masks=16, adjust=adjust,
-                               generator=g)
+    masks = inverse_block_mask(
+        h, w, ratio, num_masks=16, adjust=adjust, generator=g)
     assert masks.shape == (16, h, w) and masks.dtype == torch.bool
     keep = num_visible(h * w, ratio)
     assert torch.all((~masks).flatten(1).sum(1) == keep)
@@ -53,17 +52,17 @@ def test_inverse_block_mask_keeps_blocks():
 
 
 def test_clones_differ_and_generator_is_deterministic():
-    m1 = inverse_block_mask(14, 14, 0.8, 16,
-                            generator=torch.Generator().manual_seed(3))
-    m2 = inverse_block_mask(14, 14, 0.8, 16,
-                            generator=torch.Generator().manual_seed(3))
+    m1 = inverse_block_mask(
+        14, 14, 0.8, 16, generator=torch.Generator().manual_seed(3))
+    m2 = inverse_block_mask(
+        14, 14, 0.8, 16, generator=torch.Generator().manual_seed(3))
     assert torch.equal(m1, m2)
     flat = m1.flatten(1)
     for i in range(16):
         for j in range(i + 1, 16):
             assert not torch.equal(flat[i], flat[j])
-    m3 = inverse_block_mask(14, 14, 0.8, 16,
-                            generator=torch.Generator().manual_seed(4))
+    m3 = inverse_block_mask(
+        14, 14, 0.8, 16, generator=torch.Generator().manual_seed(4))
     assert not torch.equal(m1, m3)
 
 
@@ -72,8 +71,8 @@ def test_random_mask_counts_and_determinism():
     masks = random_mask(8, 8, 0.75, 5, generator=g)
     assert masks.shape == (5, 8, 8)
     assert torch.all(masks.flatten(1).sum(1) == 48)
-    again = random_mask(8, 8, 0.75, 5,
-                        generator=torch.Generator().manual_seed(0))
+    again = random_mask(
+        8, 8, 0.75, 5, generator=torch.Generator().manual_seed(0))
     assert torch.equal(masks, again)
 
 
@@ -105,8 +104,11 @@ def test_mask_to_ids_roundtrip():
 
 def test_transforms_write_and_pack_masks():
     gen = TRANSFORMS.build(
-        dict(type='mmssl.InverseBlockMaskGenerator', input_size=14,
-             mask_ratio=0.8, num_masks=4))
+        dict(
+            type='mmssl.InverseBlockMaskGenerator',
+            input_size=14,
+            mask_ratio=0.8,
+            num_masks=4))
     pack = PackInputs(algorithm_keys=['mask'])
     results = gen(dict(img=torch.zeros(8, 8, 3).numpy()))
     assert results['mask'].shape == (4, 14, 14)
@@ -116,8 +118,11 @@ def test_transforms_write_and_pack_masks():
     assert isinstance(mask, torch.Tensor) and mask.shape == (4, 14, 14)
     assert torch.all(mask.flatten(1).sum(1) == 157)
     rnd = TRANSFORMS.build(
-        dict(type='mmssl.RandomMaskGenerator', input_size=(4, 6),
-             mask_ratio=0.5, num_masks=3))
+        dict(
+            type='mmssl.RandomMaskGenerator',
+            input_size=(4, 6),
+            mask_ratio=0.5,
+            num_masks=3))
     assert rnd({})['mask'].shape == (3, 4, 6)
     assert 'block_size=3' in repr(gen)
 

@@ -42,12 +42,12 @@ def test_abs_labels_follow_the_mae_gather_on_a_3x3_grid():
     assert torch.equal(abs_pos_labels(ids), x_visible[..., 0].long().flatten())
     # the labels are exactly the kept (mask == 0) cells
     for b in range(B):
-        assert sorted(ids[b].tolist()) == torch.nonzero(
-            mask[b] == 0).flatten().tolist()
+        assert sorted(
+            ids[b].tolist()) == torch.nonzero(mask[b] == 0).flatten().tolist()
     # and a hand-written shuffle: patches 4, 0, 8 kept in that order
     ids_shuffle = torch.tensor([[4, 0, 8, 1, 2, 3, 5, 6, 7]])
-    assert kept_ids(torch.argsort(ids_shuffle, dim=1), 3).tolist() == [[4, 0,
-                                                                        8]]
+    assert kept_ids(torch.argsort(ids_shuffle, dim=1),
+                    3).tolist() == [[4, 0, 8]]
 
 
 def test_rel_labels_equal_the_hand_computation_on_3x3():
@@ -86,8 +86,7 @@ def test_window_pairs_stay_inside_swin_windows():
     first, second = window_pairs((4, 4), (2, 2))
     assert first.numel() == 4 * 16  # 4 windows, 16 ordered pairs each
     win = lambda i: (i // 4 // 2, i % 4 // 2)  # noqa: E731
-    assert all(
-        win(int(a)) == win(int(b)) for a, b in zip(first, second))
+    assert all(win(int(a)) == win(int(b)) for a, b in zip(first, second))
     head = RelPosLabelHead(8, grid_size=4, window_size=2, mlp_dims=(8, 8))
     assert head.num_classes == 9
     _, labels = head.logits_and_labels(torch.randn(2, 16, 8))

@@ -66,8 +66,8 @@ def _patch_permute(img, perm, p):
     h, w = H // p, W // p
     x = img.reshape(B, C, h, p, w, p).permute(0, 2, 4, 1, 3, 5)
     x = x.reshape(B, h * w, C, p, p)[:, perm]
-    return x.reshape(B, h, w, C, p, p).permute(0, 3, 1, 4, 2, 5).reshape(
-        B, C, H, W)
+    return x.reshape(B, h, w, C, p, p).permute(0, 3, 1, 4, 2,
+                                               5).reshape(B, C, H, W)
 
 
 # --- the position-embedding handling of the spec ---------------------------
@@ -85,8 +85,7 @@ def test_vit_without_pos_embed_is_patch_permutation_equivariant():
         vit.eval()
         out = vit(img)[0]  # (B, 16, C)
         out_perm = vit(_patch_permute(img, perm, 8))[0]
-        assert torch.allclose(out_perm, out[:, perm],
-                              atol=1e-5) == equivariant
+        assert torch.allclose(out_perm, out[:, perm], atol=1e-5) == equivariant
     vit = MODELS.build(_vit(use_pos_embed=False))
     names = [k for k, _ in vit.named_parameters()]
     assert 'pos_embed' not in names and 'pos_embed' not in vit.state_dict()
@@ -109,8 +108,8 @@ def test_swin_without_bias_window_attention_is_permutation_equivariant():
             assert 'relative_position_bias_table' not in dict(
                 attn.named_parameters())
         attn.eval()
-        assert torch.allclose(attn(x[:, perm]), attn(x)[:, perm],
-                              atol=1e-5) == equivariant
+        assert torch.allclose(
+            attn(x[:, perm]), attn(x)[:, perm], atol=1e-5) == equivariant
 
 
 def test_mae_encoder_without_pos_embed_has_zero_embedding():
@@ -132,8 +131,7 @@ def test_swin_token_grid_of_every_stage_matches_its_output():
     swin = MODELS.build(_swin(out_indices=(0, 1, 2)))
     outs = swin(torch.randn(1, 3, 32, 32))
     assert [tuple(o.shape[-2:]) for o in outs] == [(16, 16), (8, 8), (4, 4)]
-    assert [swin.token_grid(i) for i in range(3)] == [(16, 16), (8, 8),
-                                                      (4, 4)]
+    assert [swin.token_grid(i) for i in range(3)] == [(16, 16), (8, 8), (4, 4)]
     assert MODELS.build(_swin(out_indices=(-1, ))).out_indices == (2, )
 
 
@@ -147,10 +145,19 @@ def test_vit_token_grid_matches_its_feature_map():
 
 
 @pytest.mark.parametrize('backbone,pos_head,channels', [
-    (_vit(), dict(type='mmssl.AbsPosLabelHead', in_channels=32,
-                  grid_size=4, mlp_dims=(16, 8)), 32),
-    (_swin(), dict(type='mmssl.RelPosLabelHead', in_channels=64,
-                   grid_size=4, window_size=4, mlp_dims=(16, 16)), 64),
+    (_vit(),
+     dict(
+         type='mmssl.AbsPosLabelHead',
+         in_channels=32,
+         grid_size=4,
+         mlp_dims=(16, 8)), 32),
+    (_swin(),
+     dict(
+         type='mmssl.RelPosLabelHead',
+         in_channels=64,
+         grid_size=4,
+         window_size=4,
+         mlp_dims=(16, 16)), 64),
 ])
 def test_weight_zero_equals_plain_classifier(backbone, pos_head, channels):
     torch.manual_seed(0)
@@ -225,8 +232,11 @@ def _mae_pos(pos_head, **backbone):
     return cfg
 
 
-APL_MAE = dict(type='mmssl.AbsPosLabelHead', in_channels=32, grid_size=4,
-               mlp_dims=(16, 8))
+APL_MAE = dict(
+    type='mmssl.AbsPosLabelHead',
+    in_channels=32,
+    grid_size=4,
+    mlp_dims=(16, 8))
 
 
 def test_mae_poslabel_head_sees_visible_tokens_with_their_cells():
@@ -260,8 +270,8 @@ def test_mae_poslabel_label_is_the_patch_content_cell():
     model = MODELS.build(_mae_pos(APL_MAE))
     img = torch.zeros(2, 3, 32, 32)
     for k in range(16):  # patch k filled with the value k
-        img[:, :, (k // 4) * 8:(k // 4 + 1) * 8, (k % 4) * 8:(k % 4 + 1) *
-            8] = k
+        img[:, :, (k // 4) * 8:(k // 4 + 1) * 8,
+            (k % 4) * 8:(k % 4 + 1) * 8] = k
     from mmssl.models.utils import kept_ids, patchify, random_masking
     patches = patchify(img, 8)  # (B, 16, 192)
     torch.manual_seed(3)
@@ -273,8 +283,12 @@ def test_mae_poslabel_label_is_the_patch_content_cell():
 
 @pytest.mark.parametrize('pos_head', [
     APL_MAE,
-    dict(type='mmssl.RelPosLabelHead', in_channels=32, grid_size=4,
-         mlp_dims=(16, 16), max_pairs=10)
+    dict(
+        type='mmssl.RelPosLabelHead',
+        in_channels=32,
+        grid_size=4,
+        mlp_dims=(16, 16),
+        max_pairs=10)
 ])
 def test_mae_poslabel_weight_zero_equals_mae(pos_head):
     torch.manual_seed(0)
@@ -305,8 +319,11 @@ def test_mae_poslabel_build_errors_name_the_key():
     with pytest.raises(ValueError, match='max_pairs=17'):
         MODELS.build(
             _mae_pos(
-                dict(type='mmssl.RelPosLabelHead', in_channels=32,
-                     grid_size=4, max_pairs=17)))
+                dict(
+                    type='mmssl.RelPosLabelHead',
+                    in_channels=32,
+                    grid_size=4,
+                    max_pairs=17)))
     with pytest.raises(ValueError, match='img_size'):
         MODELS.build(_mae_pos(APL_MAE, img_size=36))
 

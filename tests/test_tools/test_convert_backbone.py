@@ -78,7 +78,7 @@ def test_cli_d2v2(tool, tmp_path, capsys):
     out = capsys.readouterr().out
     assert 'found: d2v2-vit backbone' in out
     assert 'dropped weights: neck.* (6), teacher.* (54)' in out
-    assert "note: data2vec 2.0 is a post-LN ViT: it loads only into " \
+    assert 'note: data2vec 2.0 is a post-LN ViT: it loads only into ' \
         "type='mmssl.D2V2ViT'" in out
     assert tool.main([src, dst, '--to', 'timm']) == 2
     err = capsys.readouterr().err

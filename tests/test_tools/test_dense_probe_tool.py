@@ -30,8 +30,7 @@ def seg_root(tmp_path):
             label[y:y + 16, x:x + 16] = 1 + i % 2
             img = np.stack([label * 100] * 3, -1).astype(np.uint8)
             mmcv.imwrite(img, str(tmp_path / 'img_dir' / split / f'{i}.png'))
-            mmcv.imwrite(label,
-                         str(tmp_path / 'ann_dir' / split / f'{i}.png'))
+            mmcv.imwrite(label, str(tmp_path / 'ann_dir' / split / f'{i}.png'))
     return tmp_path
 
 
@@ -46,8 +45,8 @@ def test_random_resnet_probe_all_stages(tool, seg_root, tmp_path, capsys):
     ])
     # 2 rows of 64-px cells (32 px x 2) and 1 gap; image, labels, random
     assert mmcv.imread(str(show)).shape == (2 * 64 + 2, 3 * 64 + 2 * 2, 3)
-    assert 'predictions' not in json.loads(out.read_text())['results'][
-        'random']
+    assert 'predictions' not in json.loads(
+        out.read_text())['results']['random']
     assert set(results) == {'random'}
     # all four stages of the half-width ResNet-18: 32 + 64 + 128 + 256
     assert results['random']['feature_dim'] == 480
@@ -68,10 +67,14 @@ def test_bad_input_is_explained(tool, seg_root, tmp_path):
     with pytest.raises(tool.ToolError, match='img_dir/train'):
         tool.main([SIMCLR, '--random', '--data-root', str(tmp_path / 'no')])
     with pytest.raises(tool.ToolError, match='does not exist'):
-        tool.main([SIMCLR, str(tmp_path / 'no.pth'), '--data-root',
-                   str(seg_root)])
+        tool.main(
+            [SIMCLR,
+             str(tmp_path / 'no.pth'), '--data-root',
+             str(seg_root)])
     with pytest.raises(tool.ToolError, match='out of range'):
-        tool.main([SIMCLR, '--random', '--data-root',
-                   str(seg_root), '--out-indices', '4'])
+        tool.main([
+            SIMCLR, '--random', '--data-root',
+            str(seg_root), '--out-indices', '4'
+        ])
     with pytest.raises(SystemExit):
         tool.parse_args([SIMCLR])

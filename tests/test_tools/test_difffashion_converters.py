@@ -16,19 +16,21 @@ def test_timm_vit_small_to_mmpretrain_same_features(dino_tool, tmp_path):
     src = timm.create_model('vit_small_patch16_224', pretrained=False)
     src.eval()
     # DINO-style training checkpoint: prefixed keys under 'teacher'
-    torch.save(dict(teacher={f'module.backbone.{k}': v
-                             for k, v in src.state_dict().items()}),
-               tmp_path / 'dino.pth')
+    torch.save(
+        dict(teacher={
+            f'module.backbone.{k}': v
+            for k, v in src.state_dict().items()
+        }), tmp_path / 'dino.pth')
     dst = tmp_path / 'out.pth'
-    assert dino_tool.main([str(tmp_path / 'dino.pth'), str(dst), '--key',
-                           'teacher']) == 0
+    assert dino_tool.main(
+        [str(tmp_path / 'dino.pth'),
+         str(dst), '--key', 'teacher']) == 0
     ckpt = torch.load(dst, weights_only=True)
     cfg = dict(ckpt['meta']['vit_cfg'])
     assert cfg['patch_size'] == 16 and cfg['img_size'] == 224
     cfg.pop('type')
     vit = VisionTransformer(**cfg)
-    missing, unexpected = vit.load_state_dict(ckpt['state_dict'],
-                                              strict=False)
+    missing, unexpected = vit.load_state_dict(ckpt['state_dict'], strict=False)
     assert not missing and not unexpected
     vit.eval()
     x = torch.randn(1, 3, 224, 224)
@@ -39,8 +41,9 @@ def test_timm_vit_small_to_mmpretrain_same_features(dino_tool, tmp_path):
 
 
 def test_dino_converter_errors(dino_tool, tmp_path, capsys):
-    assert dino_tool.main([str(tmp_path / 'none.pth'),
-                           str(tmp_path / 'o.pth')]) == 2
+    assert dino_tool.main(
+        [str(tmp_path / 'none.pth'),
+         str(tmp_path / 'o.pth')]) == 2
     err = capsys.readouterr().err
     assert 'dl.fbaipublicfiles.com/dino' in err
     torch.save({'conv1.weight': torch.zeros(1)}, tmp_path / 'r.pth')
@@ -53,9 +56,16 @@ def test_dino_converter_errors(dino_tool, tmp_path, capsys):
 # ---------------------------------------------------------------------------
 # guided-diffusion -> diffusers
 # ---------------------------------------------------------------------------
-TINY_GD = dict(image_size=16, in_channels=3, model_channels=32,
-               out_channels=6, num_res_blocks=1, attention_resolutions=(2, ),
-               channel_mult=(1, 2), num_head_channels=16, num_classes=4)
+TINY_GD = dict(
+    image_size=16,
+    in_channels=3,
+    model_channels=32,
+    out_channels=6,
+    num_res_blocks=1,
+    attention_resolutions=(2, ),
+    channel_mult=(1, 2),
+    num_head_channels=16,
+    num_classes=4)
 
 
 @pytest.fixture(scope='module')
@@ -66,8 +76,10 @@ def gd_tool(load_tool_module):
 
 def _random_gd(gd_tool, cfg):
     g = torch.Generator().manual_seed(0)
-    return {k: torch.randn(s, generator=g) * 0.2
-            for k, s in gd_tool.guided_diffusion_shapes(cfg).items()}
+    return {
+        k: torch.randn(s, generator=g) * 0.2
+        for k, s in gd_tool.guided_diffusion_shapes(cfg).items()
+    }
 
 
 def _legacy_attention(x, sd, p, heads):
@@ -75,8 +87,8 @@ def _legacy_attention(x, sd, p, heads):
     import torch.nn.functional as F
     B, C, H, W = x.shape
     h = F.group_norm(x, 32, sd[f'{p}.norm.weight'], sd[f'{p}.norm.bias'])
-    qkv = F.conv1d(h.reshape(B, C, -1), sd[f'{p}.qkv.weight'],
-                   sd[f'{p}.qkv.bias'])
+    qkv = F.conv1d(
+        h.reshape(B, C, -1), sd[f'{p}.qkv.weight'], sd[f'{p}.qkv.bias'])
     ch = C // heads
     q, k, v = qkv.reshape(B * heads, 3 * ch, -1).split(ch, dim=1)
     scale = 1 / ch**0.25
@@ -89,17 +101,25 @@ def _legacy_attention(x, sd, p, heads):
 def _res_block(x, emb, sd, p):
     """guided-diffusion ResBlock, scale-shift norm, no up/down."""
     import torch.nn.functional as F
-    h = F.silu(F.group_norm(x, 32, sd[f'{p}.in_layers.0.weight'],
-                            sd[f'{p}.in_layers.0.bias']))
-    h = F.conv2d(h, sd[f'{p}.in_layers.2.weight'], sd[f'{p}.in_layers.2.bias'],
-                 padding=1)
-    e = F.linear(F.silu(emb), sd[f'{p}.emb_layers.1.weight'],
-                 sd[f'{p}.emb_layers.1.bias'])[..., None, None]
+    h = F.silu(
+        F.group_norm(x, 32, sd[f'{p}.in_layers.0.weight'],
+                     sd[f'{p}.in_layers.0.bias']))
+    h = F.conv2d(
+        h,
+        sd[f'{p}.in_layers.2.weight'],
+        sd[f'{p}.in_layers.2.bias'],
+        padding=1)
+    e = F.linear(
+        F.silu(emb), sd[f'{p}.emb_layers.1.weight'],
+        sd[f'{p}.emb_layers.1.bias'])[..., None, None]
     scale, shift = e.chunk(2, dim=1)
     h = F.group_norm(h, 32, sd[f'{p}.out_layers.0.weight'],
                      sd[f'{p}.out_layers.0.bias']) * (1 + scale) + shift
-    h = F.conv2d(F.silu(h), sd[f'{p}.out_layers.3.weight'],
-                 sd[f'{p}.out_layers.3.bias'], padding=1)
+    h = F.conv2d(
+        F.silu(h),
+        sd[f'{p}.out_layers.3.weight'],
+        sd[f'{p}.out_layers.3.bias'],
+        padding=1)
     skip = x
     if f'{p}.skip_connection.weight' in sd:
         skip = F.conv2d(x, sd[f'{p}.skip_connection.weight'],
@@ -136,16 +156,17 @@ def test_guided_diffusion_tiny_layout_loads_and_matches(gd_tool, tmp_path):
     freqs = torch.exp(-math.log(10000) * torch.arange(half) / half)
     args = t[:, None].float() * freqs[None]
     gd_emb = torch.cat([torch.cos(args), torch.sin(args)], -1)
-    torch.testing.assert_close(unet.time_proj(t), gd_emb, atol=1e-5,
-                               rtol=1e-5)
+    torch.testing.assert_close(unet.time_proj(t), gd_emb, atol=1e-5, rtol=1e-5)
     # the tool writes a ClassCondDDPM checkpoint
-    assert gd_tool.main([str(tmp_path / 'gd.pt'), str(tmp_path / 'o.pth'),
-                         '--arch', 'tiny']) == 2  # unknown arch
+    assert gd_tool.main(
+        [str(tmp_path / 'gd.pt'),
+         str(tmp_path / 'o.pth'), '--arch', 'tiny']) == 2  # unknown arch
     gd_tool.ARCHS['tiny-test'] = TINY_GD
     try:
-        assert gd_tool.main([str(tmp_path / 'gd.pt'),
-                             str(tmp_path / 'o.pth'), '--arch',
-                             'tiny-test']) == 0
+        assert gd_tool.main([
+            str(tmp_path / 'gd.pt'),
+            str(tmp_path / 'o.pth'), '--arch', 'tiny-test'
+        ]) == 0
     finally:
         gd_tool.ARCHS.pop('tiny-test')
     # the converted checkpoint carries its config and runs DiffFashion
@@ -155,13 +176,17 @@ def test_guided_diffusion_tiny_layout_loads_and_matches(gd_tool, tmp_path):
     model = load_diffusion_model(None, str(tmp_path / 'o.pth'))
     assert model.unet.config.out_channels == 6
     vit = VisionTransformer(
-        arch=dict(embed_dims=32, num_layers=1, num_heads=2,
-                  feedforward_channels=64), img_size=16, patch_size=4)
+        arch=dict(
+            embed_dims=32, num_layers=1, num_heads=2, feedforward_channels=64),
+        img_size=16,
+        patch_size=4)
     editor = DiffFashionEditor(
-        diffusion=model, vit=vit, garment_label=0,
+        diffusion=model,
+        vit=vit,
+        garment_label=0,
         schedule=dict(num_steps=5, resample=1),
-        mask_generator=dict(type='mmssl.LabelContrastMaskGenerator',
-                            label_sets=[[1, 2]]))
+        mask_generator=dict(
+            type='mmssl.LabelContrastMaskGenerator', label_sets=[[1, 2]]))
     assert editor.vit_img_size == 16
     g = torch.rand(1, 3, 16, 16) * 2 - 1
     out = DiffFashion(editor)(g, g.flip(-1), use_mask=False)

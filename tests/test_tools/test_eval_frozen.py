@@ -9,6 +9,7 @@ import torch
 from mmengine.config import Config
 from mmpretrain.registry import MODELS
 from PIL import Image
+
 from mmssl.testing import tiny_mae_cfg
 
 

@@ -10,8 +10,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from difffashion_helpers import (build_tiny, tiny_ddpm_cfg,  # noqa: E402
-                                 tiny_vit_cfg)
+from difffashion_helpers import build_tiny, tiny_ddpm_cfg, tiny_vit_cfg
 
 
 @pytest.fixture(scope='module')
@@ -28,24 +27,28 @@ def files(tmp_path):
         f.write(f'model = dict(backbone={tiny_vit_cfg(16)!r})\n')
     torch.save(dict(state_dict=ddpm.state_dict()), tmp_path / 'ddpm.pth')
     torch.save(
-        dict(state_dict={f'backbone.{k}': v
-                         for k, v in vit.state_dict().items()}),
-        tmp_path / 'vit.pth')
+        dict(state_dict={
+            f'backbone.{k}': v
+            for k, v in vit.state_dict().items()
+        }), tmp_path / 'vit.pth')
     rng = np.random.RandomState(0)
     garment = np.full((40, 40, 3), 230, np.uint8)
     garment[8:32, 10:30] = (40, 60, 200)
     Image.fromarray(garment).save(tmp_path / 'garment.png')
-    Image.fromarray(rng.randint(0, 255, (24, 30, 3), np.uint8)).save(
-        tmp_path / 'reference.png')
+    Image.fromarray(rng.randint(0, 255, (24, 30, 3),
+                                np.uint8)).save(tmp_path / 'reference.png')
     return tmp_path
 
 
 def _args(d, out, *extra):
     return [
-        '--garment', str(d / 'garment.png'), '--reference',
-        str(d / 'reference.png'), '--out', str(out), '--config',
-        str(d / 'ddpm.py'), '--checkpoint', str(d / 'ddpm.pth'),
-        '--vit-config', str(d / 'vit.py'), '--vit-checkpoint',
+        '--garment',
+        str(d / 'garment.png'), '--reference',
+        str(d / 'reference.png'), '--out',
+        str(out), '--config',
+        str(d / 'ddpm.py'), '--checkpoint',
+        str(d / 'ddpm.pth'), '--vit-config',
+        str(d / 'vit.py'), '--vit-checkpoint',
         str(d / 'vit.pth'), '--steps', '5', '--resample', '1',
         '--garment-label', '0', '--mask-labels', '1,2;3', *extra
     ]
@@ -101,13 +104,15 @@ def test_cli_per_set_mode_and_mask_options(tool, files):
               '--mask-source', 'noised', '--mask-contrast', 'per_label',
               '--mask-threshold', '-1')) == 0
     names = sorted(os.listdir(out))
-    assert names == ['grid.png', 'mask.png', 'mask_set0.png',
-                     'mask_set1.png', 'result.png', 'result_set0.png',
-                     'result_set1.png']
+    assert names == [
+        'grid.png', 'mask.png', 'mask_set0.png', 'mask_set1.png', 'result.png',
+        'result_set0.png', 'result_set1.png'
+    ]
     # one grid row per label set ("1,2;3")
     assert Image.open(out / 'grid.png').size == (4 * 16 + 3 * 2, 2 * 16 + 2)
-    assert np.array_equal(np.asarray(Image.open(out / 'mask.png')),
-                          np.asarray(Image.open(out / 'mask_set0.png')))
+    assert np.array_equal(
+        np.asarray(Image.open(out / 'mask.png')),
+        np.asarray(Image.open(out / 'mask_set0.png')))
 
 
 def test_cli_user_errors_are_one_line_and_early(tool, files, capsys,

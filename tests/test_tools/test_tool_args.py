@@ -77,7 +77,7 @@ def test_malformed_cfg_option_is_a_usage_error(train_tool, capsys):
         train_tool.parse_args(['cfg.py', '--cfg-options', 'lr0.1'])
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "expected KEY=VALUE" in err and "'lr0.1'" in err
+    assert 'expected KEY=VALUE' in err and "'lr0.1'" in err
 
 
 def _cfg(**extra):

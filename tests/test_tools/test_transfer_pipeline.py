@@ -77,8 +77,8 @@ def test_pipeline_end_to_end(pipeline, tmp_path):
 
 @pytest.mark.parametrize('extra, message', [
     (['--method', 'random'], '--checkpoint needs --method with a pretraining'),
-    (['--method', 'simclr', '--pretrain-epochs', '3'],
-     'drop --pretrain-epochs'),
+    (['--method', 'simclr', '--pretrain-epochs', '3'
+      ], 'drop --pretrain-epochs'),
     (['--all'], '--checkpoint needs --method'),
 ])
 def test_checkpoint_argument_errors(pipeline, tmp_path, capsys, extra,

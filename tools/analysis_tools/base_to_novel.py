@@ -21,12 +21,13 @@ import os
 import os.path as osp
 import sys
 
-import mmssl  # noqa: F401  (safe weights-only checkpoint loader)
-from mmssl.engine.runner_utils import (CFG_OPTIONS_HELP,
-                                       CfgOptionsAction, load_config,
-                                       merge_cfg_options, tool_main)
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
+
+import mmssl  # noqa: F401  (safe weights-only checkpoint loader)
+from mmssl.engine.runner_utils import (CFG_OPTIONS_HELP, CfgOptionsAction,
+                                       load_config, merge_cfg_options,
+                                       tool_main)
 
 CONFIGS = dict(
     coop='configs/coop/coop_tiny-rn_1xb32-30e_embedded-b2n.py',
@@ -97,18 +98,22 @@ def run(args):
             rec.rows[-1]['epoch'] = 0
             results[method] = rec.rows
         else:
-            path = dict(coop=args.coop, subpt=args.subpt,
-                        subpt_nfl=args.subpt_nfl,
-                        subpt_3phase=args.subpt_3phase)[method]
+            path = dict(
+                coop=args.coop,
+                subpt=args.subpt,
+                subpt_nfl=args.subpt_nfl,
+                subpt_3phase=args.subpt_3phase)[method]
             runner = Runner.from_cfg(_cfg(path, args, method, args.epochs))
             rec = _Recorder()
             runner.register_hook(rec)
             runner.train()
             results[method] = rec.rows
         last = results[method][-1]
-        print(f'{LABELS[method]:>16}: epoch {last["epoch"]} base '
-              f'{last["base"]:.1f} novel {last["novel"]:.1f} '
-              f'H {last["hm"]:.1f}', flush=True)
+        print(
+            f'{LABELS[method]:>16}: epoch {last["epoch"]} base '
+            f'{last["base"]:.1f} novel {last["novel"]:.1f} '
+            f'H {last["hm"]:.1f}',
+            flush=True)
         with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
             json.dump(results, f, indent=1)
     return results
@@ -116,8 +121,10 @@ def run(args):
 
 def table(results, epochs):
     """Markdown table: B / N / H at chosen epochs, plus each best base."""
-    lines = ['| method | epoch | base | novel | H |',
-             '| --- | --- | --- | --- | --- |']
+    lines = [
+        '| method | epoch | base | novel | H |',
+        '| --- | --- | --- | --- | --- |'
+    ]
     for method, rows in results.items():
         by_epoch = {r['epoch']: r for r in rows}
         for e in ([0] if method == 'zeroshot' else epochs):
@@ -138,13 +145,12 @@ def plot(results, path):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), sharex=True)
-    for ax, key, title in zip(axes, ('base', 'novel', 'hm'),
-                              ('base accuracy', 'novel accuracy',
-                               'harmonic mean')):
+    titles = ('base accuracy', 'novel accuracy', 'harmonic mean')
+    for ax, key, title in zip(axes, ('base', 'novel', 'hm'), titles):
         for method, rows in results.items():
             if method == 'zeroshot':
-                ax.axhline(rows[0][key], color='gray', ls='--',
-                           label=LABELS[method])
+                ax.axhline(
+                    rows[0][key], color='gray', ls='--', label=LABELS[method])
             else:
                 ax.plot([r['epoch'] for r in rows], [r[key] for r in rows],
                         label=LABELS[method])
@@ -172,20 +178,29 @@ def main(argv=None):
     parser.add_argument('--subpt', default=CONFIGS['subpt'])
     parser.add_argument('--subpt-nfl', default=CONFIGS['subpt_nfl'])
     parser.add_argument(
-        '--subpt-3phase', default=CONFIGS['subpt_3phase'],
+        '--subpt-3phase',
+        default=CONFIGS['subpt_3phase'],
         help='phase C of three-phase SubPT; needs the subpt method run '
         'first in the same --work-dir (its subpt_subspace.pth)')
     parser.add_argument(
-        '--table-epochs', type=int, nargs='+', default=None,
+        '--table-epochs',
+        type=int,
+        nargs='+',
+        default=None,
         help='epochs shown in the table (default: 1, 1/4, 1/2, 3/4, last)')
     parser.add_argument(
-        '--val-interval', type=int, default=1,
+        '--val-interval',
+        type=int,
+        default=1,
         help='evaluate every N epochs (and after the last)')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=CfgOptionsAction,
+        '--cfg-options',
+        nargs='+',
+        action=CfgOptionsAction,
         help='settings of every method\'s config: ' + CFG_OPTIONS_HELP)
     parser.add_argument(
-        '--plot-only', action='store_true',
+        '--plot-only',
+        action='store_true',
         help='redraw table and plot from <work-dir>/results.json')
     args = parser.parse_args(argv)
     os.makedirs(args.work_dir, exist_ok=True)

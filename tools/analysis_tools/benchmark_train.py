@@ -104,15 +104,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def format_table(results: List[dict]) -> str:
     """One row per config, one column per number."""
-    return _format_table([(r['name'], r) for r in results], COLUMNS,
-                         'config')
+    return _format_table([(r['name'], r) for r in results], COLUMNS, 'config')
 
 
 def load_configs(paths: List[str], cfg_options: Optional[dict]) -> list:
     configs = []
     for path in paths:
-        configs.append(
-            merge_cfg_options(load_config(path), cfg_options, path))
+        configs.append(merge_cfg_options(load_config(path), cfg_options, path))
     return configs
 
 

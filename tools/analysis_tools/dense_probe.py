@@ -95,8 +95,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def to_inputs(model: torch.nn.Module, imgs: np.ndarray) -> torch.Tensor:
     """(N, H, W, 3) uint8 BGR images -> the model's preprocessed input."""
-    return preprocess_images(model,
-                             torch.from_numpy(imgs).permute(0, 3, 1, 2))
+    return preprocess_images(model, torch.from_numpy(imgs).permute(0, 3, 1, 2))
 
 
 def set_out_indices(backbone: torch.nn.Module, indices: List[int]) -> None:
@@ -139,7 +138,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, dict]:
     num_classes = args.num_classes or int(labels[labels != 255].max()) + 1
     print_log(
         f'{len(train_imgs)} training / {len(val_imgs)} validation images, '
-        f'{num_classes} classes', logger='current')
+        f'{num_classes} classes',
+        logger='current')
 
     results: Dict[str, dict] = {}
     for name, checkpoint in backbone_rows(args):

@@ -26,8 +26,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from mmssl.analysis import machine_info
-from mmssl.analysis.seed_study import (mean_curves, run_dir,
-                                       summarize_study, study_table)
+from mmssl.analysis.seed_study import (mean_curves, run_dir, study_table,
+                                       summarize_study)
 from mmssl.engine.runner_utils import ToolError, run_tool
 from mmssl.visualization import plot_curves
 
@@ -38,22 +38,38 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('configs', nargs='+', help='one config an arm')
     p.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
-    p.add_argument('--work-dir', required=True,
-                   help='runs go to WORK_DIR/<arm>/seed<S>')
-    p.add_argument('--keys', nargs='+', default=['accuracy/top1'],
-                   help='logged scalars to report (last value of a run)')
-    p.add_argument('--parallel', type=int, default=1,
-                   help='runs trained at the same time')
-    p.add_argument('--threads', type=int, default=None,
-                   help='CPU threads of each run (OMP_NUM_THREADS)')
-    p.add_argument('--cfg-options', nargs='+', default=[],
-                   help='extra key=value settings of every run, passed to '
-                   'tools/train.py')
-    p.add_argument('--summarize-only', action='store_true',
-                   help='read the existing runs, train nothing')
+    p.add_argument(
+        '--work-dir', required=True, help='runs go to WORK_DIR/<arm>/seed<S>')
+    p.add_argument(
+        '--keys',
+        nargs='+',
+        default=['accuracy/top1'],
+        help='logged scalars to report (last value of a run)')
+    p.add_argument(
+        '--parallel',
+        type=int,
+        default=1,
+        help='runs trained at the same time')
+    p.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help='CPU threads of each run (OMP_NUM_THREADS)')
+    p.add_argument(
+        '--cfg-options',
+        nargs='+',
+        default=[],
+        help='extra key=value settings of every run, passed to '
+        'tools/train.py')
+    p.add_argument(
+        '--summarize-only',
+        action='store_true',
+        help='read the existing runs, train nothing')
     p.add_argument('--out', help='JSON file for all numbers')
-    p.add_argument('--plot', help='PNG file: the first key over training, '
-                   'mean of the seeds per arm')
+    p.add_argument(
+        '--plot',
+        help='PNG file: the first key over training, '
+        'mean of the seeds per arm')
     return p.parse_args(argv)
 
 
@@ -75,15 +91,15 @@ def train_one(config: str, work_dir: str, seed: int, threads, options):
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     cmd = [
         sys.executable,
-        osp.join(ROOT, 'tools', 'train.py'), config, '--work-dir', work_dir,
-        '--cfg-options', f'randomness.seed={seed}',
-        'train_dataloader.num_workers=0',
+        osp.join(ROOT, 'tools',
+                 'train.py'), config, '--work-dir', work_dir, '--cfg-options',
+        f'randomness.seed={seed}', 'train_dataloader.num_workers=0',
         'train_dataloader.persistent_workers=False', *options
     ]
     start = time.time()
     with open(work_dir + '.log', 'w') as log:
-        rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT,
-                             env=env, cwd=ROOT)
+        rc = subprocess.call(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     if rc != 0:
         raise ToolError(f'training {config} with seed {seed} failed (exit '
                         f'{rc}); see {work_dir}.log')
@@ -107,8 +123,8 @@ def main(argv=None):
 
         def job(item):
             c, a, s = item
-            secs = train_one(c, run_dir(args.work_dir, a, s), s,
-                             args.threads, args.cfg_options)
+            secs = train_one(c, run_dir(args.work_dir, a, s), s, args.threads,
+                             args.cfg_options)
             print(f'done {a} seed {s} in {secs / 60:.1f} min', flush=True)
 
         with ThreadPoolExecutor(max(1, args.parallel)) as pool:

@@ -37,23 +37,41 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('configs', nargs='+', help='reference config first')
     p.add_argument('--names', nargs='+', help='one name per config')
-    p.add_argument('--budget', type=float, default=300,
-                   help='training seconds per config')
-    p.add_argument('--evals', type=int, default=5,
-                   help='evaluations per run, evenly spaced in time')
-    p.add_argument('--protocols', nargs='+', default=['knn', 'linear'],
-                   choices=['knn', 'linear'])
-    p.add_argument('--metric', default='knn_top1',
-                   help='metric compared (knn_top1 or linear_top1)')
-    p.add_argument('--probe-iters', type=int, default=5,
-                   help='timed steps of the speed probe')
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--device', default=None,
-                   help="'cpu' or 'cuda' (default: cuda when available); "
-                   'training runs where mmengine puts it (the GPU when '
-                   'there is one)')
     p.add_argument(
-        '--cfg-options', nargs='+', action=CfgOptionsAction,
+        '--budget',
+        type=float,
+        default=300,
+        help='training seconds per config')
+    p.add_argument(
+        '--evals',
+        type=int,
+        default=5,
+        help='evaluations per run, evenly spaced in time')
+    p.add_argument(
+        '--protocols',
+        nargs='+',
+        default=['knn', 'linear'],
+        choices=['knn', 'linear'])
+    p.add_argument(
+        '--metric',
+        default='knn_top1',
+        help='metric compared (knn_top1 or linear_top1)')
+    p.add_argument(
+        '--probe-iters',
+        type=int,
+        default=5,
+        help='timed steps of the speed probe')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument(
+        '--device',
+        default=None,
+        help="'cpu' or 'cuda' (default: cuda when available); "
+        'training runs where mmengine puts it (the GPU when '
+        'there is one)')
+    p.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=CfgOptionsAction,
         help='settings of every config: ' + CFG_OPTIONS_HELP)
     p.add_argument('--work-dir', default=None)
     p.add_argument('--out', help='JSON file for all numbers')
@@ -65,8 +83,8 @@ def plot_result(result: dict, path: str) -> None:
     """Accuracy against pretraining time, one curve per run."""
     metric = result['metric']
     curves = {
-        name: ([r['train_s'] for r in run['records']],
-               [r[metric] for r in run['records']])
+        name: ([r['train_s']
+                for r in run['records']], [r[metric] for r in run['records']])
         for name, run in result['runs'].items()
     }
     plot_curves(
@@ -79,8 +97,9 @@ def plot_result(result: dict, path: str) -> None:
 
 def main(argv=None):
     args = parse_args(argv)
-    names = args.names or [osp.splitext(osp.basename(c))[0]
-                           for c in args.configs]
+    names = args.names or [
+        osp.splitext(osp.basename(c))[0] for c in args.configs
+    ]
     if len(names) != len(args.configs):
         raise ToolError('--names needs one name per config')
     cfgs = [
@@ -89,14 +108,25 @@ def main(argv=None):
     ]
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     speed = benchmark_configs(
-        cfgs, names=names, iters=args.probe_iters, warmup=2, repeat=1,
-        seed=args.seed, device=device)
+        cfgs,
+        names=names,
+        iters=args.probe_iters,
+        warmup=2,
+        repeat=1,
+        seed=args.seed,
+        device=device)
     # the schedules are sized by a real probe (data loading included); the
     # synthetic-batch benchmark above gives the step's own numbers
     result = compare_time_to_accuracy(
-        cfgs, names, args.budget, None,
-        metric=args.metric, num_evals=args.evals, protocols=args.protocols,
-        work_dir=args.work_dir, seed=args.seed)
+        cfgs,
+        names,
+        args.budget,
+        None,
+        metric=args.metric,
+        num_evals=args.evals,
+        protocols=args.protocols,
+        work_dir=args.work_dir,
+        seed=args.seed)
     result['speed'] = speed
     result['machine'] = machine_info(device)
     result['argv'] = sys.argv

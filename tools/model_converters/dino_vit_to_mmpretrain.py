@@ -2,16 +2,17 @@
 """DINO (timm-layout) ViT checkpoint -> mmpretrain ``VisionTransformer``.
 
     python tools/model_converters/dino_vit_to_mmpretrain.py \
-        dino_vitbase8_pretrain.pth dino_vitb8_mmpretrain.pth [--prefix backbone.]
+        dino_vitbase8_pretrain.pth dino_vitb8_mmpretrain.pth \
+        [--prefix backbone.]
 
 Reads the official DINO release files (plain state dicts, e.g.
-https://dl.fbaipublicfiles.com/dino/dino_vitbase8_pretrain/dino_vitbase8_pretrain.pth)
+``dino_vitbase8_pretrain.pth`` of https://dl.fbaipublicfiles.com/dino/)
 and full DINO training checkpoints (``--key teacher``, ``module.`` and
 ``backbone.`` prefixes stripped), as well as timm ``VisionTransformer`` state
-dicts. Writes ``{'meta': ..., 'state_dict': ...}`` atomically; ``meta['vit_cfg']``
-is the mmpretrain config that loads it (DiffFashion's default ViT is
-``arch='b', patch_size=8, img_size=224``). Exits with 2 and a one-line
-``error:`` on a missing, unsafe or broken file or an unknown layout.
+dicts. Writes ``{'meta': ..., 'state_dict': ...}`` atomically;
+``meta['vit_cfg']`` is the mmpretrain config that loads it (DiffFashion's
+default ViT is ``arch='b', patch_size=8, img_size=224``). Exits with 2 and a
+one-line ``error:`` on a missing, unsafe or broken file or an unknown layout.
 """
 import argparse
 import math
@@ -25,13 +26,17 @@ import mmssl  # noqa: F401  (safe weights-only checkpoint loader)
 from mmssl.engine.tool_errors import ToolError, tool_main
 
 DINO_URLS = {
-    'dino_vits16': 'https://dl.fbaipublicfiles.com/dino/'
+    'dino_vits16':
+    'https://dl.fbaipublicfiles.com/dino/'
     'dino_deitsmall16_pretrain/dino_deitsmall16_pretrain.pth',
-    'dino_vits8': 'https://dl.fbaipublicfiles.com/dino/'
+    'dino_vits8':
+    'https://dl.fbaipublicfiles.com/dino/'
     'dino_deitsmall8_pretrain/dino_deitsmall8_pretrain.pth',
-    'dino_vitb16': 'https://dl.fbaipublicfiles.com/dino/'
+    'dino_vitb16':
+    'https://dl.fbaipublicfiles.com/dino/'
     'dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth',
-    'dino_vitb8': 'https://dl.fbaipublicfiles.com/dino/'
+    'dino_vitb8':
+    'https://dl.fbaipublicfiles.com/dino/'
     'dino_vitbase8_pretrain/dino_vitbase8_pretrain.pth',
 }
 
@@ -103,16 +108,19 @@ def convert_dino_vit(state_dict: Dict) -> Tuple['OrderedDict', dict]:
             'not a timm/DINO ViT state dict; unknown keys: '
             f'{unknown[:10]}{" ..." if len(unknown) > 10 else ""}')
     dims = out['cls_token'].shape[-1]
-    depth = 1 + max(int(k.split('.')[1]) for k in out
-                    if k.startswith('layers.'))
+    depth = 1 + max(
+        int(k.split('.')[1]) for k in out if k.startswith('layers.'))
     ffn = out['layers.0.ffn.layers.0.0.weight'].shape[0]
     patch = out['patch_embed.projection.weight'].shape[-1]
     grid = int(math.isqrt(out['pos_embed'].shape[1] - 1))
     heads = {192: 3, 384: 6, 768: 12, 1024: 16}.get(dims, max(1, dims // 64))
     vit_cfg = dict(
         type='mmpretrain.VisionTransformer',
-        arch=dict(embed_dims=dims, num_layers=depth, num_heads=heads,
-                  feedforward_channels=ffn),
+        arch=dict(
+            embed_dims=dims,
+            num_layers=depth,
+            num_heads=heads,
+            feedforward_channels=ffn),
         img_size=grid * patch,
         patch_size=patch,
         norm_cfg=dict(type='LN', eps=1e-6),
@@ -126,11 +134,15 @@ def main(argv=None) -> int:
         description='Convert a DINO / timm ViT checkpoint to mmpretrain.')
     parser.add_argument('src', help='DINO or timm ViT checkpoint (.pth)')
     parser.add_argument('dst', help='output checkpoint')
-    parser.add_argument('--key', default=None,
-                        help="sub-dict of a training checkpoint, e.g. "
-                        "'teacher'")
-    parser.add_argument('--prefix', default='',
-                        help="prefix of the written keys, e.g. 'backbone.'")
+    parser.add_argument(
+        '--key',
+        default=None,
+        help='sub-dict of a training checkpoint, e.g. '
+        "'teacher'")
+    parser.add_argument(
+        '--prefix',
+        default='',
+        help="prefix of the written keys, e.g. 'backbone.'")
     args = parser.parse_args(argv)
     if not osp.isfile(args.src):
         raise ToolError(

@@ -174,8 +174,9 @@ def diffusers_config(cfg: dict) -> dict:
         block_out_channels=tuple(m * cfg['model_channels']
                                  for m in cfg['channel_mult']),
         layers_per_block=cfg['num_res_blocks'],
-        down_block_types=tuple('AttnDownBlock2D' if a else
-                               'ResnetDownsampleBlock2D' for a in has_attn),
+        down_block_types=tuple(
+            'AttnDownBlock2D' if a else 'ResnetDownsampleBlock2D'
+            for a in has_attn),
         up_block_types=tuple('AttnUpBlock2D' if a else 'ResnetUpsampleBlock2D'
                              for a in has_attn[::-1]),
         downsample_type='resnet',
@@ -216,8 +217,10 @@ def convert_guided_diffusion(state_dict: Dict, cfg: dict) -> 'OrderedDict':
     expected = guided_diffusion_shapes(cfg)
     missing = [k for k in expected if k not in state_dict]
     extra = [k for k in state_dict if k not in expected]
-    bad = [k for k in expected if k in state_dict
-           and tuple(state_dict[k].shape) != expected[k]]
+    bad = [
+        k for k in expected
+        if k in state_dict and tuple(state_dict[k].shape) != expected[k]
+    ]
     if missing or extra or bad:
         raise KeyError(
             f'the checkpoint does not fit the guided-diffusion layout: '
@@ -256,8 +259,8 @@ def main(argv: Sequence[str] = None) -> int:
         description='Convert a guided-diffusion UNet to diffusers.')
     parser.add_argument('src', help='guided-diffusion checkpoint (.pt)')
     parser.add_argument('dst', help='output mmssl ClassCondDDPM checkpoint')
-    parser.add_argument('--arch', default='imagenet256-cond',
-                        help=f'one of {sorted(ARCHS)}')
+    parser.add_argument(
+        '--arch', default='imagenet256-cond', help=f'one of {sorted(ARCHS)}')
     args = parser.parse_args(argv)
     if args.arch not in ARCHS:
         raise ToolError(f'unknown --arch {args.arch!r}; known: '
@@ -282,13 +285,18 @@ def main(argv: Sequence[str] = None) -> int:
     model_cfg = dict(
         type='mmssl.ClassCondDDPM',
         unet=unet_cfg,
-        scheduler=dict(num_train_timesteps=1000, beta_schedule='linear',
-                       beta_start=1e-4, beta_end=0.02))
-    meta = dict(source=osp.basename(args.src), arch=args.arch,
-                converted_by='tools/model_converters/'
-                'guided_diffusion_to_diffusers.py', model_cfg=model_cfg)
-    state = OrderedDict(
-        (f'unet.{k}', v.float()) for k, v in state.items())
+        scheduler=dict(
+            num_train_timesteps=1000,
+            beta_schedule='linear',
+            beta_start=1e-4,
+            beta_end=0.02))
+    meta = dict(
+        source=osp.basename(args.src),
+        arch=args.arch,
+        converted_by='tools/model_converters/'
+        'guided_diffusion_to_diffusers.py',
+        model_cfg=model_cfg)
+    state = OrderedDict((f'unet.{k}', v.float()) for k, v in state.items())
     atomic_save_checkpoint(dict(meta=meta, state_dict=state), args.dst)
     print(f'converted {len(state)} tensors -> {args.dst}\n'
           f'model config: {model_cfg}')

@@ -31,10 +31,7 @@ train_dataloader = dict(
         pipeline=train_pipeline))
 
 # Frozen-feature evaluation (kNN / linear probe) on the labelled split.
-eval_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='PackInputs')
-]
+eval_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
 frozen_eval = dict(
     train_dataloader=dict(
         batch_size=128,

@@ -43,8 +43,7 @@ val_dataloader = dict(
     dataset=dict(
         type='mmssl.FewShotDataset',
         dataset=dict(
-            type='mmssl.EmbeddedClsDataset', data_root=data_root,
-            split='val'),
+            type='mmssl.EmbeddedClsDataset', data_root=data_root, split='val'),
         subsample='all',
         pipeline=test_pipeline))
 val_evaluator = dict(type='mmssl.BaseNovelAccuracy')

@@ -30,10 +30,7 @@ train_dataloader = dict(
 # Frozen-feature evaluation (kNN / linear probe / finetune) on the labelled
 # classification split, read by tools/analysis_tools/eval_frozen.py and
 # mmssl.FrozenEvalHook.
-eval_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='PackInputs')
-]
+eval_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
 frozen_eval = dict(
     train_dataloader=dict(
         batch_size=128,

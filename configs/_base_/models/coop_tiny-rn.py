@@ -4,8 +4,7 @@
 model = dict(
     type='mmssl.CoOp',
     clip=dict(
-        arch='tiny-rn',
-        checkpoint='work_dirs/clip_tiny_b128/epoch_150.pth'),
+        arch='tiny-rn', checkpoint='work_dirs/clip_tiny_b128/epoch_150.pth'),
     n_ctx=4,
     ctx_init='a photo of a',
     class_token_position='end',

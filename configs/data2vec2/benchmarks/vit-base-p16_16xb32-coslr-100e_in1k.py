@@ -37,8 +37,10 @@ model = dict(
         init_cfg=dict(type='Pretrained', checkpoint='', prefix='backbone.')),
     head=dict(init_cfg=[dict(type='TruncNormal', layer='Linear', std=0.02)]),
     train_cfg=dict(
-        augments=[dict(type='Mixup', alpha=0.7),
-                  dict(type='CutMix', alpha=1.0)],
+        augments=[
+            dict(type='Mixup', alpha=0.7),
+            dict(type='CutMix', alpha=1.0)
+        ],
         probs=[0.45, 0.45]))
 
 optim_wrapper = dict(

@@ -12,7 +12,9 @@ model = dict(
         _delete_=True,
         type='mmssl.D2V2ViT',
         arch=dict(
-            embed_dims=192, num_layers=6, num_heads=3,
+            embed_dims=192,
+            num_layers=6,
+            num_heads=3,
             feedforward_channels=768),
         img_size=64,
         patch_size=8,

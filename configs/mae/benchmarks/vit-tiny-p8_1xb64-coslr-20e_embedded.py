@@ -20,7 +20,9 @@ model = dict(
     backbone=dict(
         type='VisionTransformer',
         arch=dict(
-            embed_dims=192, num_layers=6, num_heads=3,
+            embed_dims=192,
+            num_layers=6,
+            num_heads=3,
             feedforward_channels=768),
         img_size=64,
         patch_size=8,

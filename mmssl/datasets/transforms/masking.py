@@ -83,8 +83,8 @@ class InverseBlockMaskGenerator(_MaskGenerator):
     def generate(self,
                  generator: Optional[torch.Generator] = None) -> torch.Tensor:
         return inverse_block_mask(self.grid_h, self.grid_w, self.mask_ratio,
-                                  self.num_masks, self.block_size,
-                                  self.adjust, generator)
+                                  self.num_masks, self.block_size, self.adjust,
+                                  generator)
 
     def __repr__(self) -> str:
         return (super().__repr__()[:-1] +

@@ -69,7 +69,10 @@ class ReconstructionVisHook(Hook):
         if self.by_epoch and self.every_n_epochs(runner, self.interval):
             self._draw(runner, f'epoch{runner.epoch + 1}')
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None) -> None:
         if not self.by_epoch and self.every_n_train_iters(
                 runner, self.interval):

@@ -34,11 +34,11 @@ def key_self_similarity(keys: torch.Tensor) -> torch.Tensor:
     return k @ k.transpose(1, 2)
 
 
-def pixel_metrics(result: torch.Tensor,
-                  garment: torch.Tensor,
-                  mask: Optional[torch.Tensor],
-                  true_mask: Optional[torch.Tensor] = None
-                  ) -> Dict[str, float]:
+def pixel_metrics(
+        result: torch.Tensor,
+        garment: torch.Tensor,
+        mask: Optional[torch.Tensor],
+        true_mask: Optional[torch.Tensor] = None) -> Dict[str, float]:
     """The pixel scores of a transfer: background change and mask quality.
 
     Args:
@@ -80,13 +80,13 @@ def _token_mask(true_mask: torch.Tensor, num_tokens: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def fashion_metrics(result: torch.Tensor,
-                    garment: torch.Tensor,
-                    reference: torch.Tensor,
-                    mask: Optional[torch.Tensor],
-                    extractor: FeatureFn,
-                    true_mask: Optional[torch.Tensor] = None
-                    ) -> Dict[str, float]:
+def fashion_metrics(
+        result: torch.Tensor,
+        garment: torch.Tensor,
+        reference: torch.Tensor,
+        mask: Optional[torch.Tensor],
+        extractor: FeatureFn,
+        true_mask: Optional[torch.Tensor] = None) -> Dict[str, float]:
     """Structure, appearance and background scores of a transfer.
 
     Args:

@@ -1,5 +1,5 @@
 # Copyright (c) mmssl contributors. All rights reserved.
-from .base_novel import (BaseNovelAccuracy, base_novel_accuracy,  # noqa: F401
-                         harmonic_mean)
-from .unidet_metric import UniDetPerSourceMetric  # noqa: F401,E402
+from .base_novel import base_novel_accuracy  # noqa: F401
+from .base_novel import BaseNovelAccuracy, harmonic_mean
 from .fashion_metric import FashionTransferMetric  # noqa: F401,E402
+from .unidet_metric import UniDetPerSourceMetric  # noqa: F401,E402

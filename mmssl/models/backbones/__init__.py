@@ -9,5 +9,6 @@ from .d2v2_vit import D2V2Block, D2V2ViT, sincos_pos_embed_2d
 from .poslabel_backbones import PosLabelSwin, PosLabelViT
 
 __all__ = [
-    'D2V2ViT', 'D2V2Block', 'sincos_pos_embed_2d', 'PosLabelViT', 'PosLabelSwin'
+    'D2V2ViT', 'D2V2Block', 'sincos_pos_embed_2d', 'PosLabelViT',
+    'PosLabelSwin'
 ]

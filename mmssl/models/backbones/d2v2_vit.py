@@ -159,21 +159,36 @@ class D2V2ViT(BaseBackbone):
     """
 
     arch_zoo = {
-        **dict.fromkeys(['t', 'tiny'], dict(
-            embed_dims=192, num_layers=12, num_heads=3,
-            feedforward_channels=768)),
-        **dict.fromkeys(['s', 'small'], dict(
-            embed_dims=384, num_layers=12, num_heads=6,
-            feedforward_channels=1536)),
-        **dict.fromkeys(['b', 'base'], dict(
-            embed_dims=768, num_layers=12, num_heads=12,
-            feedforward_channels=3072)),
-        **dict.fromkeys(['l', 'large'], dict(
-            embed_dims=1024, num_layers=24, num_heads=16,
-            feedforward_channels=4096)),
-        **dict.fromkeys(['h', 'huge'], dict(
-            embed_dims=1280, num_layers=32, num_heads=16,
-            feedforward_channels=5120)),
+        **dict.fromkeys(['t', 'tiny'],
+                        dict(
+                            embed_dims=192,
+                            num_layers=12,
+                            num_heads=3,
+                            feedforward_channels=768)),
+        **dict.fromkeys(['s', 'small'],
+                        dict(
+                            embed_dims=384,
+                            num_layers=12,
+                            num_heads=6,
+                            feedforward_channels=1536)),
+        **dict.fromkeys(['b', 'base'],
+                        dict(
+                            embed_dims=768,
+                            num_layers=12,
+                            num_heads=12,
+                            feedforward_channels=3072)),
+        **dict.fromkeys(['l', 'large'],
+                        dict(
+                            embed_dims=1024,
+                            num_layers=24,
+                            num_heads=16,
+                            feedforward_channels=4096)),
+        **dict.fromkeys(['h', 'huge'],
+                        dict(
+                            embed_dims=1280,
+                            num_layers=32,
+                            num_heads=16,
+                            feedforward_channels=5120)),
     }
     num_extra_tokens = 1
     OUT_TYPES = ('raw', 'cls_token', 'featmap', 'avg_featmap')
@@ -270,8 +285,9 @@ class D2V2ViT(BaseBackbone):
                     f'model.backbone.arch={arch!r} is unknown; choose from '
                     f'{sorted(set(self.arch_zoo))} or give a dict')
             return dict(self.arch_zoo[key])
-        needed = {'embed_dims', 'num_layers', 'num_heads',
-                  'feedforward_channels'}
+        needed = {
+            'embed_dims', 'num_layers', 'num_heads', 'feedforward_channels'
+        }
         if not isinstance(arch, dict) or not needed <= set(arch):
             raise ValueError(f'model.backbone.arch as a dict needs the keys '
                              f'{sorted(needed)}, got {arch!r}')
@@ -317,7 +333,8 @@ class D2V2ViT(BaseBackbone):
         self._freeze_stages()
         return self
 
-    def get_layer_depth(self, param_name: str,
+    def get_layer_depth(self,
+                        param_name: str,
                         prefix: str = '') -> Tuple[int, int]:
         """Layer depth for layer-wise lr decay (mmpretrain's convention).
 
@@ -329,8 +346,8 @@ class D2V2ViT(BaseBackbone):
         if not param_name.startswith(prefix):
             return num_layers - 1, num_layers
         name = param_name[len(prefix):]
-        if name in ('cls_token', 'pos_embed') or name.startswith(
-                ('patch_embed', 'ln_pre')):
+        stem = ('cls_token', 'pos_embed', 'patch_embed', 'ln_pre')
+        if name in stem[:2] or name.startswith(stem[2:]):
             depth = 0
         elif name.startswith('layers.'):
             depth = int(name.split('.')[1]) + 1

@@ -55,7 +55,8 @@ class PosLabelViT(VisionTransformer):
     def __init__(self, *args, use_pos_embed: bool = True, **kwargs) -> None:
         check_patch_grid(
             kwargs.get('img_size', 224), kwargs.get('patch_size', 16),
-            'model.backbone', type(self).__name__)
+            'model.backbone',
+            type(self).__name__)
         super().__init__(*args, **kwargs)
         self.use_pos_embed = bool(use_pos_embed)
         if not self.use_pos_embed:

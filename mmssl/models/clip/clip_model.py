@@ -31,8 +31,8 @@ import torch.nn.functional as F
 
 __all__ = [
     'CLIP_ARCHS', 'OPENAI_URLS', 'SOT_TOKEN', 'EOT_TOKEN', 'get_tokenizer',
-    'tokenize', 'build_clip', 'load_clip_checkpoint',
-    'encode_text_embeddings', 'freeze'
+    'tokenize', 'build_clip', 'load_clip_checkpoint', 'encode_text_embeddings',
+    'freeze'
 ]
 
 #: OpenAI's start / end-of-text token ids.
@@ -41,10 +41,12 @@ EOT_TOKEN = 49407
 
 #: Where the OpenAI checkpoints are published (never fetched by mmssl).
 OPENAI_URLS: Dict[str, str] = {
-    'RN50': 'https://openaipublic.azureedge.net/clip/models/'
+    'RN50':
+    'https://openaipublic.azureedge.net/clip/models/'
     'afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762/'
     'RN50.pt',
-    'ViT-B/16': 'https://openaipublic.azureedge.net/clip/models/'
+    'ViT-B/16':
+    'https://openaipublic.azureedge.net/clip/models/'
     '5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/'
     'ViT-B-16.pt',
 }
@@ -210,12 +212,12 @@ def load_clip_checkpoint(model: nn.Module, path: str) -> nn.Module:
     state = _read_state_dict(path)
     for key in ('input_resolution', 'context_length', 'vocab_size'):
         state.pop(key, None)
-    state = {k: v.float() if v.is_floating_point() else v
-             for k, v in state.items()}
+    state = {
+        k: v.float() if v.is_floating_point() else v
+        for k, v in state.items()
+    }
     own = model.state_dict()
-    bad = [
-        k for k, v in state.items() if k in own and own[k].shape != v.shape
-    ]
+    bad = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
     missing = [k for k in own if k not in state]
     if bad or missing:
         raise RuntimeError(
@@ -294,8 +296,8 @@ def zero_shot_text_features(clip: nn.Module,
     ids = tokenize(texts, length)
     feats = torch.cat([
         F.normalize(
-            clip.encode_text(ids[i:i + batch_size].to(device)).float(),
-            dim=-1) for i in range(0, len(ids), batch_size)
+            clip.encode_text(ids[i:i + batch_size].to(device)).float(), dim=-1)
+        for i in range(0, len(ids), batch_size)
     ])
     feats = feats.view(len(class_names), len(templates), -1).mean(1)
     return F.normalize(feats, dim=-1)

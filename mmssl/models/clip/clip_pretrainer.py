@@ -13,8 +13,7 @@ from .templates import resolve_templates
 __all__ = ['CLIPPretrainer', 'clip_contrastive_loss']
 
 
-def clip_contrastive_loss(image_feats: torch.Tensor,
-                          text_feats: torch.Tensor,
+def clip_contrastive_loss(image_feats: torch.Tensor, text_feats: torch.Tensor,
                           logit_scale: torch.Tensor) -> torch.Tensor:
     """CLIP's symmetric InfoNCE loss.
 
@@ -68,8 +67,7 @@ class CLIPPretrainer(BaseModel):
     def __init__(self,
                  arch: Union[str, dict] = 'tiny-rn',
                  class_names: Optional[Sequence[str]] = None,
-                 templates: Union[str, Sequence[str]] = (
-                     'a photo of a {}.', ),
+                 templates: Union[str, Sequence[str]] = ('a photo of a {}.', ),
                  max_logit_scale: float = 100.,
                  arch_overrides: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
@@ -109,7 +107,8 @@ class CLIPPretrainer(BaseModel):
             loss=loss, logit_scale=self.clip.logit_scale.detach().exp())
 
     @torch.no_grad()
-    def predict(self, inputs: torch.Tensor,
+    def predict(self,
+                inputs: torch.Tensor,
                 data_samples: Optional[List] = None) -> List:
         """Zero-shot scores ``(N, K)`` into ``pred_score``/``pred_label``."""
         from mmpretrain.structures import DataSample

@@ -12,21 +12,23 @@
 ``weights``        loading and packing the two networks' weights
 =================  ==========================================================
 """
-from .ddpm import (ClassCondDDPM, ddpm_eps_loss, q_sample,  # noqa: F401
-                   require_diffusers)
+from .ddpm import q_sample  # noqa: F401
+from .ddpm import ClassCondDDPM, ddpm_eps_loss, require_diffusers
 from .editor import DiffFashionEditor  # noqa: F401
-from .fashion_ops import (blend_background, clean_mask,  # noqa: F401
-                          colour_match, ddpm_posterior, label_contrast_score,
-                          noise_augment, predict_x0, renoise, smooth_score,
-                          space_timesteps, standardise, threshold_mask)
+from .fashion_ops import clean_mask  # noqa: F401
+from .fashion_ops import (blend_background, colour_match, ddpm_posterior,
+                          label_contrast_score, noise_augment, predict_x0,
+                          renoise, smooth_score, space_timesteps, standardise,
+                          threshold_mask)
 from .mask import LabelContrastMaskGenerator, MaskError  # noqa: F401
 from .schedule import REF_STEPS, RespacedSchedule  # noqa: F401
 from .vit_guidance import DEFAULT_LOSS_WEIGHTS  # noqa: F401
 from .vit_guidance import (ViTFeatureExtractor, check_loss_weights,
                            fashion_guidance_loss, key_self_similarity,
                            patch_nce_loss, vit_input_size)
-from .weights import (WeightFileError, load_diffusion_model,  # noqa: F401
-                      load_vit, load_vit_weights, pack_editor_checkpoint)
+from .weights import load_diffusion_model  # noqa: F401
+from .weights import (WeightFileError, load_vit, load_vit_weights,
+                      pack_editor_checkpoint)
 
 __all__ = [
     'ClassCondDDPM', 'ddpm_eps_loss', 'q_sample', 'require_diffusers',

@@ -142,10 +142,13 @@ class ClassCondDDPM(BaseModel):
             timesteps = timesteps.expand(x_t.shape[0])
         return self.unet(x_t, timesteps, class_labels=labels).sample
 
-    def loss(self, inputs: torch.Tensor, labels: torch.Tensor,
-             noise: Optional[torch.Tensor] = None,
-             timesteps: Optional[torch.Tensor] = None
-             ) -> Dict[str, torch.Tensor]:
+    def loss(
+            self,
+            inputs: torch.Tensor,
+            labels: torch.Tensor,
+            noise: Optional[torch.Tensor] = None,
+            timesteps: Optional[torch.Tensor] = None
+    ) -> Dict[str, torch.Tensor]:
         """Epsilon loss of a batch.
 
         Args:
@@ -187,8 +190,9 @@ class ClassCondDDPM(BaseModel):
         size = (size, size) if isinstance(size, int) else tuple(size)
         sched = require_diffusers().DDPMScheduler(**self.scheduler_cfg)
         sched.set_timesteps(num_steps or self.num_sample_steps)
-        x = torch.randn((labels.shape[0], 3) + size,
-                        generator=generator).to(self.alphas_cumprod.device)
+        x = torch.randn(
+            (labels.shape[0], 3) + size,
+            generator=generator).to(self.alphas_cumprod.device)
         for t in sched.timesteps:
             eps = self.predict_noise(x, t.to(x.device), labels)[:, :3]
             x = sched.step(eps, t, x, generator=generator).prev_sample
@@ -210,8 +214,8 @@ class ClassCondDDPM(BaseModel):
                 ds.set_field(img, 'pred_img', dtype=torch.Tensor)
             return data_samples
         if mode == 'tensor':
-            t = torch.zeros(inputs.shape[0], dtype=torch.long,
-                            device=inputs.device)
+            t = torch.zeros(
+                inputs.shape[0], dtype=torch.long, device=inputs.device)
             return self.predict_noise(inputs, t, labels)
         raise RuntimeError(f'Invalid mode "{mode}"')
 

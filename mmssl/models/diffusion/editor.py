@@ -160,8 +160,8 @@ class DiffFashionEditor(BaseModel):
         self.diffusion = diffusion if isinstance(
             diffusion, nn.Module) else MODELS.build(diffusion)
         unet = getattr(self.diffusion, 'unet', None)
-        num_classes = getattr(getattr(unet, 'config', None),
-                              'num_class_embeds', None)
+        num_classes = getattr(
+            getattr(unet, 'config', None), 'num_class_embeds', None)
         if not num_classes:
             raise ValueError('DiffFashionEditor needs a class-conditional '
                              'UNet (diffusion.unet with num_class_embeds)')
@@ -211,8 +211,8 @@ class DiffFashionEditor(BaseModel):
         return int(label)
 
     def _label(self, label: Optional[int]) -> int:
-        return self._check_label(self.garment_label if label is None else
-                                 label)
+        return self._check_label(self.garment_label if label is
+                                 None else label)
 
     # -- one step ---------------------------------------------------------
     def eps(self, x: torch.Tensor, i: int,
@@ -228,12 +228,16 @@ class DiffFashionEditor(BaseModel):
             tuple: the noise estimate (B, 3, H, W) and the learned-variance
             output (B, 3, H, W) or None.
         """
-        t = torch.full((x.shape[0], ), self.schedule.t_at(i),
-                       dtype=torch.long, device=x.device)
+        t = torch.full((x.shape[0], ),
+                       self.schedule.t_at(i),
+                       dtype=torch.long,
+                       device=x.device)
         if isinstance(label, torch.Tensor):
             y = label.to(device=x.device, dtype=torch.long)
         else:
-            y = torch.full((x.shape[0], ), int(label), dtype=torch.long,
+            y = torch.full((x.shape[0], ),
+                           int(label),
+                           dtype=torch.long,
                            device=x.device)
         out = self.unet(x, t, class_labels=y).sample
         if out.shape[1] == 2 * x.shape[1]:
@@ -276,8 +280,8 @@ class DiffFashionEditor(BaseModel):
                     grad = torch.autograd.grad(loss, x_req)[0]
         noise = torch.randn(x.shape, generator=generator).to(x)
         return self.schedule.step(x.detach(), i, eps.detach(),
-                                  None if var is None else var.detach(),
-                                  grad, noise)
+                                  None if var is None else var.detach(), grad,
+                                  noise)
 
     def resampled_step(self,
                        x: torch.Tensor,
@@ -285,8 +289,7 @@ class DiffFashionEditor(BaseModel):
                        garment_label: int,
                        generator: Optional[torch.Generator] = None,
                        guide: Optional[Guide] = None,
-                       progress: Optional[Callable[[], None]] = None
-                       ) -> tuple:
+                       progress: Optional[Callable[[], None]] = None) -> tuple:
         """Step ``i``; at the start step it runs ``resample`` times, the
         result re-noised back to step ``i`` in between with ``beta`` of
         step ``i`` (RePaint; the reference code takes the beta of index
@@ -375,13 +378,19 @@ class DiffFashionEditor(BaseModel):
 
         def guide(x_in, x0, i):
             prev = state['prev_cls'] if i > dir_above else None
-            total, terms, cls = fashion_guidance_loss(
-                self.extractor, x_in, x0, g_keys, r_cls, reference, mask,
-                prev, self.loss_weights)
+            total, terms, cls = fashion_guidance_loss(self.extractor, x_in, x0,
+                                                      g_keys, r_cls, reference,
+                                                      mask, prev,
+                                                      self.loss_weights)
             state['prev_cls'] = cls
             if return_losses:
-                log.append(dict(i=i, **{k: float(v.detach())
-                                        for k, v in terms.items()}))
+                log.append(
+                    dict(
+                        i=i,
+                        **{
+                            k: float(v.detach())
+                            for k, v in terms.items()
+                        }))
             return total
 
         active = any(self.loss_weights.values())
@@ -464,9 +473,10 @@ class DiffFashionEditor(BaseModel):
                         gen.set_state(state)
                     m = cand.unsqueeze(1).float()
                     runs.append(
-                        dict(mask=m,
-                             **self.transfer(garment, reference, m, label,
-                                             gen, progress)))
+                        dict(
+                            mask=m,
+                            **self.transfer(garment, reference, m, label, gen,
+                                            progress)))
                 out.update(runs[0])
                 out['per_set'] = runs
                 return out
@@ -527,14 +537,14 @@ class DiffFashionEditor(BaseModel):
                 'transfer without a mask, counted as a missed mask',
                 logger='current',
                 level=logging.WARNING)
-            out = self.edit(garment, reference, int(label), use_mask=False,
-                            seed=seed)
+            out = self.edit(
+                garment, reference, int(label), use_mask=False, seed=seed)
             empty = True
         runs = out.get('per_set') or [out]
         masks = [
-            torch.zeros_like(garment[:, :1]) if empty else
-            r['mask'] if r['mask'] is not None else torch.ones_like(
-                garment[:, :1]) for r in runs
+            torch.zeros_like(garment[:, :1]) if empty else r['mask']
+            if r['mask'] is not None else torch.ones_like(garment[:, :1])
+            for r in runs
         ]
         ds.empty_mask = empty
         results = [r['result'] for r in runs]

@@ -57,13 +57,14 @@ def predict_x0(x_t: torch.Tensor, eps: torch.Tensor,
     return (x_t - (1 - a_t).sqrt() * eps) / a_t.sqrt()
 
 
-def ddpm_posterior(x0: torch.Tensor,
-                   x_t: torch.Tensor,
-                   a_t: torch.Tensor,
-                   a_prev: torch.Tensor,
-                   var_interp: Optional[torch.Tensor] = None,
-                   small_floor: Optional[torch.Tensor] = None
-                   ) -> Tuple[torch.Tensor, torch.Tensor]:
+def ddpm_posterior(
+    x0: torch.Tensor,
+    x_t: torch.Tensor,
+    a_t: torch.Tensor,
+    a_prev: torch.Tensor,
+    var_interp: Optional[torch.Tensor] = None,
+    small_floor: Optional[torch.Tensor] = None
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Mean and variance of ``q(x_prev | x_t, x0)`` on a respaced schedule.
 
     With ``beta = 1 - a_t / a_prev``: mean ``= sqrt(a_prev) beta / (1 - a_t)
@@ -90,8 +91,9 @@ def ddpm_posterior(x0: torch.Tensor,
         to the mean; (B, C, H, W) with ``var_interp``).
     """
     beta = 1 - a_t / a_prev
-    mean = (a_prev.sqrt() * beta / (1 - a_t)) * x0 + (
-        (1 - beta).sqrt() * (1 - a_prev) / (1 - a_t)) * x_t
+    mean = (a_prev.sqrt() * beta /
+            (1 - a_t)) * x0 + ((1 - beta).sqrt() * (1 - a_prev) /
+                               (1 - a_t)) * x_t
     var = beta * (1 - a_prev) / (1 - a_t)
     if var_interp is not None:
         small = var if small_floor is None else small_floor
@@ -175,8 +177,12 @@ def smooth_score(z: torch.Tensor, kernel: int = 1) -> torch.Tensor:
         return z
     if kernel % 2 == 0:
         raise ValueError(f'smooth_score needs an odd kernel, got {kernel}')
-    s = F.avg_pool2d(z.unsqueeze(1), kernel, stride=1, padding=kernel // 2,
-                     count_include_pad=False).squeeze(1)
+    s = F.avg_pool2d(
+        z.unsqueeze(1),
+        kernel,
+        stride=1,
+        padding=kernel // 2,
+        count_include_pad=False).squeeze(1)
     return standardise(s)
 
 

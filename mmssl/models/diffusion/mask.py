@@ -84,10 +84,10 @@ class LabelContrastMaskGenerator(BaseModule):
         super().__init__(init_cfg=init_cfg)
         name = type(self).__name__
         for key, value, allowed in (('mode', mode, ('mean', 'per_set')),
-                                    ('source', source, ('trajectory',
-                                                        'noised')),
-                                    ('contrast', contrast, ('mean',
-                                                            'per_label'))):
+                                    ('source', source,
+                                     ('trajectory',
+                                      'noised')), ('contrast', contrast,
+                                                   ('mean', 'per_label'))):
             check_choice(value, key, name, allowed)
         check_int(draws, 'draws', name)
         check_int(mask_index, 'mask_index', name, minimum=0)
@@ -115,8 +115,8 @@ class LabelContrastMaskGenerator(BaseModule):
         """Raise ``ValueError`` when a label lies outside the UNet's."""
         bad = sorted({
             y
-            for s in self.label_sets or [] for y in s
-            if not 0 <= y < num_classes
+            for s in self.label_sets or []
+            for y in s if not 0 <= y < num_classes
         })
         if bad:
             raise ValueError(f'{type(self).__name__}: labels {bad} outside '
@@ -166,9 +166,8 @@ class LabelContrastMaskGenerator(BaseModule):
                          sets: List[List[int]]) -> List[torch.Tensor]:
         """Score maps (B, H, W) of ``x`` at step ``index``, one per set:
         the garment label against the set's labels."""
-        means = self._label_means(sampler, x, index,
-                                  [garment_label] + [y for s in sets
-                                                     for y in s])
+        means = self._label_means(sampler, x, index, [garment_label] +
+                                  [y for s in sets for y in s])
         mu_ref, k, scores = means[0], 1, []
         for labels in sets:
             scores.append(
@@ -189,8 +188,8 @@ class LabelContrastMaskGenerator(BaseModule):
                 garment_label, sets)
         x = s.add_noise(garment, s.start, generator)
         for i in range(s.start, index, -1):
-            x, _ = sampler.resampled_step(x, i, garment_label, generator,
-                                          None, progress)
+            x, _ = sampler.resampled_step(x, i, garment_label, generator, None,
+                                          progress)
         # the clean estimate x0-hat at the mask step, fed back at that step
         eps, _ = sampler.eps(x, index, garment_label)
         x0 = predict_x0(x, eps, s.alpha(index))
@@ -202,13 +201,14 @@ class LabelContrastMaskGenerator(BaseModule):
             self.clean_kernel)
 
     @torch.no_grad()
-    def generate(self,
-                 sampler,
-                 garment: torch.Tensor,
-                 garment_label: int,
-                 generator: Optional[torch.Generator] = None,
-                 progress: Optional[Callable[[], None]] = None
-                 ) -> Dict[str, object]:
+    def generate(
+            self,
+            sampler,
+            garment: torch.Tensor,
+            garment_label: int,
+            generator: Optional[torch.Generator] = None,
+            progress: Optional[Callable[[],
+                                        None]] = None) -> Dict[str, object]:
         """Automatic garment mask of ``garment`` (class ``garment_label``).
 
         The unguided run from the start step down to the mask step (with
@@ -243,8 +243,8 @@ class LabelContrastMaskGenerator(BaseModule):
                        progress) for _ in range(self.draws)
         ]
         set_scores = [
-            standardise(torch.stack(maps).mean(0)) if len(maps) > 1 else
-            maps[0] for maps in zip(*draws)
+            standardise(torch.stack(maps).mean(0))
+            if len(maps) > 1 else maps[0] for maps in zip(*draws)
         ]
         candidates = [self._to_mask(z) for z in set_scores]
         score = torch.stack(set_scores).mean(0)

@@ -111,12 +111,8 @@ class RespacedSchedule:
         return self.scheduler.add_noise(x0, noise.to(x0),
                                         torch.tensor([self.t_at(i)]))
 
-    def step(self,
-             x: torch.Tensor,
-             i: int,
-             eps: torch.Tensor,
-             var_interp: Optional[torch.Tensor],
-             grad: Optional[torch.Tensor],
+    def step(self, x: torch.Tensor, i: int, eps: torch.Tensor,
+             var_interp: Optional[torch.Tensor], grad: Optional[torch.Tensor],
              noise: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """From step ``i`` to ``i - 1``, moved by a guidance gradient.
 
@@ -154,8 +150,7 @@ class RespacedSchedule:
         if var_interp is not None and i == 0 and len(self) > 1:
             # guided-diffusion's clipped log variance: step 1's at step 0
             floor = ddpm_posterior(x0_post, x, self.alpha(1), a_t)[1]
-        mean, var = ddpm_posterior(x0_post, x, a_t, a_prev, var_interp,
-                                   floor)
+        mean, var = ddpm_posterior(x0_post, x, a_t, a_prev, var_interp, floor)
         if grad is not None:
             mean = mean - var * grad
         if i == 0:

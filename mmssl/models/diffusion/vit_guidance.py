@@ -61,8 +61,8 @@ def vit_input_size(vit: nn.Module, default: int = 224) -> int:
     """
     size = getattr(vit, 'img_size_hint', None)
     if size is None:
-        size = getattr(getattr(vit, 'patch_embed', None), 'init_input_size',
-                       None)
+        size = getattr(
+            getattr(vit, 'patch_embed', None), 'init_input_size', None)
     if size is None:
         return int(default)
     return int(size if isinstance(size, int) else size[0])
@@ -87,11 +87,13 @@ class ViTFeatureExtractor:
         std (Sequence[float]): normalisation std of [0, 1] images.
     """
 
-    def __init__(self,
-                 vit: nn.Module,
-                 img_size: int = 224,
-                 mean: Sequence[float] = (0.485, 0.456, 0.406),
-                 std: Sequence[float] = (0.229, 0.224, 0.225)) -> None:
+    def __init__(
+        self,
+        vit: nn.Module,
+        img_size: int = 224,
+        mean: Sequence[float] = (0.485, 0.456, 0.406),
+        std: Sequence[float] = (0.229, 0.224, 0.225)
+    ) -> None:
         layers = getattr(vit, 'layers', None)
         if layers is None or not hasattr(layers[-1], 'attn') or not hasattr(
                 layers[-1].attn, 'qkv'):
@@ -117,8 +119,8 @@ class ViTFeatureExtractor:
         else:
             self.vit(x)
 
-    def __call__(self, images: torch.Tensor) -> Tuple[torch.Tensor,
-                                                      torch.Tensor]:
+    def __call__(self,
+                 images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Keys and [CLS] of images in [-1, 1].
 
         Args:
@@ -185,21 +187,21 @@ def patch_nce_loss(k_out: torch.Tensor,
     eye = torch.eye(l_neg.shape[-1], dtype=torch.bool, device=l_neg.device)
     l_neg = l_neg.masked_fill(eye, -10.0)
     logits = torch.cat([l_pos, l_neg], dim=-1) / tau
-    target = torch.zeros(logits.shape[:2], dtype=torch.long,
-                         device=logits.device)
+    target = torch.zeros(
+        logits.shape[:2], dtype=torch.long, device=logits.device)
     return F.cross_entropy(logits.flatten(0, 1), target.flatten())
 
 
 def fashion_guidance_loss(
-        extractor: ViTFeatureExtractor,
-        x_in: torch.Tensor,
-        x0: torch.Tensor,
-        garment_keys: torch.Tensor,
-        reference_cls: torch.Tensor,
-        reference: torch.Tensor,
-        mask: Optional[torch.Tensor] = None,
-        prev_cls: Optional[torch.Tensor] = None,
-        weights: Optional[Dict[str, float]] = None
+    extractor: ViTFeatureExtractor,
+    x_in: torch.Tensor,
+    x0: torch.Tensor,
+    garment_keys: torch.Tensor,
+    reference_cls: torch.Tensor,
+    reference: torch.Tensor,
+    mask: Optional[torch.Tensor] = None,
+    prev_cls: Optional[torch.Tensor] = None,
+    weights: Optional[Dict[str, float]] = None
 ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
     """The guidance energy ``L`` of one step (lower is better).
 
@@ -242,8 +244,8 @@ def fashion_guidance_loss(
     keys, cls = extractor(x_in)
     if w['ssim']:
         target = key_self_similarity(garment_keys)
-        terms['ssim'] = w['ssim'] * F.mse_loss(key_self_similarity(keys),
-                                               target)
+        terms['ssim'] = w['ssim'] * F.mse_loss(
+            key_self_similarity(keys), target)
     if w['contra']:
         terms['contra'] = w['contra'] * patch_nce_loss(keys, garment_keys)
     if w['cls']:

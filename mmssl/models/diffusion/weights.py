@@ -86,8 +86,8 @@ def load_diffusion_model(
     from mmengine.runner import load_checkpoint
     check_weight_file(checkpoint, 'diffusion checkpoint', DDPM_HINT)
     if config is None:
-        meta = safe_torch_load(checkpoint, map_location='cpu').get(
-            'meta') or {}
+        meta = safe_torch_load(
+            checkpoint, map_location='cpu').get('meta') or {}
         if 'model_cfg' in meta:  # converted checkpoints
             model_cfg = meta['model_cfg']
         elif isinstance(meta.get('cfg'), str):  # written by the runner
@@ -99,12 +99,13 @@ def load_diffusion_model(
         check_weight_file(config, 'diffusion config', DDPM_HINT)
         model_cfg = Config.fromfile(config).model
     model = MODELS.build(model_cfg)
-    load_checkpoint(model, checkpoint, map_location='cpu', strict=True,
-                    logger='silent')
+    load_checkpoint(
+        model, checkpoint, map_location='cpu', strict=True, logger='silent')
     return model.to(device).eval()
 
 
-def load_vit(config: Optional[str], checkpoint: str,
+def load_vit(config: Optional[str],
+             checkpoint: str,
              device: Union[str, torch.device] = 'cpu') -> nn.Module:
     """Load the ViT whose features guide the transfer.
 
@@ -214,8 +215,7 @@ def pack_editor_checkpoint(config: Union[str, dict], diffusion_checkpoint: str,
     """
     from mmengine.config import Config
     from mmengine.runner import load_checkpoint
-    check_weight_file(diffusion_checkpoint, 'diffusion checkpoint',
-                      DDPM_HINT)
+    check_weight_file(diffusion_checkpoint, 'diffusion checkpoint', DDPM_HINT)
     model_cfg = Config.fromfile(config).model if isinstance(
         config, str) else copy.deepcopy(config)
     if model_cfg.get('type') not in ('mmssl.DiffFashionEditor',
@@ -229,9 +229,9 @@ def pack_editor_checkpoint(config: Union[str, dict], diffusion_checkpoint: str,
         map_location='cpu',
         strict=True,
         logger='silent')
-    load_vit_weights(editor.vit, vit_checkpoint,
-                     f'the ViT of the editor config ({config})'
-                     if isinstance(config, str) else None)
+    load_vit_weights(
+        editor.vit, vit_checkpoint, f'the ViT of the editor config ({config})'
+        if isinstance(config, str) else None)
     meta = dict(
         diffusion_checkpoint=osp.basename(diffusion_checkpoint),
         vit_checkpoint=osp.basename(vit_checkpoint))

@@ -38,8 +38,7 @@ def d2v2_targets(layer_outputs: Sequence[torch.Tensor],
     layers = [t.float() for t in layer_outputs[-k:]]
     if instance_norm:
         layers = [
-            F.instance_norm(t.transpose(1, 2)).transpose(1, 2)
-            for t in layers
+            F.instance_norm(t.transpose(1, 2)).transpose(1, 2) for t in layers
         ]
     y = torch.stack(layers).mean(dim=0)
     if layer_norm:
@@ -96,18 +95,18 @@ class D2V2Head(BaseModule):
         self.cls_loss_weight = float(cls_loss_weight)
         self.loss_module = MODELS.build(loss)
 
-    def build_targets(self,
-                      layer_outputs: List[torch.Tensor]) -> torch.Tensor:
+    def build_targets(self, layer_outputs: List[torch.Tensor]) -> torch.Tensor:
         """(B, N, C) targets from the teacher's last K FFN outputs."""
         return d2v2_targets(layer_outputs, self.top_k, self.instance_norm,
                             self.layer_norm)
 
-    def loss(self,
-             pred: torch.Tensor,
-             targets: torch.Tensor,
-             mask: torch.Tensor,
-             cls_pred: Optional[torch.Tensor] = None
-             ) -> Dict[str, torch.Tensor]:
+    def loss(
+            self,
+            pred: torch.Tensor,
+            targets: torch.Tensor,
+            mask: torch.Tensor,
+            cls_pred: Optional[torch.Tensor] = None
+    ) -> Dict[str, torch.Tensor]:
         """Losses of one batch of B images x M clones.
 
         Args:

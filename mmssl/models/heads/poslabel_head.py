@@ -51,8 +51,8 @@ def _check_dims(mlp_dims, key: str, owner: str) -> Tuple[int, int]:
     if not isinstance(mlp_dims, (tuple, list)) or len(mlp_dims) != 2:
         raise ValueError(f'{owner}: {key} must be (hidden, out) channels, '
                          f'got {mlp_dims!r}')
-    return (check_int(mlp_dims[0], key, owner),
-            check_int(mlp_dims[1], key, owner))
+    return (check_int(mlp_dims[0], key,
+                      owner), check_int(mlp_dims[1], key, owner))
 
 
 class _BasePosLabelHead(BaseModule):
@@ -72,26 +72,31 @@ class _BasePosLabelHead(BaseModule):
                  loss_weight: float = 0.5,
                  init_cfg: Optional[dict] = None) -> None:
         if init_cfg is None:  # the reference's timm Mlp / Linear init
-            init_cfg = dict(type='TruncNormal', layer='Linear', std=0.02,
-                            bias=0.)
+            init_cfg = dict(
+                type='TruncNormal', layer='Linear', std=0.02, bias=0.)
         super().__init__(init_cfg=init_cfg)
         owner = type(self).__name__
-        self.in_channels = check_int(in_channels, 'in_channels', owner,
-                                     minimum=2)
+        self.in_channels = check_int(
+            in_channels, 'in_channels', owner, minimum=2)
         if self.in_channels % 2:
             raise ValueError(
                 f'{owner}: in_channels={in_channels} must be even (the head '
                 'reads half of the channels)')
         self.grid_size = to_2tuple_grid(grid_size, 'grid_size', owner)
         hidden, out = _check_dims(mlp_dims, 'mlp_dims', owner)
-        self.loss_weight = check_float(loss_weight, 'loss_weight', owner,
-                                       low=0)
+        self.loss_weight = check_float(
+            loss_weight, 'loss_weight', owner, low=0)
         self.num_classes = num_classes
         self.fc1 = nn.Linear(fc1_in, hidden)
         self.act = nn.GELU()
         self.drop = nn.Dropout(
-            check_float(dropout, 'dropout', owner, low=0, high=1,
-                        inclusive=(True, False)))
+            check_float(
+                dropout,
+                'dropout',
+                owner,
+                low=0,
+                high=1,
+                inclusive=(True, False)))
         self.fc2 = nn.Linear(hidden, out)
         self.fc_cls = nn.Linear(out, num_classes)
 
@@ -142,11 +147,10 @@ class _BasePosLabelHead(BaseModule):
         loss, acc = pos_label_loss(logits, labels)
         return dict(loss_pos=loss * self.loss_weight, acc_pos=acc)
 
-    def logits_and_labels(
-        self,
-        tokens: torch.Tensor,
-        ids: Optional[torch.Tensor] = None
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def logits_and_labels(self,
+                          tokens: torch.Tensor,
+                          ids: Optional[torch.Tensor] = None
+                          ) -> Tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
 
@@ -190,11 +194,10 @@ class AbsPosLabelHead(_BasePosLabelHead):
         """(B, N, C) tokens -> (B, N, h*w) position logits."""
         return self._tail(self.fc1(tokens[..., :self.in_channels // 2]))
 
-    def logits_and_labels(
-        self,
-        tokens: torch.Tensor,
-        ids: Optional[torch.Tensor] = None
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def logits_and_labels(self,
+                          tokens: torch.Tensor,
+                          ids: Optional[torch.Tensor] = None
+                          ) -> Tuple[torch.Tensor, torch.Tensor]:
         """(B*N, h*w) logits and (B*N,) labels (each token's grid index)."""
         self.check_tokens(tokens, ids)
         B, N, _ = tokens.shape
@@ -254,13 +257,16 @@ class RelPosLabelHead(_BasePosLabelHead):
             init_cfg=init_cfg)
         self.window_size = window
         # fc1 acts on the first token's half; fc1_second on the second's.
-        self.fc1_second = nn.Linear(in_channels // 2, self.fc1.out_features,
-                                    bias=False)
+        self.fc1_second = nn.Linear(
+            in_channels // 2, self.fc1.out_features, bias=False)
         first, second = window_pairs(grid, window)
         self.register_buffer('pair_first', first, persistent=False)
         self.register_buffer('pair_second', second, persistent=False)
         self.max_pairs = None if max_pairs is None else check_int(
-            max_pairs, 'max_pairs', owner, maximum=self.num_pairs,
+            max_pairs,
+            'max_pairs',
+            owner,
+            maximum=self.num_pairs,
             note=f'pairs per sample; the grid {grid} with window {window} '
             f'has {self.num_pairs}')
 
@@ -303,11 +309,10 @@ class RelPosLabelHead(_BasePosLabelHead):
         b = torch.gather(b, 1, second.unsqueeze(-1).expand(-1, -1, d1))
         return self._tail(a + b)
 
-    def logits_and_labels(
-        self,
-        tokens: torch.Tensor,
-        ids: Optional[torch.Tensor] = None
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def logits_and_labels(self,
+                          tokens: torch.Tensor,
+                          ids: Optional[torch.Tensor] = None
+                          ) -> Tuple[torch.Tensor, torch.Tensor]:
         """(B*K, classes) logits and (B*K,) labels of the sampled pairs."""
         self.check_tokens(tokens, ids)
         B, N, _ = tokens.shape

@@ -86,5 +86,5 @@ class D2V2RegressionLoss(nn.Module):
                 target: torch.Tensor,
                 reduction: str = 'mean') -> torch.Tensor:
         """(T, C) predictions and targets -> loss (see the function)."""
-        return self.loss_weight * d2v2_regression_loss(
-            pred, target, self.beta, self.scale, reduction)
+        return self.loss_weight * d2v2_regression_loss(pred, target, self.beta,
+                                                       self.scale, reduction)

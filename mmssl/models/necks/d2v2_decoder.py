@@ -73,8 +73,8 @@ class D2V2ConvDecoder2d(BaseModule):
         super().__init__(init_cfg=init_cfg)
         name = type(self).__name__
         for key, value in (('in_channels', in_channels),
-                           ('embed_dims', embed_dims),
-                           ('num_layers', num_layers),
+                           ('embed_dims', embed_dims), ('num_layers',
+                                                        num_layers),
                            ('kernel_size', kernel_size), ('groups', groups)):
             check_int(value, f'model.neck.{key}', name)
         if in_channels % groups or embed_dims % groups:
@@ -92,8 +92,7 @@ class D2V2ConvDecoder2d(BaseModule):
         ])
         self.proj = nn.Linear(embed_dims, in_channels)
 
-    def fill(self, x: torch.Tensor,
-             ids_restore: torch.Tensor) -> torch.Tensor:
+    def fill(self, x: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
         """Visible tokens + noise tokens in the original order.
 
         Args:
@@ -104,11 +103,13 @@ class D2V2ConvDecoder2d(BaseModule):
             Tensor: (B, N, C).
         """
         B, V, C = x.shape
-        noise = x.new_empty(B, ids_restore.shape[1] - V, C).normal_(
-            0, self.noise_std)
+        noise = x.new_empty(B, ids_restore.shape[1] - V,
+                            C).normal_(0, self.noise_std)
         return unshuffle_tokens(x, noise, ids_restore)
 
-    def forward(self, x: torch.Tensor, ids_restore: torch.Tensor,
+    def forward(self,
+                x: torch.Tensor,
+                ids_restore: torch.Tensor,
                 grid: Optional[Sequence[int]] = None) -> torch.Tensor:
         """Predict all N positions from the visible tokens.
 

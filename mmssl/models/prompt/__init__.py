@@ -5,6 +5,6 @@ from .prompt_learner import NameTokens, PromptLearner
 from .subspace import compute_subspace, project_onto_subspace
 
 __all__ = [
-    'CoOp', 'nfl_loss', 'NameTokens', 'PromptLearner',
-    'compute_subspace', 'project_onto_subspace'
+    'CoOp', 'nfl_loss', 'NameTokens', 'PromptLearner', 'compute_subspace',
+    'project_onto_subspace'
 ]

@@ -122,8 +122,8 @@ class CoOp(BaseModel):
             raise ValueError(f"mmssl.CoOp: nfl.loss must be 'cosine' or "
                              f"'mse', got {cfg['loss']!r}")
         if not float(cfg['weight']) >= 0:
-            raise ValueError(f"mmssl.CoOp: nfl.weight is the lambda of "
-                             f"L_ce + lambda * L_nfl and must be >= 0, got "
+            raise ValueError(f'mmssl.CoOp: nfl.weight is the lambda of '
+                             f'L_ce + lambda * L_nfl and must be >= 0, got '
                              f"{cfg['weight']!r}")
         names = cfg['names']
         if names != 'novel' and (isinstance(names, str) or not names):

@@ -157,8 +157,8 @@ class PromptLearner(nn.Module):
         emb = self._embedding[0]
         with torch.no_grad():
             embedding = emb(ids.to(emb.weight.device)).float()
-        return NameTokens(names, ids, embedding, self.n_ctx).to(
-            self.ctx.device)
+        return NameTokens(names, ids, embedding,
+                          self.n_ctx).to(self.ctx.device)
 
     def forward(self,
                 tokens: NameTokens,

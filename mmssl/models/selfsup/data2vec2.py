@@ -45,7 +45,7 @@ MOVED_MASK_KEYS = {
 
 PIPELINE_HINT = (
     "dict(type='mmssl.InverseBlockMaskGenerator', input_size=<patch grid, "
-    "e.g. 14 for 224 px and patch 16>, mask_ratio=0.8, num_masks=16, "
+    'e.g. 14 for 224 px and patch 16>, mask_ratio=0.8, num_masks=16, '
     "block_size=3, adjust=0.07) followed by dict(type='PackInputs', "
     "algorithm_keys=['mask'])")
 
@@ -125,8 +125,9 @@ class Data2VecV2(BaseSelfSupervisor):
             raise ValueError(
                 f'model.neck.in_channels={dec_in} must equal the encoder '
                 f'width model.backbone embed_dims={width}')
-        ema = dict(momentum=2e-4, end_momentum=1e-5,
-                   anneal_iters=100000) if ema is None else dict(ema)
+        ema = dict(
+            momentum=2e-4, end_momentum=1e-5,
+            anneal_iters=100000) if ema is None else dict(ema)
         try:
             self.teacher = LinearAnnealEMA(self.backbone, **ema)
         except (TypeError, ValueError) as err:
@@ -213,7 +214,8 @@ class Data2VecV2(BaseSelfSupervisor):
         layers = teacher.forward_targets(inputs.to(dtype), self.head.top_k)
         return self.head.build_targets(layers)
 
-    def loss(self, inputs: torch.Tensor,
+    def loss(self,
+             inputs: torch.Tensor,
              data_samples: Optional[List[DataSample]] = None,
              **kwargs) -> Dict[str, torch.Tensor]:
         """data2vec 2.0 losses of a batch of images (B, 3, H, W).

@@ -53,8 +53,8 @@ class MAEViT(_MMPretrainMAEViT):
         check_mask_ratio(mask_ratio, 'model.backbone.mask_ratio')
         img_size = kwargs.get('img_size', 224)
         patch_size = kwargs.get('patch_size', 16)
-        sizes = img_size if isinstance(img_size, (tuple, list)) else (
-            img_size, img_size)
+        sizes = img_size if isinstance(img_size,
+                                       (tuple, list)) else (img_size, img_size)
         if any(s % patch_size for s in sizes):
             raise ValueError(
                 f'model.backbone.img_size={img_size} is not divisible by '
@@ -117,10 +117,10 @@ class MAE(_MMPretrainMAE):
         return dict(loss=loss)
 
     @torch.no_grad()
-    def reconstruct(self,
-                    inputs: torch.Tensor,
-                    noise: Optional[torch.Tensor] = None
-                    ) -> Dict[str, torch.Tensor]:
+    def reconstruct(
+            self,
+            inputs: torch.Tensor,
+            noise: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         """Reconstruct masked images, in the normalised input space.
 
         Args:

@@ -32,7 +32,7 @@ class SimCLR(_MMPretrainSimCLR):
     """
 
     def __init__(self, *args, **kwargs) -> None:
-        msg = ("model.head must be a loss module config called as "
+        msg = ('model.head must be a loss module config called as '
                "head(z1, z2), such as dict(type='mmssl.NTXentLoss', "
                'temperature=0.1)')
         if not isinstance(kwargs.get('head'), dict):

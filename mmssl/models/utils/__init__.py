@@ -5,8 +5,9 @@ from .dist import (all_gather_with_grad, concat_all_gather,
                    concat_all_gather_with_grad)
 from .ema import LinearAnnealEMA, annealed_decay
 from .masking import (check_mask_ratio, gather_tokens, inverse_block_mask,
-                      kept_ids, mask_to_ids, num_visible, patchify, random_mask,
-                      random_masking, unpatchify, unshuffle_tokens)
+                      kept_ids, mask_to_ids, num_visible, patchify,
+                      random_mask, random_masking, unpatchify,
+                      unshuffle_tokens)
 from .poslabel import (abs_pos_labels, full_grid_ids, grid_coords,
                        num_rel_classes, rel_pos_label_matrix, rel_pos_labels,
                        sample_pairs, window_pairs)
@@ -16,9 +17,8 @@ __all__ = [
     'check_mask_ratio', 'num_visible', 'patchify', 'random_masking',
     'unpatchify', 'unshuffle_tokens', 'LinearAnnealEMA', 'annealed_decay',
     'gather_tokens', 'inverse_block_mask', 'kept_ids', 'mask_to_ids',
-    'random_mask',
-    'all_gather_with_grad', 'concat_all_gather', 'concat_all_gather_with_grad',
-    'SplitBatchNorm', 'abs_pos_labels', 'full_grid_ids', 'grid_coords',
-    'num_rel_classes', 'rel_pos_label_matrix', 'rel_pos_labels',
-    'sample_pairs', 'window_pairs'
+    'random_mask', 'all_gather_with_grad', 'concat_all_gather',
+    'concat_all_gather_with_grad', 'SplitBatchNorm', 'abs_pos_labels',
+    'full_grid_ids', 'grid_coords', 'num_rel_classes', 'rel_pos_label_matrix',
+    'rel_pos_labels', 'sample_pairs', 'window_pairs'
 ]

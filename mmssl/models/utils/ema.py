@@ -78,8 +78,8 @@ class LinearAnnealEMA(ExponentialMovingAverage):
                  device: Optional[torch.device] = None,
                  update_buffers: bool = False) -> None:
         name = type(self).__name__
-        for key, value in (('momentum', momentum),
-                           ('end_momentum', end_momentum)):
+        for key, value in (('momentum', momentum), ('end_momentum',
+                                                    end_momentum)):
             check_float(
                 value,
                 key,
@@ -151,8 +151,8 @@ class LinearAnnealEMA(ExponentialMovingAverage):
                         not p_src.requires_grad:
                     p_avg.data.copy_(p_src.data)
                 elif p_avg.dtype.is_floating_point:
-                    self.avg_func(p_avg.data,
-                                  p_src.data.to(p_avg.device), step)
+                    self.avg_func(p_avg.data, p_src.data.to(p_avg.device),
+                                  step)
                 else:
                     p_avg.data.copy_(p_src.data)
         if not self.update_buffers:

@@ -85,9 +85,8 @@ def unshuffle_tokens(visible: torch.Tensor, fill: torch.Tensor,
         Tensor: (B, L, C).
     """
     x = torch.cat([visible, fill], dim=1)
-    return torch.gather(
-        x, 1,
-        ids_restore.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+    return torch.gather(x, 1,
+                        ids_restore.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
 def patchify(imgs: torch.Tensor, patch_size: int) -> torch.Tensor:
@@ -103,7 +102,9 @@ def patchify(imgs: torch.Tensor, patch_size: int) -> torch.Tensor:
     return x.reshape(B, h * w, p * p * C)
 
 
-def unpatchify(x: torch.Tensor, patch_size: int, channels: int = 3,
+def unpatchify(x: torch.Tensor,
+               patch_size: int,
+               channels: int = 3,
                grid: Optional[Tuple[int, int]] = None) -> torch.Tensor:
     """Inverse of :func:`patchify`: (B, L, p*p*C) -> (B, C, H, W)."""
     B, L, _ = x.shape
@@ -161,14 +162,14 @@ def random_mask(grid_h: int,
     return (ranks >= keep).view(num_masks, grid_h, grid_w)
 
 
-def inverse_block_mask(grid_h: int,
-                       grid_w: int,
-                       mask_ratio: float,
-                       num_masks: int = 1,
-                       block_size: int = 3,
-                       adjust: float = 0.07,
-                       generator: Optional[torch.Generator] = None
-                       ) -> torch.Tensor:
+def inverse_block_mask(
+        grid_h: int,
+        grid_w: int,
+        mask_ratio: float,
+        num_masks: int = 1,
+        block_size: int = 3,
+        adjust: float = 0.07,
+        generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Inverse block masks of data2vec 2.0: blocks of patches are *kept*.
 
     Follows fairseq's ``compute_block_mask_2d(..., inverse_mask=True,

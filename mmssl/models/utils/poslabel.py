@@ -19,15 +19,16 @@ import torch
 from mmssl.utils.validation import check_int
 
 
-def to_2tuple_grid(grid_size, key: str = 'grid_size',
+def to_2tuple_grid(grid_size,
+                   key: str = 'grid_size',
                    owner: Optional[str] = None) -> Tuple[int, int]:
     """``7 -> (7, 7)``; ``(h, w)`` checked as positive integers."""
     if isinstance(grid_size, (tuple, list)):
         if len(grid_size) != 2:
             raise ValueError(f'{owner + ": " if owner else ""}{key} must be '
                              f'an int or (h, w), got {grid_size!r}')
-        return (check_int(grid_size[0], key, owner),
-                check_int(grid_size[1], key, owner))
+        return (check_int(grid_size[0], key,
+                          owner), check_int(grid_size[1], key, owner))
     size = check_int(grid_size, key, owner)
     return size, size
 
@@ -46,7 +47,8 @@ def abs_pos_labels(ids: torch.Tensor) -> torch.Tensor:
     return ids.reshape(-1).long()
 
 
-def full_grid_ids(batch_size: int, num_tokens: int,
+def full_grid_ids(batch_size: int,
+                  num_tokens: int,
                   device: Optional[torch.device] = None) -> torch.Tensor:
     """(B, N) ``arange(N)`` per sample: the ids of tokens in grid order."""
     return torch.arange(
@@ -54,7 +56,7 @@ def full_grid_ids(batch_size: int, num_tokens: int,
 
 
 def grid_coords(ids: torch.Tensor, width: int) -> torch.Tensor:
-    """(..., 2) ``(row, col)`` of row-major indices ``ids`` on a width-W grid."""
+    """(..., 2) ``(row, col)`` of row-major indices ``ids``, grid width W."""
     return torch.stack((ids // width, ids % width), dim=-1)
 
 
@@ -144,8 +146,10 @@ def sample_pairs(num_pairs: int,
     return keys.topk(max_pairs, dim=1).indices
 
 
-def check_divisible_grid(grid: Sequence[int], window: Sequence[int],
-                         key: str, owner: Optional[str] = None) -> None:
+def check_divisible_grid(grid: Sequence[int],
+                         window: Sequence[int],
+                         key: str,
+                         owner: Optional[str] = None) -> None:
     """Raise a ValueError unless the window tiles the grid."""
     if grid[0] % window[0] or grid[1] % window[1]:
         raise ValueError(

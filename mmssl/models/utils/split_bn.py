@@ -36,7 +36,9 @@ class SplitBatchNorm(nn.BatchNorm2d):
         **kwargs: Other ``nn.BatchNorm2d`` arguments (eps, momentum, ...).
     """
 
-    def __init__(self, num_features: int, num_splits: int = 8,
+    def __init__(self,
+                 num_features: int,
+                 num_splits: int = 8,
                  **kwargs) -> None:
         check_int(num_splits, 'num_splits', type(self).__name__)
         super().__init__(num_features, **kwargs)

@@ -63,8 +63,8 @@ class _Pyramid(nn.Module):
 
 
 def test_levels_are_resized_and_concatenated():
-    feats = extract_dense_features(_Pyramid(), torch.rand(5, 3, 16, 16),
-                                   grid=8, batch_size=2)
+    feats = extract_dense_features(
+        _Pyramid(), torch.rand(5, 3, 16, 16), grid=8, batch_size=2)
     assert feats.shape == (5, 4, 8, 8)
 
 
@@ -76,13 +76,13 @@ def test_probe_learns_a_separable_case_and_not_noise():
     informative = nn.functional.one_hot(blocks, 3).permute(0, 3, 1, 2).float()
     informative = informative + 0.1 * torch.randn(
         informative.shape, generator=gen)
-    probe = train_dense_probe(informative[:48], labels[:48], 3, iters=150,
-                              lr=0.05, batch_size=16)
+    probe = train_dense_probe(
+        informative[:48], labels[:48], 3, iters=150, lr=0.05, batch_size=16)
     logits = nn.functional.interpolate(probe(informative[48:]), (16, 16))
     assert segmentation_iou(logits.argmax(1), labels[48:], 3)['mIoU'] > 95
     noise = torch.randn(informative.shape, generator=gen)
-    probe = train_dense_probe(noise[:48], labels[:48], 3, iters=150, lr=0.05,
-                              batch_size=16)
+    probe = train_dense_probe(
+        noise[:48], labels[:48], 3, iters=150, lr=0.05, batch_size=16)
     logits = nn.functional.interpolate(probe(noise[48:]), (16, 16))
     assert segmentation_iou(logits.argmax(1), labels[48:], 3)['mIoU'] < 50
 
@@ -98,8 +98,11 @@ def test_dense_probe_reports_val_and_train():
     labels = torch.randint(0, 2, (20, 8, 8), generator=gen)
     images = nn.functional.one_hot(labels, 2).permute(0, 3, 1, 2).float()
     images = torch.cat([images, torch.zeros(20, 1, 8, 8)], 1)
-    out = dense_probe(Identity(), (images[:12], labels[:12]),
-                      (images[12:], labels[12:]), 2, grid=8, iters=100,
-                      lr=0.05)
+    out = dense_probe(
+        Identity(), (images[:12], labels[:12]), (images[12:], labels[12:]),
+        2,
+        grid=8,
+        iters=100,
+        lr=0.05)
     assert out['feature_dim'] == 3
     assert out['mIoU'] > 95 and out['train_mIoU'] > 95

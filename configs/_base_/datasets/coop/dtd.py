@@ -5,15 +5,23 @@ data_root = 'data/dtd'
 num_shots = 16
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.08, 1.0),
-         backend='pillow', interpolation='bicubic'),
+    dict(
+        type='RandomResizedCrop',
+        scale=224,
+        crop_ratio_range=(0.08, 1.0),
+        backend='pillow',
+        interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackInputs')
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='ResizeEdge', scale=224, edge='short', backend='pillow',
-         interpolation='bicubic'),
+    dict(
+        type='ResizeEdge',
+        scale=224,
+        edge='short',
+        backend='pillow',
+        interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=224),
     dict(type='PackInputs')
 ]
@@ -24,7 +32,12 @@ train_dataloader = dict(
     collate_fn=dict(type='default_collate'),
     dataset=dict(
         type='mmssl.FewShotDataset',
-        dataset=dict(type='mmssl.CoOpSplitDataset', data_root=data_root, split_file='split_zhou_DescribableTextures.json', split='train', img_dir='images'),
+        dataset=dict(
+            type='mmssl.CoOpSplitDataset',
+            data_root=data_root,
+            split_file='split_zhou_DescribableTextures.json',
+            split='train',
+            img_dir='images'),
         num_shots=num_shots,
         seed=1,
         subsample='base',
@@ -36,7 +49,12 @@ test_dataloader = dict(
     collate_fn=dict(type='default_collate'),
     dataset=dict(
         type='mmssl.FewShotDataset',
-        dataset=dict(type='mmssl.CoOpSplitDataset', data_root=data_root, split_file='split_zhou_DescribableTextures.json', split='test', img_dir='images'),
+        dataset=dict(
+            type='mmssl.CoOpSplitDataset',
+            data_root=data_root,
+            split_file='split_zhou_DescribableTextures.json',
+            split='test',
+            img_dir='images'),
         subsample='all',
         pipeline=test_pipeline))
 test_evaluator = dict(type='mmssl.BaseNovelAccuracy')

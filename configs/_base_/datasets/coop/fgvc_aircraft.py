@@ -6,15 +6,23 @@ data_root = 'data/fgvc_aircraft'
 num_shots = 16
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.08, 1.0),
-         backend='pillow', interpolation='bicubic'),
+    dict(
+        type='RandomResizedCrop',
+        scale=224,
+        crop_ratio_range=(0.08, 1.0),
+        backend='pillow',
+        interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackInputs')
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='ResizeEdge', scale=224, edge='short', backend='pillow',
-         interpolation='bicubic'),
+    dict(
+        type='ResizeEdge',
+        scale=224,
+        edge='short',
+        backend='pillow',
+        interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=224),
     dict(type='PackInputs')
 ]
@@ -25,7 +33,14 @@ train_dataloader = dict(
     collate_fn=dict(type='default_collate'),
     dataset=dict(
         type='mmssl.FewShotDataset',
-        dataset=dict(type='mmssl.CoOpSplitDataset', data_root=data_root, split='train', img_dir='images', ann_file='images_variant_train.txt', classnames_file='variants.txt', ann_format='fgvc'),
+        dataset=dict(
+            type='mmssl.CoOpSplitDataset',
+            data_root=data_root,
+            split='train',
+            img_dir='images',
+            ann_file='images_variant_train.txt',
+            classnames_file='variants.txt',
+            ann_format='fgvc'),
         num_shots=num_shots,
         seed=1,
         subsample='base',
@@ -37,7 +52,14 @@ test_dataloader = dict(
     collate_fn=dict(type='default_collate'),
     dataset=dict(
         type='mmssl.FewShotDataset',
-        dataset=dict(type='mmssl.CoOpSplitDataset', data_root=data_root, split='test', img_dir='images', ann_file='images_variant_test.txt', classnames_file='variants.txt', ann_format='fgvc'),
+        dataset=dict(
+            type='mmssl.CoOpSplitDataset',
+            data_root=data_root,
+            split='test',
+            img_dir='images',
+            ann_file='images_variant_test.txt',
+            classnames_file='variants.txt',
+            ann_format='fgvc'),
         subsample='all',
         pipeline=test_pipeline))
 test_evaluator = dict(type='mmssl.BaseNovelAccuracy')

@@ -6,15 +6,23 @@ data_root = 'data/imagenet'
 num_shots = 16
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.08, 1.0),
-         backend='pillow', interpolation='bicubic'),
+    dict(
+        type='RandomResizedCrop',
+        scale=224,
+        crop_ratio_range=(0.08, 1.0),
+        backend='pillow',
+        interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackInputs')
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='ResizeEdge', scale=224, edge='short', backend='pillow',
-         interpolation='bicubic'),
+    dict(
+        type='ResizeEdge',
+        scale=224,
+        edge='short',
+        backend='pillow',
+        interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=224),
     dict(type='PackInputs')
 ]
@@ -25,7 +33,13 @@ train_dataloader = dict(
     collate_fn=dict(type='default_collate'),
     dataset=dict(
         type='mmssl.FewShotDataset',
-        dataset=dict(type='mmssl.CoOpSplitDataset', data_root=data_root, split='train', img_dir='train', ann_file='meta/train.txt', classnames_file='classnames.txt'),
+        dataset=dict(
+            type='mmssl.CoOpSplitDataset',
+            data_root=data_root,
+            split='train',
+            img_dir='train',
+            ann_file='meta/train.txt',
+            classnames_file='classnames.txt'),
         num_shots=num_shots,
         seed=1,
         subsample='base',
@@ -37,7 +51,13 @@ test_dataloader = dict(
     collate_fn=dict(type='default_collate'),
     dataset=dict(
         type='mmssl.FewShotDataset',
-        dataset=dict(type='mmssl.CoOpSplitDataset', data_root=data_root, split='test', img_dir='val', ann_file='meta/val.txt', classnames_file='classnames.txt'),
+        dataset=dict(
+            type='mmssl.CoOpSplitDataset',
+            data_root=data_root,
+            split='test',
+            img_dir='val',
+            ann_file='meta/val.txt',
+            classnames_file='classnames.txt'),
         subsample='all',
         pipeline=test_pipeline))
 test_evaluator = dict(type='mmssl.BaseNovelAccuracy')
