@@ -45,6 +45,21 @@ def read_scalars(work_dir: str) -> Records:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def eval_path(root: str, arm: str, seed: int) -> str:
+    """Where a run's frozen-backbone evaluation goes:
+    ``<root>/<arm>/seed<seed>_eval.json`` (``eval_frozen.py --out``)."""
+    return run_dir(root, arm, seed) + '_eval.json'
+
+
+def read_eval_results(path: str) -> Dict[str, float]:
+    """The metrics of the first evaluated backbone in an ``eval_frozen.py
+    --out`` file (``knn_top1``, ``linear_top1``, ``finetune_top1``...)."""
+    with open(path) as f:
+        results = json.load(f)['results']
+    first = next(iter(results.values()))
+    return {k: v for k, v in first.items() if isinstance(v, (int, float))}
+
+
 def last_value(records: Records,
                key: str,
                mean_of_last: int = 1) -> Optional[float]:
@@ -85,9 +100,10 @@ def summarize_study(root: str,
                     mean_of_last: int = 1) -> Dict[str, dict]:
     """Per arm and key: the per-seed final values and their mean / spread.
 
-    A key may name alternatives ``'loss_cls|loss'`` (the first logged one
-    counts). Runs or keys that are missing are left out and listed under
-    ``missing``.
+    A key is looked up in the run's evaluation file (:func:`eval_path`)
+    first, then in its log. A key may name alternatives ``'loss_cls|loss'``
+    (the first one found counts). Runs or keys that are missing are left
+    out and listed under ``missing``.
 
     Returns:
         dict: ``{arm: {key: {'per_seed': {seed: value}, 'mean': ...,
@@ -96,17 +112,22 @@ def summarize_study(root: str,
     out = {}
     for arm in arms:
         entry = dict(missing=[])
-        records = {}
+        records, evals = {}, {}
         for seed in seeds:
             try:
                 records[seed] = read_scalars(run_dir(root, arm, seed))
             except FileNotFoundError:
                 entry['missing'].append(f'seed{seed}')
+                continue
+            path = eval_path(root, arm, seed)
+            evals[seed] = read_eval_results(path) if osp.exists(path) else {}
         for key in keys:
             per_seed = {}
             for seed, recs in records.items():
                 for alt in key.split('|'):
-                    value = last_value(recs, alt, mean_of_last)
+                    value = evals[seed].get(alt)
+                    if value is None:
+                        value = last_value(recs, alt, mean_of_last)
                     if value is not None:
                         per_seed[seed] = value
                         break

@@ -5,9 +5,9 @@ import os
 
 import pytest
 
-from mmssl.analysis.seed_study import (last_value, mean_curves, mean_std,
-                                       read_scalars, run_dir, study_table,
-                                       summarize_study)
+from mmssl.analysis.seed_study import (eval_path, last_value, mean_curves,
+                                       mean_std, read_scalars, run_dir,
+                                       study_table, summarize_study)
 
 
 def _write_run(root, arm, seed, records, stamp='20260101_000000'):
@@ -68,3 +68,14 @@ def test_latest_log_and_mean_curves(tmp_path):
     assert mean_curves(root, ['a'], [0, 1], 'x') == {'a': ([1], [2.0])}
     with pytest.raises(FileNotFoundError, match='scalars.json'):
         read_scalars(str(tmp_path / 'none'))
+
+
+def test_summary_reads_the_frozen_evaluation_files(tmp_path):
+    root = str(tmp_path)
+    for seed, knn in ((0, 18.0), (1, 20.0)):
+        _write_run(root, 'mae', seed, [dict(step=1, loss=0.3)])
+        with open(eval_path(root, 'mae', seed), 'w') as f:
+            json.dump(dict(results=dict(pretrained=dict(knn_top1=knn))), f)
+    summary = summarize_study(root, ['mae'], [0, 1], ['knn_top1', 'loss'])
+    assert summary['mae']['knn_top1']['mean'] == 19.0
+    assert summary['mae']['loss']['per_seed'] == {0: 0.3, 1: 0.3}

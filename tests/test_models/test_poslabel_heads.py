@@ -196,3 +196,23 @@ def test_bad_head_arguments_name_the_key():
     head = AbsPosLabelHead(8, grid_size=3, mlp_dims=(8, 8))
     with pytest.raises(ValueError, match='grid_size'):
         head.loss(torch.randn(2, 16, 8))  # a 4x4 token grid
+
+
+def test_sample_pairs_are_distinct_and_in_range():
+    from mmssl.models.utils import sample_pairs
+    torch.manual_seed(0)
+    pick = sample_pairs(81, 3, 40, torch.device('cpu'))
+    assert pick.shape == (3, 40)
+    for row in pick:
+        assert row.unique().numel() == 40 and 0 <= row.min() <= row.max() < 81
+    assert torch.equal(sample_pairs(81, 2, None, torch.device('cpu')),
+                       torch.arange(81).expand(2, -1))
+
+
+def test_classifier_reads_feature_maps_in_row_major_order():
+    """Token k of the map must be grid cell k, the label the heads give it."""
+    from mmssl.models.classifiers import PosLabelClassifier
+    fmap = torch.arange(6.).view(1, 1, 2, 3)  # cell (r, c) holds 3r + c
+    tokens = PosLabelClassifier.map_to_tokens(fmap)
+    assert tokens.shape == (1, 6, 1)
+    assert tokens.flatten().tolist() == [0, 1, 2, 3, 4, 5]

@@ -11,10 +11,12 @@ randomness.seed=<S> ...`` (``--parallel`` runs at a time, each with
 ``--threads`` CPU threads and data loading in the main process, so parallel
 runs do not compete for cores). Then each run's last logged value of every
 ``--keys`` entry (``a|b``: the first of the two that was logged) is read
-from its log and summarised per arm as mean ± sample std over the seeds.
-Runs whose log already shows the end of training are not trained again, so
-an interrupted study resumes where it stopped; ``--summarize-only`` only
-reads the logs.
+from its log (or from ``<work-dir>/<arm>/seed<S>_eval.json``, the ``--out``
+of ``eval_frozen.py``, when the key is there: ``knn_top1``, ``linear_top1``,
+``finetune_top1``) and summarised per arm as mean ± sample std over the
+seeds. Runs this tool already finished are not trained again, so an
+interrupted study resumes where it stopped; ``--summarize-only`` only reads
+the logs.
 """
 import argparse
 import json
