@@ -12,6 +12,8 @@ from .poslabel import (abs_pos_labels, full_grid_ids, grid_coords,
                        num_rel_classes, rel_pos_label_matrix, rel_pos_labels,
                        sample_pairs, window_pairs)
 from .split_bn import SplitBatchNorm
+from .subtuning import (GreedyResult, block_names, greedy_select, in_blocks,
+                        resolve_blocks, selectable_blocks)
 
 __all__ = [
     'check_mask_ratio', 'num_visible', 'patchify', 'random_masking',
@@ -20,5 +22,7 @@ __all__ = [
     'random_mask', 'all_gather_with_grad', 'concat_all_gather',
     'concat_all_gather_with_grad', 'SplitBatchNorm', 'abs_pos_labels',
     'full_grid_ids', 'grid_coords', 'num_rel_classes', 'rel_pos_label_matrix',
-    'rel_pos_labels', 'sample_pairs', 'window_pairs'
+    'rel_pos_labels', 'sample_pairs', 'window_pairs', 'GreedyResult',
+    'block_names', 'greedy_select', 'in_blocks', 'resolve_blocks',
+    'selectable_blocks'
 ]
