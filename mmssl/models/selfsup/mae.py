@@ -26,6 +26,7 @@ from mmpretrain.models.selfsup.mae import MAEViT as _MMPretrainMAEViT
 from mmpretrain.structures import DataSample
 
 from mmssl.registry import MODELS
+from ..backbones.poslabel_backbones import check_patch_grid
 from ..utils.masking import (check_mask_ratio, patchify, random_masking,
                              unpatchify)
 
@@ -51,15 +52,9 @@ class MAEViT(_MMPretrainMAEViT):
                  use_pos_embed: bool = True,
                  **kwargs) -> None:
         check_mask_ratio(mask_ratio, 'model.backbone.mask_ratio')
-        img_size = kwargs.get('img_size', 224)
-        patch_size = kwargs.get('patch_size', 16)
-        sizes = img_size if isinstance(img_size,
-                                       (tuple, list)) else (img_size, img_size)
-        if any(s % patch_size for s in sizes):
-            raise ValueError(
-                f'model.backbone.img_size={img_size} is not divisible by '
-                f'model.backbone.patch_size={patch_size}; pick an image size '
-                'that is a multiple of the patch size')
+        check_patch_grid(
+            kwargs.get('img_size', 224), kwargs.get('patch_size', 16),
+            'model.backbone', type(self).__name__)
         super().__init__(*args, mask_ratio=mask_ratio, **kwargs)
         self.use_pos_embed = bool(use_pos_embed)
 
