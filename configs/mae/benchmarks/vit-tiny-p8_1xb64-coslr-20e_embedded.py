@@ -3,9 +3,11 @@
 #   python tools/train.py configs/mae/benchmarks/vit-tiny-p8_1xb64-coslr-20e_embedded.py \
 #     --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/mae_vit-tiny-p8_1xb64-coslr-30e_embedded/epoch_30.pth
 # or from scratch (the random baseline) with  model.backbone.init_cfg=None
-_base_ = ['../../_base_/default_runtime.py']
+_base_ = [
+    '../../_base_/datasets/embedded_bs64_cls.py',
+    '../../_base_/default_runtime.py'
+]
 
-data_root = 'data/embedded'
 max_epochs = 20
 warmup_epochs = 2
 
@@ -38,44 +40,6 @@ model = dict(
         loss=dict(
             type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
         init_cfg=[dict(type='TruncNormal', layer='Linear', std=2e-5)]))
-
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(
-        type='RandomResizedCrop',
-        scale=64,
-        crop_ratio_range=(0.35, 1.0),
-        backend='pillow',
-        interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackInputs')
-]
-test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
-
-train_dataloader = dict(
-    batch_size=64,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(
-        type='mmssl.EmbeddedClsDataset',
-        data_root=data_root,
-        split='train',
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=128,
-    num_workers=0,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(
-        type='mmssl.EmbeddedClsDataset',
-        data_root=data_root,
-        split='val',
-        pipeline=test_pipeline))
-val_evaluator = dict(type='Accuracy', topk=(1, ))
-test_dataloader = val_dataloader
-test_evaluator = val_evaluator
 
 optim_wrapper = dict(
     optimizer=dict(
