@@ -5,8 +5,13 @@ the pretrain -> convert -> fine-tune -> test transfer pipeline."""
 from .benchmark import (benchmark_configs, build_train_model,
                         count_train_flops, make_synthetic_batch,
                         measure_matmul_peak)
+from .multitask_benchmark import (benchmark_multitask, make_subtuning_tasks,
+                                  task_block_sets)
 from .schedule import iters_per_epoch, rescale_schedule
 from .step_memory import StepMemory, machine_info, state_bytes
+from .subtuning_search import SearchError, SubsetEvaluator
+from .subtuning_select import (finetuning_profile, greedy_search, plot_greedy,
+                               plot_profile, write_snippet)
 from .time_to_accuracy import (TimeBudgetHook, compare_time_to_accuracy,
                                pretrain_under_budget, probe_iter_time,
                                time_to_reach)
@@ -17,4 +22,9 @@ __all__ = [
     'machine_info', 'make_synthetic_batch', 'measure_matmul_peak',
     'pretrain_under_budget', 'probe_iter_time', 'rescale_schedule',
     'state_bytes', 'time_to_reach'
+]
+__all__ += ['benchmark_multitask', 'make_subtuning_tasks', 'task_block_sets']
+__all__ += [
+    'SearchError', 'SubsetEvaluator', 'finetuning_profile', 'greedy_search',
+    'plot_greedy', 'plot_profile', 'write_snippet'
 ]

@@ -7,10 +7,19 @@ from .checkpoint import (BACKBONE_PREFIX, ConversionError, Converted,
                          describe_keys, extract_prefixed, split_checkpoint)
 from .convert import CONVERTERS, TARGETS, convert_state_dict, load_hint
 from .mae_official import convert_official_mae, load_official_mae
+from .subtuning_multitask import (SubTuningTask, load_subtuning_task,
+                                  merge_subtuning_tasks,
+                                  save_multitask_checkpoint, strip_pretrained,
+                                  tensor_bytes, verify_multitask)
 
 __all__ = [
     'ARCHS', 'TARGETS', 'BACKBONE_PREFIX', 'CONVERTERS', 'ConversionError',
     'Converted', 'arch_info', 'check_backbone_state', 'convert_state_dict',
     'convert_official_mae', 'describe_keys', 'detect_arch', 'extract_prefixed',
     'load_hint', 'load_official_mae', 'split_checkpoint'
+]
+__all__ += [
+    'SubTuningTask', 'load_subtuning_task', 'merge_subtuning_tasks',
+    'save_multitask_checkpoint', 'strip_pretrained', 'tensor_bytes',
+    'verify_multitask'
 ]

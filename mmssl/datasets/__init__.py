@@ -16,6 +16,9 @@ from . import embedded as _embedded
 from . import embedded_shapes as _embedded_shapes
 from . import fashion_pairs as _fashion_pairs
 from . import fewshot as _fewshot
+from . import label_noise as _label_noise
+from . import noisy_labels as _noisy_labels
+from . import subsets as _subsets
 from . import unidet as _unidet
 from .captions import *  # noqa: F401,F403
 from .embedded import *  # noqa: F401,F403
@@ -23,7 +26,10 @@ from .embedded_cls import EmbeddedClsDataset
 from .embedded_shapes import *  # noqa: F401,F403
 from .fashion_pairs import *  # noqa: F401,F403
 from .fewshot import *  # noqa: F401,F403
+from .label_noise import *  # noqa: F401,F403
 from .mini_imagenet import MINI_IMAGENET_CLASSES, MiniImageNet
+from .noisy_labels import *  # noqa: F401,F403
+from .subsets import *  # noqa: F401,F403
 from .unidet import *  # noqa: F401,F403
 from .unlabeled_folder import IMG_EXTENSIONS, SkipRecord, UnlabeledImageFolder
 
@@ -71,6 +77,7 @@ __all__ = [
     'unified_palette', 'MiniImageNet', 'MINI_IMAGENET_CLASSES'
 ]
 for _module in (_embedded, _embedded_shapes, _captions, _fewshot,
-                _fashion_pairs, _unidet):
+                _fashion_pairs, _unidet, _subsets, _label_noise,
+                _noisy_labels):
     __all__ += [n for n in _module.__all__ if n not in __all__]
 del _module

@@ -2,6 +2,7 @@
 """Hooks of the mmssl methods (registered in ``mmssl.registry.HOOKS``)."""
 from .densecl_warmup_hook import DenseCLWarmupHook
 from .frozen_eval_hook import FrozenEvalHook
+from .frozen_module_check_hook import FrozenModuleCheckHook, frozen_state
 from .prompt_class_names_hook import PromptClassNamesHook
 from .random_state_hook import (RandomStateHook, SampleSeededPipeline,
                                 get_random_state, select_random_state,
@@ -14,5 +15,5 @@ __all__ = [
     'DenseCLWarmupHook', 'FrozenEvalHook', 'PromptClassNamesHook',
     'RandomStateHook', 'SampleSeededPipeline', 'get_random_state',
     'select_random_state', 'set_random_state', 'ReconstructionVisHook',
-    'SubPTHook', 'TeacherUpdateHook'
+    'SubPTHook', 'TeacherUpdateHook', 'FrozenModuleCheckHook', 'frozen_state'
 ]

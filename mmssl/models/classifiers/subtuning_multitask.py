@@ -15,14 +15,26 @@ stem, then one unit per residual block; ``VisionTransformer``: the
 embeddings, then one unit per transformer block with the final norm and the
 output formatting of the block where they apply), so the result equals the
 separate models' forwards.
+
+With ``batch_branches=True``, branches that run the same shared frozen
+unit are folded into the batch dimension (``T`` branches of ``B`` images:
+one ``(T * B, ...)`` batch) and run it once (the batch-fold trick of the
+reference ``latency.py``); frozen BatchNorm is in eval mode, so only the
+order of float reductions changes. A merged checkpoint
+(:mod:`mmssl.converters.subtuning_multitask`) rebuilds the model alone:
+:meth:`MultiTaskSubTuning.from_checkpoint`.
 """
 import copy
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Union
+import functools
+from collections import OrderedDict
+from typing import (Any, Callable, Dict, List, NamedTuple, Optional, Sequence,
+                    Union)
 
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModel
-from mmengine.runner.checkpoint import load_checkpoint
+from mmengine.registry import DefaultScope
+from mmengine.runner.checkpoint import _load_checkpoint, load_checkpoint
 from mmpretrain.models.backbones import ResNet, VisionTransformer
 from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.structures import DataSample
@@ -30,6 +42,9 @@ from mmpretrain.structures import DataSample
 from mmssl.models.classifiers.subtuning import SubTuningClassifier
 from mmssl.models.utils.subtuning import in_blocks
 from mmssl.registry import MODELS
+
+#: the ``meta`` entry of a merged multi-task checkpoint
+MERGED_META_KEY = 'multitask'
 
 #: backbone attributes that shape the forward; all tasks must agree on them
 _STRUCTURE = {
@@ -176,6 +191,11 @@ class _Branch(nn.Module):
             return self.params[name.replace('.', '-')]
         return getattr(trunk, name)
 
+    def run(self, unit: _Unit, state: _State, trunk: nn.Module) -> _State:
+        """Run ``unit`` with this task's blocks, the trunk's elsewhere."""
+        return unit.run(state, lambda n: self.module(trunk, n),
+                        lambda n: self.param(trunk, n))
+
 
 def _supported(backbone: nn.Module) -> Optional[type]:
     for base in _UNITS:
@@ -202,11 +222,18 @@ class MultiTaskSubTuning(BaseModel):
         tasks (list): One entry per task: a built
             :class:`SubTuningClassifier` (its modules are used, not copied)
             or ``dict(model=<SubTuningClassifier config>,
-            checkpoint=<path of its trained weights>)``.
+            checkpoint=<path of its trained weights>)`` (without
+            ``checkpoint``: the weights it is built with).
         task_names (list[str], optional): Names of the tasks, the keys of
             the outputs. Defaults to ``task0``, ``task1``, ...
         data_preprocessor (dict, optional): Defaults to the first task's
             (the tasks must normalise inputs alike).
+        check_trunk (bool): Check that the tasks agree on every frozen
+            trunk weight and take the trunk from them. Off only when all
+            weights are loaded afterwards from a merged file (as
+            :meth:`from_checkpoint` does). Defaults to True.
+        batch_branches (bool): The default of :meth:`features`. Defaults
+            to False.
         init_cfg (dict, optional): Unused; the weights come from the
             tasks.
 
@@ -221,6 +248,8 @@ class MultiTaskSubTuning(BaseModel):
                  tasks: Sequence[Union[SubTuningClassifier, dict]],
                  task_names: Optional[Sequence[str]] = None,
                  data_preprocessor: Optional[dict] = None,
+                 check_trunk: bool = True,
+                 batch_branches: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
         owner = type(self).__name__
         models = [self._build_task(t, i, owner) for i, t in enumerate(tasks)]
@@ -241,21 +270,25 @@ class MultiTaskSubTuning(BaseModel):
         self.task_names = names
         base = self._check_structure(models, names, owner)
         self.trunk = copy.deepcopy(models[0].backbone)
-        self.trunk.load_state_dict(self._shared_state(models, names, owner))
+        if check_trunk:
+            self.trunk.load_state_dict(
+                self._shared_state(models, names, owner))
         self.trunk.requires_grad_(False)
         self.branches = nn.ModuleList(_Branch(m) for m in models)
         self.units = _UNITS[base](self.trunk)
-        #: per task, the index of the unit where its branch starts
-        self.branch_points = [self._branch_point(m) for m in models]
+        self.batch_branches = bool(batch_branches)
+        #: per task, the indices of the units its tuned blocks change
+        self.own_units = [{
+            i
+            for i, unit in enumerate(self.units) if any(
+                _touches(unit, b) for b in m.trainable_blocks)
+        } for m in models]
+        #: per task, the index of the unit where its branch starts (the
+        #: number of units for a head-only task)
+        self.branch_points = [
+            min(own, default=len(self.units)) for own in self.own_units
+        ]
         self.eval()
-
-    def _branch_point(self, model: SubTuningClassifier) -> int:
-        """Index of the first unit a tuned block of ``model`` changes
-        (the number of units for a head-only task)."""
-        for index, unit in enumerate(self.units):
-            if any(_touches(unit, b) for b in model.trainable_blocks):
-                return index
-        return len(self.units)
 
     @staticmethod
     def _build_task(task, index: int, owner: str) -> SubTuningClassifier:
@@ -275,6 +308,10 @@ class MultiTaskSubTuning(BaseModel):
                 f'{owner}: tasks[{index}] is a {type(task).__name__}; each '
                 'task must be a SubTuningClassifier (its trainable_blocks '
                 'tell which blocks are its own)')
+        if getattr(task, 'siamese', False):
+            raise ValueError(
+                f'{owner}: tasks[{index}] is Siamese (siamese=True); only '
+                'plain SubTuning tasks share a trunk here')
         return task
 
     @staticmethod
@@ -355,39 +392,175 @@ class MultiTaskSubTuning(BaseModel):
         """Inference only: the model always stays in eval mode."""
         return super().train(False)
 
-    def features(self, inputs: torch.Tensor) -> Dict[str, tuple]:
+    def unused_trunk_keys(self) -> List[str]:
+        """``trunk.*`` keys of ``state_dict`` that no task keeps frozen:
+        every task runs its own copy, so the trunk's are never used."""
+        return [
+            f'trunk.{key}' for key in self.trunk.state_dict() if all(
+                in_blocks(key, b.names) for b in self.branches)
+        ]
+
+    def merged_state_dict(self) -> 'OrderedDict[str, torch.Tensor]':
+        """The weights a merged checkpoint stores: the trunk once (less
+        :meth:`unused_trunk_keys`) and every branch's tuned blocks, neck
+        and head (``branches.<i>.*``)."""
+        unused = set(self.unused_trunk_keys())
+        return OrderedDict(
+            (k, v) for k, v in self.state_dict().items() if k not in unused)
+
+    @classmethod
+    def from_checkpoint(cls,
+                        filename: str,
+                        map_location: Any = 'cpu',
+                        **kwargs) -> 'MultiTaskSubTuning':
+        """Build the model from a merged checkpoint alone (written by
+        :func:`mmssl.converters.save_multitask_checkpoint`: weights
+        :meth:`merged_state_dict`, the config and registry scope in
+        ``meta['multitask']``).
+
+        Args:
+            filename (str): The merged checkpoint.
+            map_location: As for ``torch.load``. Defaults to ``'cpu'``.
+            **kwargs: Override arguments of the stored config (e.g.
+                ``batch_branches=True``).
+
+        Returns:
+            MultiTaskSubTuning: the model in eval mode.
+
+        Raises:
+            ValueError: not a merged checkpoint, or its weights do not fit
+                the model built from its meta (names the first bad key).
+        """
+        owner = cls.__name__
+        checkpoint = _load_checkpoint(filename, map_location=map_location)
+        meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+        info = (meta or {}).get(MERGED_META_KEY)
+        if not isinstance(info, dict) or 'model' not in info:
+            raise ValueError(
+                f'{owner}: {filename!r} is not a merged multi-task '
+                f"checkpoint (no meta['{MERGED_META_KEY}']); write one with "
+                'tools/model_converters/subtuning_multitask.py')
+        cfg = copy.deepcopy(info['model'])
+        cfg.pop('type', None)
+        cfg.update(kwargs)
+        with DefaultScope.overwrite_default_scope(info.get('default_scope')):
+            model = cls(**cfg)
+        state_dict, own = checkpoint['state_dict'], model.state_dict()
+        unused = set(model.unused_trunk_keys())
+        missing = [k for k in own if k not in state_dict and k not in unused]
+        unexpected = [k for k in state_dict if k not in own]
+        if missing or unexpected:
+            which = (f'{missing[0]!r} is missing from the file'
+                     if missing else f'{unexpected[0]!r} in the file is not '
+                     'a weight of the model')
+            raise ValueError(
+                f'{owner}: the weights of {filename!r} do not fit the model '
+                f'built from its meta: {which} ({len(missing)} missing, '
+                f'{len(unexpected)} unexpected)')
+        model.load_state_dict(state_dict, strict=False)
+        return model.eval()
+
+    def features(self,
+                 inputs: torch.Tensor,
+                 batch_branches: Optional[bool] = None) -> Dict[str, tuple]:
         """Backbone outputs of every task, sharing the frozen prefix.
 
         Args:
             inputs (Tensor): (B, 3, H, W) preprocessed images.
+            batch_branches (bool, optional): Fold the branches that run the
+                same frozen unit into one ``(k * B, ...)`` batch. Defaults
+                to the model's ``batch_branches``.
 
         Returns:
             dict: task name -> tuple of backbone outputs, as the task's
             own ``backbone(inputs)``.
         """
-
-        def shared_module(name):
-            return self.trunk.get_submodule(name)
-
-        def shared_param(name):
-            return getattr(self.trunk, name)
+        if batch_branches is None:
+            batch_branches = self.batch_branches
+        if batch_branches:
+            return self._batched_features(inputs)
 
         state, done, saved = _State(inputs, []), 0, {}
         for point in sorted(set(self.branch_points)):
             for unit in self.units[done:point]:
-                state = unit.run(state, shared_module, shared_param)
+                state = self._run_shared(unit, state)
             saved[point], done = state, point
         feats = {}
         for name, branch, point in zip(self.task_names, self.branches,
                                        self.branch_points):
             state = saved[point]
             for unit in self.units[point:]:
-                state = unit.run(
-                    state,
-                    lambda n, b=branch: b.module(self.trunk, n),
-                    lambda n, b=branch: b.param(self.trunk, n))
+                state = branch.run(unit, state, self.trunk)
             feats[name] = tuple(state.outs)
         return feats
+
+    def _run_shared(self, unit: _Unit, state: _State) -> _State:
+        return unit.run(state, self.trunk.get_submodule,
+                        functools.partial(getattr, self.trunk))
+
+    def _batched_features(self, inputs: torch.Tensor) -> Dict[str, tuple]:
+        """:meth:`features` with the frozen units run on folded batches.
+
+        Members: the shared prefix (``-1``, for the tasks not branched yet)
+        and the branched tasks. At each unit the members that run the
+        trunk's unit are stacked into one ``(k * B, ...)`` batch (``B`` rows
+        each; rebuilt only where a task leaves or joins it); a task whose
+        tuned blocks change the unit runs its own copy on its rows (from
+        the prefix's rows at its branch point).
+        """
+        batch, prefix = inputs.shape[0], -1
+        points, num_units = self.branch_points, len(self.units)
+        pieces = [(inputs, [prefix])]  # (stacked rows, their members)
+        outs: Dict[int, List[torch.Tensor]] = {prefix: []}
+        hw = None
+        for index, unit in enumerate(self.units):
+            new = [t for t, p in enumerate(points) if p == index]
+            keep_prefix = any(p > index for p in points)
+            own = [
+                t for t, p in enumerate(points)
+                if p < index and index in self.own_units[t]
+            ] + new
+            # the members that run the trunk's unit
+            frozen = {
+                t
+                for t, p in enumerate(points) if p < index and t not in own
+            } | ({prefix} if keep_prefix else set())
+            views: Dict[int, torch.Tensor] = {}
+            stack_x, stack_members = [], []
+            for tensor, members in pieces:
+                needed = new and prefix in members  # rows to branch from
+                if frozen.issuperset(members) and not needed:
+                    stack_x.append(tensor)
+                    stack_members += members
+                    continue
+                for member, rows in zip(members, tensor.split(batch)):
+                    views[member] = rows
+                    if member in frozen:
+                        stack_x.append(rows)
+                        stack_members.append(member)
+            for task in new:  # the prefix's outputs before this unit
+                outs[task] = list(outs[prefix])
+            pieces = []
+            if stack_x:
+                x = stack_x[0] if len(stack_x) == 1 else torch.cat(stack_x)
+                state = self._run_shared(unit, _State(x, [], hw))
+                hw = state.hw
+                for out in state.outs:
+                    for member, rows in zip(stack_members, out.split(batch)):
+                        outs[member].append(rows)
+                pieces.append((state.x, stack_members))
+            for task in own:
+                source = views[prefix if task in new else task]
+                state = self.branches[task].run(unit, _State(source, [], hw),
+                                                self.trunk)
+                hw = state.hw
+                outs[task] += state.outs
+                pieces.append((state.x, [task]))
+        names = self.task_names
+        return {
+            names[t]: tuple(outs[t if p < num_units else prefix])
+            for t, p in enumerate(points)
+        }
 
     def forward(self,
                 inputs: torch.Tensor,

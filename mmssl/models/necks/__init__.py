@@ -2,5 +2,12 @@
 """Necks: decoders and projection necks."""
 from .d2v2_decoder import D2V2ConvDecoder2d
 from .densecl_neck import DenseCLNeckBN
+from .mask_reconstruction_decoder import (DECODER_PRESETS,
+                                          MaskReconstructionDecoder,
+                                          ReconstructionMSELoss,
+                                          reconstruction_loss)
 
-__all__ = ['D2V2ConvDecoder2d', 'DenseCLNeckBN']
+__all__ = [
+    'D2V2ConvDecoder2d', 'DenseCLNeckBN', 'DECODER_PRESETS',
+    'MaskReconstructionDecoder', 'ReconstructionMSELoss', 'reconstruction_loss'
+]

@@ -1,9 +1,14 @@
 # Copyright (c) mmssl contributors. All rights reserved.
 """Building blocks shared by several algorithms: masking bookkeeping, EMA
-teachers, gathers across processes, split batch norm."""
+teachers, gathers across processes, split batch norm, adversarial noisy
+masking and label quality."""
+from .anm import (AdversarialNoisyMasking, ANMOutput, activation_map, box_mask,
+                  box_sizes, erase, mask_ratio, peak_locations, place_boxes,
+                  rectangles, soften_labels)
 from .dist import (all_gather_with_grad, concat_all_gather,
                    concat_all_gather_with_grad)
 from .ema import LinearAnnealEMA, annealed_decay
+from .label_quality import auroc, gmm_label_quality, normalise_losses
 from .masking import (check_mask_ratio, gather_tokens, inverse_block_mask,
                       kept_ids, mask_to_ids, num_visible, patchify,
                       random_mask, random_masking, unpatchify,
@@ -24,5 +29,8 @@ __all__ = [
     'full_grid_ids', 'grid_coords', 'num_rel_classes', 'rel_pos_label_matrix',
     'rel_pos_labels', 'sample_pairs', 'window_pairs', 'GreedyResult',
     'block_names', 'greedy_select', 'in_blocks', 'resolve_blocks',
-    'selectable_blocks'
+    'selectable_blocks', 'AdversarialNoisyMasking', 'ANMOutput',
+    'activation_map', 'box_mask', 'box_sizes', 'erase', 'mask_ratio',
+    'peak_locations', 'place_boxes', 'rectangles', 'soften_labels', 'auroc',
+    'gmm_label_quality', 'normalise_losses'
 ]
