@@ -16,9 +16,11 @@ pretrained = 'work_dirs/simclr_resnet18-tiny_1xb64-coslr-30e_embedded/epoch_30.p
 
 model = dict(
     type='mmssl.SubTuningClassifier',
-    # the set chosen by the greedy search on the pretrained backbone with
-    # all labels (configs/subtuning/README.md)
-    trainable_blocks=['layer4.1'],
+    # the set the greedy search chose on the SimCLR backbone with all labels
+    # (configs/subtuning/README.md): every stage, the stem stays frozen;
+    # with 30 % of the labels it chose ['layer3', 'layer4'], with 10 %
+    # ['layer4']
+    trainable_blocks=['layer1', 'layer2', 'layer3', 'layer4'],
     backbone=dict(
         type='ResNet',
         depth=18,
