@@ -143,7 +143,13 @@ def test_frozen_part_is_the_pretraining_checkpoint(tmp_path, pretrained,
                                                    embedded_root):
     ckpt, backbone = pretrained
     runner = Runner.from_cfg(
-        _cfg(SUBTUNING, tmp_path, ckpt, embedded_root, max_epochs=2))
+        _cfg(
+            SUBTUNING,
+            tmp_path,
+            ckpt,
+            embedded_root,
+            max_epochs=2,
+            trainable_blocks=['layer4.1']))
     runner.train()  # 2 epochs x 5 iterations, checked by the hook
     model = runner.model
     blocks = model.trainable_blocks
@@ -183,7 +189,8 @@ def test_resume_equals_straight(tmp_path, pretrained, embedded_root):
             ckpt,
             embedded_root,
             max_epochs=max_epochs,
-            total_epochs=4)
+            total_epochs=4,
+            trainable_blocks=['layer4.1'])
         # 2 images per class: 3 iterations per epoch
         cfg.train_dataloader.dataset.fraction = 0.25
         if resume_from:
