@@ -60,14 +60,39 @@ def read_eval_results(path: str) -> Dict[str, float]:
     return {k: v for k, v in first.items() if isinstance(v, (int, float))}
 
 
+REDUCTIONS = ('max', 'min', 'first')
+
+
+def split_key(key: str) -> Tuple[str, Optional[str]]:
+    """``'accuracy/top1@max'`` -> ``('accuracy/top1', 'max')``; a key
+    without ``@`` -> ``(key, None)`` (the last value).
+
+    Raises:
+        ValueError: an unknown reduction after ``@``.
+    """
+    name, _, how = key.partition('@')
+    if not how:
+        return key, None
+    if how not in REDUCTIONS:
+        raise ValueError(f'key {key!r}: unknown reduction @{how}; use one '
+                         f'of {["@" + r for r in REDUCTIONS]} or none (the '
+                         'last value)')
+    return name, how
+
+
 def last_value(records: Records,
                key: str,
                mean_of_last: int = 1) -> Optional[float]:
     """Mean of the last ``mean_of_last`` logged values of ``key`` (None if
-    it was never logged)."""
-    values = [r[key] for r in records if key in r]
+    it was never logged). ``key@max`` / ``key@min`` / ``key@first``: the
+    largest / smallest / first logged value instead (``best`` accuracy of
+    a run, the first quality estimate...)."""
+    name, how = split_key(key)
+    values = [r[name] for r in records if name in r]
     if not values:
         return None
+    if how is not None:
+        return dict(max=max, min=min, first=lambda v: v[0])[how](values)
     tail = values[-mean_of_last:]
     return sum(tail) / len(tail)
 
@@ -102,8 +127,9 @@ def summarize_study(root: str,
 
     A key is looked up in the run's evaluation file (:func:`eval_path`)
     first, then in its log. A key may name alternatives ``'loss_cls|loss'``
-    (the first one found counts). Runs or keys that are missing are left
-    out and listed under ``missing``.
+    (the first one found counts) and end in a reduction over the run
+    (``'accuracy/top1@max'``: the best value; :func:`last_value`). Runs
+    or keys that are missing are left out and listed under ``missing``.
 
     Returns:
         dict: ``{arm: {key: {'per_seed': {seed: value}, 'mean': ...,

@@ -12,7 +12,9 @@ mmssl.datasets import UnlabeledImageFolder``); the modules that define
 """
 from mmssl.registry import DATASETS
 from . import captions as _captions
+from . import clothing1m as _clothing1m
 from . import embedded as _embedded
+from . import embedded_cifar as _embedded_cifar
 from . import embedded_shapes as _embedded_shapes
 from . import fashion_pairs as _fashion_pairs
 from . import fewshot as _fewshot
@@ -21,7 +23,9 @@ from . import noisy_labels as _noisy_labels
 from . import subsets as _subsets
 from . import unidet as _unidet
 from .captions import *  # noqa: F401,F403
+from .clothing1m import *  # noqa: F401,F403
 from .embedded import *  # noqa: F401,F403
+from .embedded_cifar import *  # noqa: F401,F403
 from .embedded_cls import EmbeddedClsDataset
 from .embedded_shapes import *  # noqa: F401,F403
 from .fashion_pairs import *  # noqa: F401,F403
@@ -77,7 +81,7 @@ __all__ = [
     'unified_palette', 'MiniImageNet', 'MINI_IMAGENET_CLASSES'
 ]
 for _module in (_embedded, _embedded_shapes, _captions, _fewshot,
-                _fashion_pairs, _unidet, _subsets, _label_noise,
-                _noisy_labels):
+                _fashion_pairs, _unidet, _subsets, _label_noise, _noisy_labels,
+                _clothing1m, _embedded_cifar):
     __all__ += [n for n in _module.__all__ if n not in __all__]
 del _module

@@ -79,3 +79,25 @@ def test_summary_reads_the_frozen_evaluation_files(tmp_path):
     summary = summarize_study(root, ['mae'], [0, 1], ['knn_top1', 'loss'])
     assert summary['mae']['knn_top1']['mean'] == 19.0
     assert summary['mae']['loss']['per_seed'] == {0: 0.3, 1: 0.3}
+
+
+def test_reductions_over_the_run(tmp_path):
+    root = str(tmp_path)
+    recs = [
+        dict(step=1, acc=30.0),
+        dict(step=2, acc=40.0),
+        dict(step=3, acc=35.0)
+    ]
+    assert last_value(recs, 'acc') == 35.0
+    assert last_value(recs, 'acc@max') == 40.0
+    assert last_value(recs, 'acc@min') == 30.0
+    assert last_value(recs, 'acc@first') == 30.0
+    assert last_value(recs, 'other@max') is None
+    with pytest.raises(ValueError, match='@best'):
+        last_value(recs, 'acc@best')
+    for seed, shift in ((0, 0.0), (1, 10.0)):
+        _write_run(root, 'a', seed,
+                   [dict(step=r['step'], acc=r['acc'] + shift) for r in recs])
+    summary = summarize_study(root, ['a'], [0, 1], ['acc', 'acc@max'])
+    assert summary['a']['acc']['mean'] == 40.0
+    assert summary['a']['acc@max']['per_seed'] == {0: 40.0, 1: 50.0}

@@ -10,7 +10,9 @@ Every config (an "arm", named after its file) is trained once per seed by
 randomness.seed=<S> ...`` (``--parallel`` runs at a time, each with
 ``--threads`` CPU threads and data loading in the main process, so parallel
 runs do not compete for cores). Then each run's last logged value of every
-``--keys`` entry (``a|b``: the first of the two that was logged) is read
+``--keys`` entry (``a|b``: the first of the two that was logged;
+``a@max`` / ``a@min`` / ``a@first``: the best / lowest / first value of
+the run instead of the last) is read
 from its log (or from ``<work-dir>/<arm>/seed<S>_eval.json``, the ``--out``
 of ``eval_frozen.py``, when the key is there: ``knn_top1``, ``linear_top1``,
 ``finetune_top1``) and summarised per arm as mean ± sample std over the
@@ -28,8 +30,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from mmssl.analysis import machine_info
-from mmssl.analysis.seed_study import (mean_curves, run_dir, study_table,
-                                       summarize_study)
+from mmssl.analysis.seed_study import (mean_curves, run_dir, split_key,
+                                       study_table, summarize_study)
 from mmssl.engine.runner_utils import ToolError, run_tool
 from mmssl.visualization import plot_curves
 
@@ -46,7 +48,8 @@ def parse_args(argv=None):
         '--keys',
         nargs='+',
         default=['accuracy/top1'],
-        help='logged scalars to report (last value of a run)')
+        help='logged scalars to report (last value of a run; '
+        'KEY@max / KEY@min / KEY@first: the best / lowest / first)')
     p.add_argument(
         '--parallel',
         type=int,
@@ -145,7 +148,7 @@ def main(argv=None):
                 f,
                 indent=2)
     if args.plot:
-        key = args.keys[0].split('|')[0]
+        key = split_key(args.keys[0].split('|')[0])[0]
         plot_curves(
             mean_curves(args.work_dir, arms, args.seeds, key),
             args.plot,

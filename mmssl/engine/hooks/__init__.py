@@ -3,6 +3,7 @@
 from .densecl_warmup_hook import DenseCLWarmupHook
 from .frozen_eval_hook import FrozenEvalHook
 from .frozen_module_check_hook import FrozenModuleCheckHook, frozen_state
+from .label_quality_hook import LabelQualityHook
 from .prompt_class_names_hook import PromptClassNamesHook
 from .random_state_hook import (RandomStateHook, SampleSeededPipeline,
                                 get_random_state, select_random_state,
@@ -15,5 +16,6 @@ __all__ = [
     'DenseCLWarmupHook', 'FrozenEvalHook', 'PromptClassNamesHook',
     'RandomStateHook', 'SampleSeededPipeline', 'get_random_state',
     'select_random_state', 'set_random_state', 'ReconstructionVisHook',
-    'SubPTHook', 'TeacherUpdateHook', 'FrozenModuleCheckHook', 'frozen_state'
+    'SubPTHook', 'TeacherUpdateHook', 'FrozenModuleCheckHook', 'frozen_state',
+    'LabelQualityHook'
 ]

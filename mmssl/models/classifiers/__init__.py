@@ -1,8 +1,12 @@
 # Copyright (c) mmssl contributors. All rights reserved.
 """Classifiers: mmpretrain classifiers extended by mmssl methods (positional
-labels, SubTuning)."""
+labels, SubTuning, adversarial noisy masking)."""
+from .anm_classifier import ANMClassifier
 from .poslabel_classifier import PosLabelClassifier
 from .subtuning import SubTuningClassifier
 from .subtuning_multitask import MultiTaskSubTuning
 
-__all__ = ['PosLabelClassifier', 'SubTuningClassifier', 'MultiTaskSubTuning']
+__all__ = [
+    'PosLabelClassifier', 'SubTuningClassifier', 'MultiTaskSubTuning',
+    'ANMClassifier'
+]
