@@ -32,6 +32,7 @@ For every config the numbers are:
   allocator's free memory handed back to the system (``malloc_trim``) first;
   it includes allocator overhead and is an approximation.
 """
+import argparse
 import contextlib
 import copy
 import logging
@@ -53,6 +54,7 @@ from torch.utils.flop_counter import (FlopCounterMode,
                                       sdpa_backward_flop_count,
                                       sdpa_flop_count)
 
+from mmssl.engine.config_options import CFG_OPTIONS_HELP, CfgOptionsAction
 from mmssl.engine.machine_cfg import AMP_WRAPPERS
 from mmssl.utils.config import default_scope_of
 from mmssl.utils.validation import check_int
@@ -465,3 +467,34 @@ def benchmark_configs(cfgs: Sequence[Union[str, Config, dict]],
     for res in results:
         res['ratio'] = res['img_per_s'] / results[0]['img_per_s']
     return results
+
+
+def add_timing_args(parser: argparse.ArgumentParser,
+                    iters: int,
+                    warmup: int,
+                    repeat: int,
+                    what: str = 'steps') -> argparse.ArgumentParser:
+    """The options every timing tool shares: ``--iters``, ``--warmup``,
+    ``--repeat``, ``--threads``, ``--device``, ``--seed``,
+    ``--cfg-options`` and ``--out`` (JSON), with the tool's defaults."""
+    parser.add_argument(
+        '--iters', type=int, default=iters, help=f'{what} per timed window')
+    parser.add_argument(
+        '--warmup', type=int, default=warmup, help=f'untimed {what} first')
+    parser.add_argument(
+        '--repeat', type=int, default=repeat, help='timed windows per arm')
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help='torch threads (default: the current torch setting)')
+    parser.add_argument(
+        '--device', default='cpu', help="'cpu' or 'cuda' ('cuda:1', ...)")
+    parser.add_argument('--seed', type=int, default=0, help='random seed')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=CfgOptionsAction,
+        help='settings of the config(s): ' + CFG_OPTIONS_HELP)
+    parser.add_argument('--out', default=None, help='write results as JSON')
+    return parser

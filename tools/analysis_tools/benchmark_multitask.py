@@ -45,11 +45,10 @@ from mmengine.logging import print_log
 
 import mmssl  # noqa: F401  (registers mmssl's parts)
 from mmssl.analysis import benchmark_multitask, machine_info
+from mmssl.analysis.benchmark import add_timing_args
 from mmssl.analysis.multitask_benchmark import (ARMS, format_markdown,
                                                 plot_latency)
-from mmssl.engine.runner_utils import (CFG_OPTIONS_HELP, CfgOptionsAction,
-                                       load_config, merge_cfg_options,
-                                       run_tool)
+from mmssl.engine.runner_utils import load_config, merge_cfg_options, run_tool
 from mmssl.engine.tool_errors import ToolError
 
 
@@ -84,30 +83,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         type=int,
         default=None,
         help='image side (default: from the config, else 224)')
-    parser.add_argument(
-        '--iters', type=int, default=5, help='forwards per timed window')
-    parser.add_argument(
-        '--warmup', type=int, default=2, help='untimed forwards first')
-    parser.add_argument(
-        '--repeat', type=int, default=5, help='timed rounds per arm')
-    parser.add_argument(
-        '--threads',
-        type=int,
-        default=None,
-        help='torch threads (default: the current torch setting)')
-    parser.add_argument(
-        '--device', default='cpu', help="'cpu' or 'cuda' ('cuda:1', ...)")
-    parser.add_argument('--seed', type=int, default=0, help='random seed')
+    add_timing_args(parser, iters=5, warmup=2, repeat=5, what='forwards')
     parser.add_argument(
         '--pretrained',
         action='store_true',
         help="keep the config's Pretrained init_cfg (default: random trunk)")
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=CfgOptionsAction,
-        help='settings of the config: ' + CFG_OPTIONS_HELP)
-    parser.add_argument('--out', default=None, help='write results as JSON')
     parser.add_argument(
         '--plot', default=None, help='write latency vs tasks as an image')
     return parser.parse_args(argv)

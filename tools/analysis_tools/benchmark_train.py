@@ -44,10 +44,9 @@ from mmengine.logging import print_log
 
 import mmssl  # noqa: F401  (registers mmssl's parts)
 from mmssl.analysis import machine_info
+from mmssl.analysis.benchmark import add_timing_args
 from mmssl.apis import benchmark_configs
-from mmssl.engine.runner_utils import (CFG_OPTIONS_HELP, CfgOptionsAction,
-                                       load_config, merge_cfg_options,
-                                       run_tool)
+from mmssl.engine.runner_utils import load_config, merge_cfg_options, run_tool
 from mmssl.utils.table import format_table as _format_table
 
 # (result key, column title, number format)
@@ -70,31 +69,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         type=int,
         default=None,
         help='images per step (default: train_dataloader.batch_size)')
-    parser.add_argument(
-        '--iters', type=int, default=20, help='steps per timed window')
-    parser.add_argument(
-        '--warmup', type=int, default=5, help='untimed steps first')
-    parser.add_argument(
-        '--repeat', type=int, default=3, help='timed windows per config')
-    parser.add_argument(
-        '--threads',
-        type=int,
-        default=None,
-        help='torch threads (default: the current torch setting)')
-    parser.add_argument(
-        '--device', default='cpu', help="'cpu' or 'cuda' ('cuda:1', ...)")
-    parser.add_argument('--seed', type=int, default=0, help='random seed')
+    add_timing_args(parser, iters=20, warmup=5, repeat=3)
     parser.add_argument(
         '--matmul-size',
         type=int,
         default=2048,
         help='matrix side of the fp32 matmul peak measurement')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=CfgOptionsAction,
-        help='settings of every config: ' + CFG_OPTIONS_HELP)
-    parser.add_argument('--out', default=None, help='write results as JSON')
     args = parser.parse_args(argv)
     if args.names is not None and len(args.names) != len(args.configs):
         parser.error(f'--names gives {len(args.names)} names for '
