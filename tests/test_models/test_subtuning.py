@@ -2,6 +2,8 @@
 """SubTuning (spec subtuning.md sections 2, 6, 7): the classifier that
 trains chosen blocks, the greedy subset search, multi-task inference."""
 import math
+import os.path as osp
+import sys
 
 import pytest
 import torch
@@ -14,42 +16,23 @@ from mmssl.models.utils import (block_names, greedy_select, in_blocks,
                                 selectable_blocks)
 from mmssl.registry import MODELS
 
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from subtuning_helpers import subtuning_cfg  # noqa: E402
+from subtuning_helpers import tiny_resnet, tiny_vit
+
 init_default_scope('mmpretrain')
 
 
 def _resnet(**kw):
-    cfg = dict(type='ResNet', depth=18, base_channels=8, drop_path_rate=0.1)
-    cfg.update(kw)
-    return cfg
+    return tiny_resnet(**dict(dict(drop_path_rate=0.1), **kw))
 
 
 def _vit(**kw):
-    cfg = dict(
-        type='VisionTransformer',
-        arch=dict(
-            embed_dims=16, num_layers=3, num_heads=2, feedforward_channels=32),
-        img_size=32,
-        patch_size=8,
-        drop_rate=0.1,
-        drop_path_rate=0.1)
-    cfg.update(kw)
-    return cfg
+    return tiny_vit(**dict(dict(drop_rate=0.1, drop_path_rate=0.1), **kw))
 
 
 def _classifier(backbone, trainable, num_classes=3, **kw):
-    vit = backbone['type'] == 'VisionTransformer'
-    cfg = dict(
-        type='mmssl.SubTuningClassifier',
-        backbone=backbone,
-        neck=None if vit else dict(type='GlobalAveragePooling'),
-        head=dict(
-            type='LinearClsHead',
-            num_classes=num_classes,
-            in_channels=16 if vit else 64,
-            loss=dict(type='CrossEntropyLoss')),
-        trainable_blocks=trainable)
-    cfg.update(kw)
-    return cfg
+    return subtuning_cfg(backbone, trainable, num_classes=num_classes, **kw)
 
 
 def _data(n=4, seed=0):

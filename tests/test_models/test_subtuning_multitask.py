@@ -1,6 +1,9 @@
 # Copyright (c) mmssl contributors. All rights reserved.
 """MultiTaskSubTuning (spec subtuning.md sections 2 and 6): branches folded
 into the batch, the merged-checkpoint methods, the trunk-check switch."""
+import os.path as osp
+import sys
+
 import pytest
 import torch
 from mmengine.registry import init_default_scope
@@ -9,31 +12,18 @@ from mmssl.analysis import make_subtuning_tasks
 from mmssl.models import MultiTaskSubTuning
 from mmssl.registry import MODELS
 
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from subtuning_helpers import subtuning_cfg  # noqa: E402
+from subtuning_helpers import tiny_resnet, tiny_vit
+
 init_default_scope('mmpretrain')
 
-RESNET = dict(type='ResNet', depth=18, base_channels=8)
-VIT = dict(
-    type='VisionTransformer',
-    arch=dict(
-        embed_dims=16, num_layers=3, num_heads=2, feedforward_channels=32),
-    img_size=32,
-    patch_size=8)
+RESNET = tiny_resnet()
+VIT = tiny_vit()
 
 
 def _cfg(backbone):
-    vit = backbone['type'] == 'VisionTransformer'
-    return dict(
-        default_scope='mmpretrain',
-        model=dict(
-            type='mmssl.SubTuningClassifier',
-            backbone=backbone,
-            neck=None if vit else dict(type='GlobalAveragePooling'),
-            head=dict(
-                type='LinearClsHead',
-                num_classes=3,
-                in_channels=16 if vit else 64,
-                loss=dict(type='CrossEntropyLoss')),
-            trainable_blocks=[]))
+    return dict(default_scope='mmpretrain', model=subtuning_cfg(backbone))
 
 
 def _inputs(n=3, seed=9):

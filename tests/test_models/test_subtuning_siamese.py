@@ -2,6 +2,9 @@
 """SubTuning's Siamese option (spec subtuning.md sections 1, 3, 6, 7): the
 head reads [h_S(x); h_frozen(x)], the frozen copy is the backbone after the
 pretrained weights are loaded and never moves."""
+import os.path as osp
+import sys
+
 import pytest
 import torch
 from mmengine.optim import build_optim_wrapper
@@ -11,9 +14,16 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmssl.registry import MODELS
 
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from subtuning_helpers import (
+    RESNET_CHANNELS,
+    subtuning_cfg,  # noqa: E402
+    tiny_resnet,
+    tiny_vit)
+
 init_default_scope('mmpretrain')
 
-F_RESNET = 64  # ResNet-18 with base_channels=8
+F_RESNET = RESNET_CHANNELS
 
 
 @pytest.fixture(autouse=True)
@@ -25,35 +35,16 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def _resnet(**kw):
-    return dict(type='ResNet', depth=18, base_channels=8, **kw)
-
-
-def _vit(**kw):
-    return dict(
-        type='VisionTransformer',
-        arch=dict(
-            embed_dims=16, num_layers=2, num_heads=2, feedforward_channels=32),
-        img_size=32,
-        patch_size=8,
-        **kw)
-
-
 def _classifier(backbone=None,
                 trainable=('layer4.1', ),
                 siamese=True,
                 in_channels=2 * F_RESNET,
                 neck=True):
-    return dict(
-        type='mmssl.SubTuningClassifier',
-        backbone=backbone or _resnet(),
-        neck=dict(type='GlobalAveragePooling') if neck else None,
-        head=dict(
-            type='LinearClsHead',
-            num_classes=3,
-            in_channels=in_channels,
-            loss=dict(type='CrossEntropyLoss')),
-        trainable_blocks=list(trainable),
+    return subtuning_cfg(
+        backbone or tiny_resnet(),
+        trainable,
+        in_channels=in_channels,
+        neck=neck,
         siamese=siamese)
 
 
@@ -96,8 +87,8 @@ def test_head_input_is_twice_the_backbone_width():
     tuned, frozen = _halves(model, x)
     torch.testing.assert_close(tuned, frozen, atol=0, rtol=0)
     # all output indices are concatenated
-    multi = MODELS.build(_classifier(_resnet(out_indices=(2, 3)),
-                                     neck=True)).eval()
+    multi = MODELS.build(
+        _classifier(tiny_resnet(out_indices=(2, 3)), neck=True)).eval()
     with torch.no_grad():
         outs = multi.extract_feat(x, stage='backbone')
     assert [o.shape[1] for o in outs] == [2 * 32, 2 * F_RESNET]
@@ -117,7 +108,8 @@ def test_head_input_is_twice_the_backbone_width():
 def test_vit_outputs_concatenate_on_the_channels(out_type, shape):
     model = MODELS.build(
         _classifier(
-            _vit(out_type=out_type), ['layers.1'], in_channels=32,
+            tiny_vit(num_layers=2, out_type=out_type), ['layers.1'],
+            in_channels=32,
             neck=False)).eval()
     with torch.no_grad():
         feat = model.extract_feat(_inputs(), stage='backbone')[-1]
@@ -130,7 +122,7 @@ def test_vit_outputs_concatenate_on_the_channels(out_type, shape):
 
 def test_frozen_copy_comes_from_the_pretrained_checkpoint(tmp_path):
     torch.manual_seed(1)
-    pretrained = MODELS.build(_resnet())
+    pretrained = MODELS.build(tiny_resnet())
     with torch.no_grad():
         for p in pretrained.parameters():
             p.add_(1.)  # far from any fresh initialisation
@@ -141,7 +133,7 @@ def test_frozen_copy_comes_from_the_pretrained_checkpoint(tmp_path):
             for k, v in pretrained.state_dict().items()
         }), path)
     cfg = _classifier(
-        _resnet(
+        tiny_resnet(
             init_cfg=dict(
                 type='Pretrained', checkpoint=path, prefix='backbone.')))
     torch.manual_seed(0)
