@@ -1,6 +1,9 @@
 # Copyright (c) mmssl contributors. All rights reserved.
 """Backbone checkpoints for transfer: one converter per (architecture,
 target library) pair, looked up in :data:`CONVERTERS`."""
+from .albert import (AlbertCheckpoint, albert_to_tf_names, convert_albert,
+                     detect_albert_layout, encoder_config_from_json,
+                     load_albert_state)
 from .arch import ARCHS, arch_info, detect_arch
 from .check import check_backbone_state
 from .checkpoint import (BACKBONE_PREFIX, ConversionError, Converted,
@@ -22,4 +25,8 @@ __all__ += [
     'SubTuningTask', 'load_subtuning_task', 'merge_subtuning_tasks',
     'save_multitask_checkpoint', 'strip_pretrained', 'tensor_bytes',
     'verify_multitask'
+]
+__all__ += [
+    'AlbertCheckpoint', 'albert_to_tf_names', 'convert_albert',
+    'detect_albert_layout', 'encoder_config_from_json', 'load_albert_state'
 ]

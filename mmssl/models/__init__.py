@@ -8,6 +8,7 @@ import D2V2ViT``). Importing it registers every model part in
 """
 from .backbones import *  # noqa: F401,F403
 from .classifiers import *  # noqa: F401,F403
+from .data_preprocessors import *  # noqa: F401,F403
 from .heads import *  # noqa: F401,F403
 from .losses import *  # noqa: F401,F403
 from .necks import *  # noqa: F401,F403

@@ -75,6 +75,10 @@ def parse_args(argv=None):
         '--plot',
         help='PNG file: the first key over training, '
         'mean of the seeds per arm')
+    p.add_argument(
+        '--xlabel',
+        help="x axis of --plot (default: 'epoch' for val metrics, "
+        "'iteration' for the rest)")
     return p.parse_args(argv)
 
 
@@ -152,7 +156,7 @@ def main(argv=None):
         plot_curves(
             mean_curves(args.work_dir, arms, args.seeds, key),
             args.plot,
-            xlabel='epoch' if '/' in key else 'iteration',
+            xlabel=args.xlabel or ('epoch' if '/' in key else 'iteration'),
             ylabel=key)
         print(f'curves: {args.plot}')
 

@@ -6,5 +6,10 @@ and packing in :mod:`mmssl.datasets.fashion_pairs`) and are exported by
 :mod:`mmssl.datasets`.
 """
 from .masking import InverseBlockMaskGenerator, RandomMaskGenerator
+from .text import (TEXT_SPECIAL_IDS, NgramMLMMask, PackTextInputs, mask_budget,
+                   ngram_mask_spans)
 
-__all__ = ['InverseBlockMaskGenerator', 'RandomMaskGenerator']
+__all__ = [
+    'InverseBlockMaskGenerator', 'RandomMaskGenerator', 'NgramMLMMask',
+    'PackTextInputs', 'ngram_mask_spans', 'mask_budget', 'TEXT_SPECIAL_IDS'
+]

@@ -5,10 +5,11 @@ mmssl's MAE encoder (``MAEViT``) sits with its algorithm in
 :mod:`mmssl.models.selfsup`, as in mmpretrain; the detection backbone
 ``TorchvisionRegNet`` in :mod:`mmssl.models.unidet`.
 """
+from .albert import AlbertEncoder
 from .d2v2_vit import D2V2Block, D2V2ViT, sincos_pos_embed_2d
 from .poslabel_backbones import PosLabelSwin, PosLabelViT
 
 __all__ = [
     'D2V2ViT', 'D2V2Block', 'sincos_pos_embed_2d', 'PosLabelViT',
-    'PosLabelSwin'
+    'PosLabelSwin', 'AlbertEncoder'
 ]

@@ -5,8 +5,9 @@ from .anm_classifier import ANMClassifier
 from .poslabel_classifier import PosLabelClassifier
 from .subtuning import SubTuningClassifier
 from .subtuning_multitask import MultiTaskSubTuning
+from .text_classifier import TextClassifier
 
 __all__ = [
     'PosLabelClassifier', 'SubTuningClassifier', 'MultiTaskSubTuning',
-    'ANMClassifier'
+    'ANMClassifier', 'TextClassifier'
 ]

@@ -1,0 +1,13 @@
+# albert_base_1xb32-adamw-3e_glue-mrpc.py on MNLI (3-way entailment, matched dev set, accuracy).
+#   python tools/train.py configs/albert/albert_base_1xb32-adamw-3e_glue-mnli.py
+_base_ = ['./albert_base_1xb32-adamw-3e_glue-mrpc.py']
+
+train_dataloader = dict(
+    dataset=dict(task='mnli', ann_file='data/glue/MNLI/train.tsv'))
+val_dataloader = dict(
+    dataset=dict(task='mnli', ann_file='data/glue/MNLI/dev_matched.tsv'))
+test_dataloader = val_dataloader
+val_evaluator = dict(metrics=('accuracy', ))
+test_evaluator = val_evaluator
+model = dict(head=dict(num_classes=3))
+default_hooks = dict(checkpoint=dict(save_best='accuracy'))

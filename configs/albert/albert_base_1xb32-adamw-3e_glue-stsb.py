@@ -1,0 +1,13 @@
+# albert_base_1xb32-adamw-3e_glue-mrpc.py on STS-B (similarity regression, Pearson and Spearman correlation).
+#   python tools/train.py configs/albert/albert_base_1xb32-adamw-3e_glue-stsb.py
+_base_ = ['./albert_base_1xb32-adamw-3e_glue-mrpc.py']
+
+train_dataloader = dict(
+    dataset=dict(task='stsb', ann_file='data/glue/STS-B/train.tsv'))
+val_dataloader = dict(
+    dataset=dict(task='stsb', ann_file='data/glue/STS-B/dev.tsv'))
+test_dataloader = val_dataloader
+val_evaluator = dict(metrics=('pearson', 'spearman'))
+test_evaluator = val_evaluator
+model = dict(head=dict(num_classes=1, regression=True))
+default_hooks = dict(checkpoint=dict(save_best='pearson'))

@@ -1,0 +1,151 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+import numpy as np
+import pytest
+from text_helpers import small_corpus, small_tokenizer
+
+from mmssl.datasets import AlbertPretrainDataset, SentencePieceTokenizer
+
+
+@pytest.fixture(scope='module')
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp('albert')
+    corpus = small_corpus(folder / 'corpus')
+    return corpus['files']['train'], small_tokenizer(folder)
+
+
+def _build(files, **kwargs):
+    kwargs.setdefault('truncate_long_sentences', True)
+    return AlbertPretrainDataset(files[0], files[1], **kwargs)
+
+
+def _segments(item):
+    ids = np.asarray(item['input_ids'])
+    seps = np.flatnonzero(ids == 3)
+    return ids[1:seps[0]], ids[seps[0] + 1:seps[1]]
+
+
+def _contiguous(stream, first, second):
+    both = np.concatenate([first, second])
+    n = len(both)
+    return any(
+        np.array_equal(stream[i:i + n], both)
+        for i in np.flatnonzero(stream == both[0]) if i + n <= len(stream))
+
+
+def test_items_structure_and_max_length(files):
+    ds = _build(files, max_seq_length=64, dupe_factor=2)
+    assert len(ds) > 100
+    for i in range(len(ds)):
+        item = ds[i]
+        ids, types = item['input_ids'], item['token_type_ids']
+        assert len(ids) <= 64 and len(ids) == len(types) == len(
+            item['word_starts'])
+        assert ids[0] == 2 and ids[-1] == 3 and (ids == 3).sum() == 2
+        first_sep = int(np.flatnonzero(ids == 3)[0])
+        assert (types[:first_sep + 1] == 0).all()
+        assert (types[first_sep + 1:] == 1).all()
+        assert item['sop_label'] in (0, 1) and item['sample_idx'] == i
+
+
+def test_sop_label_is_the_order_in_the_document(files):
+    ds = _build(files, max_seq_length=512, short_seq_prob=0.5)
+    streams = [
+        np.concatenate([s[0] for s in doc]) for doc in ds.tokenize_documents()
+    ]
+    labels = []
+    for i in range(len(ds)):
+        item = ds[i]
+        if len(item['input_ids']) >= 512:  # possibly truncated
+            continue
+        a, b = _segments(item)
+        in_order = any(_contiguous(s, a, b) for s in streams)
+        swapped = any(_contiguous(s, b, a) for s in streams)
+        if item['sop_label'] == 0:
+            assert in_order  # A right before B in its document
+        else:
+            assert swapped  # the pair (B, A) was swapped to (A, B)
+        labels.append(item['sop_label'])
+    assert len(labels) > 100
+    assert 0.4 < np.mean(labels) < 0.6
+
+
+def test_same_seed_same_pairs(files):
+    a, b = _build(files, seed=3), _build(files, seed=3)
+    c = _build(files, seed=4)
+    assert len(a) == len(b)
+    assert all(
+        np.array_equal(a[i]['input_ids'], b[i]['input_ids'])
+        for i in range(len(a)))
+    assert any(
+        len(a[i]['input_ids']) != len(c[i]['input_ids'])
+        or not np.array_equal(a[i]['input_ids'], c[i]['input_ids'])
+        for i in range(min(len(a), len(c))))
+
+
+def test_short_seq_prob(files):
+    long = _build(files, max_seq_length=128, short_seq_prob=0.)
+    short = _build(files, max_seq_length=128, short_seq_prob=1.)
+    mean = [
+        np.mean([len(d[i]['input_ids']) for i in range(len(d))])
+        for d in (long, short)
+    ]
+    assert mean[1] < mean[0]
+    assert len(short) > len(long)
+
+
+def _single_sentence_corpus(tmp_path):
+    path = tmp_path / 'c.txt'
+    docs = [
+        'the parser reads every argument of the command line',
+        'a logger writes records to its handlers',
+        'the json module decodes strings into objects',
+        'a shlex object splits a line into tokens'
+    ]
+    path.write_text('\n\n'.join(docs) + '\n')
+    return str(path)
+
+
+def test_single_sentence_modes(files, tmp_path):
+    corpus = _single_sentence_corpus(tmp_path)
+    tok = SentencePieceTokenizer(files[1])
+    split = AlbertPretrainDataset(corpus, tok, dupe_factor=50)
+    assert all(split[i]['single_sentence'] for i in range(len(split)))
+    labels = [split[i]['sop_label'] for i in range(len(split))]
+    assert 0 < np.mean(labels) < 1  # a pure order label
+    for i in range(len(split)):
+        a, b = _segments(split[i])
+        first, second = (a, b) if labels[i] == 0 else (b, a)
+        sentence = np.concatenate([first, second]).tolist()
+        assert any(sentence == tok.encode(line)
+                   for line in open(corpus).read().split('\n\n'))
+    random_doc = AlbertPretrainDataset(
+        corpus, tok, single_sentence='random_doc', dupe_factor=5)
+    assert len(random_doc) == 20
+    assert all(random_doc[i]['sop_label'] == 1 for i in range(20))
+    with pytest.raises(ValueError, match='no sentence pairs'):
+        AlbertPretrainDataset(corpus, tok, single_sentence='skip')
+
+
+def test_long_line_error_names_file_and_line(files, tmp_path):
+    path = tmp_path / 'long.txt'
+    path.write_text('short one.\nshort two.\n\nfirst.\n' +
+                    ' '.join(['argument'] * 80) + '\nlast.\n')
+    with pytest.raises(ValueError) as err:
+        AlbertPretrainDataset(str(path), files[1], max_seq_length=32)
+    msg = str(err.value)
+    assert str(path) in msg and 'line 5' in msg
+    assert 'truncate_long_sentences' in msg
+    ds = AlbertPretrainDataset(
+        str(path), files[1], max_seq_length=32, truncate_long_sentences=True)
+    assert all(len(ds[i]['input_ids']) <= 32 for i in range(len(ds)))
+
+
+def test_bad_corpus_and_arguments(files, tmp_path):
+    empty = tmp_path / 'empty.txt'
+    empty.write_text('')
+    with pytest.raises(ValueError, match='is empty'):
+        AlbertPretrainDataset(str(empty), files[1])
+    with pytest.raises(ValueError, match='single_sentence'):
+        AlbertPretrainDataset(files[0], files[1], single_sentence='nsp')
+    with pytest.raises(FileNotFoundError, match='train_tokenizer.py'):
+        AlbertPretrainDataset(files[0], str(tmp_path / 'none.model'))

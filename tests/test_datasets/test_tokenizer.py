@@ -1,0 +1,115 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+import filecmp
+import pickle
+
+import numpy as np
+import pytest
+from text_helpers import SMALL_VOCAB, small_corpus, small_tokenizer
+
+from mmssl.datasets import (SPECIAL_TOKENS, SentencePieceTokenizer,
+                            check_vocab_size, train_sentencepiece)
+
+
+@pytest.fixture(scope='module')
+def folder(tmp_path_factory):
+    return tmp_path_factory.mktemp('tok')
+
+
+@pytest.fixture(scope='module')
+def tok(folder):
+    return SentencePieceTokenizer(small_tokenizer(folder))
+
+
+def test_special_ids_are_exact(tok):
+    assert tok.vocab_size == len(tok) == SMALL_VOCAB
+    for piece, idx in SPECIAL_TOKENS.items():
+        assert tok.id_to_piece(idx) == piece
+        assert tok.piece_to_id(piece) == idx
+    assert (tok.pad_id, tok.unk_id, tok.cls_id, tok.sep_id,
+            tok.mask_id) == (0, 1, 2, 3, 4)
+    # no bos / eos: plain text never encodes to a special id but [MASK]
+    ids = tok.encode('Return the parser. It reads [MASK] lines.')
+    assert 4 in ids and not {0, 2, 3} & set(ids)
+
+
+def test_round_trip(tok):
+    text = 'Return a list of the arguments; the parser reads them.'
+    ids = tok.encode(text)
+    assert tok.decode(ids) == text.lower()  # the model folds case
+    batch = tok.encode([text, 'another line'])
+    assert batch[0] == ids and tok.decode(batch[1]) == 'another line'
+
+
+def test_word_starts(tok):
+    ids = tok.encode('formatting helpers, unittest')
+    pieces = [tok.id_to_piece(i) for i in ids]
+    starts = tok.word_starts(ids)
+    assert starts.dtype == bool and len(starts) == len(ids)
+    for piece, start in zip(pieces, starts):
+        assert start == (piece.startswith('\u2581') or piece == ',')
+    assert tok.word_starts(list(SPECIAL_TOKENS.values())).all()
+
+
+def test_same_corpus_and_seed_same_vocab(folder, tmp_path):
+    corpus = small_corpus(folder / 'corpus')['files']['train']
+    a = train_sentencepiece(corpus, str(tmp_path / 'a' / 'sp'), 300, seed=1)
+    b = train_sentencepiece(corpus, str(tmp_path / 'b' / 'sp'), 300, seed=1)
+    assert filecmp.cmp(
+        a.replace('.model', '.vocab'),
+        b.replace('.model', '.vocab'),
+        shallow=False)
+    ta, tb = SentencePieceTokenizer(a), SentencePieceTokenizer(b)
+    assert [ta.id_to_piece(i)
+            for i in range(300)] == [tb.id_to_piece(i) for i in range(300)]
+
+
+def test_pickles(tok):
+    copy = pickle.loads(pickle.dumps(tok))
+    assert copy.encode('the parser') == tok.encode('the parser')
+    assert np.array_equal(copy.word_start_table, tok.word_start_table)
+
+
+def test_missing_file_names_path_and_tool(tmp_path):
+    path = str(tmp_path / 'nothing.model')
+    with pytest.raises(FileNotFoundError) as err:
+        SentencePieceTokenizer(path)
+    assert path in str(err.value)
+    assert 'tools/misc/train_tokenizer.py' in str(err.value)
+
+
+def test_not_a_model_or_wrong_layout(folder, tmp_path):
+    bad = tmp_path / 'bad.model'
+    bad.write_bytes(b'not a model')
+    with pytest.raises(ValueError, match='not a SentencePiece model'):
+        SentencePieceTokenizer(str(bad))
+    import sentencepiece as spm
+    corpus = small_corpus(folder / 'corpus')['files']['train']
+    spm.SentencePieceTrainer.train(
+        input=corpus,
+        model_prefix=str(tmp_path / 'plain'),
+        vocab_size=200,
+        minloglevel=2)
+    with pytest.raises(ValueError, match="expected '<pad>'"):
+        SentencePieceTokenizer(str(tmp_path / 'plain.model'))
+
+
+def test_check_vocab_size(tok):
+    check_vocab_size(tok, SMALL_VOCAB)
+    with pytest.raises(ValueError) as err:
+        check_vocab_size(tok, 30000, where='model.backbone.vocab_size')
+    msg = str(err.value)
+    assert tok.model_file in msg and '30000' in msg
+    assert str(SMALL_VOCAB) in msg and 'model.backbone.vocab_size' in msg
+
+
+def test_bad_training_input(tmp_path):
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        train_sentencepiece(str(tmp_path / 'x.txt'), str(tmp_path / 'p'), 50)
+    empty = tmp_path / 'empty.txt'
+    empty.write_text('')
+    with pytest.raises(ValueError, match='is empty'):
+        train_sentencepiece(str(empty), str(tmp_path / 'p'), 50)
+    tiny = tmp_path / 'tiny.txt'
+    tiny.write_text('a b c\n')
+    with pytest.raises(ValueError, match='lower vocab_size'):
+        train_sentencepiece(str(tiny), str(tmp_path / 'p'), 5000)
