@@ -244,7 +244,8 @@ def build_train_model(cfg: Config, device: Union[str, torch.device] = 'cpu'):
 
 
 def make_synthetic_batch(cfg: Config, batch_size: int, seed: int = 0) -> dict:
-    """A collated batch of random images, as the config's loader yields it.
+    """A collated batch of random images, as the config's loader yields it
+    (random token sequences for text configs: :func:`_text_samples`).
 
     ``batch_size`` samples ``dict(inputs=uint8 (3, H, W),
     data_samples=DataSample())``, H and W from ``cfg.model.backbone.img_size``
@@ -259,6 +260,12 @@ def make_synthetic_batch(cfg: Config, batch_size: int, seed: int = 0) -> dict:
         dict: ``inputs`` (B, 3, H, W) uint8 (or a list of (3, H, W) with
         ``pseudo_collate``) and ``data_samples``, a list of B DataSample.
     """
+    if _is_text(cfg):
+        samples = _text_samples(cfg, batch_size, seed)
+        collate_cfg = copy.deepcopy(
+            cfg.get('train_dataloader', {}).get('collate_fn',
+                                                dict(type='pseudo_collate')))
+        return FUNCTIONS.get(collate_cfg.pop('type'))(samples, **collate_cfg)
     from mmpretrain.structures import DataSample
     height, width = _img_size(cfg)
     gen = torch.Generator().manual_seed(seed)
@@ -288,6 +295,47 @@ def make_synthetic_batch(cfg: Config, batch_size: int, seed: int = 0) -> dict:
                                             dict(type='pseudo_collate')))
     collate_fn = FUNCTIONS.get(collate_cfg.pop('type'))
     return collate_fn(samples, **collate_cfg)
+
+
+def _is_text(cfg: Config) -> bool:
+    """Whether the config trains on token sequences (mmssl's text path)."""
+    pre = cfg.get('model', {}).get('data_preprocessor') or {}
+    return str(pre.get('type', '')).endswith('TextDataPreprocessor')
+
+
+def _text_samples(cfg: Config, batch_size: int, seed: int) -> list:
+    """``batch_size`` random token sequences through the config's training
+    pipeline (``NgramMLMMask``, ``PackTextInputs``...): full length
+    (``max_seq_length`` / ``max_length`` of the data set, else the
+    backbone's ``max_position``), ``[CLS] a [SEP] b [SEP]``, every token a
+    word start, a random SOP label and, for a classifier, a random label."""
+    from mmengine.dataset import Compose
+    dataset = cfg.train_dataloader.dataset
+    backbone = cfg.model.backbone
+    length = dataset.get('max_seq_length') or dataset.get('max_length') or \
+        backbone.get('max_position', 128)
+    head = cfg.model.get('head') or {}
+    gen = torch.Generator().manual_seed(seed)
+    with DefaultScope.overwrite_default_scope(default_scope_of(cfg)):
+        pipeline = Compose(copy.deepcopy(dataset.get('pipeline', [])))
+    samples = []
+    for i in range(batch_size):
+        ids = torch.randint(5, backbone.vocab_size, (length, ), generator=gen)
+        ids[0], ids[length // 2], ids[-1] = 2, 3, 3  # [CLS] a [SEP] b [SEP]
+        types = torch.zeros(length, dtype=torch.long)
+        types[length // 2 + 1:] = 1
+        item = dict(
+            input_ids=ids.numpy(),
+            token_type_ids=types.numpy(),
+            word_starts=torch.ones(length, dtype=torch.bool).numpy(),
+            sop_label=int(torch.randint(2, (1, ), generator=gen)),
+            sample_idx=i)
+        if head:
+            item['gt_label'] = float(torch.rand(1, generator=gen)) \
+                if head.get('regression') else \
+                int(torch.randint(head.num_classes, (1, ), generator=gen))
+        samples.append(pipeline(item))
+    return samples
 
 
 def _pipeline_with_algorithm_keys(cfg: Config) -> Optional[Callable]:

@@ -125,3 +125,31 @@ def test_step_memory_sees_an_allocation(monkeypatch, hwm):
     time.sleep(0.05)
     del block
     assert meter.stop() > 48 * 1024 * 1024
+
+
+def test_text_configs_get_token_batches():
+    """ALBERT vs its unshared BERT: random full-length token sequences go
+    through the config's own masking / packing; the same H and layers cost
+    about the same FLOPs, BERT has more parameters."""
+    from mmengine.config import Config
+
+    from mmssl.analysis.benchmark import make_synthetic_batch
+    albert = osp.join(
+        ROOT, 'configs/albert/albert_tiny_1xb32-lamb-20e_embedded-text.py')
+    bert = albert.replace('albert_tiny', 'bert_tiny')
+    batch = make_synthetic_batch(Config.fromfile(albert), 3)
+    assert [len(ids) for ids in batch['inputs']['input_ids']] == [128] * 3
+    sample = batch['data_samples'][0]
+    assert sample.mlm_positions.shape == (20, )  # 0.15 x 128 -> 19, cap 20
+    assert int(sample.mlm_weights.sum()) == 19
+    assert int(sample.sop_label) in (0, 1)
+    results = benchmark_configs([albert, bert],
+                                batch_size=2,
+                                iters=1,
+                                warmup=1,
+                                repeat=1,
+                                threads=1,
+                                matmul_size=128)
+    assert results[1]['num_params'] > 2.5 * results[0]['num_params']
+    ratio = results[1]['flops_per_img'] / results[0]['flops_per_img']
+    assert 0.9 < ratio < 1.2

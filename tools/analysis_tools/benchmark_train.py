@@ -50,8 +50,9 @@ from mmssl.engine.runner_utils import load_config, merge_cfg_options, run_tool
 from mmssl.utils.table import format_table as _format_table
 
 # (result key, column title, number format)
-COLUMNS = [('img_per_s', 'img/s', '.2f'), ('s_per_iter', 's/iter', '.4f'),
-           ('ratio', 'ratio', '.3f'), ('peak_mem_mib', 'peak MiB', '.1f'),
+COLUMNS = [('num_params', 'params', ',d'), ('img_per_s', 'img/s', '.2f'),
+           ('s_per_iter', 's/iter', '.4f'), ('ratio', 'ratio', '.3f'),
+           ('peak_mem_mib', 'peak MiB', '.1f'),
            ('gflops_per_img', 'GFLOPs/img', '.3f'),
            ('model_gflops', 'GFLOP/s', '.2f'),
            ('pct_of_peak', '% of peak', '.1f')]
