@@ -168,3 +168,25 @@ def test_pack_text_inputs():
     assert reg['data_samples'].gt_label.dtype == torch.float32
     with pytest.raises(KeyError, match='input_ids'):
         PackTextInputs()(dict(gt_label=1))
+
+
+class _AlwaysLongest:
+    """A random source that keeps the word order and always draws the
+    longest n-gram allowed."""
+
+    def permutation(self, n):
+        return np.arange(n)
+
+    def choice(self, values, p=None):
+        return values[-1]
+
+
+def test_a_span_over_the_budget_is_shrunk_not_skipped():
+    # 6 one-token words, budget 2, every draw n = 3: the first span is
+    # shrunk to 2 words (spec step 4: "shrink n if it would exceed the
+    # budget"), not skipped
+    starts = [True] * 6
+    spans = ngram_mask_spans(starts, [True] * 6, 2, _AlwaysLongest())
+    assert spans == [[0, 1]]
+    # budget 1: shrunk to one word
+    assert ngram_mask_spans(starts, [True] * 6, 1, _AlwaysLongest()) == [[0]]
