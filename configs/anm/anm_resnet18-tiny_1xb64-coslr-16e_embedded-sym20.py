@@ -1,0 +1,5 @@
+# anm_resnet18-tiny_1xb64-coslr-16e_embedded-sym50.py at 20 % symmetric noise.
+#   python tools/train.py configs/anm/anm_resnet18-tiny_1xb64-coslr-16e_embedded-sym20.py
+_base_ = ['./anm_resnet18-tiny_1xb64-coslr-16e_embedded-sym50.py']
+
+train_dataloader = dict(dataset=dict(noise_rate=0.2))
