@@ -7,7 +7,7 @@ train_dataloader = dict(
 val_dataloader = dict(
     dataset=dict(task='cola', ann_file='data/glue/CoLA/dev.tsv'))
 test_dataloader = val_dataloader
-val_evaluator = dict(metrics=('matthews', ))
+val_evaluator = dict(scores=('matthews', ))
 test_evaluator = val_evaluator
 model = dict(head=dict(num_classes=2))
 default_hooks = dict(checkpoint=dict(save_best='matthews'))

@@ -7,7 +7,7 @@ train_dataloader = dict(
 val_dataloader = dict(
     dataset=dict(task='mnli', ann_file='data/glue/MNLI/dev_matched.tsv'))
 test_dataloader = val_dataloader
-val_evaluator = dict(metrics=('accuracy', ))
+val_evaluator = dict(scores=('accuracy', ))
 test_evaluator = val_evaluator
 model = dict(head=dict(num_classes=3))
 default_hooks = dict(checkpoint=dict(save_best='accuracy'))

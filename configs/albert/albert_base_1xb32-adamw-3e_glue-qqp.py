@@ -7,7 +7,7 @@ train_dataloader = dict(
 val_dataloader = dict(
     dataset=dict(task='qqp', ann_file='data/glue/QQP/dev.tsv'))
 test_dataloader = val_dataloader
-val_evaluator = dict(metrics=('accuracy', 'f1'))
+val_evaluator = dict(scores=('accuracy', 'f1'))
 test_evaluator = val_evaluator
 model = dict(head=dict(num_classes=2))
 default_hooks = dict(checkpoint=dict(save_best='f1'))

@@ -7,7 +7,7 @@ train_dataloader = dict(
 val_dataloader = dict(
     dataset=dict(task='sst2', ann_file='data/glue/SST-2/dev.tsv'))
 test_dataloader = val_dataloader
-val_evaluator = dict(metrics=('accuracy', ))
+val_evaluator = dict(scores=('accuracy', ))
 test_evaluator = val_evaluator
 model = dict(head=dict(num_classes=2))
 default_hooks = dict(checkpoint=dict(save_best='accuracy'))

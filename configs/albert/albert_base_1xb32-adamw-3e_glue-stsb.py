@@ -7,7 +7,7 @@ train_dataloader = dict(
 val_dataloader = dict(
     dataset=dict(task='stsb', ann_file='data/glue/STS-B/dev.tsv'))
 test_dataloader = val_dataloader
-val_evaluator = dict(metrics=('pearson', 'spearman'))
+val_evaluator = dict(scores=('pearson', 'spearman'))
 test_evaluator = val_evaluator
 model = dict(head=dict(num_classes=1, regression=True))
 default_hooks = dict(checkpoint=dict(save_best='pearson'))

@@ -32,7 +32,7 @@ val_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='pseudo_collate'),
     dataset=dict(pair_data, split='dev'))
-val_evaluator = dict(type='mmssl.GLUEMetric', metrics=('accuracy', 'f1'))
+val_evaluator = dict(type='mmssl.GLUEMetric', scores=('accuracy', 'f1'))
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator
 

@@ -96,8 +96,8 @@ def test_config_builds(path):
         assert type(model).__name__ == 'TextClassifier'
         for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
             assert cfg[key].dataset.task == task
-        assert cfg.val_evaluator.metrics == GLUE_METRICS[task]
-        assert cfg.test_evaluator.metrics == GLUE_METRICS[task]
+        assert cfg.val_evaluator.scores == GLUE_METRICS[task]
+        assert cfg.test_evaluator.scores == GLUE_METRICS[task]
         assert cfg.default_hooks.checkpoint.save_best == \
             GLUE_METRICS[task][-1 if task in ('mrpc', 'qqp') else 0]
         assert model.head.num_classes == (1 if labels is None else len(labels))

@@ -26,12 +26,12 @@ def test_accuracy_f1_matthews_by_hand():
     # tp=2 fp=1 fn=1 tn=2
     out = _run(
         METRICS.build(
-            dict(type='mmssl.GLUEMetric', metrics=('accuracy', 'f1'))),
+            dict(type='mmssl.GLUEMetric', scores=('accuracy', 'f1'))),
         _cls(preds, labels))
     assert out['accuracy'] == pytest.approx(100 * 4 / 6)
     assert out['f1'] == pytest.approx(100 * 2 * 2 / (2 * 2 + 1 + 1))
     mcc = (2 * 2 - 1 * 1) / math.sqrt(3 * 3 * 3 * 3)
-    out = _run(GLUEMetric(metrics='matthews'), _cls(preds, labels))
+    out = _run(GLUEMetric(scores='matthews'), _cls(preds, labels))
     assert out == {'matthews': pytest.approx(100 * mcc)}
 
 
@@ -50,7 +50,7 @@ def test_pearson_spearman_by_hand():
         dict(pred_value=torch.tensor(p), gt_label=torch.tensor(g))
         for p, g in zip(preds, labels)
     ]
-    out = _run(GLUEMetric(metrics=('pearson', 'spearman')), samples)
+    out = _run(GLUEMetric(scores=('pearson', 'spearman')), samples)
     mp, mg = sum(preds) / 4, sum(labels) / 4
     cov = sum((p - mp) * (g - mg) for p, g in zip(preds, labels))
     r = cov / math.sqrt(
@@ -61,10 +61,10 @@ def test_pearson_spearman_by_hand():
 
 
 def test_glue_metric_errors():
-    with pytest.raises(ValueError, match='metrics'):
-        GLUEMetric(metrics=('bleu', ))
+    with pytest.raises(ValueError, match='scores'):
+        GLUEMetric(scores=('bleu', ))
     with pytest.raises(ValueError, match='mix regression'):
-        GLUEMetric(metrics=('accuracy', 'pearson'))
+        GLUEMetric(scores=('accuracy', 'pearson'))
     metric = GLUEMetric()
     with pytest.raises(KeyError, match="'pred_label'"):
         metric.process({}, [dict(gt_label=torch.tensor(1))])
@@ -89,3 +89,16 @@ def test_mlm_sop_metric():
     assert _run(MLMSOPMetric(prefix='val'), no_sop) == {
         'val/mlm_accuracy': 25.
     }
+
+
+def test_runner_builds_the_metric_from_a_config_dict():
+    """A config's ``val_evaluator = dict(type='mmssl.GLUEMetric', ...)``
+    becomes an Evaluator holding the metric (an argument named ``metrics``
+    would make mmengine's Runner read the dict as an Evaluator config)."""
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import Runner
+    init_default_scope('mmpretrain')
+    for cfg in (dict(type='mmssl.GLUEMetric', scores=('accuracy', 'f1')),
+                dict(type='mmssl.MLMSOPMetric')):
+        evaluator = Runner.build_evaluator(None, cfg)
+        assert type(evaluator.metrics[0]).__name__ == cfg['type'][6:]

@@ -79,8 +79,10 @@ class GLUEMetric(BaseMetric):
     the others ``('accuracy',)``.
 
     Args:
-        metrics (Sequence[str]): names from :data:`GLUE_METRICS`.
-            Defaults to ``('accuracy',)``.
+        scores (Sequence[str]): names from :data:`GLUE_METRICS`.
+            Defaults to ``('accuracy',)``. (Not ``metrics``: mmengine's
+            Runner takes an evaluator dict with a ``metrics`` key for an
+            ``Evaluator`` config.)
         collect_device (str): ``'cpu'`` or ``'gpu'``. Defaults to 'cpu'.
         prefix (str, optional): prefix of the metric names. Defaults to
             none (``'accuracy'``).
@@ -89,20 +91,20 @@ class GLUEMetric(BaseMetric):
     default_prefix: Optional[str] = ''
 
     def __init__(self,
-                 metrics: Sequence[str] = ('accuracy', ),
+                 scores: Sequence[str] = ('accuracy', ),
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
-        metrics = (metrics, ) if isinstance(metrics, str) else tuple(metrics)
+        metrics = (scores, ) if isinstance(scores, str) else tuple(scores)
         if not metrics:
-            raise ValueError('mmssl.GLUEMetric: metrics is empty; choose '
+            raise ValueError('mmssl.GLUEMetric: scores is empty; choose '
                              f'from {GLUE_METRICS}')
         for name in metrics:
-            check_choice(name, 'metrics', 'mmssl.GLUEMetric', GLUE_METRICS)
+            check_choice(name, 'scores', 'mmssl.GLUEMetric', GLUE_METRICS)
         kinds = {name in _REGRESSION for name in metrics}
         if len(kinds) > 1:
             raise ValueError(
-                f'mmssl.GLUEMetric: metrics {metrics} mix regression '
+                f'mmssl.GLUEMetric: scores {metrics} mix regression '
                 f'({_REGRESSION}) and classification scores; a task is one '
                 'or the other')
         self.metrics = metrics
