@@ -216,3 +216,17 @@ def test_tiny_pretraining_lowers_both_losses_and_starts_the_finetune(tmp_path):
     model.init_weights()
     for k, v in model.backbone.state_dict().items():
         torch.testing.assert_close(v, pretrained[k], msg=k)
+    # and the config fine-tunes through the Runner with its own metric
+    ft.merge_from_dict({
+        'work_dir': str(tmp_path / 'ft'),
+        'train_cfg.max_epochs': 1,
+        'default_hooks.logger.interval': 1,
+        'log_level': 'WARNING',
+    })
+    ft.param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=True)]
+    ft.test_dataloader = ft.val_dataloader
+    runner = Runner.from_cfg(own_experiment_name(ft))
+    runner.train()
+    metrics = runner.val_loop.run()
+    assert set(metrics) == {'accuracy', 'f1'}
+    assert osp.isfile(str(tmp_path / 'ft' / 'epoch_1.pth'))
