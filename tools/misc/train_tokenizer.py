@@ -14,6 +14,7 @@ vocabulary. Keep the model file beside the checkpoints trained with it.
 """
 import argparse
 import os.path as osp
+import sys
 import time
 
 from mmssl.datasets.text_corpus import make_embedded_corpus, read_documents
@@ -84,4 +85,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    raise SystemExit(main())
+    sys.exit(main())
