@@ -128,6 +128,7 @@ if __name__ == '__main__':
             'mim': parse_requirements('requirements/mminstall.txt'),
             'optional': parse_requirements('requirements/optional.txt'),
             'tests': parse_requirements('requirements/tests.txt'),
+            'benchmark': parse_requirements('requirements/benchmark.txt'),
         },
         cmdclass={'build_py': BuildPyWithMim},
         zip_safe=False)

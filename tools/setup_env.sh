@@ -109,6 +109,8 @@ fi
 log "installing the pinned OpenMMLab stack and mmssl"
 "${PIP[@]}" install -q -r "$REPO/requirements/mminstall.txt" -r "$REPO/requirements/runtime.txt" \
     -r "$REPO/requirements/optional.txt" -r "$REPO/requirements/tests.txt"
+# benchmark peers (lightly's MAE, for tests and benchmark_train.py): no dependencies, see the file
+"${PIP[@]}" install -q --no-deps -r "$REPO/requirements/benchmark.txt"
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e "$REPO"
 
 "$PY" -c "import mmssl, mmcv.ops; print('mmssl', mmssl.__version__, 'ready')"

@@ -17,7 +17,10 @@ optim_wrapper = dict(
         type='AdamW',
         lr=1.5e-4 * 4096 / 256,
         betas=(0.9, 0.95),
-        weight_decay=0.05),
+        weight_decay=0.05,
+        # one fused kernel per parameter group instead of ~10 element-wise
+        # passes: the same update, 3-5x faster on CPU (configs/mae/README.md)
+        fused=True),
     paramwise_cfg=dict(
         custom_keys={
             'ln': dict(decay_mult=0.0),

@@ -1,10 +1,13 @@
 # Copyright (c) mmssl contributors. All rights reserved.
 """Measuring methods against each other: the training-step benchmark,
+the input-pipeline (loader) benchmark,
 pretraining under a time budget (time to accuracy), schedule rescaling and
 the pretrain -> convert -> fine-tune -> test transfer pipeline."""
 from .benchmark import (benchmark_configs, build_train_model,
                         count_train_flops, make_synthetic_batch,
                         measure_matmul_peak)
+from .loader_benchmark import (batch_images, benchmark_loader, loader_summary,
+                               time_transforms)
 from .multitask_benchmark import (benchmark_multitask, make_subtuning_tasks,
                                   task_block_sets)
 from .schedule import iters_per_epoch, rescale_schedule
@@ -27,4 +30,7 @@ __all__ += ['benchmark_multitask', 'make_subtuning_tasks', 'task_block_sets']
 __all__ += [
     'SearchError', 'SubsetEvaluator', 'finetuning_profile', 'greedy_search',
     'plot_greedy', 'plot_profile', 'write_snippet'
+]
+__all__ += [
+    'batch_images', 'benchmark_loader', 'loader_summary', 'time_transforms'
 ]

@@ -17,8 +17,15 @@ For every config the numbers are:
   products, convolutions and attention, the usual MFU accounting;
   element-wise ops and the optimizer update are not counted).
 * ``model_gflops``: ``flops_per_img * img_per_s`` / 1e9, and ``pct_of_peak``
-  that as a percentage of the fp32 matmul peak the tool measures on the same
-  device with the same thread count (:func:`measure_matmul_peak`).
+  that as a percentage of the matmul peak the tool measures on the same
+  device with the same thread count (:func:`measure_matmul_peak`), in the
+  dtype the matrix products run in: fp32, or on CUDA the autocast dtype of an
+  ``AmpOptimWrapper`` (bf16 / fp16), so that on a GPU ``pct_of_peak`` is the
+  model FLOPs utilisation (MFU) against the card's dense bf16 rate.
+  ``peak_dtype`` names it.
+* ``compiled``: a config's ``compile`` setting compiles the model's forward
+  pass (:func:`maybe_compile`), after the FLOPs are counted on the eager
+  model; the warm-up steps absorb the compilation.
 * ``peak_mem_mib``: ``state_mib`` (parameters, buffers, gradients and
   optimizer states alive between steps, counted from the tensors) plus
   ``step_mem_mib``, the most memory one training step adds on top of what
@@ -59,10 +66,12 @@ from mmssl.engine.machine_cfg import AMP_WRAPPERS
 from mmssl.utils.config import default_scope_of
 from mmssl.utils.validation import check_int
 from .step_memory import StepMemory, machine_info, state_bytes, sync_device
+from .step_options import amp_dtype, maybe_compile
 
 __all__ = [
     'measure_matmul_peak', 'count_train_flops', 'build_train_model',
-    'make_synthetic_batch', 'machine_info', 'benchmark_configs'
+    'make_synthetic_batch', 'machine_info', 'benchmark_configs', 'amp_dtype',
+    'maybe_compile'
 ]
 
 MIB = 1024.**2
@@ -201,8 +210,11 @@ def _as_config(cfg: Union[str, Config, dict]) -> Config:
 
 
 def _img_size(cfg: Config) -> tuple:
-    """(H, W) from ``cfg.model.backbone.img_size`` (default 224)."""
-    size = cfg.model.get('backbone', {}).get('img_size', 224)
+    """(H, W) from ``cfg.model.backbone.img_size``, else
+    ``cfg.model.img_size`` (models without a backbone key, such as the
+    benchmark peers), default 224."""
+    size = cfg.model.get('backbone', {}).get('img_size',
+                                             cfg.model.get('img_size', 224))
     if isinstance(size, (tuple, list)):
         return int(size[0]), int(size[1])
     return int(size), int(size)
@@ -222,7 +234,7 @@ def build_train_model(cfg: Config, device: Union[str, torch.device] = 'cpu'):
 
     Returns:
         tuple: ``(model, optim_wrapper, amp)``, ``amp`` telling whether mixed
-        precision is used.
+        precision is used (read the autocast dtype with :func:`amp_dtype`).
     """
     device = torch.device(device)
     init_default_scope(default_scope_of(cfg))
@@ -403,8 +415,10 @@ def benchmark_configs(cfgs: Sequence[Union[str, Config, dict]],
             (restored afterwards); the current setting if None.
         device (str | torch.device): 'cpu' or 'cuda[:i]'.
         seed (int): Seed of the weights, the batch and the masks.
-        matmul_peak (float, optional): The fp32 matmul peak in GFLOP/s;
-            measured before and after the run (the best of both) if None.
+        matmul_peak (float, optional): The matmul peak in GFLOP/s; measured
+            before and after the run (the best of both) if None, in the
+            dtype of the first config's steps (:func:`amp_dtype`; fp32 on
+            CPU).
         matmul_size (int): Matrix side for measuring the peak.
 
     Returns:
@@ -413,7 +427,8 @@ def benchmark_configs(cfgs: Sequence[Union[str, Config, dict]],
         ``img_per_s_windows``, ``s_per_iter``, ``ratio`` (img/s over the
         first config's), ``peak_mem_mib``, ``state_mib``, ``step_mem_mib``,
         ``memory_method``, ``flops_per_img``, ``gflops_per_img``,
-        ``model_gflops``, ``matmul_peak_gflops``, ``pct_of_peak``,
+        ``model_gflops``, ``matmul_peak_gflops``, ``peak_dtype``,
+        ``pct_of_peak``, ``compiled``,
         ``num_params``, ``amp``, ``loss``, ``threads``, ``device``,
         ``iters``, ``warmup``, ``repeat``.
     """
@@ -428,17 +443,23 @@ def benchmark_configs(cfgs: Sequence[Union[str, Config, dict]],
 
     with _num_threads(threads):
         num_threads = torch.get_num_threads()
-        peaks = [matmul_peak] if matmul_peak is not None else [
-            measure_matmul_peak(device, n=matmul_size)
-        ]
+        peaks = [] if matmul_peak is None else [matmul_peak]
+        peak_dtype = None
         runs = []
         for name, cfg, src in zip(names, configs, cfgs):
             bs = batch_size or cfg.train_dataloader.batch_size
             set_random_seed(seed)
             model, optim_wrapper, amp = build_train_model(cfg, device)
+            if peak_dtype is None:
+                peak_dtype = amp_dtype(optim_wrapper)
+                if matmul_peak is None:
+                    peaks.append(
+                        measure_matmul_peak(
+                            device, dtype=peak_dtype, n=matmul_size))
             data = model.data_preprocessor.cast_data(
                 make_synthetic_batch(cfg, bs, seed))
             flops = count_train_flops(model, data)
+            compiled = maybe_compile(model, cfg)
             set_random_seed(seed)
             _run_steps(model, optim_wrapper, data, warmup)
             state_size = state_bytes(model, optim_wrapper)
@@ -457,6 +478,7 @@ def benchmark_configs(cfgs: Sequence[Union[str, Config, dict]],
                     batch_size=bs,
                     img_size=list(_img_size(cfg)),
                     amp=amp,
+                    compiled=compiled,
                     flops=flops,
                     state_bytes=state_size,
                     step_bytes=step_bytes,
@@ -474,7 +496,8 @@ def benchmark_configs(cfgs: Sequence[Union[str, Config, dict]],
                 run['times'].append(time.perf_counter() - start)
 
         if matmul_peak is None:
-            peaks.append(measure_matmul_peak(device, n=matmul_size))
+            peaks.append(
+                measure_matmul_peak(device, dtype=peak_dtype, n=matmul_size))
     peak = max(peaks)
 
     results = []
@@ -503,9 +526,11 @@ def benchmark_configs(cfgs: Sequence[Union[str, Config, dict]],
                 model_gflops=model_gflops,
                 matmul_peak_gflops=peak,
                 matmul_peak_gflops_runs=peaks,
+                peak_dtype=str(peak_dtype).replace('torch.', ''),
                 pct_of_peak=100. * model_gflops / peak,
                 num_params=sum(p.numel() for p in run['model'].parameters()),
                 amp=run['amp'],
+                compiled=run['compiled'],
                 loss=run['loss'],
                 threads=num_threads,
                 device=str(device),

@@ -12,6 +12,7 @@ mmssl.datasets import UnlabeledImageFolder``); the modules that define
 """
 from mmssl.registry import DATASETS
 from . import albert_pretrain as _albert_pretrain
+from . import albert_streaming as _albert_streaming
 from . import captions as _captions
 from . import clothing1m as _clothing1m
 from . import embedded as _embedded
@@ -28,6 +29,7 @@ from . import text_corpus as _text_corpus
 from . import tokenizer as _tokenizer
 from . import unidet as _unidet
 from .albert_pretrain import *  # noqa: F401,F403
+from .albert_streaming import *  # noqa: F401,F403
 from .captions import *  # noqa: F401,F403
 from .clothing1m import *  # noqa: F401,F403
 from .embedded import *  # noqa: F401,F403
@@ -93,6 +95,6 @@ __all__ = [
 for _module in (_embedded, _embedded_shapes, _captions, _fewshot,
                 _fashion_pairs, _unidet, _subsets, _label_noise, _noisy_labels,
                 _clothing1m, _embedded_cifar, _text_corpus, _tokenizer,
-                _albert_pretrain, _glue, _embedded_text):
+                _albert_pretrain, _glue, _embedded_text, _albert_streaming):
     __all__ += [n for n in _module.__all__ if n not in __all__]
 del _module

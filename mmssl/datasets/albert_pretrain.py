@@ -8,6 +8,11 @@ SentencePiece model and builds the pairs of ALBERT's
 ``create_pretraining_data.py`` (spec section 2, steps 1-3). The masking is
 a separate transform, :class:`mmssl.NgramMLMMask`, so it is redrawn every
 epoch; :class:`mmssl.PackTextInputs` packs the items.
+
+The pair building is made of functions (:func:`document_segments`,
+:func:`instances_from_document`, :func:`truncate_pair`,
+:func:`pair_item`) that :class:`mmssl.AlbertStreamingPretrainDataset`
+shares, so both data sets make the same pairs from a document.
 """
 import os.path as osp
 from typing import Callable, List, Optional, Sequence, Tuple, Union
@@ -21,7 +26,11 @@ from mmssl.utils.validation import check_choice, check_float, check_int
 from .text_corpus import read_documents
 from .tokenizer import CLS_ID, SEP_ID, SentencePieceTokenizer, build_tokenizer
 
-__all__ = ['AlbertPretrainDataset', 'SINGLE_SENTENCE_MODES', 'truncate_pair']
+__all__ = [
+    'AlbertPretrainDataset', 'SINGLE_SENTENCE_MODES', 'truncate_pair',
+    'document_segments', 'pair_item', 'split_single_sentence',
+    'instances_from_document'
+]
 
 SINGLE_SENTENCE_MODES = ('split_tokens', 'random_doc', 'skip')
 
@@ -52,6 +61,154 @@ def truncate_pair(a: List[Segment], b: List[Segment], max_tokens: int,
             lo_b, hi_b = (lo_b + 1, hi_b) if front else (lo_b, hi_b - 1)
     return (ids_a[lo_a:hi_a], st_a[lo_a:hi_a]), (ids_b[lo_b:hi_b],
                                                  st_b[lo_b:hi_b])
+
+
+def document_segments(lines: Sequence[Tuple[int, str]],
+                      encoded: Sequence[Sequence[int]],
+                      tokenizer: SentencePieceTokenizer,
+                      max_seq_length: int,
+                      truncate_long_sentences: bool,
+                      path: str,
+                      owner: str = 'AlbertPretrainDataset') -> List[Segment]:
+    """The segments (one per sentence) of one tokenised document.
+
+    Empty sentences are dropped. A sentence longer than
+    ``max_seq_length - 3`` tokens raises, or with
+    ``truncate_long_sentences`` is cut into consecutive pieces of that
+    length.
+
+    Args:
+        lines (Sequence[tuple[int, str]]): ``(line_number, sentence)`` of
+            the document (from :func:`mmssl.datasets.iter_documents`).
+        encoded (Sequence[Sequence[int]]): the token ids of each sentence.
+        tokenizer (SentencePieceTokenizer): gives the word starts.
+        max_seq_length (int): longest item incl. the 3 special tokens.
+        truncate_long_sentences (bool): cut long sentences instead of
+            raising.
+        path (str): the corpus file, named in the error.
+        owner (str): the data set named in the error.
+
+    Returns:
+        list[tuple[np.ndarray, np.ndarray]]: ``(ids (n,) int64, word
+        starts (n,) bool)`` per sentence (piece), in order.
+
+    Raises:
+        ValueError: a sentence is too long, naming the file and line.
+    """
+    limit = max_seq_length - 3
+    segments = []
+    for (number, _), sentence in zip(lines, encoded):
+        ids = np.asarray(sentence, dtype=np.int64)
+        if len(ids) == 0:
+            continue
+        if len(ids) > limit and not truncate_long_sentences:
+            raise ValueError(
+                f'{owner}: line {number} of {path!r} has {len(ids)} tokens, '
+                f'more than max_seq_length - 3 = {limit}; split the line '
+                'into sentences, raise max_seq_length, or set '
+                'truncate_long_sentences=True to cut it')
+        starts = tokenizer.word_starts(ids)
+        for lo in range(0, len(ids), limit):
+            segments.append((ids[lo:lo + limit], starts[lo:lo + limit]))
+    return segments
+
+
+def pair_item(a: Segment, b: Segment, label: int, single: bool) -> dict:
+    """The item ``[CLS] A [SEP] B [SEP]`` (see
+    :class:`AlbertPretrainDataset`): ``input_ids`` / ``token_type_ids``
+    ``(T,)`` int64, ``word_starts`` ``(T,)`` bool, ``sop_label``,
+    ``single_sentence``; ``T = len(A) + len(B) + 3``."""
+    ids = np.concatenate([[CLS_ID], a[0], [SEP_ID], b[0],
+                          [SEP_ID]]).astype(np.int64)
+    starts = np.concatenate([[True], a[1], [True], b[1], [True]]).astype(bool)
+    types = np.zeros(len(ids), dtype=np.int64)
+    types[len(a[0]) + 2:] = 1
+    return dict(
+        input_ids=ids,
+        token_type_ids=types,
+        word_starts=starts,
+        sop_label=int(label),
+        single_sentence=bool(single))
+
+
+def split_single_sentence(seg: Segment,
+                          rng: np.random.Generator) -> Optional[List[List]]:
+    """Split one sentence at a random word boundary (a random token
+    boundary if it is one word) into ``[[A], [B]]``; None if it has fewer
+    than 2 tokens."""
+    ids, starts = seg
+    if len(ids) < 2:
+        return None
+    cuts = np.flatnonzero(starts[1:]) + 1
+    if len(cuts) == 0:
+        cuts = np.arange(1, len(ids))
+    cut = int(cuts[rng.integers(len(cuts))])
+    return [[(ids[:cut], starts[:cut])], [(ids[cut:], starts[cut:])]]
+
+
+def instances_from_document(
+        documents: Sequence[List[Segment]],
+        index: int,
+        rng: np.random.Generator,
+        max_seq_length: int = 512,
+        short_seq_prob: float = 0.1,
+        single_sentence: str = 'split_tokens') -> List[dict]:
+    """The pairs of ``documents[index]`` (spec section 2, steps 1-3; see
+    :class:`AlbertPretrainDataset` for the rules).
+
+    Args:
+        documents (Sequence[list]): tokenised documents (lists of
+            segments); the others are only read by
+            ``single_sentence='random_doc'`` (B from a random other one).
+        index (int): the document to pair.
+        rng (np.random.Generator): the random source (drawn in a fixed
+            order, so the same generator state gives the same pairs).
+        max_seq_length (int): longest item incl. the 3 special tokens.
+        short_seq_prob (float): probability of a shorter random target.
+        single_sentence (str): ``'split_tokens'``, ``'random_doc'`` or
+            ``'skip'``.
+
+    Returns:
+        list[dict]: items of :func:`pair_item`, each at most
+        ``max_seq_length`` tokens long.
+    """
+    document = documents[index]
+    max_tokens = max_seq_length - 3
+    target = max_tokens
+    if rng.random() < short_seq_prob:
+        target = int(rng.integers(2, max_tokens + 1))
+    items, chunk, length = [], [], 0
+    for i, segment in enumerate(document):
+        chunk.append(segment)
+        length += len(segment[0])
+        if i != len(document) - 1 and length < target:
+            continue
+        single = len(chunk) == 1
+        if not single:
+            a_end = int(rng.integers(1, len(chunk)))
+            parts = [chunk[:a_end], chunk[a_end:]]
+        elif single_sentence == 'split_tokens':
+            parts = split_single_sentence(chunk[0], rng)
+        elif single_sentence == 'random_doc' and len(documents) > 1:
+            other = int(rng.integers(len(documents) - 1))
+            other += other >= index
+            start = int(rng.integers(len(documents[other])))
+            parts = [chunk, documents[other][start:]]
+        else:
+            parts = None
+        chunk, length = [], 0
+        if parts is None:
+            continue
+        if single and single_sentence == 'random_doc':
+            label = 1  # the reference's quirk: NSP-style "random next"
+        else:
+            label = int(rng.random() < 0.5)
+            if label:
+                parts = parts[::-1]
+        a, b = truncate_pair(parts[0], parts[1], max_tokens, rng)
+        if len(a[0]) and len(b[0]):
+            items.append(pair_item(a, b, label, single))
+    return items
 
 
 @DATASETS.register_module()
@@ -173,98 +330,28 @@ class AlbertPretrainDataset(BaseDataset):
             documents = documents[:self.max_documents]
         flat = [text for doc in documents for _, text in doc]
         encoded = self.tokenizer.encode(flat)
-        limit = self.max_seq_length - 3
         out, k = [], 0
         for doc in documents:
-            segments = []
-            for number, _ in doc:
-                ids = np.asarray(encoded[k], dtype=np.int64)
-                k += 1
-                if len(ids) == 0:
-                    continue
-                if len(ids) > limit and not self.truncate_long_sentences:
-                    raise ValueError(
-                        f'{type(self).__name__}: line {number} of '
-                        f'{self.ann_file!r} has {len(ids)} tokens, more than '
-                        f'max_seq_length - 3 = {limit}; split the line into '
-                        'sentences, raise max_seq_length, or set '
-                        'truncate_long_sentences=True to cut it')
-                starts = self.tokenizer.word_starts(ids)
-                for lo in range(0, len(ids), limit):
-                    segments.append(
-                        (ids[lo:lo + limit], starts[lo:lo + limit]))
+            segments = document_segments(doc, encoded[k:k + len(doc)],
+                                         self.tokenizer, self.max_seq_length,
+                                         self.truncate_long_sentences,
+                                         self.ann_file,
+                                         type(self).__name__)
+            k += len(doc)
             if segments:
                 out.append(segments)
         return out
 
     # -- pairs --------------------------------------------------------------
 
-    def _item(self, a: Segment, b: Segment, label: int, single: bool) -> dict:
-        ids = np.concatenate([[CLS_ID], a[0], [SEP_ID], b[0],
-                              [SEP_ID]]).astype(np.int64)
-        starts = np.concatenate([[True], a[1], [True], b[1],
-                                 [True]]).astype(bool)
-        types = np.zeros(len(ids), dtype=np.int64)
-        types[len(a[0]) + 2:] = 1
-        return dict(
-            input_ids=ids,
-            token_type_ids=types,
-            word_starts=starts,
-            sop_label=int(label),
-            single_sentence=bool(single))
-
-    def _split_single(self, seg: Segment,
-                      rng: np.random.Generator) -> Optional[List[List]]:
-        ids, starts = seg
-        if len(ids) < 2:
-            return None
-        cuts = np.flatnonzero(starts[1:]) + 1
-        if len(cuts) == 0:
-            cuts = np.arange(1, len(ids))
-        cut = int(cuts[rng.integers(len(cuts))])
-        return [[(ids[:cut], starts[:cut])], [(ids[cut:], starts[cut:])]]
-
     def instances_from_document(self, documents: List[List[Segment]],
                                 index: int,
                                 rng: np.random.Generator) -> List[dict]:
         """The pairs of document ``index`` (spec section 2, steps 1-3)."""
-        document = documents[index]
-        max_tokens = self.max_seq_length - 3
-        target = max_tokens
-        if rng.random() < self.short_seq_prob:
-            target = int(rng.integers(2, max_tokens + 1))
-        items, chunk, length = [], [], 0
-        for i, segment in enumerate(document):
-            chunk.append(segment)
-            length += len(segment[0])
-            if i != len(document) - 1 and length < target:
-                continue
-            single = len(chunk) == 1
-            if not single:
-                a_end = int(rng.integers(1, len(chunk)))
-                parts = [chunk[:a_end], chunk[a_end:]]
-            elif self.single_sentence == 'split_tokens':
-                parts = self._split_single(chunk[0], rng)
-            elif self.single_sentence == 'random_doc' and len(documents) > 1:
-                other = int(rng.integers(len(documents) - 1))
-                other += other >= index
-                start = int(rng.integers(len(documents[other])))
-                parts = [chunk, documents[other][start:]]
-            else:
-                parts = None
-            chunk, length = [], 0
-            if parts is None:
-                continue
-            if single and self.single_sentence == 'random_doc':
-                label = 1  # the reference's quirk: NSP-style "random next"
-            else:
-                label = int(rng.random() < 0.5)
-                if label:
-                    parts = parts[::-1]
-            a, b = truncate_pair(parts[0], parts[1], max_tokens, rng)
-            if len(a[0]) and len(b[0]):
-                items.append(self._item(a, b, label, single))
-        return items
+        return instances_from_document(documents, index, rng,
+                                       self.max_seq_length,
+                                       self.short_seq_prob,
+                                       self.single_sentence)
 
     def load_data_list(self) -> List[dict]:
         documents = self.tokenize_documents()

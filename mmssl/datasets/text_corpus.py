@@ -11,7 +11,9 @@ It is made on first use, deterministically, and reused afterwards::
     root/manifest.json   # python version, parameters, sizes, sha1 of files
 
 :func:`read_documents` reads any file in that format (a real corpus too) and
-refuses empty or binary files with a message naming the file.
+refuses empty or binary files with a message naming the file;
+:func:`iter_documents` reads it one line at a time (for corpora larger than
+memory) with the same checks and line numbers.
 
 How the text is made: the modules of a fixed, sorted list (by default the
 public names of ``sys.stdlib_module_names`` minus tests, IDLE, tkinter and
@@ -34,6 +36,7 @@ import ast
 import hashlib
 import importlib.util
 import inspect
+import itertools
 import json
 import os
 import os.path as osp
@@ -41,12 +44,13 @@ import re
 import shutil
 import sys
 import tempfile
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 from mmssl.utils.validation import check_float, check_int
 
 __all__ = [
     'DEFAULT_CORPUS_MODULES', 'make_embedded_corpus', 'read_documents',
+    'iter_documents', 'iter_corpus_lines', 'check_corpus_file',
     'docstring_documents', 'CORPUS_SPLITS'
 ]
 
@@ -292,12 +296,158 @@ def install_folder(tmp: str, dest: str, manifest: dict) -> None:
         os.rename(tmp, dest)
 
 
+def _missing_file_error(path: str) -> FileNotFoundError:
+    return FileNotFoundError(
+        f'corpus file {path!r} does not exist; make one with '
+        'mmssl.datasets.make_embedded_corpus or give a plain-text file '
+        '(one sentence per line, blank lines between documents)')
+
+
+def _empty_file_error(path: str) -> ValueError:
+    return ValueError(
+        f'corpus file {path!r} is empty (no non-blank line); give a '
+        'plain-text file, one sentence per line, blank lines between '
+        'documents')
+
+
+def _decode_line(path: str, raw: bytes, offset: int, line: int) -> str:
+    """``raw`` (the bytes of line ``line``, starting at byte ``offset`` of
+    the file) as text; a NUL byte or bytes that are not UTF-8 raise."""
+    nul = raw.find(b'\x00')
+    if nul >= 0:
+        raise ValueError(
+            f'corpus file {path!r} is binary (a NUL byte at offset '
+            f'{offset + nul}, line {line}); give a UTF-8 plain-text '
+            'file, one sentence per line')
+    try:
+        return raw.decode('utf-8')
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f'corpus file {path!r} is not UTF-8 text (byte offset '
+            f'{offset + err.start}, line {line}: {err.reason}); convert it '
+            'to UTF-8 plain text, one sentence per line') from None
+
+
+def check_corpus_file(path: str, probe_bytes: int = 1 << 16) -> None:
+    """Refuse a corpus file that is missing, has no bytes, or whose first
+    ``probe_bytes`` bytes are binary (cheap checks before a long read; the
+    readers check every line as they go).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file has no bytes, or its head holds a NUL byte or
+            bytes that are not UTF-8, naming the file, offset and line.
+    """
+    if not osp.isfile(path):
+        raise _missing_file_error(path)
+    if osp.getsize(path) == 0:
+        raise _empty_file_error(path)
+    with open(path, 'rb') as f:
+        head = f.read(probe_bytes)
+    if len(head) == probe_bytes:  # keep whole lines (or whole characters)
+        cut = head.rfind(b'\n')
+        head = head[:cut + 1] if cut >= 0 else head[:-3]
+    offset = 0
+    for number, raw in enumerate(head.split(b'\n'), 1):
+        _decode_line(path, raw, offset, number)
+        offset += len(raw) + 1
+
+
+def iter_corpus_lines(
+        path: str,
+        max_line_bytes: Optional[int] = None) -> Iterator[Tuple[int, str]]:
+    """The lines of a corpus file, read one at a time.
+
+    Lines are numbered as ``str.splitlines`` numbers the whole text
+    (``\\r``, ``\\r\\n`` and the other line boundaries of Python end a line
+    too), so the numbers match :func:`read_documents`.
+
+    Args:
+        path (str): a UTF-8 text file.
+        max_line_bytes (int, optional): longest line (between two ``\\n``)
+            in bytes; a longer one raises instead of being read into memory.
+            None for no limit.
+
+    Yields:
+        tuple[int, str]: ``(line_number, stripped_line)``, 1-based, blank
+        lines included (as ``''``).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: a line holds a NUL byte or bytes that are not UTF-8, or
+            is longer than ``max_line_bytes``, naming the file and the line.
+    """
+    if not osp.isfile(path):
+        raise _missing_file_error(path)
+    number, offset = 0, 0
+    with open(path, 'rb') as f:
+        for raw_number in itertools.count(1):
+            if max_line_bytes is None:
+                raw = f.readline()
+            else:
+                raw = f.readline(max_line_bytes + 1)
+                if len(raw) > max_line_bytes and not raw.endswith(b'\n'):
+                    raise ValueError(
+                        f'line {number + 1} of corpus file {path!r} (byte '
+                        f'offset {offset}) is longer than max_line_bytes='
+                        f'{max_line_bytes}; put one sentence per line, or '
+                        'raise max_line_bytes')
+            if not raw:
+                return
+            text = _decode_line(path, raw, offset, raw_number)
+            offset += len(raw)
+            for line in text.splitlines():
+                number += 1
+                yield number, line.strip()
+
+
+def iter_documents(
+    path: str,
+    with_line_numbers: bool = False,
+    max_line_bytes: Optional[int] = None
+) -> Iterator[Union[List[str], List[Tuple[int, str]]]]:
+    """The documents of a corpus file (one sentence per line, blank lines
+    between documents), read one line at a time: only the current document
+    is held in memory.
+
+    Args:
+        path (str): a UTF-8 text file.
+        with_line_numbers (bool): give ``(line_number, sentence)`` pairs
+            (1-based) instead of sentences, for error messages.
+        max_line_bytes (int, optional): see :func:`iter_corpus_lines`.
+
+    Yields:
+        list[str] | list[tuple[int, str]]: one document, a non-empty list
+        of stripped lines.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is empty (or only blank lines; raised when its
+            end is reached), binary, or has a line longer than
+            ``max_line_bytes``, naming the file (and the line).
+    """
+    current, found = [], False
+    for number, line in iter_corpus_lines(path, max_line_bytes):
+        if not line:
+            if current:
+                found = True
+                yield current
+                current = []
+            continue
+        current.append((number, line) if with_line_numbers else line)
+    if current:
+        found = True
+        yield current
+    if not found:
+        raise _empty_file_error(path)
+
+
 def read_documents(
     path: str,
     with_line_numbers: bool = False
 ) -> Union[List[List[str]], List[List[Tuple[int, str]]]]:
     """Read a corpus file: one sentence per line, blank lines between
-    documents.
+    documents (all of it; :func:`iter_documents` streams it).
 
     Args:
         path (str): a UTF-8 text file.
@@ -313,42 +463,4 @@ def read_documents(
         ValueError: the file is empty (or only blank lines), or binary (a
             NUL byte or bytes that are not UTF-8), naming the file.
     """
-    if not osp.isfile(path):
-        raise FileNotFoundError(
-            f'corpus file {path!r} does not exist; make one with '
-            'mmssl.datasets.make_embedded_corpus or give a plain-text file '
-            '(one sentence per line, blank lines between documents)')
-    with open(path, 'rb') as f:
-        raw = f.read()
-    nul = raw.find(b'\x00')
-    if nul >= 0:
-        line = raw.count(b'\n', 0, nul) + 1
-        raise ValueError(
-            f'corpus file {path!r} is binary (a NUL byte at offset {nul}, '
-            f'line {line}); give a UTF-8 plain-text '
-            'file, one sentence per line')
-    try:
-        text = raw.decode('utf-8')
-    except UnicodeDecodeError as err:
-        line = raw.count(b'\n', 0, err.start) + 1
-        raise ValueError(
-            f'corpus file {path!r} is not UTF-8 text (byte offset '
-            f'{err.start}, line {line}: {err.reason}); convert it to UTF-8 '
-            'plain text, one sentence per line') from None
-    documents, current = [], []
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line:
-            if current:
-                documents.append(current)
-                current = []
-            continue
-        current.append((number, line) if with_line_numbers else line)
-    if current:
-        documents.append(current)
-    if not documents:
-        raise ValueError(
-            f'corpus file {path!r} is empty (no non-blank line); give a '
-            'plain-text file, one sentence per line, blank lines between '
-            'documents')
-    return documents
+    return list(iter_documents(path, with_line_numbers))

@@ -45,13 +45,15 @@ def test_pipeline_end_to_end(pipeline, tmp_path):
     with open(osp.join(work_dir, 'simclr', 'seg', 'finetune.log')) as f:
         assert f'load backbone. in model from: {backbone}' in f.read()
 
-    # a pretraining checkpoint made elsewhere: converted, not pretrained
+    # a pretraining checkpoint made elsewhere: converted, not pretrained;
+    # given relative to the caller's folder (the steps run elsewhere)
     ckpt = rec['stages']['pretrain']['checkpoint']
     given_dir = tmp_path / 'given'
     given = pipeline.main([
         '--method', 'simclr', '--task', 'seg', '--work-dir',
         str(given_dir), '--data-root',
-        str(tmp_path / 'data'), '--checkpoint', ckpt, '--pretrain-only'
+        str(tmp_path / 'data'), '--checkpoint',
+        osp.relpath(ckpt), '--pretrain-only'
     ])[0]
     assert given['stages']['pretrain'] == dict(
         seconds=0., checkpoint=ckpt, given=True)

@@ -6,7 +6,7 @@ Usage::
     python tools/analysis_tools/benchmark_train.py CONFIG [CONFIG ...]
         [--names a b] [--batch-size N] [--iters 20] [--warmup 5]
         [--repeat 3] [--threads N] [--device cpu|cuda] [--seed 0]
-        [--matmul-size 2048] [--cfg-options ...] [--out result.json]
+        [--matmul-size N] [--cfg-options ...] [--out result.json]
 
 Each config's model and optimizer are built as the training would build
 them and fed one synthetic batch of random images of the size the model
@@ -23,7 +23,9 @@ falls on all of them alike; img/s is the median of the windows. The table
 shows images/s, seconds per step, the ratio to the first config, peak
 memory, FLOPs per image of one training step (forward + backward, matrix
 products, convolutions and attention), the model FLOP/s achieved and its
-share of the fp32 matmul peak measured on the same device and threads. How
+share of the matmul peak measured on the same device and threads (fp32;
+on CUDA with an ``AmpOptimWrapper`` its bf16 / fp16 autocast dtype, i.e. the
+MFU; a config's ``compile`` is applied as the Runner applies it). How
 each number is defined is written in :mod:`mmssl.analysis.benchmark` and
 :mod:`mmssl.analysis.step_memory`. On CPU fp16/bf16 mixed precision is off
 (an ``AmpOptimWrapper`` is run as a plain ``OptimWrapper``).
@@ -74,8 +76,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--matmul-size',
         type=int,
-        default=2048,
-        help='matrix side of the fp32 matmul peak measurement')
+        default=None,
+        help='matrix side of the matmul peak measurement (default 2048 on '
+        'CPU, 8192 on CUDA, where smaller products do not fill the card)')
     args = parser.parse_args(argv)
     if args.names is not None and len(args.names) != len(args.configs):
         parser.error(f'--names gives {len(args.names)} names for '
@@ -109,7 +112,8 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
         threads=args.threads,
         device=args.device,
         seed=args.seed,
-        matmul_size=args.matmul_size)
+        matmul_size=args.matmul_size
+        or (8192 if args.device.startswith('cuda') else 2048))
     machine['load_average_end'] = machine_info(args.device).get('load_average')
     machine['torch_threads'] = results[0]['threads']
     machine['matmul_peak_gflops'] = results[0]['matmul_peak_gflops']
@@ -119,8 +123,9 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
     print(f"batch {first['batch_size']}, {first['iters']} steps x "
           f"{first['repeat']} windows after {first['warmup']} warm-up steps, "
           f"{first['threads']} threads on {machine['device']} "
-          f"({machine.get('device_name', machine['cpu'])}); fp32 matmul "
-          f"peak {first['matmul_peak_gflops']:.1f} GFLOP/s; "
+          f"({machine.get('device_name', machine['cpu'])}); "
+          f"{first['peak_dtype']} matmul peak "
+          f"{first['matmul_peak_gflops']:.1f} GFLOP/s; "
           f"load average {machine.get('load_average')} before, "
           f"{machine.get('load_average_end')} after")
     print(f"peak memory: state + one step's growth, {first['memory_method']}")

@@ -142,6 +142,8 @@ def main(argv=None) -> List[dict]:
     args = parse_args(argv)
     args.work_dir = osp.abspath(args.work_dir)
     args.data_root = osp.abspath(args.data_root)
+    if args.checkpoint is not None:  # the steps run from the package root
+        args.checkpoint = osp.abspath(args.checkpoint)
     os.makedirs(args.work_dir, exist_ok=True)
     logger = MMLogger.get_instance(
         f'transfer_pipeline_{time.time_ns()}',

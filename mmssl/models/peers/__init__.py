@@ -1,0 +1,7 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+"""Other libraries' implementations behind mmengine's model interface, the
+peers that benchmarks time beside mmssl's (their packages are optional
+benchmark dependencies, imported when a peer is built)."""
+from .lightly_mae import LightlyMAE
+
+__all__ = ['LightlyMAE']
