@@ -15,7 +15,6 @@ _base_ = [
 model = {{_base_.lightly_mae_model}}
 # lightly's AdamW: torch's defaults (see mae-lightly_vit-base-p16_8xb512_in1k.py)
 optim_wrapper = dict(
-    optimizer=dict(fused=None),
-    paramwise_cfg={{_base_.lightly_paramwise_cfg}})
+    optimizer=dict(fused=None), paramwise_cfg={{_base_.lightly_paramwise_cfg}})
 # the reconstruction picture hook needs mmssl's MAE.reconstruct
 custom_hooks = []

@@ -16,7 +16,6 @@ model = {{_base_.lightly_mae_model}}
 # CPU): fused=None; `--cfg-options optim_wrapper.optimizer.fused=True` gives
 # every arm mmssl's fused update instead
 optim_wrapper = dict(
-    optimizer=dict(fused=None),
-    paramwise_cfg={{_base_.lightly_paramwise_cfg}})
+    optimizer=dict(fused=None), paramwise_cfg={{_base_.lightly_paramwise_cfg}})
 # the reconstruction picture hook needs mmssl's MAE.reconstruct
 custom_hooks = []

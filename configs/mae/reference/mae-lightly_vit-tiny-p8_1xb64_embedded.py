@@ -33,7 +33,6 @@ model = dict(
 # no weight decay on timm's norm* layers, biases, tokens and positions, as
 # in lightly's benchmark; torch's AdamW defaults (lightly's)
 optim_wrapper = dict(
-    optimizer=dict(fused=None),
-    paramwise_cfg={{_base_.lightly_paramwise_cfg}})
+    optimizer=dict(fused=None), paramwise_cfg={{_base_.lightly_paramwise_cfg}})
 # the reconstruction picture hook needs mmssl's MAE.reconstruct
 custom_hooks = []
