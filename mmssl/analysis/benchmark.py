@@ -257,7 +257,8 @@ def build_train_model(cfg: Config, device: Union[str, torch.device] = 'cpu'):
 
 def make_synthetic_batch(cfg: Config, batch_size: int, seed: int = 0) -> dict:
     """A collated batch of random images, as the config's loader yields it
-    (random token sequences for text configs: :func:`_text_samples`).
+    (random token sequences for text configs: :func:`_text_samples`;
+    random waveforms for speech configs: :func:`_audio_samples`).
 
     ``batch_size`` samples ``dict(inputs=uint8 (3, H, W),
     data_samples=DataSample())``, H and W from ``cfg.model.backbone.img_size``
@@ -272,8 +273,9 @@ def make_synthetic_batch(cfg: Config, batch_size: int, seed: int = 0) -> dict:
         dict: ``inputs`` (B, 3, H, W) uint8 (or a list of (3, H, W) with
         ``pseudo_collate``) and ``data_samples``, a list of B DataSample.
     """
-    if _is_text(cfg):
-        samples = _text_samples(cfg, batch_size, seed)
+    if _is_text(cfg) or _is_audio(cfg):
+        make = _text_samples if _is_text(cfg) else _audio_samples
+        samples = make(cfg, batch_size, seed)
         collate_cfg = copy.deepcopy(
             cfg.get('train_dataloader', {}).get('collate_fn',
                                                 dict(type='pseudo_collate')))
@@ -311,21 +313,46 @@ def make_synthetic_batch(cfg: Config, batch_size: int, seed: int = 0) -> dict:
 
 def _is_text(cfg: Config) -> bool:
     """Whether the config trains on token sequences (mmssl's text path)."""
-    pre = cfg.get('model', {}).get('data_preprocessor') or {}
-    return str(pre.get('type', '')).endswith('TextDataPreprocessor')
+    model = cfg.get('model', {})
+    pre = model.get('data_preprocessor') or {}
+    backbone = model.get('backbone') or {}
+    return str(pre.get('type', '')).endswith('TextDataPreprocessor') or \
+        str(backbone.get('type', '')).endswith('TextEncoder')
+
+
+def _is_audio(cfg: Config) -> bool:
+    """Whether the config trains on waveforms (mmssl's speech path)."""
+    backbone = cfg.get('model', {}).get('backbone') or {}
+    return str(backbone.get('type', '')).endswith('AudioEncoder')
+
+
+def _audio_samples(cfg: Config, batch_size: int, seed: int) -> list:
+    """Random 16 kHz waveforms, packed, of the pipeline's crop (or 1 s)."""
+    from mmssl.datasets.transforms.audio import PackAudioInputs
+    length = 16000
+    for step in cfg.train_dataloader.dataset.get('pipeline', []):
+        if str(step.get('type', '')).endswith('RandomAudioCrop'):
+            length = int(step['max_samples'])
+    gen, pack = torch.Generator().manual_seed(seed), PackAudioInputs()
+    return [
+        pack(dict(audio=torch.randn(length, generator=gen).numpy()))
+        for _ in range(batch_size)
+    ]
 
 
 def _text_samples(cfg: Config, batch_size: int, seed: int) -> list:
     """``batch_size`` random token sequences through the config's training
     pipeline (``NgramMLMMask``, ``PackTextInputs``...): full length
-    (``max_seq_length`` / ``max_length`` of the data set, else the
+    (``max_seq_length`` / ``max_length`` / ``tokens_per_sample`` of the data
+    set, else the
     backbone's ``max_position``), ``[CLS] a [SEP] b [SEP]``, every token a
-    word start, a random SOP label and, for a classifier, a random label."""
+    word start, a random SOP label and, for a classifier (a head with
+    ``num_classes`` or ``regression``), a random label."""
     from mmengine.dataset import Compose
     dataset = cfg.train_dataloader.dataset
     backbone = cfg.model.backbone
     length = dataset.get('max_seq_length') or dataset.get('max_length') or \
-        backbone.get('max_position', 128)
+        dataset.get('tokens_per_sample') or backbone.get('max_position', 128)
     head = cfg.model.get('head') or {}
     gen = torch.Generator().manual_seed(seed)
     with DefaultScope.overwrite_default_scope(default_scope_of(cfg)):
@@ -342,7 +369,7 @@ def _text_samples(cfg: Config, batch_size: int, seed: int) -> list:
             word_starts=torch.ones(length, dtype=torch.bool).numpy(),
             sop_label=int(torch.randint(2, (1, ), generator=gen)),
             sample_idx=i)
-        if head:
+        if head.get('num_classes') or head.get('regression'):
             item['gt_label'] = float(torch.rand(1, generator=gen)) \
                 if head.get('regression') else \
                 int(torch.randint(head.num_classes, (1, ), generator=gen))

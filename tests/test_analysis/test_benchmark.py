@@ -153,3 +153,50 @@ def test_text_configs_get_token_batches():
     assert results[1]['num_params'] > 2.5 * results[0]['num_params']
     ratio = results[1]['flops_per_img'] / results[0]['flops_per_img']
     assert 0.9 < ratio < 1.2
+
+
+def test_data2vec2_text_config_gets_token_blocks():
+    """data2vec 2.0 text (model-side masks, packed token blocks, no text
+    data preprocessor) and its MLM baseline time side by side."""
+    from mmengine.config import Config
+
+    from mmssl.analysis.benchmark import make_synthetic_batch
+    d2v2 = osp.join(
+        ROOT, 'configs/data2vec2_text/'
+        'data2vec2-text_tiny_1xb8-adamw-120iter_embedded-text.py')
+    mlm = osp.join(
+        ROOT, 'configs/data2vec2_text/'
+        'mlm_d2v2-text-tiny_1xb32-adamw-240iter_embedded-text.py')
+    batch = make_synthetic_batch(Config.fromfile(d2v2), 2)
+    assert tuple(batch['inputs'].shape) == (2, 128)
+    results = benchmark_configs([d2v2, mlm],
+                                batch_size=2,
+                                iters=1,
+                                warmup=1,
+                                repeat=1,
+                                threads=1,
+                                matmul_size=128)
+    # 8 clones through the student + the teacher: several times MLM's work
+    assert results[0]['flops_per_img'] > 3 * results[1]['flops_per_img']
+
+
+def test_speech_config_gets_waveforms_of_its_crop():
+    """data2vec 2.0 speech: random waveforms of the pipeline's crop length,
+    packed with their num_samples, time through the same tool."""
+    from mmengine.config import Config
+
+    from mmssl.analysis.benchmark import make_synthetic_batch
+    path = osp.join(
+        ROOT, 'configs/data2vec2_speech/'
+        'data2vec2_audio-tiny_1xb16-20e_embedded-speech.py')
+    batch = make_synthetic_batch(Config.fromfile(path), 2)
+    assert [tuple(x.shape) for x in batch['inputs']] == [(16000, )] * 2
+    assert batch['data_samples'][0].num_samples == 16000
+    res = benchmark_configs([path],
+                            batch_size=2,
+                            iters=1,
+                            warmup=1,
+                            repeat=1,
+                            threads=1,
+                            matmul_size=128)
+    assert res[0]['flops_per_img'] > 0 and res[0]['loss'] > 0

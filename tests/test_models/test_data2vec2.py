@@ -419,7 +419,7 @@ def test_masks_come_only_from_the_batch():
         with pytest.raises(ValueError, match='InverseBlockMaskGenerator'):
             model.loss(x, batch)
     one = samples(1)
-    with pytest.raises(ValueError, match='1 masks for 2 images'):
+    with pytest.raises(ValueError, match='1 masks for 2 samples'):
         model.loss(x, one)
     # M is read from the masks: 5 clones per image here
     captured = {}
@@ -432,7 +432,7 @@ def test_masks_come_only_from_the_batch():
     model.head.loss = spy
     model.loss(x, samples(2, num_masks=5, mask_ratio=0.75))
     assert captured['pred'].shape[0] == 2 * 5
-    assert not hasattr(model, 'draw_masks')
+    assert model.mask_generator is None
 
 
 @pytest.mark.parametrize('key,value', [('num_masks', 16),

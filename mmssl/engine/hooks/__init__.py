@@ -19,3 +19,10 @@ __all__ = [
     'SubPTHook', 'TeacherUpdateHook', 'FrozenModuleCheckHook', 'frozen_state',
     'LabelQualityHook'
 ]
+
+from .num_updates_hook import NumUpdatesHook  # noqa: E402
+
+__all__ += ['NumUpdatesHook']
+from .collapse_guard_hook import CollapseGuardHook  # noqa: E402
+
+__all__ += ['CollapseGuardHook']

@@ -19,22 +19,22 @@ It has three entry points:
 * ``forward_targets(x, k)``: the teacher path, the pre-residual FFN outputs
   of the last ``k`` blocks.
 """
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
 from mmcv.cnn.bricks.transformer import FFN, PatchEmbed
 from mmengine.model import BaseModule
 from mmengine.utils import to_2tuple
-from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from mmpretrain.models.utils import (MultiheadAttention,
                                      build_2d_sincos_position_embedding)
 
 from mmssl.registry import MODELS
 from mmssl.utils.validation import check_choice, check_int
-from ..utils.masking import gather_tokens, mask_to_ids
+from .d2v2_encoder import D2V2EncoderBase
 
 
 def sincos_pos_embed_2d(grid_h: int, grid_w: int,
@@ -109,17 +109,48 @@ class D2V2Block(BaseModule):
             if drop_path_rate > 0 else nn.Identity()
         self.ln2 = nn.LayerNorm(embed_dims, eps=norm_eps)
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(B, L, C) -> (block output (B, L, C), FFN output (B, L, C))."""
-        x = self.ln1(x + self.attn(x))
+    def forward(
+        self,
+        x: torch.Tensor,
+        key_padding_mask: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(B, L, C) -> (block output (B, L, C), FFN output (B, L, C)).
+
+        ``key_padding_mask`` (B, L) bool, True = padding: those tokens are
+        not attended to (padded text batches); None attends to all.
+        """
+        attn = self.attn(x) if key_padding_mask is None else \
+            self._masked_attn(x, key_padding_mask)
+        x = self.ln1(x + attn)
         t = self.ffn(x)
         x = self.ln2(x + self.drop_path(self.post_ffn_drop(t)))
         return x, t
 
+    def _masked_attn(self, x: torch.Tensor,
+                     key_padding_mask: torch.Tensor) -> torch.Tensor:
+        """``self.attn(x)`` with padded keys left out."""
+        a = self.attn
+        B, N, _ = x.shape
+        qkv = a.qkv(x).reshape(B, N, 3, a.num_heads,
+                               a.head_dims).permute(2, 0, 3, 1, 4)
+        keep = ~key_padding_mask.bool()[:, None, None, :]
+        out = F.scaled_dot_product_attention(
+            qkv[0],
+            qkv[1],
+            qkv[2],
+            attn_mask=keep,
+            dropout_p=a.attn_drop if self.training else 0.)
+        out = a.proj(out.transpose(1, 2).reshape(B, N, a.embed_dims))
+        return a.out_drop(a.gamma1(a.proj_drop(out)))
+
 
 @MODELS.register_module()
-class D2V2ViT(BaseBackbone):
+class D2V2ViT(D2V2EncoderBase):
     """Post-LN ViT encoder of data2vec 2.0 (visible tokens only when masked).
+
+    The image modality of :class:`~mmssl.models.backbones.D2V2EncoderBase`,
+    which holds the student (visible-token) and teacher paths shared with
+    the text and speech encoders.
 
     Embedding: conv patch embedding, plus a fixed 2-D sin-cos position
     embedding (a buffer, recomputed for other image sizes), then one learned
@@ -363,6 +394,10 @@ class D2V2ViT(BaseBackbone):
             pos = sincos_pos_embed_2d(grid[0], grid[1], self.embed_dims)
         return pos.to(device=like.device, dtype=like.dtype)
 
+    def token_layout(self, x: torch.Tensor) -> Tuple[int, int]:
+        """Patch grid (h, w) of images (B, 3, H, W) (data2vec 2.0 core)."""
+        return (x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size)
+
     def embed(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
         """Patch tokens with position: (B, 3, H, W) -> (B, N, C), (h, w)."""
         H, W = x.shape[-2:]
@@ -372,57 +407,17 @@ class D2V2ViT(BaseBackbone):
         tokens, grid = self.patch_embed(x)
         return tokens + self._pos(grid, tokens), tuple(grid)
 
-    def _prepend_cls(self, x: torch.Tensor) -> torch.Tensor:
+    def context(self, x: torch.Tensor) -> torch.Tensor:
+        """Prepend the CLS token, then LayerNorm and dropout."""
         cls = self.cls_token.to(x.dtype).expand(x.shape[0], -1, -1)
         return self.drop_after_pos(self.ln_pre(torch.cat([cls, x], dim=1)))
 
-    def forward(self,
-                x: torch.Tensor,
-                mask: Optional[torch.Tensor] = None,
-                num_clones: int = 1):
-        """Encode images, only the visible patches when ``mask`` is given.
-
-        Args:
-            x (Tensor): Images (B, 3, H, W).
-            mask (Tensor, optional): (B * num_clones, N) or (B * num_clones,
-                h, w) bool, True = removed; clones of one image are adjacent
-                (image b owns rows ``b * num_clones ... + num_clones - 1``).
-                Every row must leave the same number V of visible patches.
-                None (or False) gives the plain features.
-            num_clones (int): Masked copies M per image. Defaults to 1.
-
-        Returns:
-            With a mask, a tuple ``(latent, mask, ids_restore)``: latent
-            (B * M, 1 + V, C) (CLS first), mask (B * M, N) bool, ids_restore
-            (B * M, N) long. Without one, a tuple with one output per
-            ``out_indices``, formatted by ``out_type``.
-        """
-        if mask is None or mask is False:
-            return self._forward_plain(x)
-        tokens, _ = self.embed(x)
-        B, N, C = tokens.shape
-        mask = mask.flatten(1).to(tokens.device).bool()
-        if mask.shape != (B * num_clones, N):
-            raise ValueError(
-                f'mask of shape {tuple(mask.shape)} does not fit {B} images '
-                f'x {num_clones} clones of {N} patches')
-        if num_clones > 1:
-            tokens = tokens.repeat_interleave(num_clones, dim=0)
-        ids_keep, ids_restore = mask_to_ids(mask)
-        x = self._prepend_cls(gather_tokens(tokens, ids_keep))
-        for layer in self.layers:
-            x, _ = layer(x)
-        return x, mask, ids_restore
-
-    def _forward_plain(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    def forward_plain(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Features of whole images (B, 3, H, W): one output per
+        ``out_indices``, formatted by ``out_type``."""
         tokens, grid = self.embed(x)
-        x = self._prepend_cls(tokens)
-        outs = []
-        for i, layer in enumerate(self.layers):
-            x, _ = layer(x)
-            if i in self.out_indices:
-                outs.append(self._format_output(x, grid))
-        return tuple(outs)
+        outs = self.blocks_forward(self.context(tokens), self.out_indices)
+        return tuple(self._format_output(o, grid) for o in outs)
 
     def _format_output(self, x: torch.Tensor,
                        grid: Tuple[int, int]) -> torch.Tensor:
@@ -436,33 +431,6 @@ class D2V2ViT(BaseBackbone):
             return patches.reshape(B, *grid, C).permute(0, 3, 1, 2)
         pooled = patches.mean(dim=1)
         return self.ln_fc(pooled) if self.ln_fc is not None else pooled
-
-    def forward_targets(self, x: torch.Tensor,
-                        num_layers: int) -> List[torch.Tensor]:
-        """Teacher path: FFN outputs of the last ``num_layers`` blocks.
-
-        Runs the whole (unmasked) images and records each block's FFN
-        output before the residual add and the block's final LayerNorm,
-        without the CLS position (fairseq's ``ffn_targets``).
-
-        Args:
-            x (Tensor): Images (B, 3, H, W).
-            num_layers (int): K, how many of the last blocks to return.
-
-        Returns:
-            list[Tensor]: K tensors (B, N, C), shallowest first.
-        """
-        name = type(self).__name__
-        check_int(num_layers, 'num_layers', name, maximum=self.num_layers)
-        tokens, _ = self.embed(x)
-        x = self._prepend_cls(tokens)
-        first = self.num_layers - num_layers
-        outs = []
-        for i, layer in enumerate(self.layers):
-            x, t = layer(x)
-            if i >= first:
-                outs.append(t[:, self.num_extra_tokens:])
-        return outs
 
 
 __all__ = ['D2V2ViT', 'D2V2Block', 'sincos_pos_embed_2d']

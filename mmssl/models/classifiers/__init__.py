@@ -11,3 +11,7 @@ __all__ = [
     'PosLabelClassifier', 'SubTuningClassifier', 'MultiTaskSubTuning',
     'ANMClassifier', 'TextClassifier'
 ]
+
+from .ctc_recognizer import CTCSpeechRecognizer  # noqa: E402
+
+__all__ += ['CTCSpeechRecognizer']

@@ -12,6 +12,23 @@ from mmssl.utils.validation import check_float, check_int
 from ..utils.masking import unshuffle_tokens
 
 
+def fill_masked(x: torch.Tensor, ids_restore: torch.Tensor,
+                noise_std: float) -> torch.Tensor:
+    """Visible tokens + fresh ``N(0, noise_std^2)`` tokens, original order.
+
+    Args:
+        x (Tensor): (B, V, C) encoded visible tokens (no extra tokens).
+        ids_restore (Tensor): (B, N) from the encoder's masking.
+        noise_std (float): Std of the tokens put at removed positions.
+
+    Returns:
+        Tensor: (B, N, C).
+    """
+    B, V, C = x.shape
+    noise = x.new_empty(B, ids_restore.shape[1] - V, C).normal_(0, noise_std)
+    return unshuffle_tokens(x, noise, ids_restore)
+
+
 class _ConvLNGELU(nn.Module):
     """Conv2d k x k (grouped, 'same' size) -> LayerNorm over channels
     without affine -> GELU."""
@@ -102,10 +119,7 @@ class D2V2ConvDecoder2d(BaseModule):
         Returns:
             Tensor: (B, N, C).
         """
-        B, V, C = x.shape
-        noise = x.new_empty(B, ids_restore.shape[1] - V,
-                            C).normal_(0, self.noise_std)
-        return unshuffle_tokens(x, noise, ids_restore)
+        return fill_masked(x, ids_restore, self.noise_std)
 
     def forward(self,
                 x: torch.Tensor,

@@ -1,29 +1,51 @@
 # Copyright (c) mmssl contributors. All rights reserved.
-"""data2vec 2.0 for images.
+"""data2vec 2.0: one modality-agnostic learner for images, text and speech.
 
 Baevski, Babu, Hsu, Auli, "Efficient Self-supervised Learning with
 Contextualized Target Representations for Vision, Speech and Language"
 (arXiv 2212.07525); reference: fairseq ``examples/data2vec``
-(``data2vec_multi`` with the image modality).
+(``data2vec_multi``: one model, per-modality feature encoders).
 
-One training step on B images with M masks each (the "clone batch"):
+One training step on B samples with M masks each (the "clone batch"):
 
-1. masks: from the batch only (``data_sample.mask``, (M, h, w) bool, drawn
-   in the data workers by ``mmssl.InverseBlockMaskGenerator`` and packed by
-   ``PackInputs(algorithm_keys=['mask'])``, as mmpretrain's BEiT / SimMIM
-   take theirs); the mask settings (ratio, M, block size, adjust) live in
-   that pipeline step alone;
-2. student (:class:`~mmssl.models.backbones.D2V2ViT`): patch-embed each image
-   once, repeat it M times, encode only the visible tokens of each clone;
-3. decoder (:class:`~mmssl.models.necks.D2V2ConvDecoder2d`): noise at the
-   removed positions, conv stack, prediction everywhere;
+1. masks, (B, M, *layout) bool, True = removed, from exactly one owner:
+   the batch (``data_sample.mask`` drawn in the data workers, e.g. by
+   ``mmssl.InverseBlockMaskGenerator`` and packed by ``PackInputs(
+   algorithm_keys=['mask'])``, as mmpretrain's BEiT / SimMIM take theirs:
+   the image configs) or the model's ``mask_generator`` (drawn on the
+   token layout of the batch, which for speech is known only after the
+   conv feature extractor: the text and speech configs);
+2. student (the backbone, the modality's feature encoder + the shared
+   block stack): embed each sample once, repeat it M times, encode only
+   the visible tokens of each clone;
+3. decoder (the neck, :class:`~mmssl.models.necks.D2V2ConvDecoder2d` or
+   ``1d``): noise at the removed positions, conv stack, prediction
+   everywhere;
 4. teacher (an EMA copy of the student encoder, ``self.teacher``): one pass
-   per image on the unmasked image, top-K FFN outputs -> targets, repeated
-   for the M clones (:class:`~mmssl.models.heads.D2V2Head`);
-5. loss on the removed positions plus the CLS term; after the optimizer
-   step ``mmssl.TeacherUpdateHook`` calls :meth:`Data2VecV2.update_teacher`.
+   per sample on the unmasked input, top-K FFN outputs -> targets, repeated
+   for the M clones (:class:`~mmssl.models.heads.D2V2Head`); encoders whose
+   ``teacher_input`` is ``'student_embedding'`` (text) feed the teacher's
+   blocks the student's embedding of the unmasked input, as the reference;
+5. loss on the removed positions (plus the CLS term where the encoder has
+   a CLS token); after the optimizer step ``mmssl.TeacherUpdateHook`` calls
+   :meth:`Data2VecV2.update_teacher`.
+
+The modalities differ only in the backbone, the mask source and the neck.
+A backbone serves this class when it has
+
+* ``token_layout(inputs) -> tuple[int, ...]``: the token layout of a batch
+  ((h, w) patch grid, (L, ) tokens or (T, ) frames; its product is N);
+* ``forward(inputs, mask=(B * M, N) bool, num_clones=M) -> (latent (B * M,
+  E + V, C), mask (B * M, N), ids_restore (B * M, N))`` with E =
+  ``num_extra_tokens`` leading extra tokens (CLS) and V visible tokens;
+* ``forward_targets(inputs, k) -> list of k (B, N, C)`` (and, with
+  ``teacher_input = 'student_embedding'``, ``embed(inputs) -> (tokens,
+  layout)``, ``forward(inputs, mask=..., num_clones=M, tokens=tokens)``
+  taking that embedding, computed once per step, and
+  ``forward_targets(tokens, k, embedded=True)``);
+* ``embed_dims`` and ``num_layers``.
 """
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -32,6 +54,11 @@ from mmpretrain.structures import DataSample
 
 from mmssl.registry import MODELS
 from ..utils.ema import LinearAnnealEMA
+
+TEACHER_INPUTS = ('raw', 'student_embedding')
+
+MASKER_HINT = ("dict(type='mmssl.RandomTokenMasker', mask_ratio=0.48, "
+               'num_masks=8)')
 
 #: Model keys of earlier versions, now settings of the pipeline's mask
 #: generator: old key -> the generator's argument.
@@ -63,25 +90,32 @@ def _moved_keys_error(keys: List[str]) -> ValueError:
 
 @MODELS.register_module()
 class Data2VecV2(BaseSelfSupervisor):
-    """data2vec 2.0 self-supervisor (images).
+    """data2vec 2.0 self-supervisor (images, text, speech).
 
     Args:
-        backbone (dict): The student encoder, ``mmssl.D2V2ViT``.
-        neck (dict): The decoder, ``mmssl.D2V2ConvDecoder2d``; its
-            ``in_channels`` must equal the encoder width.
+        backbone (dict): The student encoder (see the module docstring):
+            ``mmssl.D2V2ViT`` for images.
+        neck (dict): The decoder, ``mmssl.D2V2ConvDecoder2d`` for images;
+            its ``in_channels`` must equal the encoder width.
         head (dict): ``mmssl.D2V2Head``; ``top_k`` must not exceed the
             encoder depth.
         ema (dict): Arguments of :class:`~mmssl.models.utils.LinearAnnealEMA`
             for the teacher. Defaults to the ViT-B schedule
             ``dict(momentum=2e-4, end_momentum=1e-5, anneal_iters=100000)``.
+        mask_generator (dict, optional): A model-side mask generator
+            (registered in ``mmssl.MODELS``, called as ``gen(B, layout,
+            device) -> (B, M, *layout) bool``). None (default) takes the
+            masks from the batch instead; a batch that carries masks while
+            a generator is set is refused (one owner per setting).
         data_preprocessor (dict, optional): Defaults to
             ``SelfSupDataPreprocessor``.
         init_cfg (dict, optional): Initialisation of the student; the
             teacher is re-synchronised after :meth:`init_weights`.
 
-    The masks, and with them the clone count M, come from the batch: each
-    data sample's ``mask`` is (M, h, w) bool (True = removed) on the patch
-    grid of the inputs, written by a mask generator of the pipeline
+    Without ``mask_generator`` the masks, and with them the clone count M,
+    come from the batch: each data sample's ``mask`` is (M, *layout) bool
+    (True = removed), for images (M, h, w) on the patch grid of the inputs,
+    written by a mask generator of the pipeline
     (``mmssl.InverseBlockMaskGenerator``; ``mmssl.RandomMaskGenerator`` for
     uniformly random masks) and packed with ``PackInputs(algorithm_keys=
     ['mask'])``. Every mask of a batch must leave the same number of visible
@@ -96,6 +130,7 @@ class Data2VecV2(BaseSelfSupervisor):
                  neck: dict,
                  head: dict,
                  ema: Optional[dict] = None,
+                 mask_generator: Optional[dict] = None,
                  pretrained: Optional[str] = None,
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
                  init_cfg: Optional[Union[dict, List[dict]]] = None,
@@ -134,6 +169,18 @@ class Data2VecV2(BaseSelfSupervisor):
             raise ValueError(f'model.ema: {err}') from err
         #: number of teacher forward passes (one per image batch)
         self.teacher_forward_calls = 0
+        self.mask_generator = None
+        if mask_generator is not None:
+            try:
+                self.mask_generator = MODELS.build(mask_generator)
+            except (KeyError, TypeError, ValueError) as err:
+                raise ValueError(f'model.mask_generator: {err}') from err
+        teacher_input = getattr(self.backbone, 'teacher_input', 'raw')
+        if teacher_input not in TEACHER_INPUTS:
+            raise ValueError(
+                f'{type(self.backbone).__name__}.teacher_input='
+                f'{teacher_input!r}; expected one of {TEACHER_INPUTS}')
+        self.teacher_input = teacher_input
 
     # ---------------------------------------------------------------- setup
     def init_weights(self) -> None:
@@ -160,50 +207,88 @@ class Data2VecV2(BaseSelfSupervisor):
 
     # ---------------------------------------------------------------- masks
     @staticmethod
-    def batch_masks(data_samples: Optional[List[DataSample]], grid: tuple,
-                    device: torch.device) -> torch.Tensor:
-        """The masks of a batch, (B, M, h, w) bool, True = removed.
+    def batch_masks(data_samples: Optional[List[DataSample]],
+                    grid: Sequence[int], device: torch.device) -> torch.Tensor:
+        """The masks a batch carries, (B, M, *layout) bool, True = removed.
 
         Args:
-            data_samples (list[DataSample] | None): One per image, each with
-                ``mask`` (M, h, w) or (h, w).
-            grid (tuple[int, int]): Patch grid (h, w) of the inputs.
+            data_samples (list[DataSample] | None): One per sample, each with
+                ``mask`` (M, *layout) or (*layout).
+            grid (Sequence[int]): Token layout of the inputs, e.g. the patch
+                grid (h, w).
             device (torch.device): Where the masks go.
 
         Raises:
             ValueError: when a sample has no mask, or the masks do not match
-                the patch grid, naming the pipeline step that fixes it.
+                the layout, naming the pipeline step that fixes it.
         """
         found = [getattr(ds, 'mask', None) for ds in data_samples or []]
         if not found or any(m is None for m in found):
             missing = 'the batch has no data samples' if not found else (
                 f'{sum(m is None for m in found)} of {len(found)} data '
                 'samples have no `mask`')
-            raise ValueError(
-                f'mmssl.Data2VecV2 takes its masks from the batch, but '
-                f'{missing}: add {PIPELINE_HINT} to the end of the train '
-                'pipeline')
+            if len(grid) == 2:
+                fix = (f'add {PIPELINE_HINT} to the end of the train '
+                       'pipeline')
+            else:
+                fix = (f'set model.mask_generator, e.g. {MASKER_HINT}, or '
+                       'a mask generator in the train pipeline')
+            raise ValueError('mmssl.Data2VecV2 takes its masks from the '
+                             f'batch, but {missing}: {fix}')
         masks = torch.stack([torch.as_tensor(m) for m in found])
-        if masks.dim() == 3:  # one mask per image
+        n = len(grid)
+        if masks.dim() == n + 1:  # one mask per sample
             masks = masks.unsqueeze(1)
-        if masks.dim() != 4 or tuple(masks.shape[-2:]) != tuple(grid):
+        if masks.dim() != n + 2 or tuple(masks.shape[2:]) != tuple(grid):
+            what = 'patch grid' if n == 2 else 'token layout'
             raise ValueError(
                 f'batch masks of shape {tuple(masks.shape)} do not match the '
-                f'patch grid {tuple(grid)} of the inputs; set input_size of '
+                f'{what} {tuple(grid)} of the inputs; set input_size of '
                 f'the mask generator in the pipeline to {tuple(grid)}')
         return masks.to(device=device).bool()
 
+    def draw_masks(self, data_samples: Optional[List[DataSample]],
+                   layout: Sequence[int], batch_size: int,
+                   device: torch.device) -> torch.Tensor:
+        """Masks of a batch from its one owner, (B, M, *layout) bool.
+
+        The model's ``mask_generator`` when set (a batch that also carries
+        masks is refused), else the batch (:meth:`batch_masks`).
+        """
+        if self.mask_generator is None:
+            masks = self.batch_masks(data_samples, layout, device)
+        else:
+            if any(
+                    getattr(ds, 'mask', None) is not None
+                    for ds in data_samples or []):
+                raise ValueError(
+                    'the batch carries masks and model.mask_generator is '
+                    'set: masks have one owner; remove the mask generator '
+                    'from the train pipeline or model.mask_generator')
+            masks = self.mask_generator(batch_size, tuple(layout), device)
+        if masks.shape[0] != batch_size:
+            raise ValueError(f'{masks.shape[0]} masks for {batch_size} '
+                             'samples: give every sample its data sample '
+                             'with a mask')
+        return masks
+
     # ---------------------------------------------------------------- steps
     def extract_feat(self, inputs: torch.Tensor):
-        """Unmasked student features of ``inputs`` (B, 3, H, W)."""
+        """Unmasked student features of ``inputs``."""
         return self.backbone(inputs, mask=None)
 
     @torch.no_grad()
-    def teacher_targets(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Teacher targets of the unmasked images, one pass per batch.
+    def teacher_targets(self,
+                        inputs: torch.Tensor,
+                        tokens: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Teacher targets of the unmasked inputs, one pass per batch.
 
         Args:
-            inputs (Tensor): (B, 3, H, W).
+            inputs (Tensor): (B, ...) one batch, e.g. images (B, 3, H, W).
+            tokens (Tensor, optional): (B, N, C) the student's embedding of
+                ``inputs``, for ``teacher_input = 'student_embedding'``
+                (the step's own, as the reference reuses it); embedded
+                here if None.
 
         Returns:
             Tensor: (B, N, C) float32.
@@ -211,34 +296,46 @@ class Data2VecV2(BaseSelfSupervisor):
         teacher = self.teacher.module
         dtype = next(teacher.parameters()).dtype
         self.teacher_forward_calls += 1
-        layers = teacher.forward_targets(inputs.to(dtype), self.head.top_k)
+        k = self.head.top_k
+        if self.teacher_input == 'student_embedding':
+            if tokens is None:
+                tokens, _ = self.backbone.embed(inputs)
+            layers = teacher.forward_targets(
+                tokens.detach().to(dtype), k, embedded=True)
+        else:
+            if inputs.is_floating_point():
+                inputs = inputs.to(dtype)
+            layers = teacher.forward_targets(inputs, k)
         return self.head.build_targets(layers)
 
     def loss(self,
              inputs: torch.Tensor,
              data_samples: Optional[List[DataSample]] = None,
              **kwargs) -> Dict[str, torch.Tensor]:
-        """data2vec 2.0 losses of a batch of images (B, 3, H, W).
+        """data2vec 2.0 losses of a batch (B, ...) of images, token ids or
+        waveforms.
 
-        ``data_samples`` carry the masks (see :meth:`batch_masks`).
+        The masks come from ``data_samples`` or the model's
+        ``mask_generator`` (see :meth:`draw_masks`).
         """
         if isinstance(inputs, (list, tuple)):
             inputs = inputs[0]
         B = inputs.shape[0]
-        p = self.backbone.patch_size
-        grid = (inputs.shape[-2] // p, inputs.shape[-1] // p)
-        masks = self.batch_masks(data_samples, grid, inputs.device)
-        if masks.shape[0] != B:
-            raise ValueError(f'{masks.shape[0]} masks for {B} images: give '
-                             'every image its data sample with a mask')
+        layout = tuple(self.backbone.token_layout(inputs))
+        masks = self.draw_masks(data_samples, layout, B, inputs.device)
         M = masks.shape[1]
         masks = masks.flatten(2).flatten(0, 1)  # (B * M, N)
 
+        tokens, embedded = None, {}
+        if self.teacher_input == 'student_embedding':
+            # embed once: the student's masked path and the teacher share it
+            tokens, _ = self.backbone.embed(inputs)
+            embedded = dict(tokens=tokens)
         latent, masks, ids_restore = self.backbone(
-            inputs, mask=masks, num_clones=M)
+            inputs, mask=masks, num_clones=M, **embedded)
         extra = getattr(self.backbone, 'num_extra_tokens', 1)
-        pred = self.neck(latent[:, extra:], ids_restore, grid)
+        pred = self.neck(latent[:, extra:], ids_restore, layout)
         cls_pred = latent[:, 0] if extra > 0 else None
 
-        targets = self.teacher_targets(inputs)
+        targets = self.teacher_targets(inputs, tokens)
         return self.head.loss(pred, targets, masks, cls_pred)

@@ -5,6 +5,7 @@ masking and label quality."""
 from .anm import (AdversarialNoisyMasking, ANMOutput, activation_map, box_mask,
                   box_sizes, erase, mask_ratio, peak_locations, place_boxes,
                   rectangles, soften_labels)
+from .ctc import ctc_greedy_decode
 from .dist import (all_gather_with_grad, concat_all_gather,
                    concat_all_gather_with_grad)
 from .ema import LinearAnnealEMA, annealed_decay
@@ -16,9 +17,11 @@ from .masking import (check_mask_ratio, gather_tokens, inverse_block_mask,
 from .poslabel import (abs_pos_labels, full_grid_ids, grid_coords,
                        num_rel_classes, rel_pos_label_matrix, rel_pos_labels,
                        sample_pairs, window_pairs)
+from .span_masking import SpanMasker, block_span_mask, span_mask
 from .split_bn import SplitBatchNorm
 from .subtuning import (GreedyResult, block_names, greedy_select, in_blocks,
                         resolve_blocks, selectable_blocks)
+from .token_maskers import RandomTokenMasker
 
 __all__ = [
     'check_mask_ratio', 'num_visible', 'patchify', 'random_masking',
@@ -32,5 +35,6 @@ __all__ = [
     'selectable_blocks', 'AdversarialNoisyMasking', 'ANMOutput',
     'activation_map', 'box_mask', 'box_sizes', 'erase', 'mask_ratio',
     'peak_locations', 'place_boxes', 'rectangles', 'soften_labels', 'auroc',
-    'gmm_label_quality', 'normalise_losses'
+    'gmm_label_quality', 'normalise_losses', 'RandomTokenMasker',
+    'ctc_greedy_decode', 'SpanMasker', 'block_span_mask', 'span_mask'
 ]

@@ -1,0 +1,13 @@
+# data2vec2-text_base_1xb16-adam-10e_glue-mrpc.py on MNLI (3-way entailment, matched dev set, accuracy).
+#   python tools/train.py configs/data2vec2_text/data2vec2-text_base_1xb16-adam-10e_glue-mnli.py
+_base_ = ['./data2vec2-text_base_1xb16-adam-10e_glue-mrpc.py']
+
+train_dataloader = dict(
+    dataset=dict(task='mnli', ann_file='data/glue/MNLI/train.tsv'))
+val_dataloader = dict(
+    dataset=dict(task='mnli', ann_file='data/glue/MNLI/dev_matched.tsv'))
+test_dataloader = val_dataloader
+val_evaluator = dict(scores=('accuracy', ))
+test_evaluator = val_evaluator
+model = dict(head=dict(num_classes=3))
+default_hooks = dict(checkpoint=dict(save_best='accuracy'))

@@ -1,0 +1,210 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+"""Where a training step's time goes: operators and kernel families.
+
+:func:`profile_train_step` runs a config's training step (model, optimizer,
+synthetic batch, as ``benchmark_train.py`` times it) under
+``torch.profiler`` and reports the operators by *self* time (CPU time on
+CPU, device time on CUDA), plus the share of each family (matrix products,
+attention, normalisation, activations, optimizer, copies / casts, other).
+Self times add up to the step, so the shares add up to 100 %.
+"""
+import re
+import time
+from collections import defaultdict
+from typing import Dict, List, Optional, Union
+
+import torch
+from mmengine.config import Config
+from mmengine.runner import set_random_seed
+
+from mmssl.utils.validation import check_int
+from .benchmark import (_as_config, _num_threads, _run_steps,
+                        build_train_model, make_synthetic_batch)
+from .step_options import maybe_compile
+
+__all__ = [
+    'FAMILIES', 'PHASES', 'op_family', 'profile_train_step', 'time_phases'
+]
+
+#: (family, pattern on the lower-cased operator / kernel name), first match
+#: wins; the order matters (``addmm`` before ``add``).
+FAMILIES = (
+    ('attention', r'attention|sdpa|flash|softmax|fmha|efficient_attn'),
+    ('optimizer', r'adam|_foreach|multi_tensor|fused_'),
+    ('matmul',
+     r'\bmm\b|addmm|bmm|matmul|linear|gemm|cutlass|sm\d+_xmma|ampere_|'
+     r'hopper_|nvjet|conv'),
+    ('norm', r'layer_norm|layernorm|batch_norm|instance_norm|group_norm'),
+    ('activation', r'gelu|relu|silu|tanh|sigmoid'),
+    ('copy / cast', r'copy|_to_copy|cat\b|index|gather|scatter|clone|'
+     r'contiguous|fill|zero|memcpy|memset|cast|transpose|permute|reshape'),
+    ('elementwise', r'\badd|\bmul|\bsub|\bdiv|pow|sqrt|exp|neg|sum|mean|'
+     r'elementwise|vectorized|reduce'),
+)
+
+
+def op_family(name: str) -> str:
+    """The family of an operator or kernel name (``'other'`` if none)."""
+    low = name.lower()
+    for family, pattern in FAMILIES:
+        if re.search(pattern, low):
+            return family
+    return 'other'
+
+
+def _is_kernel(event) -> bool:
+    """Whether a profiler average is a device kernel (not a CPU operator)."""
+    kind = getattr(event, 'device_type', None)
+    return kind is not None and 'CPU' not in str(kind)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def time_phases(model, optim_wrapper, data: dict, steps: int,
+                device: torch.device) -> Dict[str, float]:
+    """Milliseconds per step of each phase of mmengine's ``train_step``.
+
+    The step is the one ``BaseModel.train_step`` runs, split with device
+    synchronisations: ``preprocess`` (data preprocessor), ``forward`` (the
+    loss forward under the wrapper's autocast), ``backward`` and
+    ``optimizer`` (``step`` + ``zero_grad``).
+    """
+    totals = defaultdict(float)
+    for _ in range(steps):
+        marks = [time.perf_counter()]
+        batch = model.data_preprocessor(data, True)
+        _sync(device)
+        marks.append(time.perf_counter())
+        with optim_wrapper.optim_context(model):
+            losses = model._run_forward(batch, mode='loss')
+        loss, _ = model.parse_losses(losses)
+        _sync(device)
+        marks.append(time.perf_counter())
+        optim_wrapper.backward(loss)
+        _sync(device)
+        marks.append(time.perf_counter())
+        optim_wrapper.step()
+        optim_wrapper.zero_grad()
+        _sync(device)
+        marks.append(time.perf_counter())
+        for name, a, b in zip(PHASES, marks, marks[1:]):
+            totals[name] += (b - a) * 1000.
+    return {name: totals[name] / steps for name in PHASES}
+
+
+PHASES = ('preprocess', 'forward', 'backward', 'optimizer')
+
+
+def profile_train_step(cfg: Union[str, Config, dict],
+                       batch_size: Optional[int] = None,
+                       steps: int = 3,
+                       warmup: int = 3,
+                       device: Union[str, torch.device] = 'cpu',
+                       threads: Optional[int] = None,
+                       top: int = 15,
+                       seed: int = 0) -> Dict[str, object]:
+    """Profile ``steps`` training steps of a config.
+
+    Args:
+        cfg (str | Config | dict): A training config.
+        batch_size (int, optional): Samples per step; the loader's if None.
+        steps (int): Profiled steps. Defaults to 3.
+        warmup (int): Unprofiled steps first (and compilation, when the
+            config sets ``compile``). Defaults to 3.
+        device (str | torch.device): 'cpu' or 'cuda[:i]'.
+        threads (int, optional): torch threads; the current setting if None.
+        top (int): Operators listed. Defaults to 15.
+        seed (int): Seed of the weights and the batch.
+
+    Returns:
+        dict: ``ops``, a list of the ``top`` operators (``name``,
+        ``family``, ``self_ms`` per step, ``pct``, ``calls`` per step);
+        ``families``, {family: pct}; ``step_ms``, the summed self time per
+        step; ``phase_ms``, {phase: ms per step} of :func:`time_phases`
+        (timed without the profiler); ``time_kind`` ('cpu' or 'device');
+        ``batch_size``, ``compiled``.
+    """
+    check_int(steps, 'steps', 'profile_train_step')
+    check_int(warmup, 'warmup', 'profile_train_step', minimum=0)
+    check_int(top, 'top', 'profile_train_step')
+    cfg = _as_config(cfg)
+    device = torch.device(device)
+    on_cuda = device.type == 'cuda'
+    with _num_threads(threads):
+        set_random_seed(seed)
+        model, optim_wrapper, _ = build_train_model(cfg, device)
+        bs = batch_size or cfg.train_dataloader.batch_size
+        data = model.data_preprocessor.cast_data(
+            make_synthetic_batch(cfg, bs, seed))
+        compiled = maybe_compile(model, cfg)
+        _run_steps(model, optim_wrapper, data, warmup)
+        phase_ms = time_phases(model, optim_wrapper, data, steps, device)
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if on_cuda:
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+            torch.cuda.synchronize(device)
+        with torch.profiler.profile(activities=activities) as prof:
+            _run_steps(model, optim_wrapper, data, steps)
+            if on_cuda:
+                torch.cuda.synchronize(device)
+    averages = prof.key_averages()
+    attr = 'self_cpu_time_total'
+    if on_cuda:  # torch < 2.4 names the device time after CUDA
+        attr = 'self_device_time_total' if all(
+            hasattr(e, 'self_device_time_total')
+            for e in averages) else 'self_cuda_time_total'
+    # on CUDA count the kernels only (an operator's self device time is its
+    # kernels' time again); on the CPU every operator's self time counts once
+    events = [
+        e for e in averages
+        if getattr(e, attr, 0) > 0 and not e.key.startswith('ProfilerStep') and
+        (not on_cuda or _is_kernel(e))
+    ]
+    total_us = sum(getattr(e, attr) for e in events) or 1.
+    families = defaultdict(float)
+    rows = []
+    for e in sorted(events, key=lambda e: -getattr(e, attr)):
+        t = getattr(e, attr)
+        fam = op_family(e.key)
+        families[fam] += 100. * t / total_us
+        rows.append(
+            dict(
+                name=e.key,
+                family=fam,
+                self_ms=t / 1000. / steps,
+                pct=100. * t / total_us,
+                calls=e.count / steps))
+    return dict(
+        ops=rows[:top],
+        families=dict(sorted(families.items(), key=lambda kv: -kv[1])),
+        step_ms=total_us / 1000. / steps,
+        phase_ms=phase_ms,
+        time_kind='device' if on_cuda else 'cpu',
+        batch_size=bs,
+        compiled=compiled)
+
+
+def format_profile(result: Dict[str, object]) -> List[str]:
+    """Lines of a profile: families, then the top operators."""
+    lines = [
+        f"self {result['time_kind']} time per step "
+        f"{result['step_ms']:.1f} ms (batch {result['batch_size']}"
+        f"{', compiled' if result['compiled'] else ''})",
+        'families: ' + ', '.join(f'{k} {v:.1f} %'
+                                 for k, v in result['families'].items()),
+        'phases (ms/step, timed apart): ' +
+        ', '.join(f'{k} {v:.1f}' for k, v in result['phase_ms'].items())
+    ]
+    width = max([len(r['name'][:70]) for r in result['ops']] + [8])
+    lines.append(f"{'operator':<{width}}  {'family':<12} {'ms/step':>8} "
+                 f"{'%':>6} {'calls':>6}")
+    for r in result['ops']:
+        lines.append(f"{r['name'][:70]:<{width}}  {r['family']:<12} "
+                     f"{r['self_ms']:8.2f} {r['pct']:6.1f} {r['calls']:6.0f}")
+    return lines
+
+
+__all__ += ['format_profile']

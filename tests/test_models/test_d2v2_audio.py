@@ -1,0 +1,292 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+"""The data2vec 2.0 speech encoder: conv arithmetic, bad input, ALiBi,
+padding, the shared core, and the speech targets and loss by hand."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mmssl.models.backbones import (D2V2AudioBlock, D2V2AudioEncoder,
+                                    D2V2Block, D2V2EncoderBase)
+from mmssl.models.backbones.d2v2_audio import alibi_slopes
+from mmssl.models.selfsup.data2vec2 import Data2VecV2
+from mmssl.registry import MODELS
+
+SMALL = [(8, 10, 5)] + [(8, 3, 2)] * 4 + [(8, 2, 2)] * 2
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _encoder(**kw):
+    kw.setdefault(
+        'arch',
+        dict(
+            embed_dims=32, num_layers=3, num_heads=4, feedforward_channels=64))
+    kw.setdefault('feature_encoder_spec', SMALL)
+    kw.setdefault('conv_pos_groups', 4)
+    return D2V2AudioEncoder(**kw)
+
+
+def _fairseq_lengths(n, spec):
+    for _, k, s in spec:
+        n = math.floor((n - k) / s + 1)
+    return n
+
+
+def test_frame_lengths_equal_the_conv_output_for_every_length():
+    enc = _encoder()
+    assert enc.receptive_field == 400
+    lengths = list(range(
+        400, 1400)) + [1599, 1600, 1919, 1920, 16000, 16319, 16320, 48123]
+    expected = torch.tensor([_fairseq_lengths(n, SMALL) for n in lengths])
+    assert torch.equal(enc.frame_lengths(torch.tensor(lengths)), expected)
+    assert [enc.frame_lengths(n) for n in lengths] == expected.tolist()
+    with torch.no_grad():
+        for n in lengths[::37] + lengths[-8:]:
+            frames = enc.local_features(torch.zeros(1, n)).shape[1]
+            assert frames == enc.frame_lengths(n), n
+            assert enc.token_layout(torch.zeros(2, n)) == (frames, )
+    # the default stacks have wav2vec 2.0's arithmetic: 49 frames a second
+    assert D2V2AudioEncoder('tiny').frame_lengths(16000) == 49
+    assert enc.frame_lengths(399) == 0
+
+
+def test_audio_shorter_than_the_receptive_field_is_refused():
+    enc = _encoder()
+    with pytest.raises(ValueError) as err:
+        enc(torch.zeros(2, 399))
+    msg = str(err.value)
+    assert '399 samples' in msg and '400-sample receptive field' in msg
+    assert 'min_samples=400' in msg
+
+
+def test_audio_encoder_is_the_shared_core():
+    enc = MODELS.build(dict(type='mmssl.D2V2AudioEncoder', arch='tiny'))
+    assert isinstance(enc, D2V2EncoderBase)
+    assert enc.num_extra_tokens == 0
+    assert enc.teacher_input == 'student_embedding'
+    assert (enc.embed_dims, enc.num_layers) == (64, 4)
+    assert all(isinstance(b, D2V2AudioBlock) for b in enc.layers)
+    model = MODELS.build(_d2v2_cfg())
+    assert type(model) is Data2VecV2
+    base = D2V2AudioEncoder('base')
+    assert (base.embed_dims, base.num_layers, base.num_heads) == (768, 12, 12)
+    assert base.pos_kernel == 19 and len(base.pos_convs) == 5
+    assert base.pos_convs[0].groups == 16
+    assert [c.conv.out_channels for c in base.feature_extractor] == [512] * 7
+
+
+def test_alibi_biases_by_hand():
+    assert torch.allclose(
+        alibi_slopes(4), torch.tensor([2.**-2, 2.**-4, 2.**-6, 2.**-8]))
+    s8, s16 = alibi_slopes(8), alibi_slopes(16)
+    assert torch.allclose(alibi_slopes(12), torch.cat([s8, s16[0::2][:4]]))
+    enc = _encoder()
+    with torch.no_grad():
+        enc.alibi_scale.copy_(
+            torch.tensor([1., 0.5, -1., 2.]).view(1, 4, 1, 1))
+    pos = torch.tensor([[0, 3, 4], [1, 2, 7]])
+    bias = enc.alibi(pos, torch.float32)
+    slopes = alibi_slopes(4) * torch.tensor([1., 0.5, 0., 2.])  # clamp >= 0
+    for r in range(2):
+        for h in range(4):
+            for i in range(3):
+                for j in range(3):
+                    want = -abs(int(pos[r, i]) - int(pos[r, j])) * slopes[h]
+                    assert bias[r, h, i, j].item() == pytest.approx(want)
+
+
+def test_audio_block_without_masks_is_the_plain_block():
+    torch.manual_seed(0)
+    blk = D2V2AudioBlock(16, 4, 32).eval()
+    ref = D2V2Block(16, 4, 32).eval()
+    ref.load_state_dict(blk.state_dict())
+    x = torch.randn(2, 7, 16)
+    a, ta = blk(x)
+    b, tb = ref(x)
+    assert torch.equal(a, b) and torch.equal(ta, tb)
+    c, tc = blk(x, torch.zeros(2, 7, dtype=torch.bool),
+                torch.zeros(2, 4, 7, 7))
+    torch.testing.assert_close(c, a, atol=1e-6, rtol=0)
+
+
+def test_padded_batch_gives_each_clip_its_own_features():
+    torch.manual_seed(0)
+    enc = _encoder()
+    enc.eval()
+    lengths = [4000, 2500, 1234]
+    waves = [torch.randn(n) for n in lengths]
+    batch = torch.zeros(3, max(lengths))
+    for i, w in enumerate(waves):
+        batch[i, :len(w)] = w
+    frames = enc.frame_lengths(torch.tensor(lengths))
+    with torch.no_grad():
+        padded = enc.forward_plain(batch, frames)[0]
+        for i, w in enumerate(waves):
+            alone = enc(w[None])[0][0]
+            assert alone.shape[0] == frames[i]
+            torch.testing.assert_close(
+                padded[i, :frames[i]], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_student_without_removed_frames_is_the_plain_path():
+    torch.manual_seed(0)
+    enc = _encoder()
+    enc.eval()
+    x = torch.randn(2, 3000)
+    (T, ) = enc.token_layout(x)
+    with torch.no_grad():
+        latent, _, _ = enc(
+            x, mask=torch.zeros(4, T, dtype=torch.bool), num_clones=2)
+        plain = enc(x)[0]
+        targets = enc.forward_targets(x, 1)[0]
+    torch.testing.assert_close(latent[0::2], plain, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(latent[1::2], plain, atol=1e-5, rtol=1e-5)
+    assert targets.shape == plain.shape
+
+
+def test_student_embedding_is_computed_once_for_the_teacher():
+    """One conv-extractor pass per step: Data2VecV2 embeds once and hands
+    the same tensor to the student's masked path and to the teacher."""
+    torch.manual_seed(0)
+    model = MODELS.build(_d2v2_cfg())
+    model.init_weights()
+    x = torch.randn(2, 3200)
+    calls, seen = [], {}
+    orig_embed = model.backbone.embed
+    orig_targets = model.teacher.module.forward_targets
+
+    def embed(inp):
+        out = orig_embed(inp)
+        calls.append(out[0])
+        return out
+
+    def forward_targets(tokens, k, embedded=False):
+        seen['tokens'], seen['embedded'] = tokens, embedded
+        return orig_targets(tokens, k, embedded=embedded)
+
+    model.backbone.embed = embed
+    model.teacher.module.forward_targets = forward_targets
+    model.loss(x, None)
+    assert len(calls) == 1 and seen['embedded']
+    assert torch.equal(seen['tokens'], calls[0].detach())
+
+
+def _d2v2_cfg(**kw):
+    return dict(
+        type='mmssl.Data2VecV2',
+        data_preprocessor=dict(type='mmssl.AudioDataPreprocessor'),
+        backbone=dict(
+            type='mmssl.D2V2AudioEncoder',
+            arch=dict(
+                embed_dims=32,
+                num_layers=3,
+                num_heads=4,
+                feedforward_channels=64),
+            feature_encoder_spec=SMALL,
+            conv_pos_groups=4),
+        neck=dict(
+            type='mmssl.D2V2ConvDecoder1d',
+            in_channels=32,
+            embed_dims=16,
+            num_layers=2,
+            kernel_size=7,
+            groups=4,
+            residual=True,
+            projection_layers=1,
+            input_dropout=0.,
+            noise_std=kw.pop('noise_std', 0.01)),
+        head=dict(
+            type='mmssl.D2V2Head',
+            top_k=2,
+            instance_norm=True,
+            layer_norm=False,
+            cls_loss_weight=0.),
+        ema=dict(momentum=0.1, end_momentum=0.01, anneal_iters=10),
+        mask_generator=dict(
+            type='mmssl.SpanMasker',
+            mask_prob=0.5,
+            mask_length=3,
+            num_masks=3,
+            seed=0),
+        **kw)
+
+
+def test_speech_targets_and_loss_by_hand():
+    """Targets: the instance-normalised (over time, per channel) FFN outputs
+    of the teacher's top 2 blocks, averaged, no final LayerNorm, taken on the
+    student's conv features; loss: L2 over masked frames, summed over
+    channels, / sqrt(C), averaged over masked frames; no CLS term."""
+    torch.manual_seed(0)
+    model = MODELS.build(_d2v2_cfg(noise_std=0.))
+    model.init_weights()
+    with torch.no_grad():  # a teacher that differs from the student
+        for p in model.teacher.module.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    model.eval()
+    x = torch.randn(2, 3200)
+    (T, ) = model.backbone.token_layout(x)
+    masks = torch.stack([model.mask_generator.masks(3, T) for _ in range(2)])
+    model.mask_generator = lambda B, layout, device: masks
+    calls = model.teacher_forward_calls
+    losses = model.loss(x, None)
+    assert model.teacher_forward_calls == calls + 1
+    assert set(losses) == {'loss_reg', 'target_std', 'pred_std'}
+
+    with torch.no_grad():
+        tokens = model.backbone.embed(x)[0]
+        layers = model.teacher.module.forward_targets(tokens, 2, embedded=True)
+        y = np.zeros(tuple(tokens.shape))
+        for a in layers:
+            a = a.double().numpy()
+            y += (a - a.mean(
+                1, keepdims=True)) / np.sqrt(a.var(1, keepdims=True) + 1e-5)
+        y /= 2
+        flat = masks.flatten(0, 1)
+        latent, _, ids_restore = model.backbone(x, flat, 3)
+        pred = model.neck(latent, ids_restore, (T, )).double().numpy()
+    yr = np.repeat(y, 3, axis=0)
+    m = flat.numpy()
+    want = ((pred - yr)**2).sum(-1)[m].mean() / math.sqrt(32)
+    assert losses['loss_reg'].item() == pytest.approx(want, rel=1e-4)
+
+
+def test_speech_step_trains_student_and_decoder_only():
+    torch.manual_seed(0)
+    model = MODELS.build(_d2v2_cfg())
+    model.init_weights()
+    model.train()
+    losses = model.loss(torch.randn(2, 3200), None)
+    losses['loss_reg'].backward()
+    assert all(p.grad is None for p in model.teacher.parameters())
+    assert model.backbone.feature_extractor[0].conv.weight.grad is not None
+    assert model.neck.proj.weight.grad is not None
+    assert model.backbone.alibi_scale.grad is not None
+
+
+def test_layerdrop_skips_blocks_only_while_training():
+    enc = _encoder(layerdrop=0.5)
+    calls = []
+    for layer in enc.layers:
+        layer.register_forward_hook(lambda *a: calls.append(1))
+    x = torch.randn(1, 2000)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        h = enc.context(enc.embed(x)[0])
+        enc.train()
+        for _ in range(100):
+            enc.run_blocks(h, None)
+        assert 100 < len(calls) < 200  # about half of 3 x 100
+        calls.clear()
+        assert len(enc.forward_targets(x, 3)) == 3  # the teacher path: all
+        enc.eval()
+        for _ in range(10):
+            enc.run_blocks(h, None)
+    assert len(calls) == 3 + 30

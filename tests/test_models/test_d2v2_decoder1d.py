@@ -1,0 +1,93 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+"""data2vec 2.0's 1-D conv decoder (text and speech)."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmssl.models.necks import D2V2ConvDecoder1d
+from mmssl.models.utils import mask_to_ids
+
+
+def _reference(dec, x, ids_restore, noise):
+    """The decoder written out: fill, blocks, projection."""
+    full = torch.cat([x, noise], 1)
+    full = torch.gather(full, 1,
+                        ids_restore.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+    h = full.transpose(1, 2)
+    for blk in dec.blocks:
+        out = blk.conv(h)
+        if blk.crop:
+            out = out[..., :-1]
+        out = F.gelu(
+            F.layer_norm(out.transpose(1, 2), out.shape[1:2]).transpose(1, 2))
+        h = out + h if dec.residual and out.shape == h.shape else out
+    return dec.proj(h.transpose(1, 2))
+
+
+@pytest.mark.parametrize('residual,kernel,proj_layers', [(False, 9, 2),
+                                                         (True, 4, 1),
+                                                         (True, 3, 3)])
+def test_matches_the_written_out_decoder(residual, kernel, proj_layers):
+    torch.manual_seed(0)
+    dec = D2V2ConvDecoder1d(
+        8,
+        embed_dims=8,
+        num_layers=3,
+        kernel_size=kernel,
+        groups=2,
+        residual=residual,
+        projection_layers=proj_layers,
+        input_dropout=0.).eval()
+    mask = torch.zeros(2, 10, dtype=torch.bool)
+    mask[0, [1, 4, 5, 9]] = True
+    mask[1, [0, 2, 3, 7]] = True
+    ids_keep, ids_restore = mask_to_ids(mask)
+    x = torch.randn(2, 6, 8)
+    torch.manual_seed(1)
+    got = dec(x, ids_restore, (10, ))
+    torch.manual_seed(1)
+    noise = torch.empty(2, 4, 8).normal_(0, 0.01)
+    assert got.shape == (2, 10, 8)
+    assert torch.allclose(
+        got, _reference(dec, x, ids_restore, noise), atol=1e-6)
+
+
+def test_projection_shape_and_input_dropout():
+    dec = D2V2ConvDecoder1d(
+        16,
+        embed_dims=32,
+        projection_layers=2,
+        projection_ratio=2.,
+        input_dropout=0.5)
+    assert [
+        m.out_features for m in dec.proj if isinstance(m, torch.nn.Linear)
+    ] == [64, 16]
+    _, ids_restore = mask_to_ids(torch.tensor([[False, True, False]]))
+    x = torch.ones(1, 2, 16)
+    dec.noise_std = 0.
+    seen = {}
+
+    def hook(module, inputs, output):
+        seen['in'] = inputs[0]
+
+    dec.blocks[0].conv.register_forward_hook(hook)
+    dec.train()(x, ids_restore)
+    inp = seen['in'][0].T  # (3, 16)
+    assert torch.all(inp[1] == 0)  # the filled (noise-free) position
+    vis = inp[[0, 2]]
+    assert set(vis.unique().tolist()) <= {0., 2.}  # dropout p=.5 scaling
+    dec.eval()
+    seen.clear()
+    dec(x, ids_restore)
+    assert torch.equal(seen['in'][0].T[[0, 2]], torch.ones(2, 16))
+
+
+def test_bad_settings_name_the_key():
+    with pytest.raises(ValueError, match='model.neck.groups'):
+        D2V2ConvDecoder1d(10, embed_dims=16, groups=4)
+    with pytest.raises(ValueError, match='model.neck.input_dropout'):
+        D2V2ConvDecoder1d(16, input_dropout=1.)
+    dec = D2V2ConvDecoder1d(4, embed_dims=4, num_layers=1)
+    _, ids_restore = mask_to_ids(torch.tensor([[False, True, False]]))
+    with pytest.raises(ValueError, match='sequence layout'):
+        dec(torch.randn(1, 2, 4), ids_restore, (4, ))

@@ -1,0 +1,130 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+"""Span masks of speech: span lengths, exact counts per clone, padding,
+determinism (mmssl.SpanMasker, block_span_mask, span_mask)."""
+import pytest
+import torch
+
+from mmssl.models.utils import SpanMasker, block_span_mask, span_mask
+from mmssl.registry import MODELS
+
+
+def _runs(row: torch.Tensor):
+    """(start, length) of the runs of True in a 1-D bool tensor."""
+    out, start = [], None
+    for i, v in enumerate(row.tolist() + [False]):
+        if v and start is None:
+            start = i
+        elif not v and start is not None:
+            out.append((start, i - start))
+            start = None
+    return out
+
+
+@pytest.mark.parametrize('frames', [20, 49, 97, 250, 1001])
+def test_block_masks_have_exact_counts(frames):
+    g = torch.Generator().manual_seed(frames)
+    mask = block_span_mask(64, frames, 0.5, 5, 0.05, g)
+    assert mask.dtype == torch.bool and mask.shape == (64, frames)
+    assert (mask.sum(1) == int(frames * 0.5)).all()
+
+
+def test_block_spans_are_centred_runs_of_mask_length():
+    """Before the count equalisation, each centre masks the L frames
+    ``c - L // 2 ... c - L // 2 + L - 1`` clamped to the sequence."""
+    g = torch.Generator().manual_seed(0)
+    for L in (5, 10):
+        # one centre per row: int(100 * 0.05 / 5) or int(100 * 0.1 / 10)
+        mask = block_span_mask(200, 100, L / 100, L, 0., g, same_count=False)
+        for row in mask:
+            (start, length), = _runs(row)
+            end = start + length
+            centre = start + L // 2 if start > 0 else end - (L - L // 2)
+            assert length == min(end, 100) - max(centre - L // 2, 0)
+            assert length <= L
+        # the interior rows are exactly L long
+        assert (mask.sum(1) == L).float().mean() > 0.85
+    # many centres: runs not touching the ends are >= L long
+    mask = block_span_mask(50, 300, 0.3, 5, 0., g, same_count=False)
+    for row in mask:
+        for start, length in _runs(row):
+            if start > 0 and start + length < 300:
+                assert length >= 5
+
+
+def test_spans_method_counts_and_span_lengths():
+    g = torch.Generator().manual_seed(1)
+    mask = span_mask([200] * 32, 200, 0.65, 10, min_masks=2, generator=g)
+    counts = mask.sum(1)
+    assert (counts == counts[0]).all() and 0 < counts[0] < 200
+    free = span_mask(
+        [200] * 32, 200, 0.65, 10, 2, same_count=False, generator=g)
+    for row in free:
+        for start, length in _runs(row):
+            if start + length < 200:  # spans of 10 (merged when they touch)
+                assert length >= 10
+
+
+def test_spans_respect_padding_and_min_masks():
+    g = torch.Generator().manual_seed(2)
+    lengths = [120, 80, 33]
+    mask = span_mask(lengths, 120, 0.65, 10, 1, generator=g)
+    for row, n in zip(mask, lengths):
+        assert not row[n:].any()
+    counts = mask.sum(1)
+    assert (counts == counts.min()).all()
+    # probability 0 still masks min_masks spans
+    few = span_mask([50, 50], 50, 0., 10, 2, same_count=False, generator=g)
+    assert (few.sum(1) >= 10).all()
+    # mask_dropout unmasks round(n * p) in every row
+    full = span_mask([100] * 4, 100, 0.5, 5, 1, generator=g)
+    g2 = torch.Generator().manual_seed(2)
+    dropped = span_mask(lengths, 120, 0.65, 10, 1, True, 0.5, g2)
+    assert (dropped.sum(1) == dropped.sum(1)[0]).all()
+    assert (full.sum(1) == full.sum(1)[0]).all()
+
+
+def test_span_mask_refuses_rows_too_short():
+    with pytest.raises(ValueError, match='frames'):
+        span_mask([5], 5, 0.9, 10, 3)
+
+
+@pytest.mark.parametrize('method', ['block', 'spans'])
+def test_span_masker_clones_share_one_count(method):
+    gen = MODELS.build(
+        dict(
+            type='mmssl.SpanMasker',
+            mask_prob=0.5,
+            mask_length=5,
+            num_masks=8,
+            method=method,
+            seed=0))
+    masks = gen(3, (97, ), torch.device('cpu'))
+    assert masks.shape == (3, 8, 97) and masks.dtype == torch.bool
+    counts = masks.flatten(0, 1).sum(1)
+    assert (counts == counts[0]).all()
+    if method == 'block':
+        assert counts[0] == int(97 * 0.5)
+    # the clones of one clip differ
+    assert not torch.equal(masks[0, 0], masks[0, 1])
+
+
+def test_span_masker_is_deterministic_with_a_seed():
+    a = SpanMasker(num_masks=4, seed=3)(2, (60, ), 'cpu')
+    b = SpanMasker(num_masks=4, seed=3)(2, (60, ), 'cpu')
+    c = SpanMasker(num_masks=4, seed=4)(2, (60, ), 'cpu')
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    torch.manual_seed(5)
+    d = SpanMasker(num_masks=4)(2, (60, ), 'cpu')
+    torch.manual_seed(5)
+    assert torch.equal(d, SpanMasker(num_masks=4)(2, (60, ), 'cpu'))
+
+
+def test_span_masker_refuses_bad_settings_and_layouts():
+    with pytest.raises(ValueError, match='mask_prob'):
+        SpanMasker(mask_prob=1.0)
+    with pytest.raises(ValueError, match='method'):
+        SpanMasker(method='blocks')
+    with pytest.raises(ValueError, match='sequences'):
+        SpanMasker()(2, (4, 4), 'cpu')
+    with pytest.raises(ValueError, match='too few'):
+        SpanMasker()(2, (1, ), 'cpu')
