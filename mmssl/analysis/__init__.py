@@ -4,8 +4,7 @@ the input-pipeline (loader) benchmark,
 pretraining under a time budget (time to accuracy), schedule rescaling and
 the pretrain -> convert -> fine-tune -> test transfer pipeline."""
 from .benchmark import (benchmark_configs, build_train_model,
-                        count_train_flops, make_synthetic_batch,
-                        measure_matmul_peak)
+                        count_train_flops, measure_matmul_peak)
 from .loader_benchmark import (batch_images, benchmark_loader, loader_summary,
                                time_transforms)
 from .multitask_benchmark import (benchmark_multitask, make_subtuning_tasks,
@@ -15,6 +14,7 @@ from .step_memory import StepMemory, machine_info, state_bytes
 from .subtuning_search import SearchError, SubsetEvaluator
 from .subtuning_select import (finetuning_profile, greedy_search, plot_greedy,
                                plot_profile, write_snippet)
+from .synthetic_batch import make_synthetic_batch
 from .time_to_accuracy import (TimeBudgetHook, compare_time_to_accuracy,
                                pretrain_under_budget, probe_iter_time,
                                time_to_reach)

@@ -54,8 +54,7 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModel
 from mmengine.optim import build_optim_wrapper
-from mmengine.registry import (FUNCTIONS, MODELS, DefaultScope,
-                               init_default_scope)
+from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner import set_random_seed
 from torch.utils.flop_counter import (FlopCounterMode,
                                       sdpa_backward_flop_count,
@@ -67,6 +66,7 @@ from mmssl.utils.config import default_scope_of
 from mmssl.utils.validation import check_int
 from .step_memory import StepMemory, machine_info, state_bytes, sync_device
 from .step_options import amp_dtype, maybe_compile
+from .synthetic_batch import _img_size, make_synthetic_batch
 
 __all__ = [
     'measure_matmul_peak', 'count_train_flops', 'build_train_model',
@@ -209,17 +209,6 @@ def _as_config(cfg: Union[str, Config, dict]) -> Config:
     return Config(cfg)
 
 
-def _img_size(cfg: Config) -> tuple:
-    """(H, W) from ``cfg.model.backbone.img_size``, else
-    ``cfg.model.img_size`` (models without a backbone key, such as the
-    benchmark peers), default 224."""
-    size = cfg.model.get('backbone', {}).get('img_size',
-                                             cfg.model.get('img_size', 224))
-    if isinstance(size, (tuple, list)):
-        return int(size[0]), int(size[1])
-    return int(size), int(size)
-
-
 def build_train_model(cfg: Config, device: Union[str, torch.device] = 'cpu'):
     """Build ``cfg.model`` and its optimizer wrapper for training on device.
 
@@ -253,145 +242,6 @@ def build_train_model(cfg: Config, device: Union[str, torch.device] = 'cpu'):
     with _quiet_logs():
         optim_wrapper = build_optim_wrapper(model, wrapper_cfg)
     return model, optim_wrapper, amp
-
-
-def make_synthetic_batch(cfg: Config, batch_size: int, seed: int = 0) -> dict:
-    """A collated batch of random images, as the config's loader yields it
-    (random token sequences for text configs: :func:`_text_samples`;
-    random waveforms for speech configs: :func:`_audio_samples`).
-
-    ``batch_size`` samples ``dict(inputs=uint8 (3, H, W),
-    data_samples=DataSample())``, H and W from ``cfg.model.backbone.img_size``
-    (default 224), are collated with ``cfg.train_dataloader.collate_fn``
-    (``pseudo_collate`` if unset, as in mmengine's ``Runner``). When the
-    pipeline's ``PackInputs`` packs ``algorithm_keys`` (e.g. data2vec 2.0's
-    ``mask``, drawn in the data pipeline), each random image goes through the
-    training pipeline instead (without its loading step), so the samples
-    carry them.
-
-    Returns:
-        dict: ``inputs`` (B, 3, H, W) uint8 (or a list of (3, H, W) with
-        ``pseudo_collate``) and ``data_samples``, a list of B DataSample.
-    """
-    if _is_text(cfg) or _is_audio(cfg):
-        make = _text_samples if _is_text(cfg) else _audio_samples
-        samples = make(cfg, batch_size, seed)
-        collate_cfg = copy.deepcopy(
-            cfg.get('train_dataloader', {}).get('collate_fn',
-                                                dict(type='pseudo_collate')))
-        return FUNCTIONS.get(collate_cfg.pop('type'))(samples, **collate_cfg)
-    from mmpretrain.structures import DataSample
-    height, width = _img_size(cfg)
-    gen = torch.Generator().manual_seed(seed)
-    images = torch.randint(
-        0,
-        256, (batch_size, 3, height, width),
-        generator=gen,
-        dtype=torch.uint8)
-    pipeline = _pipeline_with_algorithm_keys(cfg)
-    if pipeline is None:
-        samples = [
-            dict(inputs=images[i].clone(), data_samples=DataSample())
-            for i in range(batch_size)
-        ]
-    else:
-        samples = []
-        for image in images:
-            img = image.permute(1, 2, 0).contiguous().numpy()
-            samples.append(
-                pipeline(
-                    dict(
-                        img=img,
-                        img_shape=img.shape[:2],
-                        ori_shape=img.shape[:2])))
-    collate_cfg = copy.deepcopy(
-        cfg.get('train_dataloader', {}).get('collate_fn',
-                                            dict(type='pseudo_collate')))
-    collate_fn = FUNCTIONS.get(collate_cfg.pop('type'))
-    return collate_fn(samples, **collate_cfg)
-
-
-def _is_text(cfg: Config) -> bool:
-    """Whether the config trains on token sequences (mmssl's text path)."""
-    model = cfg.get('model', {})
-    pre = model.get('data_preprocessor') or {}
-    backbone = model.get('backbone') or {}
-    return str(pre.get('type', '')).endswith('TextDataPreprocessor') or \
-        str(backbone.get('type', '')).endswith('TextEncoder')
-
-
-def _is_audio(cfg: Config) -> bool:
-    """Whether the config trains on waveforms (mmssl's speech path)."""
-    backbone = cfg.get('model', {}).get('backbone') or {}
-    return str(backbone.get('type', '')).endswith('AudioEncoder')
-
-
-def _audio_samples(cfg: Config, batch_size: int, seed: int) -> list:
-    """Random 16 kHz waveforms, packed, of the pipeline's crop (or 1 s)."""
-    from mmssl.datasets.transforms.audio import PackAudioInputs
-    length = 16000
-    for step in cfg.train_dataloader.dataset.get('pipeline', []):
-        if str(step.get('type', '')).endswith('RandomAudioCrop'):
-            length = int(step['max_samples'])
-    gen, pack = torch.Generator().manual_seed(seed), PackAudioInputs()
-    return [
-        pack(dict(audio=torch.randn(length, generator=gen).numpy()))
-        for _ in range(batch_size)
-    ]
-
-
-def _text_samples(cfg: Config, batch_size: int, seed: int) -> list:
-    """``batch_size`` random token sequences through the config's training
-    pipeline (``NgramMLMMask``, ``PackTextInputs``...): full length
-    (``max_seq_length`` / ``max_length`` / ``tokens_per_sample`` of the data
-    set, else the
-    backbone's ``max_position``), ``[CLS] a [SEP] b [SEP]``, every token a
-    word start, a random SOP label and, for a classifier (a head with
-    ``num_classes`` or ``regression``), a random label."""
-    from mmengine.dataset import Compose
-    dataset = cfg.train_dataloader.dataset
-    backbone = cfg.model.backbone
-    length = dataset.get('max_seq_length') or dataset.get('max_length') or \
-        dataset.get('tokens_per_sample') or backbone.get('max_position', 128)
-    head = cfg.model.get('head') or {}
-    gen = torch.Generator().manual_seed(seed)
-    with DefaultScope.overwrite_default_scope(default_scope_of(cfg)):
-        pipeline = Compose(copy.deepcopy(dataset.get('pipeline', [])))
-    samples = []
-    for i in range(batch_size):
-        ids = torch.randint(5, backbone.vocab_size, (length, ), generator=gen)
-        ids[0], ids[length // 2], ids[-1] = 2, 3, 3  # [CLS] a [SEP] b [SEP]
-        types = torch.zeros(length, dtype=torch.long)
-        types[length // 2 + 1:] = 1
-        item = dict(
-            input_ids=ids.numpy(),
-            token_type_ids=types.numpy(),
-            word_starts=torch.ones(length, dtype=torch.bool).numpy(),
-            sop_label=int(torch.randint(2, (1, ), generator=gen)),
-            sample_idx=i)
-        if head.get('num_classes') or head.get('regression'):
-            item['gt_label'] = float(torch.rand(1, generator=gen)) \
-                if head.get('regression') else \
-                int(torch.randint(head.num_classes, (1, ), generator=gen))
-        samples.append(pipeline(item))
-    return samples
-
-
-def _pipeline_with_algorithm_keys(cfg: Config) -> Optional[Callable]:
-    """The training pipeline without its loading step, if its ``PackInputs``
-    packs ``algorithm_keys``; else None."""
-    dataset = cfg.get('train_dataloader', {}).get('dataset', {}) or {}
-    steps = [
-        s for s in dataset.get('pipeline', []) or []
-        if 'LoadImage' not in str(s.get('type', ''))
-    ]
-    if not any(
-            'PackInputs' in str(s.get('type', '')) and s.get('algorithm_keys')
-            for s in steps):
-        return None
-    from mmengine.dataset import Compose
-    with DefaultScope.overwrite_default_scope(default_scope_of(cfg)):
-        return Compose(copy.deepcopy(steps))
 
 
 def _default_names(cfgs: Sequence) -> List[str]:

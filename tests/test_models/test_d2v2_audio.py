@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmssl.models.backbones import (D2V2AudioBlock, D2V2AudioEncoder,
-                                    D2V2Block, D2V2EncoderBase)
+from mmssl.models.backbones import D2V2AudioEncoder, D2V2Block, D2V2EncoderBase
 from mmssl.models.backbones.d2v2_audio import alibi_slopes
 from mmssl.models.selfsup.data2vec2 import Data2VecV2
 from mmssl.registry import MODELS
@@ -73,7 +72,7 @@ def test_audio_encoder_is_the_shared_core():
     assert enc.num_extra_tokens == 0
     assert enc.teacher_input == 'student_embedding'
     assert (enc.embed_dims, enc.num_layers) == (64, 4)
-    assert all(isinstance(b, D2V2AudioBlock) for b in enc.layers)
+    assert all(type(b) is D2V2Block for b in enc.layers)
     model = MODELS.build(_d2v2_cfg())
     assert type(model) is Data2VecV2
     base = D2V2AudioEncoder('base')
@@ -103,18 +102,34 @@ def test_alibi_biases_by_hand():
                     assert bias[r, h, i, j].item() == pytest.approx(want)
 
 
-def test_audio_block_without_masks_is_the_plain_block():
+def test_block_bias_and_padding_by_hand():
+    """Zero bias and no padding == the plain path; a padded key is ignored;
+    the bias is added to the logits (checked against a hand softmax)."""
     torch.manual_seed(0)
-    blk = D2V2AudioBlock(16, 4, 32).eval()
-    ref = D2V2Block(16, 4, 32).eval()
-    ref.load_state_dict(blk.state_dict())
+    blk = D2V2Block(16, 4, 32).eval()
     x = torch.randn(2, 7, 16)
     a, ta = blk(x)
-    b, tb = ref(x)
-    assert torch.equal(a, b) and torch.equal(ta, tb)
     c, tc = blk(x, torch.zeros(2, 7, dtype=torch.bool),
                 torch.zeros(2, 4, 7, 7))
     torch.testing.assert_close(c, a, atol=1e-6, rtol=0)
+    # padding the last key == running on the first six tokens alone
+    pad = torch.zeros(2, 7, dtype=torch.bool)
+    pad[:, -1] = True
+    for bias in (None, torch.randn(2, 4, 7, 7)):
+        out, _ = blk(x, pad, bias)
+        alone, _ = blk(x[:, :6], None,
+                       None if bias is None else bias[:, :, :6, :6])
+        torch.testing.assert_close(out[:, :6], alone, atol=1e-5, rtol=0)
+    # the attention output by hand with a bias
+    bias = torch.randn(2, 4, 7, 7)
+    at = blk.attn
+    qkv = at.qkv(x).reshape(2, 7, 3, 4, 4).permute(2, 0, 3, 1, 4)
+    w = (qkv[0] @ qkv[1].transpose(-1, -2)) / 2. + bias
+    out = (w.softmax(-1) @ qkv[2]).transpose(1, 2).reshape(2, 7, 16)
+    want = blk.ln1(x + at.proj(out))
+    with torch.no_grad():
+        got = blk.ln1(x + blk._masked_attn(x, None, bias))
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
 
 
 def test_padded_batch_gives_each_clip_its_own_features():
@@ -177,6 +192,13 @@ def test_student_embedding_is_computed_once_for_the_teacher():
     model.loss(x, None)
     assert len(calls) == 1 and seen['embedded']
     assert torch.equal(seen['tokens'], calls[0].detach())
+    # so the teacher keeps no copy of the conv feature extractor; what it
+    # runs (positional convs, context norm, ALiBi scales, blocks) is EMA
+    teacher = model.teacher.module
+    assert teacher.feature_extractor is None and teacher.feature_proj is None
+    assert {n.split('.')[0]
+            for n, _ in teacher.named_parameters()
+            } == {'pos_convs', 'ln_pre', 'alibi_scale', 'layers'}
 
 
 def _d2v2_cfg(**kw):

@@ -191,8 +191,16 @@ def test_teacher_runs_once_on_the_student_embedding():
     # no dropout), not the teacher's own embedding
     model.eval()
     torch.testing.assert_close(calls[0][0].shape, (2, L, C))
-    with torch.no_grad():
-        teacher.token_embed.weight.add_(1.)  # the teacher's own: unused
+    # the teacher holds no copy of the local encoder it never runs
+    for name in ('token_embed', 'pos_embed', 'ln_embed'):
+        assert getattr(teacher, name) is None
+    local = sum(p.numel() for n, p in model.backbone.named_parameters()
+                if n.split('.')[0] in ('token_embed', 'pos_embed', 'ln_embed'))
+    assert local > 0
+    assert sum(p.numel() for p in teacher.parameters()) == sum(
+        p.numel() for p in model.backbone.parameters()) - local
+    assert not any('token_embed' in k
+                   for k in model.state_dict() if k.startswith('teacher.'))
     student_emb = model.backbone.embed(x)[0]
     t1 = model.teacher_targets(x)
     t2 = model.head.build_targets(orig(student_emb, 2, embedded=True))

@@ -336,6 +336,32 @@ def test_ema_update_half_is_mean():
         assert torch.equal(ema.module.state_dict()[k], (old[k] + v) / 2)
 
 
+def test_ema_exclude_drops_submodules_and_averages_the_rest():
+    torch.manual_seed(0)
+    student = torch.nn.Sequential(
+        torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3), torch.nn.Linear(3, 2))
+    ema = LinearAnnealEMA(
+        student, momentum=0.5, end_momentum=0.5, exclude=('0', ))
+    assert ema.module[0] is None
+    assert set(
+        ema.avg_parameters) == {'1.weight', '1.bias', '2.weight', '2.bias'}
+    old = {k: v.clone() for k, v in ema.module.state_dict().items()}
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(torch.randn_like(p))
+        student[1].running_mean.add_(1.)  # buffers: copied by name
+    ema.update_parameters(student)
+    for k, v in ema.module.state_dict().items():
+        if k.endswith(('weight', 'bias')):
+            assert torch.equal(v, (old[k] + student.state_dict()[k]) / 2), k
+        else:
+            assert torch.equal(v, student.state_dict()[k]), k
+    ema.reset(student)
+    assert torch.equal(ema.module[2].weight, student[2].weight)
+    with pytest.raises(ValueError, match="exclude names 'nope'"):
+        LinearAnnealEMA(student, exclude=('nope', ))
+
+
 def test_teacher_weights_stay_fp32():
     model = build()
     model.half()

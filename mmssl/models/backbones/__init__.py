@@ -19,6 +19,6 @@ from .d2v2_text import D2V2TextEncoder  # noqa: E402
 
 __all__ += ['D2V2TextEncoder']
 
-from .d2v2_audio import D2V2AudioBlock, D2V2AudioEncoder  # noqa: E402
+from .d2v2_audio import D2V2AudioEncoder  # noqa: E402
 
-__all__ += ['D2V2AudioEncoder', 'D2V2AudioBlock']
+__all__ += ['D2V2AudioEncoder']

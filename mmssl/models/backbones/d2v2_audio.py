@@ -22,9 +22,10 @@ Raw 16 kHz waveforms (B, T_samples) -> frames (B, T, C) at 50 Hz:
 The EMA teacher (``ema_local_encoder=False``) takes the *student's* local
 features of the unmasked input (``teacher_input = 'student_embedding'``);
 its own positional encoder, context LayerNorm, ALiBi scales and blocks are
-EMA copies. The student path computes the local features once and keeps
-them for that teacher call, so the conv stack runs once per step, as in the
-reference.
+EMA copies, and it holds no copy of the conv feature extractor
+(``embedding_modules``). The student path computes the local features once
+and keeps them for that teacher call, so the conv stack runs once per step,
+as in the reference.
 
 Padded batches (fine-tuning) give each clip the same features as the clip
 alone: frames past a clip's :meth:`D2V2AudioEncoder.frame_lengths` are
@@ -45,7 +46,7 @@ from ..utils.masking import gather_tokens, mask_to_ids
 from .d2v2_encoder import D2V2EncoderBase
 from .d2v2_vit import D2V2Block
 
-__all__ = ['D2V2AudioEncoder', 'D2V2AudioBlock', 'alibi_slopes']
+__all__ = ['D2V2AudioEncoder', 'alibi_slopes']
 
 #: wav2vec 2.0's conv feature extractor: (channels, kernel, stride).
 WAV2VEC2_SPEC = [(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2
@@ -67,46 +68,6 @@ def alibi_slopes(num_heads: int) -> torch.Tensor:
         return power_of_2(closest) + slopes(2 * closest)[0::2][:n - closest]
 
     return torch.tensor(slopes(num_heads), dtype=torch.float32)
-
-
-class D2V2AudioBlock(D2V2Block):
-    """:class:`D2V2Block` with an additive attention bias and a key padding
-    mask (fairseq ``AltBlock(x, padding_mask, alibi_bias)``); with neither
-    it is exactly :class:`D2V2Block`."""
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        key_padding_mask: Optional[torch.Tensor] = None,
-        attn_bias: Optional[torch.Tensor] = None
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(B, L, C), optional (B, L) bool (True = padding) and (B, H, L,
-        L) bias -> (block output, FFN output)."""
-        if key_padding_mask is None and attn_bias is None:
-            return super().forward(x)
-        x = self.ln1(x + self._attention(x, key_padding_mask, attn_bias))
-        t = self.ffn(x)
-        x = self.ln2(x + self.drop_path(self.post_ffn_drop(t)))
-        return x, t
-
-    def _attention(self, x: torch.Tensor, key_padding_mask, attn_bias):
-        attn = self.attn
-        B, N, _ = x.shape
-        qkv = attn.qkv(x).reshape(B, N, 3, attn.num_heads,
-                                  attn.head_dims).permute(2, 0, 3, 1, 4)
-        bias = x.new_zeros(B, 1, 1, N) if attn_bias is None else \
-            attn_bias.to(x.dtype)
-        if key_padding_mask is not None:
-            bias = bias.masked_fill(key_padding_mask[:, None, None, :],
-                                    float('-inf'))
-        out = F.scaled_dot_product_attention(
-            qkv[0],
-            qkv[1],
-            qkv[2],
-            attn_mask=bias,
-            dropout_p=attn.attn_drop if self.training else 0.)
-        out = attn.proj(out.transpose(1, 2).reshape(B, N, attn.embed_dims))
-        return attn.out_drop(attn.gamma1(attn.proj_drop(out)))
 
 
 class _ConvLayer(nn.Module):
@@ -202,6 +163,7 @@ class D2V2AudioEncoder(D2V2EncoderBase):
     }
     num_extra_tokens = 0
     teacher_input = 'student_embedding'
+    embedding_modules = ('feature_extractor', 'feature_norm', 'feature_proj')
     EXTRACTOR_MODES = ('layer_norm', 'default')
 
     def __init__(self,
@@ -287,7 +249,7 @@ class D2V2AudioEncoder(D2V2EncoderBase):
         self.drop_after_pos = nn.Dropout(context_dropout)
         dpr = np.linspace(0, drop_path_rate, self.num_layers)
         self.layers = nn.ModuleList([
-            D2V2AudioBlock(
+            D2V2Block(
                 C,
                 self.num_heads,
                 cfg['feedforward_channels'],

@@ -41,10 +41,14 @@ class D2V2EncoderBase(BaseBackbone):
             itself (images, speech); ``'student_embedding'``: the teacher's
             blocks take the student's ``embed`` of the unmasked input
             (text: the reference's EMA covers the blocks only).
+        embedding_modules (tuple[str]): The submodules ``embed`` runs; with
+            ``teacher_input = 'student_embedding'`` the EMA teacher holds no
+            copy of them.
     """
 
     num_extra_tokens = 0
     teacher_input = 'raw'
+    embedding_modules: Tuple[str, ...] = ()
 
     def train(self, mode: bool = True) -> 'D2V2EncoderBase':
         """As ``nn.Module.train`` (mmpretrain's ``BaseBackbone.train``

@@ -105,6 +105,7 @@ class D2V2TextEncoder(D2V2EncoderBase):
     }
     num_extra_tokens = 0
     teacher_input = 'student_embedding'
+    embedding_modules = ('token_embed', 'pos_embed', 'ln_embed')
 
     def __init__(self,
                  arch: Union[str, dict] = 'base',

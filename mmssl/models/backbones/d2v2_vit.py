@@ -112,33 +112,48 @@ class D2V2Block(BaseModule):
     def forward(
         self,
         x: torch.Tensor,
-        key_padding_mask: Optional[torch.Tensor] = None
+        key_padding_mask: Optional[torch.Tensor] = None,
+        attn_bias: Optional[torch.Tensor] = None
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """(B, L, C) -> (block output (B, L, C), FFN output (B, L, C)).
 
         ``key_padding_mask`` (B, L) bool, True = padding: those tokens are
-        not attended to (padded text batches); None attends to all.
+        not attended to (padded text and speech batches); ``attn_bias``
+        (B, H, L, L) is added to the attention logits (speech's ALiBi,
+        fairseq ``AltBlock(x, padding_mask, alibi_bias)``). With neither the
+        block attends to all tokens through ``self.attn``.
         """
-        attn = self.attn(x) if key_padding_mask is None else \
-            self._masked_attn(x, key_padding_mask)
+        if key_padding_mask is None and attn_bias is None:
+            attn = self.attn(x)
+        else:
+            attn = self._masked_attn(x, key_padding_mask, attn_bias)
         x = self.ln1(x + attn)
         t = self.ffn(x)
         x = self.ln2(x + self.drop_path(self.post_ffn_drop(t)))
         return x, t
 
     def _masked_attn(self, x: torch.Tensor,
-                     key_padding_mask: torch.Tensor) -> torch.Tensor:
-        """``self.attn(x)`` with padded keys left out."""
+                     key_padding_mask: Optional[torch.Tensor],
+                     attn_bias: Optional[torch.Tensor]) -> torch.Tensor:
+        """``self.attn(x)`` with padded keys left out and / or an additive
+        bias on the logits."""
         a = self.attn
         B, N, _ = x.shape
         qkv = a.qkv(x).reshape(B, N, 3, a.num_heads,
                                a.head_dims).permute(2, 0, 3, 1, 4)
-        keep = ~key_padding_mask.bool()[:, None, None, :]
+        pad = None if key_padding_mask is None else \
+            key_padding_mask.bool()[:, None, None, :]
+        if attn_bias is None:
+            mask = ~pad
+        else:
+            mask = attn_bias.to(x.dtype)
+            if pad is not None:
+                mask = mask.masked_fill(pad, float('-inf'))
         out = F.scaled_dot_product_attention(
             qkv[0],
             qkv[1],
             qkv[2],
-            attn_mask=keep,
+            attn_mask=mask,
             dropout_p=a.attn_drop if self.training else 0.)
         out = a.proj(out.transpose(1, 2).reshape(B, N, a.embed_dims))
         return a.out_drop(a.gamma1(a.proj_drop(out)))

@@ -29,28 +29,71 @@ def fill_masked(x: torch.Tensor, ids_restore: torch.Tensor,
     return unshuffle_tokens(x, noise, ids_restore)
 
 
-class _ConvLNGELU(nn.Module):
-    """Conv2d k x k (grouped, 'same' size) -> LayerNorm over channels
-    without affine -> GELU."""
+class ConvLNGELU(nn.Module):
+    """Conv k (grouped, 'same' size) -> LayerNorm over channels without
+    affine -> GELU: one block of fairseq's ``Decoder1d`` / ``Decoder2d``.
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
-                 groups: int) -> None:
+    Args:
+        in_channels (int): Input channels.
+        out_channels (int): Output channels.
+        kernel_size (int): Kernel (an even one is cropped back to the input
+            size, fairseq ``SamePad``).
+        groups (int): Conv groups.
+        spatial_dims (int): 1 for (B, C, L) sequences, 2 for (B, C, h, w)
+            maps. Defaults to 2.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 kernel_size: int,
+                 groups: int,
+                 spatial_dims: int = 2) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(
+        conv = {1: nn.Conv1d, 2: nn.Conv2d}[spatial_dims]
+        self.conv = conv(
             in_channels,
             out_channels,
             kernel_size=kernel_size,
             padding=kernel_size // 2,
             groups=groups)
-        # an even kernel grows the map by one; crop it back (SamePad2d)
-        self.crop = 1 if kernel_size % 2 == 0 else 0
+        # an even kernel grows each spatial size by one; crop it back
+        self.crop = (slice(None, -1), ) * spatial_dims \
+            if kernel_size % 2 == 0 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, *S) -> (B, C_out, *S)."""
         x = self.conv(x)
-        if self.crop:
-            x = x[..., :-self.crop, :-self.crop]
-        x = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2])
-        return F.gelu(x.permute(0, 3, 1, 2))
+        if self.crop is not None:
+            x = x[(..., ) + self.crop]
+        x = F.layer_norm(x.movedim(1, -1), x.shape[1:2])
+        return F.gelu(x.movedim(-1, 1))
+
+
+def check_conv_decoder_args(name: str, in_channels: int, embed_dims: int,
+                            num_layers: int, kernel_size: int, groups: int,
+                            noise_std: float) -> None:
+    """The arguments both conv decoders share, each error naming its
+    ``model.neck`` key."""
+    for key, value in (('in_channels', in_channels),
+                       ('embed_dims', embed_dims), ('num_layers', num_layers),
+                       ('kernel_size', kernel_size), ('groups', groups)):
+        check_int(value, f'model.neck.{key}', name)
+    if in_channels % groups or embed_dims % groups:
+        raise ValueError(f'model.neck.groups={groups} must divide '
+                         f'in_channels={in_channels} and embed_dims='
+                         f'{embed_dims}')
+    check_float(noise_std, 'model.neck.noise_std', name, low=0)
+
+
+def run_conv_blocks(blocks: nn.ModuleList, x: torch.Tensor,
+                    residual: bool) -> torch.Tensor:
+    """The block stack, each block with a residual add of its input when
+    ``residual`` and the shapes match: (B, C_in, *S) -> (B, C, *S)."""
+    for block in blocks:
+        out = block(x)
+        x = out + x if residual and out.shape == x.shape else out
+    return x
 
 
 @MODELS.register_module()
@@ -88,24 +131,16 @@ class D2V2ConvDecoder2d(BaseModule):
                  noise_std: float = 0.01,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        name = type(self).__name__
-        for key, value in (('in_channels', in_channels),
-                           ('embed_dims', embed_dims), ('num_layers',
-                                                        num_layers),
-                           ('kernel_size', kernel_size), ('groups', groups)):
-            check_int(value, f'model.neck.{key}', name)
-        if in_channels % groups or embed_dims % groups:
-            raise ValueError(
-                f'model.neck.groups={groups} must divide in_channels='
-                f'{in_channels} and embed_dims={embed_dims}')
-        check_float(noise_std, 'model.neck.noise_std', name, low=0)
+        check_conv_decoder_args(
+            type(self).__name__, in_channels, embed_dims, num_layers,
+            kernel_size, groups, noise_std)
         self.in_channels = in_channels
         self.embed_dims = embed_dims
         self.residual = residual
         self.noise_std = float(noise_std)
         self.blocks = nn.ModuleList([
-            _ConvLNGELU(in_channels if i == 0 else embed_dims, embed_dims,
-                        kernel_size, groups) for i in range(num_layers)
+            ConvLNGELU(in_channels if i == 0 else embed_dims, embed_dims,
+                       kernel_size, groups) for i in range(num_layers)
         ])
         self.proj = nn.Linear(embed_dims, in_channels)
 
@@ -145,9 +180,8 @@ class D2V2ConvDecoder2d(BaseModule):
         h, w = grid
         if h * w != N:
             raise ValueError(f'{N} tokens do not form a {h}x{w} grid')
-        x = x.transpose(1, 2).reshape(B, C, h, w)
-        for block in self.blocks:
-            out = block(x)
-            x = out + x if self.residual and out.shape == x.shape else out
+        x = run_conv_blocks(self.blocks,
+                            x.transpose(1, 2).reshape(B, C, h, w),
+                            self.residual)
         x = x.reshape(B, self.embed_dims, N).transpose(1, 2)
         return self.proj(x)

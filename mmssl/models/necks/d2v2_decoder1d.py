@@ -5,37 +5,12 @@ from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from mmssl.registry import MODELS
 from mmssl.utils.validation import check_float, check_int
-from .d2v2_decoder import fill_masked
-
-
-class _Conv1dLNGELU(nn.Module):
-    """Conv1d k (grouped, 'same' length) -> LayerNorm over channels without
-    affine -> GELU (fairseq ``Decoder1d.make_block``)."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
-                 groups: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv1d(
-            in_channels,
-            out_channels,
-            kernel_size=kernel_size,
-            padding=kernel_size // 2,
-            groups=groups)
-        # an even kernel grows the sequence by one; crop it back (SamePad)
-        self.crop = 1 if kernel_size % 2 == 0 else 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C_in, L) -> (B, C_out, L)."""
-        x = self.conv(x)
-        if self.crop:
-            x = x[..., :-self.crop]
-        x = F.layer_norm(x.transpose(1, 2), x.shape[1:2])
-        return F.gelu(x.transpose(1, 2))
+from .d2v2_decoder import (ConvLNGELU, check_conv_decoder_args, fill_masked,
+                           run_conv_blocks)
 
 
 @MODELS.register_module()
@@ -91,16 +66,9 @@ class D2V2ConvDecoder1d(BaseModule):
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         name = type(self).__name__
-        for key, value in (('in_channels', in_channels),
-                           ('embed_dims', embed_dims), ('num_layers',
-                                                        num_layers),
-                           ('kernel_size', kernel_size), ('groups', groups),
-                           ('projection_layers', projection_layers)):
-            check_int(value, f'model.neck.{key}', name)
-        if in_channels % groups or embed_dims % groups:
-            raise ValueError(
-                f'model.neck.groups={groups} must divide in_channels='
-                f'{in_channels} and embed_dims={embed_dims}')
+        check_conv_decoder_args(name, in_channels, embed_dims, num_layers,
+                                kernel_size, groups, noise_std)
+        check_int(projection_layers, 'model.neck.projection_layers', name)
         check_float(
             projection_ratio,
             'model.neck.projection_ratio',
@@ -114,15 +82,18 @@ class D2V2ConvDecoder1d(BaseModule):
             low=0,
             high=1,
             inclusive=(True, False))
-        check_float(noise_std, 'model.neck.noise_std', name, low=0)
         self.in_channels = in_channels
         self.embed_dims = embed_dims
         self.residual = residual
         self.noise_std = float(noise_std)
         self.input_dropout = nn.Dropout(input_dropout)
         self.blocks = nn.ModuleList([
-            _Conv1dLNGELU(in_channels if i == 0 else embed_dims, embed_dims,
-                          kernel_size, groups) for i in range(num_layers)
+            ConvLNGELU(
+                in_channels if i == 0 else embed_dims,
+                embed_dims,
+                kernel_size,
+                groups,
+                spatial_dims=1) for i in range(num_layers)
         ])
         projs = []
         width = embed_dims
@@ -153,10 +124,7 @@ class D2V2ConvDecoder1d(BaseModule):
         if layout is not None and tuple(layout) != (x.shape[1], ):
             raise ValueError(f'{x.shape[1]} tokens do not form the sequence '
                              f'layout {tuple(layout)}')
-        x = x.transpose(1, 2)
-        for block in self.blocks:
-            out = block(x)
-            x = out + x if self.residual and out.shape == x.shape else out
+        x = run_conv_blocks(self.blocks, x.transpose(1, 2), self.residual)
         return self.proj(x.transpose(1, 2))
 
 

@@ -24,8 +24,10 @@ One training step on B samples with M masks each (the "clone batch"):
 4. teacher (an EMA copy of the student encoder, ``self.teacher``): one pass
    per sample on the unmasked input, top-K FFN outputs -> targets, repeated
    for the M clones (:class:`~mmssl.models.heads.D2V2Head`); encoders whose
-   ``teacher_input`` is ``'student_embedding'`` (text) feed the teacher's
-   blocks the student's embedding of the unmasked input, as the reference;
+   ``teacher_input`` is ``'student_embedding'`` (text, speech) feed the
+   teacher the student's embedding of the unmasked input, as the
+   reference, and the teacher holds no copy of the backbone's
+   ``embedding_modules``;
 5. loss on the removed positions (plus the CLS term where the encoder has
    a CLS token); after the optimizer step ``mmssl.TeacherUpdateHook`` calls
    :meth:`Data2VecV2.update_teacher`.
@@ -160,9 +162,20 @@ class Data2VecV2(BaseSelfSupervisor):
             raise ValueError(
                 f'model.neck.in_channels={dec_in} must equal the encoder '
                 f'width model.backbone embed_dims={width}')
+        teacher_input = getattr(self.backbone, 'teacher_input', 'raw')
+        if teacher_input not in TEACHER_INPUTS:
+            raise ValueError(
+                f'{type(self.backbone).__name__}.teacher_input='
+                f'{teacher_input!r}; expected one of {TEACHER_INPUTS}')
+        self.teacher_input = teacher_input
         ema = dict(
             momentum=2e-4, end_momentum=1e-5,
             anneal_iters=100000) if ema is None else dict(ema)
+        if teacher_input == 'student_embedding':
+            # the teacher runs on the student's embedding: its copy of the
+            # local encoder would never be used
+            ema.setdefault('exclude',
+                           getattr(self.backbone, 'embedding_modules', ()))
         try:
             self.teacher = LinearAnnealEMA(self.backbone, **ema)
         except (TypeError, ValueError) as err:
@@ -175,12 +188,6 @@ class Data2VecV2(BaseSelfSupervisor):
                 self.mask_generator = MODELS.build(mask_generator)
             except (KeyError, TypeError, ValueError) as err:
                 raise ValueError(f'model.mask_generator: {err}') from err
-        teacher_input = getattr(self.backbone, 'teacher_input', 'raw')
-        if teacher_input not in TEACHER_INPUTS:
-            raise ValueError(
-                f'{type(self.backbone).__name__}.teacher_input='
-                f'{teacher_input!r}; expected one of {TEACHER_INPUTS}')
-        self.teacher_input = teacher_input
 
     # ---------------------------------------------------------------- setup
     def init_weights(self) -> None:

@@ -16,7 +16,7 @@ of the student when it is created (and after :meth:`LinearAnnealEMA.reset`),
 and the k-th update (k = 1, 2, ...) uses ``tau_k``, as fairseq's
 ``set_num_updates(k)`` does after the k-th optimizer step.
 """
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -67,6 +67,11 @@ class LinearAnnealEMA(ExponentialMovingAverage):
         device (torch.device, optional): Where to keep the copy.
         update_buffers (bool): Average floating buffers too instead of
             copying them. Defaults to False.
+        exclude (Sequence[str]): Dotted names of submodules of ``model``
+            the teacher never runs (for data2vec 2.0 text and speech, the
+            local encoder whose output the student hands over): they are
+            dropped from the copy, so they take no memory, no EMA update and
+            no room in checkpoints. Defaults to None (none).
     """
 
     def __init__(self,
@@ -76,7 +81,8 @@ class LinearAnnealEMA(ExponentialMovingAverage):
                  anneal_iters: int = 100000,
                  interval: int = 1,
                  device: Optional[torch.device] = None,
-                 update_buffers: bool = False) -> None:
+                 update_buffers: bool = False,
+                 exclude: Optional[Sequence[str]] = None) -> None:
         name = type(self).__name__
         for key, value in (('momentum', momentum), ('end_momentum',
                                                     end_momentum)):
@@ -101,6 +107,20 @@ class LinearAnnealEMA(ExponentialMovingAverage):
         self.momentum = float(momentum)
         self.end_momentum = float(end_momentum)
         self.anneal_iters = anneal_iters
+        self.excluded = tuple(exclude or ())
+        for key in self.excluded:
+            parent, _, leaf = key.rpartition('.')
+            owner = self.module.get_submodule(parent) if parent else \
+                self.module
+            if not isinstance(getattr(owner, leaf, None), nn.Module):
+                raise ValueError(
+                    f'{name}: exclude names {key!r}, which is not a submodule '
+                    f'of {type(model).__name__}')
+            setattr(owner, leaf, None)
+        if self.excluded:
+            self.avg_parameters = (
+                self.module.state_dict()
+                if update_buffers else dict(self.module.named_parameters()))
         self.module.float()
         self.module.eval()
 
@@ -156,8 +176,9 @@ class LinearAnnealEMA(ExponentialMovingAverage):
                 else:
                     p_avg.data.copy_(p_src.data)
         if not self.update_buffers:
-            for b_avg, b_src in zip(self.module.buffers(), model.buffers()):
-                b_avg.data.copy_(b_src.data.to(b_avg.device))
+            src = dict(model.named_buffers())
+            for name, b_avg in self.module.named_buffers():
+                b_avg.data.copy_(src[name].data.to(b_avg.device))
         self.steps += 1
         return decay
 
