@@ -89,6 +89,42 @@ def test_forward_backward_shapes():
     assert model.backbone.cls_token.grad is not None
 
 
+@pytest.mark.parametrize('kernel_size', [3, 4])
+def test_channels_last_decoder_is_the_same_function(kernel_size):
+    """``channels_last=True`` views the tokens as NHWC maps without a copy,
+    every conv sees a channels-last input, and outputs and gradients equal
+    the NCHW path's (float rounding)."""
+    from mmssl.models.necks import D2V2ConvDecoder2d
+    torch.manual_seed(0)
+    kw = dict(
+        in_channels=16,
+        embed_dims=32,
+        num_layers=3,
+        kernel_size=kernel_size,
+        groups=4)
+    ref = D2V2ConvDecoder2d(**kw)
+    fast = D2V2ConvDecoder2d(channels_last=True, **kw)
+    fast.load_state_dict(ref.state_dict())
+    x = torch.randn(3, 5, 16)
+    ids_restore = torch.stack([torch.randperm(12) for _ in range(3)])
+    layouts = []
+    for blk in fast.blocks:
+        blk.conv.register_forward_hook(lambda m, args, out: layouts.append(
+            args[0].is_contiguous(memory_format=torch.channels_last)))
+    outs, grads = [], []
+    for model in (ref, fast):
+        xi = x.clone().requires_grad_(True)
+        torch.manual_seed(1)  # the same noise tokens
+        out = model(xi, ids_restore, (3, 4))
+        out.square().sum().backward()
+        outs.append(out)
+        grads.append((xi.grad, model.blocks[0].conv.weight.grad))
+    assert layouts == [True] * 3
+    torch.testing.assert_close(outs[1], outs[0], atol=1e-5, rtol=1e-5)
+    for a, b in zip(grads[1], grads[0]):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
 def test_visible_tokens_only_see_visible_patches():
     """Changing a removed patch's pixels leaves the student output alone."""
     model = build().eval()

@@ -117,6 +117,11 @@ class D2V2ConvDecoder2d(BaseModule):
         residual (bool): Residual adds around the blocks. Defaults to True.
         noise_std (float): Std of the tokens put at removed positions.
             Defaults to 0.01.
+        channels_last (bool): Run the conv stack on channels-last maps: the
+            (B, N, C) tokens are viewed as (B, C, h, w) without a copy and
+            every conv, LayerNorm and residual add keeps that layout (no
+            NCHW <-> NHWC transforms around the convs). The same function
+            up to float rounding. Defaults to False.
         init_cfg (dict, optional): Defaults to None (PyTorch's default init,
             as the reference).
     """
@@ -129,6 +134,7 @@ class D2V2ConvDecoder2d(BaseModule):
                  groups: int = 16,
                  residual: bool = True,
                  noise_std: float = 0.01,
+                 channels_last: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         check_conv_decoder_args(
@@ -138,6 +144,7 @@ class D2V2ConvDecoder2d(BaseModule):
         self.embed_dims = embed_dims
         self.residual = residual
         self.noise_std = float(noise_std)
+        self.channels_last = bool(channels_last)
         self.blocks = nn.ModuleList([
             ConvLNGELU(in_channels if i == 0 else embed_dims, embed_dims,
                        kernel_size, groups) for i in range(num_layers)
@@ -180,8 +187,14 @@ class D2V2ConvDecoder2d(BaseModule):
         h, w = grid
         if h * w != N:
             raise ValueError(f'{N} tokens do not form a {h}x{w} grid')
-        x = run_conv_blocks(self.blocks,
-                            x.transpose(1, 2).reshape(B, C, h, w),
-                            self.residual)
-        x = x.reshape(B, self.embed_dims, N).transpose(1, 2)
+        if self.channels_last:  # (B, h, w, C) memory, (B, C, h, w) view
+            x = run_conv_blocks(self.blocks,
+                                x.reshape(B, h, w, C).permute(0, 3, 1, 2),
+                                self.residual)
+            x = x.permute(0, 2, 3, 1).reshape(B, N, self.embed_dims)
+        else:
+            x = run_conv_blocks(self.blocks,
+                                x.transpose(1, 2).reshape(B, C, h, w),
+                                self.residual)
+            x = x.reshape(B, self.embed_dims, N).transpose(1, 2)
         return self.proj(x)
