@@ -88,3 +88,25 @@ def test_extract_feat_is_unmasked():
 def test_bad_config_fails_at_build(key, value, match):
     with pytest.raises(Exception, match=match):
         build(**{key: value})
+
+
+def test_drop_path_rates_are_python_floats_and_the_forward_is_one_graph():
+    """mmpretrain hands its blocks NumPy drop-path rates, on which mmcv's
+    ``drop_prob == 0.`` test breaks a torch.compile graph per block; mmssl's
+    MAE casts them (the same values), so dynamo traces one graph."""
+    import numpy as np
+    import torch._dynamo as dynamo
+    from mmcv.cnn.bricks.drop import DropPath
+
+    from mmssl.models.utils import python_drop_path_rates
+    block = torch.nn.Sequential(DropPath(np.float64(0.1)), DropPath(0.))
+    assert python_drop_path_rates(block) == 1
+    assert type(block[0].drop_prob) is float and block[0].drop_prob == 0.1
+    model = build(drop_path_rate=0.1)
+    rates = [m.drop_prob for m in model.modules() if isinstance(m, DropPath)]
+    assert rates and all(type(r) is float for r in rates)
+    assert max(rates) == pytest.approx(0.1)
+    dynamo.reset()
+    explained = dynamo.explain(model.forward)(
+        torch.randn(2, 3, 32, 32), None, mode='loss')
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0)

@@ -27,6 +27,7 @@ from mmpretrain.structures import DataSample
 
 from mmssl.registry import MODELS
 from ..backbones.poslabel_backbones import check_patch_grid
+from ..utils.drop_path import python_drop_path_rates
 from ..utils.masking import (check_mask_ratio, patchify, random_masking,
                              unpatchify)
 
@@ -54,7 +55,8 @@ class MAEViT(_MMPretrainMAEViT):
         check_mask_ratio(mask_ratio, 'model.backbone.mask_ratio')
         check_patch_grid(
             kwargs.get('img_size', 224), kwargs.get('patch_size', 16),
-            'model.backbone', type(self).__name__)
+            'model.backbone',
+            type(self).__name__)
         super().__init__(*args, mask_ratio=mask_ratio, **kwargs)
         self.use_pos_embed = bool(use_pos_embed)
 
@@ -96,8 +98,14 @@ class MAE(_MMPretrainMAE):
     """MAE self-supervisor (mmpretrain's, plus reconstruction pictures).
 
     Use with ``backbone=dict(type='mmssl.MAEViT', ...)`` and mmpretrain's
-    ``MAEPretrainDecoder`` neck and ``MAEPretrainHead`` head.
+    ``MAEPretrainDecoder`` neck and ``MAEPretrainHead`` head. The blocks'
+    drop-path rates are Python floats (:func:`python_drop_path_rates`), so
+    ``compile=True`` traces the forward as one graph.
     """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        python_drop_path_rates(self)
 
     def extract_feat(self, inputs: torch.Tensor):
         """Unmasked backbone features of ``inputs`` (B, 3, H, W)."""

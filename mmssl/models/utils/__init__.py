@@ -8,6 +8,7 @@ from .anm import (AdversarialNoisyMasking, ANMOutput, activation_map, box_mask,
 from .ctc import ctc_greedy_decode
 from .dist import (all_gather_with_grad, concat_all_gather,
                    concat_all_gather_with_grad)
+from .drop_path import python_drop_path_rates
 from .ema import LinearAnnealEMA, annealed_decay
 from .label_quality import auroc, gmm_label_quality, normalise_losses
 from .masking import (check_mask_ratio, gather_tokens, inverse_block_mask,
@@ -24,10 +25,10 @@ from .subtuning import (GreedyResult, block_names, greedy_select, in_blocks,
 from .token_maskers import RandomTokenMasker
 
 __all__ = [
-    'check_mask_ratio', 'num_visible', 'patchify', 'random_masking',
-    'unpatchify', 'unshuffle_tokens', 'LinearAnnealEMA', 'annealed_decay',
-    'gather_tokens', 'inverse_block_mask', 'kept_ids', 'mask_to_ids',
-    'random_mask', 'all_gather_with_grad', 'concat_all_gather',
+    'python_drop_path_rates', 'check_mask_ratio', 'num_visible', 'patchify',
+    'random_masking', 'unpatchify', 'unshuffle_tokens', 'LinearAnnealEMA',
+    'annealed_decay', 'gather_tokens', 'inverse_block_mask', 'kept_ids',
+    'mask_to_ids', 'random_mask', 'all_gather_with_grad', 'concat_all_gather',
     'concat_all_gather_with_grad', 'SplitBatchNorm', 'abs_pos_labels',
     'full_grid_ids', 'grid_coords', 'num_rel_classes', 'rel_pos_label_matrix',
     'rel_pos_labels', 'sample_pairs', 'window_pairs', 'GreedyResult',
