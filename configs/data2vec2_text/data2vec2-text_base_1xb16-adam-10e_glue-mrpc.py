@@ -8,42 +8,25 @@
 # GLUE TSVs in data/glue/<TASK>/ (not downloaded), tokenised with the
 # pretraining's SentencePiece model as [CLS] a [SEP] b [SEP], at most 512
 # tokens (the encoder's positions). The backbone starts from the pretraining
-# checkpoint (the student encoder, keys under 'backbone.'):
+# checkpoint (the student encoder, keys under 'backbone.'). The GLUE data,
+# metric, head and runtime are ALBERT's GLUE config's:
 #   python tools/train.py configs/data2vec2_text/data2vec2-text_base_1xb16-adam-10e_glue-mrpc.py
-_base_ = ['../_base_/default_runtime.py']
+_base_ = ['../albert/albert_base_1xb32-adamw-3e_glue-mrpc.py']
 
 max_length = 512
 max_epochs = 10
 vocab_size = 30000
-tokenizer = 'data/bookwiki/spm30k.model'
 pretrained = ('work_dirs/data2vec2-text_base_16xb4-adam-1000kiter_bookwiki/'
               'iter_1000000.pth')
 
-glue_data = dict(
-    type='mmssl.GLUEDataset',
-    task='mrpc',
-    tokenizer=tokenizer,
-    max_length=max_length,
-    pipeline=[dict(type='mmssl.PackTextInputs')])
-train_dataloader = dict(
-    batch_size=16,
-    num_workers=2,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='pseudo_collate'),
-    dataset=dict(glue_data, ann_file='data/glue/MRPC/train.tsv'))
-val_dataloader = dict(
-    batch_size=64,
-    num_workers=2,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='pseudo_collate'),
-    dataset=dict(glue_data, ann_file='data/glue/MRPC/dev.tsv'))
-val_evaluator = dict(type='mmssl.GLUEMetric', scores=('accuracy', 'f1'))
+glue_data = dict(max_length=max_length)
+train_dataloader = dict(batch_size=16, dataset=dict(max_length=max_length))
+val_dataloader = dict(dataset=dict(max_length=max_length))
 test_dataloader = val_dataloader
-test_evaluator = val_evaluator
 
 model = dict(
-    type='mmssl.TextClassifier',
     backbone=dict(
+        _delete_=True,
         type='mmssl.D2V2TextEncoder',
         arch='base',
         vocab_size=vocab_size,
@@ -52,11 +35,10 @@ model = dict(
         attn_drop_rate=0.1,
         with_pooler=True,
         init_cfg=dict(
-            type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
-    head=dict(type='mmssl.TextClsHead', num_classes=2, dropout=0.1),
-    data_preprocessor=dict(type='mmssl.TextDataPreprocessor', pad_token_id=0))
+            type='Pretrained', checkpoint=pretrained, prefix='backbone.')))
 
 optim_wrapper = dict(
+    _delete_=True,
     optimizer=dict(
         type='AdamW', lr=2e-5, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.1),
     paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0.))
@@ -77,16 +59,4 @@ param_scheduler = [
         end=max_epochs,
         convert_to_iter_based=True),
 ]
-train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=1)
-val_cfg = dict()
-test_cfg = dict()
-
-default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=50),
-    checkpoint=dict(
-        type='CheckpointHook',
-        interval=1,
-        max_keep_ckpts=1,
-        save_best='f1',
-        rule='greater'))
-randomness = dict(seed=0, diff_rank_seed=True)
+train_cfg = dict(max_epochs=max_epochs)

@@ -10,58 +10,37 @@
 # From the MLM baseline: --cfg-options model.backbone.init_cfg.checkpoint=
 # work_dirs/mlm_d2v2-text-tiny_1xb32-adamw-240iter_embedded-text/iter_240.pth;
 # from scratch: --cfg-options model.backbone.init_cfg=None
-_base_ = ['../_base_/default_runtime.py']
+# The data, metric, head and runtime are ALBERT's pair-task config's.
+_base_ = ['../albert/albert_tiny_1xb32-adamw-5e_embedded-pairs.py']
 
-vocab_size = 2000
 max_length = 64
 max_epochs = 1
 pretrained = ('work_dirs/data2vec2-text_tiny_1xb8-adamw-120iter_embedded-text/'
               'iter_120.pth')
 
-pair_data = dict(
-    type='mmssl.EmbeddedPairTaskDataset',
-    data_root='data/embedded_text',
-    vocab_size=vocab_size,
-    max_length=max_length,
-    pipeline=[dict(type='mmssl.PackTextInputs')])
-train_dataloader = dict(
-    batch_size=32,
-    num_workers=0,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='pseudo_collate'),
-    dataset=dict(pair_data, split='train'))
-val_dataloader = dict(
-    batch_size=64,
-    num_workers=0,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='pseudo_collate'),
-    dataset=dict(pair_data, split='dev'))
-val_evaluator = dict(type='mmssl.GLUEMetric', scores=('accuracy', 'f1'))
+pair_data = dict(max_length=max_length)
+train_dataloader = dict(dataset=dict(max_length=max_length))
+val_dataloader = dict(dataset=dict(max_length=max_length))
 test_dataloader = val_dataloader
-test_evaluator = val_evaluator
 
 model = dict(
-    type='mmssl.TextClassifier',
     backbone=dict(
+        _delete_=True,
         type='mmssl.D2V2TextEncoder',
         arch=dict(
             embed_dims=64, num_layers=4, num_heads=2,
             feedforward_channels=256),
-        vocab_size=vocab_size,
+        vocab_size={{_base_.vocab_size}},
         max_position=128,
         drop_rate=0.1,
         attn_drop_rate=0.1,
         with_pooler=True,
         init_cfg=dict(
-            type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
-    head=dict(type='mmssl.TextClsHead', num_classes=2, dropout=0.1),
-    data_preprocessor=dict(type='mmssl.TextDataPreprocessor', pad_token_id=0))
+            type='Pretrained', checkpoint=pretrained, prefix='backbone.')))
 
 optim_wrapper = dict(
     optimizer=dict(
-        type='AdamW', lr=5e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01),
-    paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0.),
-    clip_grad=dict(max_norm=1.0))
+        type='AdamW', lr=5e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01))
 param_scheduler = [
     dict(
         type='LinearLR',
@@ -79,12 +58,7 @@ param_scheduler = [
         end=max_epochs,
         convert_to_iter_based=True),
 ]
-train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=1)
-val_cfg = dict()
-test_cfg = dict()
-
+train_cfg = dict(max_epochs=max_epochs)
 default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=50),
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1))
-env_cfg = dict(dist_cfg=dict(backend='gloo'))
-randomness = dict(seed=0, diff_rank_seed=True)
+    checkpoint=dict(
+        _delete_=True, type='CheckpointHook', interval=1, max_keep_ckpts=1))

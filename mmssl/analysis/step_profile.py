@@ -187,6 +187,41 @@ def profile_train_step(cfg: Union[str, Config, dict],
         compiled=compiled)
 
 
+def explain_graph_breaks(cfg: Union[str, Config, dict],
+                         batch_size: int = 2,
+                         seed: int = 0) -> Dict[str, object]:
+    """How ``torch.compile`` would split a config's training forward.
+
+    Traces ``model(**data, mode='loss')`` on a synthetic batch with
+    ``torch._dynamo.explain`` (no compilation, CPU).
+
+    Returns:
+        dict: ``graphs`` and ``breaks`` (counts), ``reasons``: one entry
+        (``reason``, ``where``) per distinct break.
+    """
+    import torch._dynamo as dynamo
+    check_int(batch_size, 'batch_size', 'explain_graph_breaks')
+    cfg = _as_config(cfg)
+    set_random_seed(seed)
+    model, _, _ = build_train_model(cfg, 'cpu')
+    data = model.data_preprocessor(
+        make_synthetic_batch(cfg, batch_size, seed), True)
+    dynamo.reset()
+    explained = dynamo.explain(model.forward)(**data, mode='loss')
+    dynamo.reset()
+    reasons = []
+    for b in explained.break_reasons:
+        entry = dict(
+            reason=str(b.reason).strip().splitlines()[0],
+            where=str(b.user_stack[-1]) if b.user_stack else '')
+        if entry not in reasons:
+            reasons.append(entry)
+    return dict(
+        graphs=explained.graph_count,
+        breaks=explained.graph_break_count,
+        reasons=reasons)
+
+
 def format_profile(result: Dict[str, object]) -> List[str]:
     """Lines of a profile: families, then the top operators."""
     lines = [
@@ -207,4 +242,4 @@ def format_profile(result: Dict[str, object]) -> List[str]:
     return lines
 
 
-__all__ += ['format_profile']
+__all__ += ['format_profile', 'explain_graph_breaks']

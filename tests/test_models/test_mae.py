@@ -110,3 +110,13 @@ def test_drop_path_rates_are_python_floats_and_the_forward_is_one_graph():
     explained = dynamo.explain(model.forward)(
         torch.randn(2, 3, 32, 32), None, mode='loss')
     assert (explained.graph_count, explained.graph_break_count) == (1, 0)
+    # the NumPy rates mmpretrain hands the encoder blocks break the graph
+    for m in model.backbone.modules():
+        if isinstance(m, DropPath):
+            m.drop_prob = np.float64(m.drop_prob)
+    dynamo.reset()
+    before = dynamo.explain(model.forward)(
+        torch.randn(2, 3, 32, 32), None, mode='loss')
+    dynamo.reset()
+    assert before.graph_break_count > 0
+    assert any('drop' in str(b.user_stack[-1]) for b in before.break_reasons)

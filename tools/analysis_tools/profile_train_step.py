@@ -9,13 +9,18 @@ norm, activation, optimizer, copy / cast, elementwise, other)::
     python tools/analysis_tools/profile_train_step.py \\
         configs/mae/mae_vit-base-p16_1xb128-amp-coslr-30e_embedded224.py \\
         --device cuda --batch-size 512 --out mae_profile.json
+
+``--graph-breaks`` instead reports how ``torch.compile`` would split the
+training forward (graphs, breaks and where they happen; traced on the CPU
+with ``torch._dynamo.explain``, nothing compiled).
 """
 import argparse
 import json
 from typing import List, Optional
 
 import mmssl  # noqa: F401  (registers mmssl's parts)
-from mmssl.analysis.step_profile import format_profile, profile_train_step
+from mmssl.analysis.step_profile import (explain_graph_breaks, format_profile,
+                                         profile_train_step)
 from mmssl.engine.runner_utils import (CFG_OPTIONS_HELP, CfgOptionsAction,
                                        load_config, merge_cfg_options,
                                        run_tool)
@@ -33,6 +38,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--top', type=int, default=15, help='operators shown')
     parser.add_argument('--out', help='write the profile as JSON')
     parser.add_argument(
+        '--graph-breaks',
+        action='store_true',
+        help='report the torch.compile graph breaks of the training '
+        'forward instead of profiling')
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=CfgOptionsAction,
@@ -44,6 +54,15 @@ def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
     cfg = merge_cfg_options(
         load_config(args.config), args.cfg_options, args.config)
+    if args.graph_breaks:
+        result = explain_graph_breaks(cfg, batch_size=args.batch_size or 2)
+        print(f"{result['graphs']} graph(s), {result['breaks']} break(s)")
+        for r in result['reasons']:
+            print(f"  {r['reason']}  at {r['where']}")
+        if args.out:
+            with open(args.out, 'w') as f:
+                json.dump(dict(args=vars(args), **result), f, indent=2)
+        return result
     result = profile_train_step(
         cfg,
         batch_size=args.batch_size,

@@ -91,8 +91,10 @@ class LightlySimCLR(BaseModel):
         """lightly's SimCLR training loss of two (B, 3, H, W) view
         batches."""
         if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
-            raise ValueError('mmssl.LightlySimCLR takes a list of two view '
-                             'batches (a MultiView(num_views=2) pipeline)')
+            raise ValueError(
+                'mmssl.LightlySimCLR takes a list of two view batches (a '
+                'MultiView(num_views=2) step in the training pipeline), got '
+                f'{type(inputs).__name__}')
         features = self.backbone(torch.cat(list(inputs))).flatten(1)
         z0, z1 = self.projection_head(features).chunk(2)
         return dict(loss=self.criterion(z0, z1))

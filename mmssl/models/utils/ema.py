@@ -115,7 +115,9 @@ class LinearAnnealEMA(ExponentialMovingAverage):
             if not isinstance(getattr(owner, leaf, None), nn.Module):
                 raise ValueError(
                     f'{name}: exclude names {key!r}, which is not a submodule '
-                    f'of {type(model).__name__}')
+                    f'of {type(model).__name__}; its submodules are '
+                    f'{[n for n, _ in model.named_children()]} (dotted names '
+                    'reach deeper ones)')
             setattr(owner, leaf, None)
         if self.excluded:
             self.avg_parameters = (
