@@ -60,23 +60,26 @@ def read_eval_results(path: str) -> Dict[str, float]:
     return {k: v for k, v in first.items() if isinstance(v, (int, float))}
 
 
-REDUCTIONS = ('max', 'min', 'first')
+REDUCTIONS = ('max', 'min', 'first', 'sum')
 
 
 def split_key(key: str) -> Tuple[str, Optional[str]]:
     """``'accuracy/top1@max'`` -> ``('accuracy/top1', 'max')``; a key
-    without ``@`` -> ``(key, None)`` (the last value).
+    without ``@`` -> ``(key, None)`` (the last value). ``@sum:N`` keeps its
+    step limit: ``'time@sum:60'`` -> ``('time', 'sum:60')``.
 
     Raises:
-        ValueError: an unknown reduction after ``@``.
+        ValueError: an unknown reduction after ``@`` or a bad step limit.
     """
     name, _, how = key.partition('@')
     if not how:
         return key, None
-    if how not in REDUCTIONS:
+    base, _, limit = how.partition(':')
+    if base not in REDUCTIONS or (limit and
+                                  (base != 'sum' or not limit.isdigit())):
         raise ValueError(f'key {key!r}: unknown reduction @{how}; use one '
-                         f'of {["@" + r for r in REDUCTIONS]} or none (the '
-                         'last value)')
+                         f'of {["@" + r for r in REDUCTIONS]}, @sum:STEP '
+                         'or none (the last value)')
     return name, how
 
 
@@ -86,13 +89,22 @@ def last_value(records: Records,
     """Mean of the last ``mean_of_last`` logged values of ``key`` (None if
     it was never logged). ``key@max`` / ``key@min`` / ``key@first``: the
     largest / smallest / first logged value instead (``best`` accuracy of
-    a run, the first quality estimate...)."""
+    a run, the first quality estimate...); ``key@sum``: the sum of every
+    logged value, ``key@sum:N`` of those logged at step <= N (``time@sum:60``
+    is the training time to iteration 60 of a run that logs every
+    iteration)."""
     name, how = split_key(key)
+    if how is not None and how.startswith('sum:'):
+        limit = int(how[4:])
+        records = [r for r in records if r.get('step', 0) <= limit]
+        how = 'sum'
     values = [r[name] for r in records if name in r]
     if not values:
         return None
     if how is not None:
-        return dict(max=max, min=min, first=lambda v: v[0])[how](values)
+        return dict(
+            max=max, min=min, first=lambda v: v[0], sum=sum)[how](
+                values)
     tail = values[-mean_of_last:]
     return sum(tail) / len(tail)
 
@@ -167,8 +179,11 @@ def summarize_study(root: str,
 
 def study_table(summary: Dict[str, dict],
                 keys: Sequence[str],
-                digits: int = 2) -> str:
-    """A markdown table: one row an arm, ``mean ± std (n)`` a key."""
+                digits: int = 2,
+                per_seed: bool = False) -> str:
+    """A markdown table: one row an arm, ``mean ± std (n)`` a key (with
+    ``per_seed``, followed by each seed's value: ``12.00 ± 2.00 (3): 10.00,
+    14.00, 12.00``)."""
     lines = [
         '| arm | ' + ' | '.join(k.replace('|', ' or ') for k in keys) + ' |',
         '| --- |' + ' --- |' * len(keys),
@@ -180,8 +195,13 @@ def study_table(summary: Dict[str, dict],
             if not stats.get('n'):
                 cells.append('-')
                 continue
-            cells.append(f"{stats['mean']:.{digits}f} ± "
-                         f"{stats['std']:.{digits}f} ({stats['n']})")
+            cell = (f"{stats['mean']:.{digits}f} ± "
+                    f"{stats['std']:.{digits}f} ({stats['n']})")
+            if per_seed:
+                cell += ': ' + ', '.join(
+                    f'{stats["per_seed"][seed]:.{digits}f}'
+                    for seed in sorted(stats['per_seed']))
+            cells.append(cell)
         lines.append(f'| {arm} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 

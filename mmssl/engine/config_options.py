@@ -15,7 +15,7 @@ import contextlib
 import importlib
 import inspect
 import os.path as osp
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
@@ -50,6 +50,42 @@ class CfgOptionsAction(DictAction):
                     self, f'expected KEY=VALUE (e.g. '
                     f'optim_wrapper.optimizer.lr=0.01), got {item!r}')
         super().__call__(parser, namespace, values, option_string)
+
+
+def check_one_per_config(parser: argparse.ArgumentParser,
+                         args: argparse.Namespace,
+                         options: Sequence[str] = ('names', 'arm_options'),
+                         configs: str = 'configs') -> None:
+    """Exit through ``parser.error`` when a per-config list option (e.g.
+    ``--names``, ``--arm-options``) does not give one value per config."""
+    count = len(getattr(args, configs))
+    for opt in options:
+        given = getattr(args, opt, None)
+        if given is not None and len(given) != count:
+            parser.error(f'--{opt.replace("_", "-")} gives {len(given)} '
+                         f'values for {count} configs')
+
+
+def parse_options_text(text: str, what: str) -> dict:
+    """``'KEY=VALUE KEY=VALUE'`` (or ``'-'`` for none) -> options dict.
+
+    The values are read as ``--cfg-options`` reads them (numbers, bools,
+    lists, tuples); for one config's own settings in a tool that runs
+    several (``benchmark_train.py --arm-options``).
+
+    Raises:
+        ValueError: an item without ``=``, naming ``what`` and the item.
+    """
+    options = {}
+    for item in ([] if text.strip() in ('', '-') else text.split()):
+        key = item.split('=', 1)[0]
+        if '=' not in item or not key.lstrip('+'):
+            raise ValueError(
+                f'{what}: expected KEY=VALUE items separated by spaces (or '
+                f"'-' for none), e.g. 'compile=True "
+                f"model.neck.channels_last=True', got {item!r}")
+        options[key] = DictAction._parse_iterable(item.split('=', 1)[1])
+    return options
 
 
 def load_config(path: str) -> Config:

@@ -114,6 +114,28 @@ def test_tool_cli(tmp_path, capsys):
     assert payload['results'][0]['name'] == osp.splitext(osp.basename(TINY))[0]
 
 
+def test_tool_arm_options_set_one_config_each(tmp_path):
+    """--arm-options: one config with and without a setting in one run
+    (the second arm's model is built with its own mask ratio)."""
+    spec = importlib.util.spec_from_file_location(
+        'benchmark_train',
+        osp.join(ROOT, 'tools/analysis_tools/benchmark_train.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    args = tool.parse_args(
+        [TINY, TINY, '--arm-options', '-', 'model.backbone.mask_ratio=0.5'])
+    assert args.arm_options == [{}, {'model.backbone.mask_ratio': 0.5}]
+    cfgs = tool.load_configs(args.configs, {'model.backbone.mask_ratio': 0.6},
+                             args.arm_options)
+    assert [c.model.backbone.mask_ratio for c in cfgs] == [0.6, 0.5]
+    with pytest.raises(SystemExit):  # one string per config
+        tool.parse_args([TINY, TINY, '--arm-options', '-'])
+    with pytest.raises(SystemExit):  # not KEY=VALUE
+        tool.parse_args([TINY, '--arm-options', 'compile'])
+    with pytest.raises(Exception, match='backbon'):  # unknown key, named
+        tool.load_configs([TINY], None, [{'model.backbon.depth': 1}])
+
+
 @pytest.mark.parametrize('hwm', [True, False])
 def test_step_memory_sees_an_allocation(monkeypatch, hwm):
     from mmssl.analysis import step_memory

@@ -93,6 +93,12 @@ def test_reductions_over_the_run(tmp_path):
     assert last_value(recs, 'acc@min') == 30.0
     assert last_value(recs, 'acc@first') == 30.0
     assert last_value(recs, 'other@max') is None
+    assert last_value(recs, 'acc@sum') == 105.0
+    assert last_value(recs, 'acc@sum:2') == 70.0  # steps 1 and 2
+    assert last_value(recs, 'acc@sum:0') is None
+    for bad in ('acc@sum:x', 'acc@max:2'):
+        with pytest.raises(ValueError, match='@sum:STEP'):
+            last_value(recs, bad)
     with pytest.raises(ValueError, match='@best'):
         last_value(recs, 'acc@best')
     for seed, shift in ((0, 0.0), (1, 10.0)):

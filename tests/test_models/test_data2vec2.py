@@ -12,7 +12,7 @@ from mmengine.optim import build_optim_wrapper
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from mmssl.models.heads.d2v2_head import d2v2_targets
+from mmssl.models.heads.d2v2_head import d2v2_targets, feature_std
 from mmssl.models.losses.d2v2_loss import d2v2_regression_loss
 from mmssl.models.selfsup.data2vec2 import MOVED_MASK_KEYS
 from mmssl.models.utils import LinearAnnealEMA, inverse_block_mask
@@ -343,6 +343,49 @@ def test_loss_only_on_masked_positions():
     l1 = head.loss(targets + err, targets, mask)['loss_reg']
     l2 = head.loss(targets + 2 * err, targets, mask)['loss_reg']
     assert l2.item() == pytest.approx(4 * l1.item(), rel=1e-5)
+
+
+def test_masked_loss_by_weight_equals_boolean_indexing():
+    """The head selects masked tokens by weight (static sizes for
+    torch.compile): the loss, its gradient and the collapse monitors equal
+    those of the boolean-indexed rows."""
+    head = build().head
+    torch.manual_seed(2)
+    B, M, N, C = 2, 2, 16, 8
+    targets = torch.randn(B, N, C)
+    mask = inverse_block_mask(4, 4, 0.6, B * M).view(B * M, N)
+    pred = torch.randn(B * M, N, C, requires_grad=True)
+    losses = head.loss(pred, targets, mask)
+    losses['loss_reg'].backward()
+    y = targets.repeat_interleave(M, dim=0)
+    ref_pred = pred.detach().clone().requires_grad_()
+    ref = d2v2_regression_loss(ref_pred[mask], y[mask])
+    ref.backward()
+    assert losses['loss_reg'].item() == pytest.approx(ref.item(), rel=1e-6)
+    assert torch.allclose(pred.grad, ref_pred.grad, atol=1e-7)
+    assert not pred.grad[~mask].any()
+    for key, x in (('target_std', y), ('pred_std', pred.detach())):
+        assert losses[key].item() == pytest.approx(
+            feature_std(x[mask]).item(), rel=1e-5)
+    one = torch.zeros(B * M, N, dtype=torch.bool)
+    one[0, 0] = True  # fewer than two rows: 0, as before
+    assert feature_std(y, one).item() == 0 == feature_std(y[one]).item()
+
+
+def test_compiled_loss_equals_eager():
+    """The compiled training forward (one graph after the eagerly drawn
+    masks) gives the eager losses on the same batch."""
+    model = build()
+    torch.manual_seed(3)
+    x = torch.randn(2, 3, 32, 32)
+    data = samples(2, generator=torch.Generator().manual_seed(4))
+    torch.manual_seed(5)
+    eager = model.loss(x, data)
+    torch._dynamo.reset()
+    torch.manual_seed(5)
+    compiled = torch.compile(model.loss, backend='aot_eager')(x, data)
+    for key, value in eager.items():
+        assert compiled[key].item() == pytest.approx(value.item(), rel=1e-5)
 
 
 # ---------------------------------------------------------------- teacher

@@ -5,7 +5,8 @@ import torch
 from mmpretrain.datasets.transforms import PackInputs
 
 from mmssl.models.utils import (gather_tokens, inverse_block_mask, mask_to_ids,
-                                num_visible, random_mask, unshuffle_tokens)
+                                num_visible, random_mask, tensor_check,
+                                unshuffle_tokens, visible_count)
 from mmssl.registry import TRANSFORMS
 
 
@@ -100,6 +101,41 @@ def test_mask_to_ids_roundtrip():
     assert torch.all(out[mask] == -1)
     with pytest.raises(ValueError, match='same number of visible'):
         mask_to_ids(torch.tensor([[1, 0, 0], [1, 1, 0]]).bool())
+
+
+def test_mask_to_ids_with_a_given_count():
+    """A caller's V gives the same bookkeeping; a wrong V is refused, in
+    eager mode by ValueError and inside a compiled graph (no graph break)
+    by an in-graph assert."""
+    mask = torch.tensor([[1, 0, 1, 0, 1, 1], [0, 1, 1, 1, 1, 0]]).bool()
+    assert visible_count(mask) == 2
+    for a, b in zip(mask_to_ids(mask), mask_to_ids(mask, 2)):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match='num_keep=3'):
+        mask_to_ids(mask, 3)
+    with pytest.raises(ValueError, match=r'\[1, 2\]'):
+        visible_count(torch.tensor([[1, 0, 0], [1, 1, 0]]).bool())
+    torch._dynamo.reset()
+    compiled = torch.compile(
+        lambda m: mask_to_ids(m, 2), backend='eager', fullgraph=True)
+    for a, b in zip(compiled(mask), mask_to_ids(mask)):
+        assert torch.equal(a, b)
+    with pytest.raises(RuntimeError, match='num_keep=2'):
+        compiled(torch.tensor([[1, 0, 1, 0, 1, 1], [0, 0, 1, 1, 1, 0]]))
+
+
+def test_tensor_check_eager_and_compiled():
+    with pytest.raises(ValueError, match='all positive'):
+        tensor_check(torch.tensor([1, -1]) > 0, lambda: 'all positive')
+    tensor_check(torch.tensor([1, 2]) > 0, lambda: 'never built')
+    torch._dynamo.reset()
+    fn = torch.compile(
+        lambda x: tensor_check(x > 0, lambda: 'all positive') or x + 1,
+        backend='eager',
+        fullgraph=True)
+    assert fn(torch.tensor([1., 2.])).tolist() == [2., 3.]
+    with pytest.raises(RuntimeError, match='all positive'):
+        fn(torch.tensor([1., -2.]))
 
 
 def test_transforms_write_and_pack_masks():

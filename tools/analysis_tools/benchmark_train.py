@@ -6,7 +6,8 @@ Usage::
     python tools/analysis_tools/benchmark_train.py CONFIG [CONFIG ...]
         [--names a b] [--batch-size N] [--iters 20] [--warmup 5]
         [--repeat 3] [--threads N] [--device cpu|cuda] [--seed 0]
-        [--matmul-size N] [--cfg-options ...] [--out result.json]
+        [--matmul-size N] [--cfg-options ...] [--arm-options ...]
+        [--out result.json]
 
 Each config's model and optimizer are built as the training would build
 them and fed one synthetic batch of random images of the size the model
@@ -30,6 +31,14 @@ each number is defined is written in :mod:`mmssl.analysis.benchmark` and
 :mod:`mmssl.analysis.step_memory`. On CPU fp16/bf16 mixed precision is off
 (an ``AmpOptimWrapper`` is run as a plain ``OptimWrapper``).
 
+``--arm-options`` gives each config its own settings on top of
+``--cfg-options`` (one quoted ``'KEY=VALUE ...'`` string per config, ``-``
+for none), so one config with and without a setting runs interleaved in
+one run, e.g. eager against compiled::
+
+    python tools/analysis_tools/benchmark_train.py CFG CFG \\
+        --names eager compiled --arm-options - compile=True
+
 Example (mmssl's MAE vs mmpretrain's on the tiny 64 px config)::
 
     python tools/analysis_tools/benchmark_train.py \\
@@ -48,6 +57,8 @@ import mmssl  # noqa: F401  (registers mmssl's parts)
 from mmssl.analysis import machine_info
 from mmssl.analysis.benchmark import add_timing_args
 from mmssl.apis import benchmark_configs
+from mmssl.engine.config_options import (check_one_per_config,
+                                         parse_options_text)
 from mmssl.engine.runner_utils import load_config, merge_cfg_options, run_tool
 from mmssl.utils.table import format_table as _format_table
 
@@ -79,10 +90,22 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         default=None,
         help='matrix side of the matmul peak measurement (default 2048 on '
         'CPU, 8192 on CUDA, where smaller products do not fill the card)')
+    parser.add_argument(
+        '--arm-options',
+        nargs='+',
+        default=None,
+        help="one 'KEY=VALUE KEY=VALUE' string per config ('-' for none): "
+        'settings of that config alone, after --cfg-options')
     args = parser.parse_args(argv)
-    if args.names is not None and len(args.names) != len(args.configs):
-        parser.error(f'--names gives {len(args.names)} names for '
-                     f'{len(args.configs)} configs')
+    check_one_per_config(parser, args)
+    try:
+        args.arm_options = [
+            parse_options_text(text, f'--arm-options of {path}')
+            for text, path in zip(args.arm_options or [''] *
+                                  len(args.configs), args.configs)
+        ]
+    except ValueError as err:
+        parser.error(str(err))
     return args
 
 
@@ -91,16 +114,22 @@ def format_table(results: List[dict]) -> str:
     return _format_table([(r['name'], r) for r in results], COLUMNS, 'config')
 
 
-def load_configs(paths: List[str], cfg_options: Optional[dict]) -> list:
+def load_configs(paths: List[str],
+                 cfg_options: Optional[dict],
+                 arm_options: Optional[List[dict]] = None) -> list:
+    """Each config with ``cfg_options``, then its own ``arm_options``."""
     configs = []
-    for path in paths:
-        configs.append(merge_cfg_options(load_config(path), cfg_options, path))
+    for i, path in enumerate(paths):
+        cfg = merge_cfg_options(load_config(path), cfg_options, path)
+        if arm_options and arm_options[i]:
+            cfg = merge_cfg_options(cfg, arm_options[i], path)
+        configs.append(cfg)
     return configs
 
 
 def main(argv: Optional[List[str]] = None) -> List[dict]:
     args = parse_args(argv)
-    configs = load_configs(args.configs, args.cfg_options)
+    configs = load_configs(args.configs, args.cfg_options, args.arm_options)
     machine = machine_info(args.device)
     results = benchmark_configs(
         configs,

@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from mmssl.analysis import machine_info
 from mmssl.analysis.seed_study import (mean_curves, run_dir, split_key,
                                        study_table, summarize_study)
+from mmssl.engine.config_options import check_one_per_config
 from mmssl.engine.runner_utils import ToolError, run_tool
 from mmssl.visualization import plot_curves
 
@@ -41,6 +42,17 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('configs', nargs='+', help='one config an arm')
+    p.add_argument(
+        '--names',
+        nargs='+',
+        default=None,
+        help='one name an arm (default: the config file names)')
+    p.add_argument(
+        '--arm-options',
+        nargs='+',
+        default=None,
+        help="one 'KEY=VALUE KEY=VALUE' string an arm ('-' for none), "
+        'after --cfg-options; {seed} and {work_dir} are filled in')
     p.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
     p.add_argument(
         '--work-dir', required=True, help='runs go to WORK_DIR/<arm>/seed<S>')
@@ -70,6 +82,10 @@ def parse_args(argv=None):
         '--summarize-only',
         action='store_true',
         help='read the existing runs, train nothing')
+    p.add_argument(
+        '--per-seed',
+        action='store_true',
+        help='add each seed\'s value to the table cells')
     p.add_argument('--out', help='JSON file for all numbers')
     p.add_argument(
         '--plot',
@@ -79,7 +95,20 @@ def parse_args(argv=None):
         '--xlabel',
         help="x axis of --plot (default: 'epoch' for val metrics, "
         "'iteration' for the rest)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    check_one_per_config(p, args)
+    return args
+
+
+def run_options(text: str, seed: int, work_dir: str) -> list:
+    """An arm's ``--arm-options`` string as train.py ``--cfg-options``
+    items, ``{seed}`` and ``{work_dir}`` filled in."""
+    if text.strip() in ('', '-'):
+        return []
+    return [
+        item.replace('{seed}', str(seed)).replace('{work_dir}', work_dir)
+        for item in text.split()
+    ]
 
 
 def arm_name(config: str) -> str:
@@ -121,9 +150,11 @@ def main(argv=None):
     for c in args.configs:
         if not osp.isfile(c):
             raise ToolError(f'config {c} does not exist')
-    arms = [arm_name(c) for c in args.configs]
+    arms = args.names or [arm_name(c) for c in args.configs]
     if len(set(arms)) != len(arms):
-        raise ToolError(f'two configs share a file name: {arms}')
+        raise ToolError(f'two arms share a name: {arms}; name them with '
+                        '--names')
+    extra = dict(zip(arms, args.arm_options or ['-'] * len(arms)))
     if not args.summarize_only:
         jobs = [(c, a, s) for s in args.seeds
                 for c, a in zip(args.configs, arms)
@@ -132,14 +163,16 @@ def main(argv=None):
 
         def job(item):
             c, a, s = item
+            options = args.cfg_options + run_options(extra[a], s,
+                                                     args.work_dir)
             secs = train_one(c, run_dir(args.work_dir, a, s), s, args.threads,
-                             args.cfg_options)
+                             options)
             print(f'done {a} seed {s} in {secs / 60:.1f} min', flush=True)
 
         with ThreadPoolExecutor(max(1, args.parallel)) as pool:
             list(pool.map(job, jobs))
     summary = summarize_study(args.work_dir, arms, args.seeds, args.keys)
-    print(study_table(summary, args.keys))
+    print(study_table(summary, args.keys, per_seed=args.per_seed))
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(
@@ -147,6 +180,7 @@ def main(argv=None):
                     summary=summary,
                     seeds=args.seeds,
                     configs=args.configs,
+                    arms=dict(zip(arms, args.configs)),
                     argv=sys.argv,
                     machine=machine_info('cpu')),
                 f,

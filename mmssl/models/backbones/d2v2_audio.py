@@ -421,7 +421,8 @@ class D2V2AudioEncoder(D2V2EncoderBase):
                 x: torch.Tensor,
                 mask: Optional[torch.Tensor] = None,
                 num_clones: int = 1,
-                tokens: Optional[torch.Tensor] = None):
+                tokens: Optional[torch.Tensor] = None,
+                num_keep: Optional[int] = None):
         """Student path on the visible frames when ``mask`` is given (see
         :meth:`D2V2EncoderBase.forward`), else :meth:`forward_plain`.
 
@@ -441,7 +442,7 @@ class D2V2AudioEncoder(D2V2EncoderBase):
                 f'x {num_clones} clones of {N} frames')
         if num_clones > 1:
             tokens = tokens.repeat_interleave(num_clones, dim=0)
-        ids_keep, ids_restore = mask_to_ids(mask)
+        ids_keep, ids_restore = mask_to_ids(mask, num_keep)
         pos = self.positions(tokens * (~mask).unsqueeze(-1).to(tokens.dtype))
         x = self.context(
             gather_tokens(tokens, ids_keep) + gather_tokens(pos, ids_keep))

@@ -78,7 +78,8 @@ class D2V2EncoderBase(BaseBackbone):
                 x: torch.Tensor,
                 mask: Optional[torch.Tensor] = None,
                 num_clones: int = 1,
-                tokens: Optional[torch.Tensor] = None):
+                tokens: Optional[torch.Tensor] = None,
+                num_keep: Optional[int] = None):
         """Encode, only the visible tokens when ``mask`` is given.
 
         Args:
@@ -92,6 +93,9 @@ class D2V2EncoderBase(BaseBackbone):
             tokens (Tensor, optional): (B, N, C) ``embed(x)`` already
                 computed this step (shared with the teacher); embedded
                 here if None.
+            num_keep (int, optional): V, when the caller has counted it
+                (static sizes for ``torch.compile``); read from ``mask``
+                if None.
 
         Returns:
             With a mask, a tuple ``(latent, mask, ids_restore)``: latent
@@ -110,7 +114,7 @@ class D2V2EncoderBase(BaseBackbone):
                 f'x {num_clones} clones of {N} tokens')
         if num_clones > 1:
             tokens = tokens.repeat_interleave(num_clones, dim=0)
-        ids_keep, ids_restore = mask_to_ids(mask)
+        ids_keep, ids_restore = mask_to_ids(mask, num_keep)
         x = self.context(gather_tokens(tokens, ids_keep))
         for layer in self.layers:
             x, _ = layer(x)

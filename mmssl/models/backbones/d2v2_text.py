@@ -45,6 +45,7 @@ import torch.nn as nn
 
 from mmssl.registry import MODELS
 from mmssl.utils.validation import check_float, check_int
+from ..utils.masking import tensor_check
 from .d2v2_encoder import D2V2EncoderBase
 from .d2v2_vit import D2V2Block
 
@@ -245,12 +246,18 @@ class D2V2TextEncoder(D2V2EncoderBase):
                 'tokens_per_sample / max_length) or raise '
                 'model.backbone.max_position')
         if ids.numel():
-            low, high = int(ids.min()), int(ids.max())
-            if low < 0 or high >= self.vocab_size:
-                raise ValueError(
-                    f'{name}: token id {high if high >= 0 else low} is '
-                    f'outside the vocabulary [0, {self.vocab_size}); set '
-                    "model.backbone.vocab_size to the tokenizer's size")
+
+            def message() -> str:
+                if torch.compiler.is_compiling():
+                    bad = 'a token id'
+                else:
+                    low, high = int(ids.min()), int(ids.max())
+                    bad = f'token id {high if high >= 0 else low}'
+                return (f'{name}: {bad} is outside the vocabulary [0, '
+                        f'{self.vocab_size}); set model.backbone.vocab_size '
+                        "to the tokenizer's size")
+
+            tensor_check((ids >= 0) & (ids < self.vocab_size), message)
 
     def token_layout(self, x: torch.Tensor) -> Tuple[int]:
         """(T, ) of a (B, T) batch of token ids."""
@@ -298,7 +305,8 @@ class D2V2TextEncoder(D2V2EncoderBase):
                 *,
                 mask: Optional[torch.Tensor] = None,
                 num_clones: int = 1,
-                tokens: Optional[torch.Tensor] = None):
+                tokens: Optional[torch.Tensor] = None,
+                num_keep: Optional[int] = None):
         """The student path with ``mask`` (see
         :meth:`D2V2EncoderBase.forward`), else :meth:`forward_plain`.
 
@@ -308,9 +316,10 @@ class D2V2TextEncoder(D2V2EncoderBase):
         """
         if mask is None or mask is False:
             return self.forward_plain(input_ids, attention_mask)
-        if attention_mask is not None and not bool(attention_mask.all()):
-            raise ValueError(
+        if attention_mask is not None:
+            tensor_check(
+                attention_mask.bool(), lambda:
                 f'{type(self).__name__}: the masked student path takes '
                 'packed sequences without padding; use '
                 "mmssl.TextBlockDataset(sample_break_mode='none')")
-        return super().forward(input_ids, mask, num_clones, tokens)
+        return super().forward(input_ids, mask, num_clones, tokens, num_keep)

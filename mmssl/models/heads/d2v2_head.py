@@ -46,12 +46,31 @@ def d2v2_targets(layer_outputs: Sequence[torch.Tensor],
     return y
 
 
-def feature_std(x: torch.Tensor) -> torch.Tensor:
-    """Std over rows averaged over channels (fairseq's ``compute_var``)."""
+def feature_std(x: torch.Tensor,
+                weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Std over rows averaged over channels (fairseq's ``compute_var``).
+
+    Args:
+        x (Tensor): (..., C) features; every leading position is a row.
+        weight (Tensor, optional): (...) 0/1 (or bool) row selection, the
+            same as ``x[weight.bool()]`` but without boolean indexing, so
+            the sizes stay static under ``torch.compile``. All rows if
+            None.
+
+    Returns:
+        Tensor: scalar, float32, no gradient; 0 for fewer than two rows.
+    """
     x = x.detach().float().reshape(-1, x.shape[-1])
-    if x.shape[0] < 2:
-        return x.new_zeros(())
-    return torch.sqrt(x.var(dim=0) + 1e-6).mean()
+    if weight is None:
+        if x.shape[0] < 2:
+            return x.new_zeros(())
+        return torch.sqrt(x.var(dim=0) + 1e-6).mean()
+    w = weight.detach().reshape(-1, 1).to(x.dtype)
+    n = w.sum()
+    mean = (x * w).sum(dim=0) / n.clamp(min=1)
+    var = ((x - mean)**2 * w).sum(dim=0) / (n - 1).clamp(min=1)
+    std = torch.sqrt(var + 1e-6).mean()
+    return torch.where(n < 2, torch.zeros_like(std), std)
 
 
 @MODELS.register_module()
@@ -128,15 +147,18 @@ class D2V2Head(BaseModule):
         M = pred.shape[0] // B
         mask = mask.bool()
         y = targets.repeat_interleave(M, dim=0) if M > 1 else targets
-        y_m = y[mask]
-        pred_m = pred[mask]
-        losses = dict(loss_reg=self.loss_module(pred_m, y_m))
+        # the masked positions by weight, not boolean indexing: the same
+        # sum over masked tokens / their count, with static sizes
+        w = mask.to(torch.float32)
+        per_token = self.loss_module(pred, y, reduction='none')
+        losses = dict(
+            loss_reg=(per_token * w.flatten()).sum() / w.sum().clamp(min=1))
         if self.cls_loss_weight > 0 and cls_pred is not None:
             cls_target = targets.mean(dim=1)
             if M > 1:
                 cls_target = cls_target.repeat_interleave(M, dim=0)
             losses['loss_cls'] = self.cls_loss_weight * self.loss_module(
                 cls_pred, cls_target, reduction='sum')
-        losses['target_std'] = feature_std(y_m)
-        losses['pred_std'] = feature_std(pred_m)
+        losses['target_std'] = feature_std(y, w)
+        losses['pred_std'] = feature_std(pred, w)
         return losses

@@ -56,6 +56,7 @@ from mmpretrain.structures import DataSample
 
 from mmssl.registry import MODELS
 from ..utils.ema import LinearAnnealEMA
+from ..utils.masking import visible_count
 
 TEACHER_INPUTS = ('raw', 'student_embedding')
 
@@ -279,6 +280,23 @@ class Data2VecV2(BaseSelfSupervisor):
                              'with a mask')
         return masks
 
+    @torch.compiler.disable
+    def step_masks(self, data_samples: Optional[List[DataSample]],
+                   layout: Sequence[int], batch_size: int,
+                   device: torch.device):
+        """:meth:`draw_masks` and their visible count V, always eager.
+
+        A compiled step breaks its graph here once: the masks are drawn as
+        in eager mode (the same random stream) and V reaches the encoder
+        as a Python int, so the rest of the forward is one graph of static
+        sizes.
+
+        Returns:
+            tuple: masks (B, M, *layout) bool and V (int).
+        """
+        masks = self.draw_masks(data_samples, layout, batch_size, device)
+        return masks, visible_count(masks.flatten(0, 1))
+
     # ---------------------------------------------------------------- steps
     def extract_feat(self, inputs: torch.Tensor):
         """Unmasked student features of ``inputs``."""
@@ -329,7 +347,7 @@ class Data2VecV2(BaseSelfSupervisor):
             inputs = inputs[0]
         B = inputs.shape[0]
         layout = tuple(self.backbone.token_layout(inputs))
-        masks = self.draw_masks(data_samples, layout, B, inputs.device)
+        masks, V = self.step_masks(data_samples, layout, B, inputs.device)
         M = masks.shape[1]
         masks = masks.flatten(2).flatten(0, 1)  # (B * M, N)
 
@@ -339,7 +357,7 @@ class Data2VecV2(BaseSelfSupervisor):
             tokens, _ = self.backbone.embed(inputs)
             embedded = dict(tokens=tokens)
         latent, masks, ids_restore = self.backbone(
-            inputs, mask=masks, num_clones=M, **embedded)
+            inputs, mask=masks, num_clones=M, num_keep=V, **embedded)
         extra = getattr(self.backbone, 'num_extra_tokens', 1)
         pred = self.neck(latent[:, extra:], ids_restore, layout)
         cls_pred = latent[:, 0] if extra > 0 else None

@@ -232,12 +232,41 @@ def inverse_block_mask(
     return (ranks >= target).view(num_masks, grid_h, grid_w)
 
 
-def mask_to_ids(mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+EXACT_COUNT_HINT = ('use a generator with an exact count '
+                    '(mmssl.InverseBlockMaskGenerator, '
+                    'mmssl.RandomMaskGenerator)')
+
+
+def tensor_check(cond: torch.Tensor, message) -> None:
+    """Refuse bad tensor values in eager mode and inside a compiled graph.
+
+    Eager: reads ``cond`` (one host sync) and raises ``ValueError`` with
+    ``message()`` when it is False. Under ``torch.compile``: an in-graph
+    ``torch._assert_async`` (a ``RuntimeError`` with the same message), so
+    the check neither breaks the graph nor syncs.
+
+    Args:
+        cond (Tensor): A bool tensor; every element must be True.
+        message (Callable[[], str]): Builds the error text (only called on
+            failure in eager mode, once at trace time when compiling).
+    """
+    if torch.compiler.is_compiling():
+        torch._assert_async(cond.all(), message())
+    elif not bool(cond.all()):
+        raise ValueError(message())
+
+
+def mask_to_ids(
+        mask: torch.Tensor,
+        num_keep: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Shuffle bookkeeping of a given binary mask (visible tokens first).
 
     Args:
         mask (Tensor): (B, L) bool or 0/1, True/1 = removed. Every row must
             have the same number of visible tokens V.
+        num_keep (int, optional): V when the caller knows it (a Python int,
+            so the output sizes are static and a compiled graph does not
+            break on reading it from the mask); read from the mask if None.
 
     Returns:
         tuple:
@@ -248,22 +277,40 @@ def mask_to_ids(mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
           :func:`random_masking`).
 
     Raises:
-        ValueError: if the rows have different numbers of visible tokens.
+        ValueError: if the rows have different numbers of visible tokens,
+            or not ``num_keep`` of them.
     """
     if mask.dim() != 2:
         raise ValueError(f'mask must be (B, L), got {tuple(mask.shape)}')
     removed = mask.bool()
-    visible = (~removed).sum(dim=1)
-    if visible.numel() and not bool((visible == visible[0]).all()):
-        raise ValueError(
-            'every mask must leave the same number of visible tokens, got '
-            f'{sorted(set(visible.tolist()))}; use a generator with an exact '
-            'count (mmssl.InverseBlockMaskGenerator, '
-            'mmssl.RandomMaskGenerator)')
-    num_keep = int(visible[0]) if visible.numel() else 0
+    if num_keep is None:
+        num_keep = visible_count(removed)
+    else:
+        check_int(num_keep, 'num_keep', 'mask_to_ids', minimum=0)
+        tensor_check((~removed).sum(dim=1) == num_keep,
+                     lambda: f'every mask must leave num_keep={num_keep} '
+                     f'visible tokens; {EXACT_COUNT_HINT}')
     ids_shuffle = torch.argsort(removed.to(torch.uint8), dim=1, stable=True)
     ids_restore = torch.argsort(ids_shuffle, dim=1)
     return ids_shuffle[:, :num_keep], ids_restore
+
+
+@torch.compiler.disable
+def visible_count(mask: torch.Tensor) -> int:
+    """V, the visible tokens every row of a (R, *layout) mask leaves (True
+    = removed), as a Python int; raises ``ValueError`` when rows differ.
+
+    Always eager (a compiled caller breaks its graph here once, before the
+    encoder, and passes V on as a static size).
+    """
+    visible = (~mask.bool()).flatten(1).sum(dim=1)
+    if not visible.numel():
+        return 0
+    if not bool((visible == visible[0]).all()):
+        raise ValueError(
+            'every mask must leave the same number of visible tokens, got '
+            f'{sorted(set(visible.tolist()))}; {EXACT_COUNT_HINT}')
+    return int(visible[0])
 
 
 def gather_tokens(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
