@@ -4,6 +4,7 @@ import torch
 import torch.nn as nn
 from mmengine.config import Config
 
+from mmssl.engine.compile import compile_forward
 from mmssl.engine.machine_cfg import AMP_WRAPPERS
 
 __all__ = ['amp_dtype', 'maybe_compile']
@@ -19,25 +20,10 @@ def amp_dtype(optim_wrapper) -> torch.dtype:
 
 
 def maybe_compile(model: nn.Module, cfg: Config) -> bool:
-    """Apply ``cfg.compile`` (``True`` = default options, a dict = options of
-    ``torch.compile``) to the model's forward pass.
-
-    mmengine's Runner compiles ``model.train_step``; with torch 2.14 dynamo
-    cannot trace mmengine's optimizer wrapper inside it (it fails reading the
-    optimizer's ``param_groups``), so the forward (data preprocessing stays
-    eager) is what is compiled here; backward runs through the compiled
-    graph's autograd function, the optimizer update stays eager.
+    """Apply ``cfg.compile`` to the model's forward pass, as the Runner
+    does in mmssl (:func:`mmssl.engine.compile.compile_forward`).
 
     Returns:
         bool: Whether the step was compiled.
     """
-    compile_cfg = cfg.get('compile', None)
-    if compile_cfg is None or compile_cfg is False:
-        return False
-    if compile_cfg is True:
-        compile_cfg = dict()
-    if not isinstance(compile_cfg, dict):
-        raise TypeError(f'compile must be a bool or a dict of torch.compile '
-                        f'options, got {compile_cfg!r}')
-    model.forward = torch.compile(model.forward, **compile_cfg)
-    return True
+    return compile_forward(model, cfg.get('compile', None))

@@ -183,9 +183,19 @@ def set_default_dataloader_cfg(
 
 
 def build_runner(cfg: Config):
-    """``Runner.from_cfg``; ``RUNNERS.build`` when ``runner_type`` is set."""
+    """``Runner.from_cfg``; ``RUNNERS.build`` when ``runner_type`` is set.
+
+    A config's ``compile`` compiles the model's forward
+    (:func:`mmssl.engine.compile.compile_forward_in_runner`), which dynamo
+    can trace, instead of mmengine's ``train_step``, which it cannot.
+    """
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
+
+    from .compile import compile_forward_in_runner
     if 'runner_type' not in cfg:
-        return Runner.from_cfg(cfg)
-    return RUNNERS.build(cfg)
+        runner = Runner.from_cfg(cfg)
+    else:
+        runner = RUNNERS.build(cfg)
+    compile_forward_in_runner(runner)
+    return runner
