@@ -25,8 +25,8 @@ import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.runner import Runner
 
+from mmssl.engine.machine_cfg import build_runner
 from mmssl.evaluation.protocols import build_eval_dataloader, evaluate_backbone
 from .schedule import iters_per_epoch, rescale_schedule
 
@@ -157,7 +157,7 @@ def probe_iter_time(cfg: Config, iters: int = 10, warmup: int = 3) -> float:
         and 'FrozenEval' not in h.get('type', '')
     ]
     cfg.log_level = 'WARNING'
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     hook = _SpeedProbeHook(warmup)
     runner.register_hook(hook)
     runner.train()
@@ -215,7 +215,7 @@ def pretrain_under_budget(cfg: Union[str, Config],
     ]
     cfg.pop('val_dataloader', None)
     cfg.log_level = 'INFO'
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     eval_loaders = (build_eval_dataloader(cfg.frozen_eval.train_dataloader),
                     build_eval_dataloader(cfg.frozen_eval.val_dataloader))
 

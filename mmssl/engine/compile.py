@@ -65,9 +65,13 @@ def compile_forward_in_runner(runner) -> None:
 
     Replaces the runner's ``_maybe_compile`` (mmengine calls it with
     ``'train_step'`` when ``train()`` starts) by :func:`compile_forward` on
-    ``runner.model`` with the config's ``compile`` options.
+    ``runner.model`` with the config's ``compile`` options. A runner
+    without that method (mmengine's ``FlexibleRunner`` hands ``compile`` to
+    its strategy) is left as it is.
     """
-    original = runner._maybe_compile
+    original = getattr(runner, '_maybe_compile', None)
+    if original is None:
+        return
 
     def _maybe_compile(self, target: str) -> None:
         if target != 'train_step':

@@ -62,3 +62,13 @@ def test_runner_compiles_the_forward_not_train_step(tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(b[k], a[k], atol=1e-5, rtol=0)
+
+
+def test_runner_without_maybe_compile_is_left_alone():
+    """mmengine's FlexibleRunner hands compile to its strategy."""
+    from types import SimpleNamespace
+
+    from mmssl.engine.compile import compile_forward_in_runner
+    runner = SimpleNamespace(model=nn.Linear(2, 2))
+    compile_forward_in_runner(runner)
+    assert not hasattr(runner, '_maybe_compile')

@@ -86,3 +86,5 @@ def test_named_arms_get_their_own_options_per_seed(tmp_path, capsys,
         capsys.readouterr().out
     with pytest.raises(SystemExit):  # one option string an arm
         tool.main([str(cfg), '--work-dir', root, '--arm-options', '-', '-'])
+    with pytest.raises(SystemExit):  # not KEY=VALUE: refused before training
+        tool.main([str(cfg), '--work-dir', root, '--arm-options', 'ckpt'])

@@ -22,12 +22,11 @@ import os.path as osp
 import sys
 
 from mmengine.hooks import Hook
-from mmengine.runner import Runner
 
 import mmssl  # noqa: F401  (safe weights-only checkpoint loader)
 from mmssl.engine.runner_utils import (CFG_OPTIONS_HELP, CfgOptionsAction,
-                                       load_config, merge_cfg_options,
-                                       tool_main)
+                                       build_runner, load_config,
+                                       merge_cfg_options, tool_main)
 
 CONFIGS = dict(
     coop='configs/coop/coop_tiny-rn_1xb32-30e_embedded-b2n.py',
@@ -89,7 +88,7 @@ def run(args):
             results = json.load(f)
     for method in args.methods:
         if method == 'zeroshot':
-            runner = Runner.from_cfg(
+            runner = build_runner(
                 _cfg(args.coop, args, 'zeroshot', args.epochs))
             rec = _Recorder()
             runner.register_hook(rec)
@@ -103,7 +102,7 @@ def run(args):
                 subpt=args.subpt,
                 subpt_nfl=args.subpt_nfl,
                 subpt_3phase=args.subpt_3phase)[method]
-            runner = Runner.from_cfg(_cfg(path, args, method, args.epochs))
+            runner = build_runner(_cfg(path, args, method, args.epochs))
             rec = _Recorder()
             runner.register_hook(rec)
             runner.train()

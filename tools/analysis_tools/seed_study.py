@@ -32,7 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 from mmssl.analysis import machine_info
 from mmssl.analysis.seed_study import (mean_curves, run_dir, split_key,
                                        study_table, summarize_study)
-from mmssl.engine.config_options import check_one_per_config
+from mmssl.engine.config_options import (check_one_per_config,
+                                         parse_options_text)
 from mmssl.engine.runner_utils import ToolError, run_tool
 from mmssl.visualization import plot_curves
 
@@ -97,6 +98,11 @@ def parse_args(argv=None):
         "'iteration' for the rest)")
     args = p.parse_args(argv)
     check_one_per_config(p, args)
+    for text, config in zip(args.arm_options or [], args.configs):
+        try:  # refuse a malformed item now, not in a run's log later
+            parse_options_text(text, f'--arm-options of {config}')
+        except ValueError as err:
+            p.error(str(err))
     return args
 
 
