@@ -56,7 +56,7 @@ from mmengine.model import BaseModel
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner import set_random_seed
-from torch.utils.flop_counter import (FlopCounterMode,
+from torch.utils.flop_counter import (FlopCounterMode, conv_flop_count,
                                       sdpa_backward_flop_count,
                                       sdpa_flop_count)
 
@@ -87,16 +87,33 @@ def _cpu_sdpa_backward_flop(grad_out_shape, query_shape, key_shape,
                                     value_shape)
 
 
+def _conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride,
+                        _padding, _dilation, transposed, _output_padding,
+                        _groups, output_mask, *args, **kwargs):
+    """FLOPs of a convolution's backward: each requested gradient (input,
+    weight) costs what the forward costs.
+
+    torch's own formula counts the weight gradient as if the convolution
+    had one group, ``groups`` times too much for a grouped convolution
+    (data2vec 2.0's decoders: 16x).
+    """
+    forward = conv_flop_count(x_shape, w_shape, grad_out_shape, transposed)
+    return forward * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
+
+
 # FlopCounterMode knows the CUDA attention kernels but not the CPU one that
-# ``F.scaled_dot_product_attention`` runs on CPU; count it the same way.
-_EXTRA_FLOP_FORMULAS = {}
+# ``F.scaled_dot_product_attention`` runs on CPU; count it the same way. Its
+# convolution backward is replaced by one that counts groups.
+_EXTRA_FLOP_FORMULAS = {
+    torch.ops.aten.convolution_backward: _conv_backward_flop,
+}
 if hasattr(torch.ops.aten, '_scaled_dot_product_flash_attention_for_cpu'):
-    _EXTRA_FLOP_FORMULAS = {
+    _EXTRA_FLOP_FORMULAS.update({
         torch.ops.aten._scaled_dot_product_flash_attention_for_cpu:
         _cpu_sdpa_flop,
         torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward:
         _cpu_sdpa_backward_flop,
-    }
+    })
 
 
 @contextlib.contextmanager

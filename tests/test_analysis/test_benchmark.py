@@ -35,6 +35,25 @@ def test_linear_flops_match_hand_count():
     assert count_train_flops(layer, torch.randn(batch, c_in)) == 2 * forward
 
 
+@pytest.mark.parametrize('groups', [1, 4, 16])
+@pytest.mark.parametrize('dims', [1, 2])
+def test_grouped_conv_flops_match_hand_count(groups, dims):
+    """A (grouped) convolution's training step is three times its forward:
+    forward, input gradient, weight gradient, each ``2 * B * out positions
+    * C_out * C_in / groups * kernel`` (torch's formula counted the weight
+    gradient ``groups`` times)."""
+    batch, c, k, size = 2, 32, 3, 6
+    conv = (nn.Conv1d if dims == 1 else nn.Conv2d)(
+        c, c, k, padding=1, groups=groups, bias=False)
+    positions = size**dims
+    forward = 2 * batch * positions * c * (c // groups) * k**dims
+    x = torch.randn(batch, c, *([size] * dims), requires_grad=True)
+    assert count_train_flops(conv, x) == 3 * forward
+    # no input gradient for the first layer
+    x = torch.randn(batch, c, *([size] * dims))
+    assert count_train_flops(conv, x) == 2 * forward
+
+
 def test_cpu_attention_flops_are_counted():
     b, h, n, d = 2, 3, 5, 4
 
