@@ -35,8 +35,9 @@ def compile_options(compile_cfg) -> Optional[dict]:
         return dict()
     if not isinstance(compile_cfg, dict):
         raise TypeError(f'compile must be a bool or a dict of torch.compile '
-                        f'options (e.g. compile=dict(mode=\'max-autotune\')),'
-                        f' got {compile_cfg!r}')
+                        f'options (e.g. compile=dict(mode=\'max-autotune\') '
+                        f'in a config, compile.mode=max-autotune on the '
+                        f'command line), got {compile_cfg!r}')
     return dict(compile_cfg)
 
 

@@ -29,6 +29,14 @@ FT100 = osp.join(
     FOLDER, 'ctc_d2v2-audio-base_2xb16-accum4-amp-80k_librispeech-100h.py')
 TINY = osp.join(FOLDER, 'data2vec2_audio-tiny_1xb16-20e_embedded-speech.py')
 TINY_FT = osp.join(FOLDER, 'ctc_d2v2-audio-tiny_1xb16-15e_embedded-speech.py')
+TINY_LONG = osp.join(FOLDER,
+                     'data2vec2_audio-tiny_1xb16-100e_embedded-speech.py')
+TINY_FT_LONG = osp.join(FOLDER,
+                        'ctc_d2v2-audio-tiny_1xb16-100e_embedded-speech.py')
+TINY_SCRATCH = osp.join(FOLDER,
+                        'ctc_audio-tiny-scratch_1xb16-15e_embedded-speech.py')
+TINY_SCRATCH_LONG = osp.join(
+    FOLDER, 'ctc_audio-tiny-scratch_1xb16-100e_embedded-speech.py')
 
 
 @pytest.fixture(autouse=True)
@@ -65,6 +73,53 @@ def test_every_config_builds(path):
     model = _build(cfg)
     assert type(model).__name__ in ('Data2VecV2', 'CTCSpeechRecognizer')
     assert model.backbone.frame_lengths(16000) == 49
+
+
+def _without_schedule(cfg):
+    d = cfg.to_dict()
+    for key in ('param_scheduler', 'train_cfg', 'default_hooks', 'max_epochs',
+                'warmup_epochs', 'hold_epochs', 'pretrained'):
+        d.pop(key, None)
+    d['model'].pop('ema', None)
+    d['model']['backbone'].pop('init_cfg', None)
+    return d
+
+
+@pytest.mark.parametrize(
+    'short,long', [(TINY, TINY_LONG), (TINY_FT, TINY_FT_LONG),
+                   (TINY_SCRATCH, TINY_SCRATCH_LONG)],
+    ids=['pretrain', 'finetune', 'scratch'])
+def test_long_tiny_configs_change_only_the_length(short, long):
+    """The 100-epoch tiny configs are the short ones with every schedule
+    stretched to the same shape (warm-up, hold and decay fractions, the
+    teacher annealing over half the updates) and nothing else changed."""
+    a, b = _load(short), _load(long)
+    assert _without_schedule(a) == _without_schedule(b)
+    assert b.train_cfg.max_epochs == 100
+    for cfg in (a, b):
+        epochs = cfg.train_cfg.max_epochs
+        sched = cfg.param_scheduler
+        if cfg.model.type == 'mmssl.Data2VecV2':
+            updates = epochs * 27  # 432 one-second clips, batch 16
+            assert cfg.model.ema.anneal_iters == updates // 2
+            assert sched[1].type == 'CosineAnnealingLR'
+            assert sched[1].end == epochs
+            assert sched[1].T_max == epochs - sched[0].end
+            continue
+        # tri-stage: 10 % warm-up, 40 % hold, 50 % decay to 0.05 of the peak
+        assert sched[0].end == pytest.approx(0.1 * epochs)
+        assert sched[1].begin == pytest.approx(0.5 * epochs)
+        assert sched[1].end == epochs
+        decay_iters = (sched[1].end - sched[1].begin) * 30
+        assert sched[1].gamma**decay_iters == pytest.approx(0.05)
+    init = b.model.backbone.get('init_cfg')
+    if 'scratch' in long:
+        assert init is None
+    elif b.model.type == 'mmssl.CTCSpeechRecognizer':
+        # the long fine-tuning starts from the long pretraining's end
+        assert init.checkpoint == ('work_dirs/' +
+                                   osp.basename(TINY_LONG)[:-3] +
+                                   '/epoch_100.pth')
 
 
 def test_base_pretraining_equals_base_audio_only_task_yaml():

@@ -20,6 +20,10 @@ def test_compile_options():
     assert compile_options(dict(backend='eager')) == dict(backend='eager')
     with pytest.raises(TypeError, match="got 'yes'"):
         compile_options('yes')
+    # a dict written as text on the command line: the error names the form
+    # that works there
+    with pytest.raises(TypeError, match='compile.mode=max-autotune on the'):
+        compile_options("dict(mode='max-autotune')")
 
 
 def test_compile_forward_casts_drop_path_rates_and_keeps_outputs():
