@@ -187,20 +187,49 @@ def profile_train_step(cfg: Union[str, Config, dict],
         compiled=compiled)
 
 
+def _guard_failure_lines() -> List[str]:
+    """The guards that failed since the last ``torch._dynamo.reset()``,
+    one line each (dynamo's own record; empty if this torch lacks it)."""
+    import torch._dynamo.utils as dynamo_utils
+    lines = []
+    for failures in getattr(dynamo_utils, 'guard_failures', {}).values():
+        for failure in failures:
+            # '0/1: self.calls == 1   # self.calls += 1  # file:line ...'
+            line = str(failure).strip().splitlines()[0]
+            line = re.sub(r'^\d+/\d+:\s*', '', line).split('#')[0].strip()
+            line = re.sub(r'== -?\d+$', '== <int>', line)
+            if line and line not in lines:
+                lines.append(line)
+    return lines
+
+
 def explain_graph_breaks(cfg: Union[str, Config, dict],
                          batch_size: int = 2,
-                         seed: int = 0) -> Dict[str, object]:
-    """How ``torch.compile`` would split a config's training forward.
+                         seed: int = 0,
+                         steps: int = 3) -> Dict[str, object]:
+    """How ``torch.compile`` would split a config's training forward, and
+    whether later steps reuse the graphs.
 
     Traces ``model(**data, mode='loss')`` on a synthetic batch with
-    ``torch._dynamo.explain`` (no compilation, CPU).
+    ``torch._dynamo.explain`` (no compilation, CPU), then runs the forward
+    ``steps`` times through ``torch.compile`` with a backend that only
+    counts the graphs it is handed (no code generated), each step on a
+    fresh synthetic batch. A graph compiled after the first step is a
+    recompilation: a guard failed, e.g. on a Python number that the
+    forward changes (dynamo specialises on it). After
+    ``torch._dynamo.config.recompile_limit`` recompilations of a frame
+    the rest of every step runs eagerly, so a compiled step that
+    recompiles is not a compiled step.
 
     Returns:
         dict: ``graphs`` and ``breaks`` (counts), ``reasons``: one entry
-        (``reason``, ``where``) per distinct break.
+        (``reason``, ``where``) per distinct break, ``recompiles``: graphs
+        compiled after the first of ``steps`` steps, ``recompile_reasons``:
+        the failed guards.
     """
     import torch._dynamo as dynamo
     check_int(batch_size, 'batch_size', 'explain_graph_breaks')
+    check_int(steps, 'steps', 'explain_graph_breaks', minimum=2)
     cfg = _as_config(cfg)
     set_random_seed(seed)
     model, _, _ = build_train_model(cfg, 'cpu')
@@ -216,10 +245,29 @@ def explain_graph_breaks(cfg: Union[str, Config, dict],
             where=str(b.user_stack[-1]) if b.user_stack else '')
         if entry not in reasons:
             reasons.append(entry)
+
+    graphs_per_step = []
+
+    def counting_backend(gm, example_inputs):
+        graphs_per_step[-1] += 1
+        return gm.forward
+
+    compiled = torch.compile(model.forward, backend=counting_backend)
+    try:
+        for i in range(steps):
+            graphs_per_step.append(0)
+            batch = model.data_preprocessor(
+                make_synthetic_batch(cfg, batch_size, seed + i), True)
+            compiled(**batch, mode='loss')
+        recompile_reasons = _guard_failure_lines()
+    finally:
+        dynamo.reset()
     return dict(
         graphs=explained.graph_count,
         breaks=explained.graph_break_count,
-        reasons=reasons)
+        reasons=reasons,
+        recompiles=sum(graphs_per_step[1:]),
+        recompile_reasons=recompile_reasons)
 
 
 def format_profile(result: Dict[str, object]) -> List[str]:

@@ -186,7 +186,6 @@ def test_teacher_runs_once_on_the_student_embedding():
     torch.manual_seed(1)
     losses = model.loss(x, None)
     assert len(calls) == 1 and calls[0][1] is True
-    assert model.teacher_forward_calls == 1
     # the teacher's input is the student's local encoder output (eval mode:
     # no dropout), not the teacher's own embedding
     model.eval()

@@ -374,7 +374,8 @@ def test_masked_loss_by_weight_equals_boolean_indexing():
 
 def test_compiled_loss_equals_eager():
     """The compiled training forward (one graph after the eagerly drawn
-    masks) gives the eager losses on the same batch."""
+    masks) gives the eager losses on the same batch, and the next steps
+    run the same graph."""
     model = build()
     torch.manual_seed(3)
     x = torch.randn(2, 3, 32, 32)
@@ -383,9 +384,19 @@ def test_compiled_loss_equals_eager():
     eager = model.loss(x, data)
     torch._dynamo.reset()
     torch.manual_seed(5)
-    compiled = torch.compile(model.loss, backend='aot_eager')(x, data)
+    step = torch.compile(model.loss, backend='aot_eager')
+    compiled = step(x, data)
     for key, value in eager.items():
         assert compiled[key].item() == pytest.approx(value.item(), rel=1e-5)
+    # later steps (new images and masks, the same visible count) reuse the
+    # graph: nothing in the forward changes a Python number dynamo guards on
+    # (after 8 recompilations a frame would run eagerly for good)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for seed in (6, 7):
+            step(
+                torch.randn(2, 3, 32, 32),
+                samples(2, generator=torch.Generator().manual_seed(seed)))
+    torch._dynamo.reset()
 
 
 # ---------------------------------------------------------------- teacher
@@ -487,7 +498,6 @@ def test_teacher_runs_once_per_image_batch():
     model.teacher.module.layers[0].register_forward_hook(
         lambda mod, inp, out: seen.append(inp[0].shape[0]))
     model.loss(torch.randn(3, 3, 32, 32), samples(3, num_masks=4))
-    assert model.teacher_forward_calls == 1
     assert seen == [3]
 
 

@@ -12,7 +12,10 @@ norm, activation, optimizer, copy / cast, elementwise, other)::
 
 ``--graph-breaks`` instead reports how ``torch.compile`` would split the
 training forward (graphs, breaks and where they happen; traced on the CPU
-with ``torch._dynamo.explain``, nothing compiled).
+with ``torch._dynamo.explain``, nothing compiled) and whether the next
+steps reuse those graphs (``--steps`` forwards through ``torch.compile``,
+counting the graphs compiled after the first step and the guards that
+failed; no code generated).
 """
 import argparse
 import json
@@ -41,7 +44,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         '--graph-breaks',
         action='store_true',
         help='report the torch.compile graph breaks of the training '
-        'forward instead of profiling')
+        'forward and its recompilations over --steps steps instead of '
+        'profiling')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -55,10 +59,15 @@ def main(argv: Optional[List[str]] = None) -> dict:
     cfg = merge_cfg_options(
         load_config(args.config), args.cfg_options, args.config)
     if args.graph_breaks:
-        result = explain_graph_breaks(cfg, batch_size=args.batch_size or 2)
-        print(f"{result['graphs']} graph(s), {result['breaks']} break(s)")
+        result = explain_graph_breaks(
+            cfg, batch_size=args.batch_size or 2, steps=max(args.steps, 2))
+        print(f"{result['graphs']} graph(s), {result['breaks']} break(s), "
+              f"{result['recompiles']} recompilation(s) in "
+              f'{max(args.steps, 2)} steps')
         for r in result['reasons']:
             print(f"  {r['reason']}  at {r['where']}")
+        for r in result['recompile_reasons']:
+            print(f'  recompiled: guard failed: {r}')
         if args.out:
             with open(args.out, 'w') as f:
                 json.dump(dict(args=vars(args), **result), f, indent=2)

@@ -181,8 +181,6 @@ class Data2VecV2(BaseSelfSupervisor):
             self.teacher = LinearAnnealEMA(self.backbone, **ema)
         except (TypeError, ValueError) as err:
             raise ValueError(f'model.ema: {err}') from err
-        #: number of teacher forward passes (one per image batch)
-        self.teacher_forward_calls = 0
         self.mask_generator = None
         if mask_generator is not None:
             try:
@@ -320,7 +318,6 @@ class Data2VecV2(BaseSelfSupervisor):
         """
         teacher = self.teacher.module
         dtype = next(teacher.parameters()).dtype
-        self.teacher_forward_calls += 1
         k = self.head.top_k
         if self.teacher_input == 'student_embedding':
             if tokens is None:
