@@ -17,6 +17,7 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import set_random_seed
 
+from mmssl.models.utils.drop_path import python_drop_path_rates
 from mmssl.utils.validation import check_int
 from .benchmark import (_as_config, _num_threads, _run_steps,
                         build_train_model, make_synthetic_batch)
@@ -233,6 +234,8 @@ def explain_graph_breaks(cfg: Union[str, Config, dict],
     cfg = _as_config(cfg)
     set_random_seed(seed)
     model, _, _ = build_train_model(cfg, 'cpu')
+    # as compile=True prepares it (mmssl.engine.compile.compile_forward)
+    python_drop_path_rates(model)
     data = model.data_preprocessor(
         make_synthetic_batch(cfg, batch_size, seed), True)
     dynamo.reset()

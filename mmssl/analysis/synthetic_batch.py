@@ -33,8 +33,9 @@ def make_synthetic_batch(cfg: Config, batch_size: int, seed: int = 0) -> dict:
     ``batch_size`` samples ``dict(inputs=uint8 (3, H, W),
     data_samples=DataSample())``, H and W from ``cfg.model.backbone.img_size``
     (default 224), are collated with ``cfg.train_dataloader.collate_fn``
-    (``pseudo_collate`` if unset, as in mmengine's ``Runner``). When the
-    pipeline's ``PackInputs`` packs ``algorithm_keys`` (e.g. data2vec 2.0's
+    (``pseudo_collate`` if unset, as in mmengine's ``Runner``); a classifier
+    (a head with ``num_classes``) gets a random ``gt_label`` per image. When
+    the pipeline's ``PackInputs`` packs ``algorithm_keys`` (e.g. data2vec 2.0's
     ``mask``, drawn in the data pipeline) or the pipeline makes several
     views of an image (``MultiView``), each random image goes through the
     training pipeline instead (without its loading step), so the samples
@@ -55,22 +56,29 @@ def make_synthetic_batch(cfg: Config, batch_size: int, seed: int = 0) -> dict:
         256, (batch_size, 3, height, width),
         generator=gen,
         dtype=torch.uint8)
+    # a classifier (a head with num_classes) gets a random label per image,
+    # drawn after the images so that their pixels do not depend on it
+    num_classes = (cfg.get('model', {}).get('head') or {}).get('num_classes')
+    labels = torch.randint(
+        int(num_classes), (batch_size, ),
+        generator=gen).tolist() if num_classes else [None] * batch_size
     pipeline = _pipeline_with_algorithm_keys(cfg)
     if pipeline is None:
-        samples = [
-            dict(inputs=images[i].clone(), data_samples=DataSample())
-            for i in range(batch_size)
-        ]
+        samples = []
+        for image, label in zip(images, labels):
+            sample = DataSample()
+            if label is not None:
+                sample.set_gt_label(label)
+            samples.append(dict(inputs=image.clone(), data_samples=sample))
     else:
         samples = []
-        for image in images:
+        for image, label in zip(images, labels):
             img = image.permute(1, 2, 0).contiguous().numpy()
-            samples.append(
-                pipeline(
-                    dict(
-                        img=img,
-                        img_shape=img.shape[:2],
-                        ori_shape=img.shape[:2])))
+            item = dict(
+                img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2])
+            if label is not None:
+                item['gt_label'] = label
+            samples.append(pipeline(item))
     return _collate(cfg, samples)
 
 

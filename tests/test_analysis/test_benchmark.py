@@ -241,3 +241,35 @@ def test_speech_config_gets_waveforms_of_its_crop():
                             threads=1,
                             matmul_size=128)
     assert res[0]['flops_per_img'] > 0 and res[0]['loss'] > 0
+
+
+def test_image_classifier_config_gets_labels():
+    """A classifier (a head with num_classes) gets one random label per
+    image in its range, the images stay those of a label-free batch, and a
+    fine-tuning config and the noisy-label one time through the tool (they
+    stopped at the missing ``gt_label`` before)."""
+    from mmengine.config import Config
+
+    from mmssl.analysis.benchmark import make_synthetic_batch
+    vit = osp.join(ROOT,
+                   'configs/poslabel/vit-tiny-p8_1xb64-coslr-20e_embedded.py')
+    anm = osp.join(
+        ROOT,
+        'configs/anm/anm_resnet18-tiny_1xb64-coslr-16e_embedded-sym50.py')
+    cfg = Config.fromfile(vit)
+    batch = make_synthetic_batch(cfg, 16, seed=3)
+    labels = [int(s.gt_label) for s in batch['data_samples']]
+    assert all(0 <= y < cfg.model.head.num_classes for y in labels)
+    assert len(set(labels)) > 1
+    cfg.model.head.pop('num_classes')
+    unlabelled = make_synthetic_batch(cfg, 16, seed=3)
+    assert torch.equal(batch['inputs'], unlabelled['inputs'])
+    assert 'gt_label' not in unlabelled['data_samples'][0]
+    res = benchmark_configs([vit, anm],
+                            batch_size=2,
+                            iters=1,
+                            warmup=1,
+                            repeat=1,
+                            threads=1,
+                            matmul_size=128)
+    assert all(r['flops_per_img'] > 0 and r['loss'] > 0 for r in res)

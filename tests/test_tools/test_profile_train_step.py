@@ -37,3 +37,18 @@ def test_graph_breaks_of_mae_and_data2vec2(tmp_path, load_tool_module):
         # every step recompile the frame after the masks)
         assert (d2v2['graphs'], d2v2['breaks'], d2v2['recompiles'],
                 d2v2['recompile_reasons']) == (1, 0, 0, []), cfg
+
+
+def test_graph_breaks_trace_the_forward_compile_would_run(load_tool_module):
+    """The trace prepares the model as ``compile=True`` does (the drop-path
+    rates as Python floats), so a fine-tuned mmpretrain ViT does not report
+    the per-block drop-path breaks that the compiled forward never has; a
+    classifier config gets its labels (it stopped at ``gt_label`` before).
+    """
+    main = load_tool_module('analysis_tools/profile_train_step.py').main
+    res = main([
+        'configs/poslabel/vit-tiny-p8_1xb64-coslr-20e_embedded.py',
+        '--graph-breaks'
+    ])
+    assert res['graphs'] >= 1
+    assert not [r for r in res['reasons'] if 'drop_path' in r['where']]
