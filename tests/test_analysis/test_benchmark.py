@@ -23,6 +23,18 @@ TINY_REF = osp.join(
     ROOT, 'configs/mae/reference/mae-mmpretrain_vit-tiny-p8_1xb64_embedded.py')
 
 
+def time_once(paths):
+    """One 1-step window per config, batch 2, one thread (a smoke timing)."""
+    return benchmark_configs(
+        paths,
+        batch_size=2,
+        iters=1,
+        warmup=1,
+        repeat=1,
+        threads=1,
+        matmul_size=128)
+
+
 def test_linear_flops_match_hand_count():
     batch, c_in, c_out = 4, 6, 5
     layer = nn.Linear(c_in, c_out)
@@ -184,13 +196,7 @@ def test_text_configs_get_token_batches():
     assert sample.mlm_positions.shape == (20, )  # 0.15 x 128 -> 19, cap 20
     assert int(sample.mlm_weights.sum()) == 19
     assert int(sample.sop_label) in (0, 1)
-    results = benchmark_configs([albert, bert],
-                                batch_size=2,
-                                iters=1,
-                                warmup=1,
-                                repeat=1,
-                                threads=1,
-                                matmul_size=128)
+    results = time_once([albert, bert])
     assert results[1]['num_params'] > 2.5 * results[0]['num_params']
     ratio = results[1]['flops_per_img'] / results[0]['flops_per_img']
     assert 0.9 < ratio < 1.2
@@ -210,13 +216,7 @@ def test_data2vec2_text_config_gets_token_blocks():
         'mlm_d2v2-text-tiny_1xb32-adamw-240iter_embedded-text.py')
     batch = make_synthetic_batch(Config.fromfile(d2v2), 2)
     assert tuple(batch['inputs'].shape) == (2, 128)
-    results = benchmark_configs([d2v2, mlm],
-                                batch_size=2,
-                                iters=1,
-                                warmup=1,
-                                repeat=1,
-                                threads=1,
-                                matmul_size=128)
+    results = time_once([d2v2, mlm])
     # 8 clones through the student + the teacher: several times MLM's work
     assert results[0]['flops_per_img'] > 3 * results[1]['flops_per_img']
 
@@ -233,13 +233,7 @@ def test_speech_config_gets_waveforms_of_its_crop():
     batch = make_synthetic_batch(Config.fromfile(path), 2)
     assert [tuple(x.shape) for x in batch['inputs']] == [(16000, )] * 2
     assert batch['data_samples'][0].num_samples == 16000
-    res = benchmark_configs([path],
-                            batch_size=2,
-                            iters=1,
-                            warmup=1,
-                            repeat=1,
-                            threads=1,
-                            matmul_size=128)
+    res = time_once([path])
     assert res[0]['flops_per_img'] > 0 and res[0]['loss'] > 0
 
 
@@ -265,11 +259,5 @@ def test_image_classifier_config_gets_labels():
     unlabelled = make_synthetic_batch(cfg, 16, seed=3)
     assert torch.equal(batch['inputs'], unlabelled['inputs'])
     assert 'gt_label' not in unlabelled['data_samples'][0]
-    res = benchmark_configs([vit, anm],
-                            batch_size=2,
-                            iters=1,
-                            warmup=1,
-                            repeat=1,
-                            threads=1,
-                            matmul_size=128)
+    res = time_once([vit, anm])
     assert all(r['flops_per_img'] > 0 and r['loss'] > 0 for r in res)
