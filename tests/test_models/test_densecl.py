@@ -207,7 +207,7 @@ def test_momentum_update_and_no_key_gradient():
     torch.manual_seed(0)
     model = MODELS.build(tiny_densecl_cfg())
     views = _views(n=2)
-    model.encode_keys(views[1])  # first update copies the query encoder
+    model.momentum_update()  # the first update copies the query encoder
     key = dict(model.encoder_k.module.named_parameters())
     query = dict(
         torch.nn.Sequential(model.backbone, model.neck).named_parameters())
@@ -225,6 +225,33 @@ def test_momentum_update_and_no_key_gradient():
             p, 0.999 * old[name] + 0.001 * query[name], atol=1e-6, rtol=0)
         assert not p.requires_grad and p.grad is None
     assert all(p.grad is not None for p in query.values())
+
+
+def test_compiled_loss_equals_eager_and_keeps_its_graph():
+    """A compiled DenseCL forward (the momentum update eager, between two
+    graphs) gives the eager losses, queues, pointers and key encoder over three
+    steps, and no step after the first compiles again (the queue pointer
+    stays a tensor; a Python int read from it made dynamo guard on it)."""
+    torch.manual_seed(0)
+    eager = MODELS.build(tiny_densecl_cfg(queue_len=8))
+    compiled = copy.deepcopy(eager)
+    step = torch.compile(compiled.loss, backend='aot_eager')
+    torch._dynamo.reset()
+    for i in range(3):
+        views = _views(n=2)
+        with torch._dynamo.config.patch(error_on_recompile=i > 0):
+            got = step(views, [])
+        want = eager.loss(views, [])
+        for key, value in want.items():
+            torch.testing.assert_close(got[key], value, atol=1e-5, rtol=1e-5)
+    for name, buf in eager.named_buffers():
+        torch.testing.assert_close(
+            dict(compiled.named_buffers())[name], buf, atol=1e-5, rtol=0)
+    assert int(compiled.queue_ptr) == 6
+    for (name, p), q in zip(eager.encoder_k.module.named_parameters(),
+                            compiled.encoder_k.module.parameters()):
+        torch.testing.assert_close(q, p, atol=1e-6, rtol=0)
+    torch._dynamo.reset()
 
 
 # ------------------------------------------------- lambda and the hook

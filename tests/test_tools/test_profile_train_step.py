@@ -52,3 +52,16 @@ def test_graph_breaks_trace_the_forward_compile_would_run(load_tool_module):
     ])
     assert res['graphs'] >= 1
     assert not [r for r in res['reasons'] if 'drop_path' in r['where']]
+
+
+def test_densecl_compiles_in_three_graphs(load_tool_module):
+    """DenseCL's forward: the eager momentum update splits it once (two
+    breaks around the disabled call: 3 graphs, the README's numbers), and
+    the queue pointer, kept a tensor, causes no recompilation (9 graphs and
+    a recompilation per step before)."""
+    main = load_tool_module('analysis_tools/profile_train_step.py').main
+    res = main([
+        'configs/densecl/densecl_resnet18-tiny_1xb64-coslr-30e_embedded.py',
+        '--graph-breaks'
+    ])
+    assert (res['graphs'], res['breaks'], res['recompiles']) == (3, 2, 0)

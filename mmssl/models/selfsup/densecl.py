@@ -96,11 +96,13 @@ def enqueue_(queue: torch.Tensor, ptr: torch.Tensor,
         raise ValueError(f'keys must be (B, {queue.shape[0]}), got '
                          f'{tuple(keys.shape)}')
     check_queue_batch(queue.shape[1], keys.shape[0])
-    start = int(ptr)
-    cols = torch.arange(
-        start, start + keys.shape[0], device=queue.device) % queue.shape[1]
+    # tensor arithmetic on ptr, no Python int read from it: a compiled
+    # forward keeps this in its graph (an int would break it and make
+    # dynamo guard on the value)
+    cols = (ptr + torch.arange(keys.shape[0], device=queue.device)) % \
+        queue.shape[1]
     queue[:, cols] = keys.t().to(queue.dtype)
-    ptr[0] = (start + keys.shape[0]) % queue.shape[1]
+    ptr.copy_((ptr + keys.shape[0]) % queue.shape[1])
 
 
 @MODELS.register_module()
@@ -203,7 +205,8 @@ class DenseCL(_MMPretrainDenseCL):
     def encode_keys(
         self, im_k: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Update the key encoder, then encode the key view with shuffle-BN.
+        """Update the key encoder (:meth:`momentum_update`), then encode the
+        key view with shuffle-BN.
 
         Args:
             im_k (Tensor): (n, 3, H, W) key view of this process.
@@ -214,8 +217,7 @@ class DenseCL(_MMPretrainDenseCL):
             (n, D, S) unit dense keys and ``k_b`` (n, C, S) backbone
             features.
         """
-        self.encoder_k.update_parameters(
-            nn.Sequential(self.backbone, self.neck))
+        self.momentum_update()
         im_k, idx_unshuffle = batch_shuffle_ddp(im_k)
         backbone_k, neck_k = self.encoder_k.module
         feats = backbone_k(im_k)
@@ -232,6 +234,20 @@ class DenseCL(_MMPretrainDenseCL):
         k, k2, k_grid, k_b = (c.reshape(-1, *p.shape[1:])
                               for c, p in zip(chunks, parts))
         return k, k2, k_grid, k_b
+
+    @torch.compiler.disable
+    def momentum_update(self) -> None:
+        """Move the key encoder towards the query encoder, always eagerly.
+
+        mmengine's ``ExponentialMovingAverage`` branches on its step
+        count, a tensor; traced inside a compiled forward that broke the
+        graph at every branch. Kept where MoCo has it, after the query
+        forward (the averaged buffers include the BatchNorm statistics
+        that forward has just updated), so a compiled step is two graphs,
+        one on each side of this call.
+        """
+        self.encoder_k.update_parameters(
+            nn.Sequential(self.backbone, self.neck))
 
     def loss(self, inputs: List[torch.Tensor], data_samples: List[DataSample],
              **kwargs) -> Dict[str, torch.Tensor]:
