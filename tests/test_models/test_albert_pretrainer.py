@@ -156,6 +156,31 @@ def test_bad_batches_are_named():
         model(inputs=torch.zeros(2, 3), data_samples=None, mode='tensor')
 
 
+def test_compiled_loss_equals_eager_in_one_graph():
+    """The pretraining forward compiles into one graph (the token-id and
+    position checks are in-graph asserts, no host reads), gives the eager
+    losses, is not compiled again for the next batch, and still refuses a
+    position outside the sequence."""
+    model = _model()
+    model.train()
+    data = model.data_preprocessor(_items(), True)
+    torch.manual_seed(1)
+    eager = model(**data, mode='loss')
+    torch._dynamo.reset()
+    step = torch.compile(model.forward, backend='eager', fullgraph=True)
+    torch.manual_seed(1)
+    compiled = step(**data, mode='loss')
+    for key, value in eager.items():
+        torch.testing.assert_close(compiled[key], value)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        step(**model.data_preprocessor(_items(seed=1), True), mode='loss')
+        batch = _items(seed=2)
+        batch['data_samples'][0].mlm_positions[0] = 40
+        with pytest.raises(RuntimeError, match='mlm_positions'):
+            step(**model.data_preprocessor(batch, True), mode='loss')
+    torch._dynamo.reset()
+
+
 def test_without_the_text_preprocessor():
     model = _model(data_preprocessor=None)
     data = _items()

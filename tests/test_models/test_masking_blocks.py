@@ -4,9 +4,10 @@ import pytest
 import torch
 from mmpretrain.datasets.transforms import PackInputs
 
-from mmssl.models.utils import (gather_tokens, inverse_block_mask, mask_to_ids,
-                                num_visible, random_mask, tensor_check,
-                                unshuffle_tokens, visible_count)
+from mmssl.models.utils import (check_token_ids, gather_tokens,
+                                inverse_block_mask, mask_to_ids, num_visible,
+                                random_mask, tensor_check, unshuffle_tokens,
+                                visible_count)
 from mmssl.registry import TRANSFORMS
 
 
@@ -173,3 +174,24 @@ def test_transform_errors_name_the_key(kwargs, match):
     cfg.update(kwargs)
     with pytest.raises(ValueError, match=match):
         TRANSFORMS.build(cfg)
+
+
+def test_check_token_ids_names_the_bad_id():
+    """The error names the id outside [0, V): the negative one when the
+    largest id is in range, the too large one otherwise; in-graph under
+    torch.compile."""
+    check_token_ids(torch.tensor([[0, 9]]), 10, 'M')
+    check_token_ids(torch.zeros(0, 3, dtype=torch.long), 10, 'M')
+    with pytest.raises(ValueError, match=r'M: token id -1 is outside .*10'):
+        check_token_ids(torch.tensor([[-1, 5]]), 10, 'M')
+    with pytest.raises(ValueError, match='token id 12 .*vocab_size'):
+        check_token_ids(torch.tensor([[-1, 12]]), 10, 'M')
+    torch._dynamo.reset()
+    fn = torch.compile(
+        lambda x: check_token_ids(x, 10, 'M') or x + 1,
+        backend='eager',
+        fullgraph=True)
+    assert fn(torch.tensor([[1, 2]])).tolist() == [[2, 3]]
+    with pytest.raises(RuntimeError, match='M: a token id is outside'):
+        fn(torch.tensor([[1, 10]]))
+    torch._dynamo.reset()

@@ -21,8 +21,9 @@ def test_tool_writes_json(tmp_path, load_tool_module):
 def test_graph_breaks_of_mae_and_data2vec2(tmp_path, load_tool_module):
     """MAE's training forward is one graph, and so is data2vec 2.0's for
     images and text: their masks are drawn eagerly and the visible count
-    reaches the encoder as a static size (the README's numbers); later
-    steps reuse the graphs."""
+    reaches the encoder as a static size (the README's numbers); and
+    ALBERT's, its input checks in-graph asserts; later steps reuse the
+    graphs."""
     main = load_tool_module('analysis_tools/profile_train_step.py').main
     out = osp.join(tmp_path, 'g.json')
     mae = main([MAE_TINY, '--graph-breaks', '--out', out])
@@ -31,7 +32,8 @@ def test_graph_breaks_of_mae_and_data2vec2(tmp_path, load_tool_module):
         assert json.load(f)['graphs'] == 1
     for cfg in ('data2vec2/data2vec2_vit-tiny-p8_1xb64-coslr-30e_embedded',
                 'data2vec2_text/data2vec2-text_tiny_1xb8-adamw-120iter_'
-                'embedded-text'):
+                'embedded-text',
+                'albert/albert_tiny_1xb32-lamb-20e_embedded-text'):
         d2v2 = main([f'configs/{cfg}.py', '--graph-breaks'])
         # and the next steps reuse it (a step counter on the model made
         # every step recompile the frame after the masks)

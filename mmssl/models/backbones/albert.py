@@ -37,6 +37,7 @@ from mmengine.model import BaseModule
 
 from mmssl.registry import MODELS
 from mmssl.utils.validation import check_choice, check_float, check_int
+from ..utils.masking import check_token_ids
 
 __all__ = [
     'AlbertEncoder', 'ALBERT_ARCHS', 'SHARE_MODES', 'ACTIVATIONS',
@@ -435,14 +436,7 @@ class AlbertEncoder(BaseModule):
                 f'{name}: sequence length {input_ids.shape[1]} exceeds '
                 f'max_position={self.max_position}; shorten the sequences '
                 '(the data pipeline\'s max length) or raise max_position')
-        if input_ids.numel():
-            low, high = int(input_ids.min()), int(input_ids.max())
-            if low < 0 or high >= self.vocab_size:
-                raise ValueError(
-                    f'{name}: token id {high if high >= 0 else low} is '
-                    f'outside the vocabulary [0, {self.vocab_size}); the '
-                    'tokenizer does not match the model: set vocab_size to '
-                    "the tokenizer's vocabulary size")
+        check_token_ids(input_ids, self.vocab_size, name)
 
     def forward(
         self,

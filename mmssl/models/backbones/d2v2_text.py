@@ -45,7 +45,7 @@ import torch.nn as nn
 
 from mmssl.registry import MODELS
 from mmssl.utils.validation import check_float, check_int
-from ..utils.masking import tensor_check
+from ..utils.masking import check_token_ids, tensor_check
 from .d2v2_encoder import D2V2EncoderBase
 from .d2v2_vit import D2V2Block
 
@@ -245,19 +245,7 @@ class D2V2TextEncoder(D2V2EncoderBase):
                 f'text to at most {self.max_position} tokens (the data set\'s '
                 'tokens_per_sample / max_length) or raise '
                 'model.backbone.max_position')
-        if ids.numel():
-
-            def message() -> str:
-                if torch.compiler.is_compiling():
-                    bad = 'a token id'
-                else:
-                    low, high = int(ids.min()), int(ids.max())
-                    bad = f'token id {high if high >= 0 else low}'
-                return (f'{name}: {bad} is outside the vocabulary [0, '
-                        f'{self.vocab_size}); set model.backbone.vocab_size '
-                        "to the tokenizer's size")
-
-            tensor_check((ids >= 0) & (ids < self.vocab_size), message)
+        check_token_ids(ids, self.vocab_size, name)
 
     def token_layout(self, x: torch.Tensor) -> Tuple[int]:
         """(T, ) of a (B, T) batch of token ids."""

@@ -26,6 +26,7 @@ from mmengine.structures import BaseDataElement
 
 from mmssl.registry import MODELS
 from ..heads.albert_heads import mlm_correct_counts
+from ..utils.masking import tensor_check
 
 __all__ = [
     'AlbertPretrainer', 'stack_sample_field', 'unpack_text_inputs',
@@ -210,12 +211,16 @@ class AlbertPretrainer(BaseModel):
                 f'{name}: mlm_positions {tuple(positions.shape)}, mlm_labels '
                 f'{tuple(labels.shape)} and mlm_weights '
                 f'{tuple(weights.shape)} must have one shape (B, P)')
-        if positions.numel() and (int(positions.min()) < 0
-                                  or int(positions.max()) >= seq_len):
-            raise ValueError(
-                f'{name}: mlm_positions must lie in [0, {seq_len}) (the '
-                f'batch length), got {int(positions.max())}; the masked '
-                'positions must index the packed sequence')
+        if positions.numel():
+
+            def message() -> str:
+                got = 'a position outside' if torch.compiler.is_compiling() \
+                    else f'{int(positions.min())}..{int(positions.max())}'
+                return (f'{name}: mlm_positions must lie in [0, {seq_len}) '
+                        f'(the batch length), got {got}; the masked '
+                        'positions must index the packed sequence')
+
+            tensor_check((positions >= 0) & (positions < seq_len), message)
         return positions, labels, weights
 
     def _sop_labels(self, data_samples, device) -> torch.Tensor:

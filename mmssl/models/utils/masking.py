@@ -256,6 +256,33 @@ def tensor_check(cond: torch.Tensor, message) -> None:
         raise ValueError(message())
 
 
+def check_token_ids(ids: torch.Tensor, vocab_size: int, owner: str) -> None:
+    """Refuse token ids outside ``[0, vocab_size)`` (:func:`tensor_check`:
+    a ``ValueError`` naming the id in eager mode, an in-graph assert under
+    ``torch.compile``).
+
+    Args:
+        ids (Tensor): (B, T) long token ids.
+        vocab_size (int): The embedding's rows.
+        owner (str): The model named in the error.
+    """
+    if not ids.numel():
+        return
+
+    def message() -> str:
+        if torch.compiler.is_compiling():
+            bad = 'a token id'
+        else:
+            low, high = int(ids.min()), int(ids.max())
+            bad = f'token id {high if high >= vocab_size else low}'
+        return (f'{owner}: {bad} is outside the vocabulary [0, {vocab_size})'
+                '; the tokenizer does not match the model: set '
+                "model.backbone.vocab_size to the tokenizer's vocabulary "
+                'size')
+
+    tensor_check((ids >= 0) & (ids < vocab_size), message)
+
+
 def mask_to_ids(
         mask: torch.Tensor,
         num_keep: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
