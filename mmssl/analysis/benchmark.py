@@ -66,7 +66,8 @@ from mmssl.utils.config import default_scope_of
 from mmssl.utils.validation import check_int
 from .step_memory import StepMemory, machine_info, state_bytes, sync_device
 from .step_options import amp_dtype, maybe_compile
-from .synthetic_batch import _img_size, make_synthetic_batch
+from .synthetic_batch import (_img_size, make_synthetic_batch,
+                              synthetic_batch_errors)
 
 __all__ = [
     'measure_matmul_peak', 'count_train_flops', 'build_train_model',
@@ -350,9 +351,10 @@ def benchmark_configs(cfgs: Sequence[Union[str, Config, dict]],
                     peaks.append(
                         measure_matmul_peak(
                             device, dtype=peak_dtype, n=matmul_size))
-            data = model.data_preprocessor.cast_data(
-                make_synthetic_batch(cfg, bs, seed))
-            flops = count_train_flops(model, data)
+            with synthetic_batch_errors(src if isinstance(src, str) else name):
+                data = model.data_preprocessor.cast_data(
+                    make_synthetic_batch(cfg, bs, seed))
+                flops = count_train_flops(model, data)
             compiled = maybe_compile(model, cfg)
             set_random_seed(seed)
             _run_steps(model, optim_wrapper, data, warmup)

@@ -22,6 +22,7 @@ from mmssl.utils.validation import check_int
 from .benchmark import (_as_config, _num_threads, _run_steps,
                         build_train_model, make_synthetic_batch)
 from .step_options import maybe_compile
+from .synthetic_batch import synthetic_batch_errors
 
 __all__ = [
     'FAMILIES', 'PHASES', 'op_family', 'profile_train_step', 'time_phases'
@@ -51,6 +52,11 @@ def op_family(name: str) -> str:
         if re.search(pattern, low):
             return family
     return 'other'
+
+
+def _cfg_name(cfg: Config) -> str:
+    """The config's file name for errors (``'config'`` if built in code)."""
+    return getattr(cfg, 'filename', None) or 'config'
 
 
 def _is_kernel(event) -> bool:
@@ -138,8 +144,10 @@ def profile_train_step(cfg: Union[str, Config, dict],
         set_random_seed(seed)
         model, optim_wrapper, _ = build_train_model(cfg, device)
         bs = batch_size or cfg.train_dataloader.batch_size
-        data = model.data_preprocessor.cast_data(
-            make_synthetic_batch(cfg, bs, seed))
+        with synthetic_batch_errors(_cfg_name(cfg)):
+            data = model.data_preprocessor.cast_data(
+                make_synthetic_batch(cfg, bs, seed))
+            _run_steps(model, optim_wrapper, data, 1)  # fails here, not later
         compiled = maybe_compile(model, cfg)
         _run_steps(model, optim_wrapper, data, warmup)
         phase_ms = time_phases(model, optim_wrapper, data, steps, device)
@@ -236,8 +244,10 @@ def explain_graph_breaks(cfg: Union[str, Config, dict],
     model, _, _ = build_train_model(cfg, 'cpu')
     # as compile=True prepares it (mmssl.engine.compile.compile_forward)
     python_drop_path_rates(model)
-    data = model.data_preprocessor(
-        make_synthetic_batch(cfg, batch_size, seed), True)
+    with synthetic_batch_errors(_cfg_name(cfg)):
+        data = model.data_preprocessor(
+            make_synthetic_batch(cfg, batch_size, seed), True)
+        model(**data, mode='loss')  # eagerly first: a missing field fails
     dynamo.reset()
     explained = dynamo.explain(model.forward)(**data, mode='loss')
     dynamo.reset()

@@ -3,7 +3,8 @@
 collated as a config's data loader yields them (images, multi-view images,
 token sequences, waveforms), so a step can be timed without the data set."""
 import copy
-from typing import Callable, Optional
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional
 
 import torch
 from mmengine.config import Config
@@ -11,18 +12,48 @@ from mmengine.registry import FUNCTIONS, DefaultScope
 
 from mmssl.utils.config import default_scope_of
 
-__all__ = ['make_synthetic_batch']
+__all__ = ['make_synthetic_batch', 'synthetic_batch_errors']
 
 
 def _img_size(cfg: Config) -> tuple:
     """(H, W) from ``cfg.model.backbone.img_size``, else
     ``cfg.model.img_size`` (models without a backbone key, such as the
-    benchmark peers), default 224."""
-    size = cfg.model.get('backbone', {}).get('img_size',
-                                             cfg.model.get('img_size', 224))
+    benchmark peers), else a diffusion UNet's ``sample_size``, default
+    224."""
+    unet = cfg.model.get('unet') or {}
+    size = cfg.model.get('backbone', {}).get(
+        'img_size', cfg.model.get('img_size', unet.get('sample_size', 224)))
     if isinstance(size, (tuple, list)):
         return int(size[0]), int(size[1])
     return int(size), int(size)
+
+
+def _num_classes(cfg: Config) -> Optional[int]:
+    """Classes of a classifier (``model.head.num_classes``) or of a
+    class-conditional diffusion UNet (``model.unet.num_class_embeds``);
+    None for a model without labels."""
+    head = cfg.get('model', {}).get('head') or {}
+    unet = cfg.get('model', {}).get('unet') or {}
+    return head.get('num_classes') or unet.get('num_class_embeds') or None
+
+
+@contextmanager
+def synthetic_batch_errors(name: str) -> Iterator[None]:
+    """Turn a model's complaint about a data field that the synthetic batch
+    lacks (boxes, captions...: an ``AttributeError`` / ``KeyError``) into a
+    ``ValueError`` that names the config and what the batch holds."""
+    try:
+        yield
+    except (AttributeError, KeyError) as err:
+        raise ValueError(
+            f'{name}: the training step needs a data field that the '
+            f'synthetic batch does not make ({type(err).__name__}: {err}). '
+            'The benchmark tools make random images (with a random label '
+            'for a classifier or a class-conditional UNet, the views and '
+            'masks of the config\'s pipeline), token sequences or '
+            'waveforms, not boxes or captions; time this config with '
+            'tools/train.py, whose log gives the time per iteration') \
+            from err
 
 
 def make_synthetic_batch(cfg: Config, batch_size: int, seed: int = 0) -> dict:
@@ -34,7 +65,8 @@ def make_synthetic_batch(cfg: Config, batch_size: int, seed: int = 0) -> dict:
     data_samples=DataSample())``, H and W from ``cfg.model.backbone.img_size``
     (default 224), are collated with ``cfg.train_dataloader.collate_fn``
     (``pseudo_collate`` if unset, as in mmengine's ``Runner``); a classifier
-    (a head with ``num_classes``) gets a random ``gt_label`` per image. When
+    or a class-conditional UNet (:func:`_num_classes`) gets a random
+    ``gt_label`` per image. When
     the pipeline's ``PackInputs`` packs ``algorithm_keys`` (e.g. data2vec 2.0's
     ``mask``, drawn in the data pipeline) or the pipeline makes several
     views of an image (``MultiView``), each random image goes through the
@@ -56,9 +88,9 @@ def make_synthetic_batch(cfg: Config, batch_size: int, seed: int = 0) -> dict:
         256, (batch_size, 3, height, width),
         generator=gen,
         dtype=torch.uint8)
-    # a classifier (a head with num_classes) gets a random label per image,
+    # a classifier gets a random label per image,
     # drawn after the images so that their pixels do not depend on it
-    num_classes = (cfg.get('model', {}).get('head') or {}).get('num_classes')
+    num_classes = _num_classes(cfg)
     labels = torch.randint(
         int(num_classes), (batch_size, ),
         generator=gen).tolist() if num_classes else [None] * batch_size

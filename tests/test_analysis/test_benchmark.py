@@ -261,3 +261,24 @@ def test_image_classifier_config_gets_labels():
     assert 'gt_label' not in unlabelled['data_samples'][0]
     res = time_once([vit, anm])
     assert all(r['flops_per_img'] > 0 and r['loss'] > 0 for r in res)
+
+
+def test_class_conditional_ddpm_and_a_clear_error_for_other_fields():
+    """The class-conditional DDPM gets labels in its UNet's class range and
+    images of its sample size; a config whose step needs what the batch
+    does not make (CLIP's captions) is refused naming the config and the
+    missing field, not with a bare AttributeError."""
+    from mmengine.config import Config
+
+    from mmssl.analysis.benchmark import make_synthetic_batch
+    ddpm = osp.join(
+        ROOT, 'configs/difffashion/ddpm_unet-tiny_1xb64-10e_embedded32.py')
+    cfg = Config.fromfile(ddpm)
+    batch = make_synthetic_batch(cfg, 8)
+    assert tuple(batch['inputs'].shape) == (8, 3, 32, 32)
+    assert all(0 <= int(s.gt_label) < cfg.model.unet.num_class_embeds
+               for s in batch['data_samples'])
+    assert time_once([ddpm])[0]['loss'] > 0
+    clip = osp.join(ROOT, 'configs/clip/clip_tiny-rn_1xb32-12e_embedded.py')
+    with pytest.raises(ValueError, match=r'clip_tiny.*caption.*tools/train'):
+        time_once([clip])

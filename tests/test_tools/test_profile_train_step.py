@@ -3,6 +3,8 @@
 import json
 import os.path as osp
 
+import pytest
+
 MAE_TINY = 'configs/mae/mae_vit-tiny-p8_1xb64-coslr-30e_embedded.py'
 
 
@@ -67,3 +69,13 @@ def test_densecl_compiles_in_three_graphs(load_tool_module):
         '--graph-breaks'
     ])
     assert (res['graphs'], res['breaks'], res['recompiles']) == (3, 2, 0)
+
+
+def test_a_config_needing_other_data_is_refused_clearly(load_tool_module):
+    """Profiling and tracing a config whose step needs captions name the
+    config and the missing field."""
+    main = load_tool_module('analysis_tools/profile_train_step.py').main
+    for extra in ([], ['--graph-breaks']):
+        with pytest.raises(ValueError, match=r'clip_tiny.*caption'):
+            main(['configs/clip/clip_tiny-rn_1xb32-12e_embedded.py'] + extra +
+                 ['--steps', '2', '--warmup', '0'])
