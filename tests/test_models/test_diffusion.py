@@ -66,12 +66,43 @@ def test_forward_modes_and_bad_labels():
     assert out[0].pred_img.shape == (3, 16, 16)
     assert model(**batch, mode='tensor').shape == (2, 3, 16, 16)
     batch['data_samples'] = _samples([1, 7])
-    with pytest.raises(ValueError, match='labels must lie'):
+    with pytest.raises(ValueError, match=r'gt_label must lie in \[0, '):
         model(**batch, mode='loss')
     cfg = tiny_ddpm_cfg()
     cfg['unet']['num_class_embeds'] = None
     with pytest.raises(ValueError, match='num_class_embeds'):
         MODELS.build(cfg)
+
+
+def test_compiled_loss_keeps_its_graph_and_refuses_bad_labels():
+    """The label check is an in-graph assert under torch.compile: the loss
+    equals the eager one, the next batch (other labels) reuses the graph,
+    and a label outside the classes is still refused."""
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_ddpm_cfg())
+
+    def batch(labels):
+        return model.data_preprocessor(
+            dict(
+                inputs=[
+                    torch.randint(0, 255, (3, 16, 16), dtype=torch.uint8)
+                    for _ in labels
+                ],
+                data_samples=_samples(labels)),
+            training=True)
+
+    data = batch([1, 3])
+    torch.manual_seed(1)
+    eager = model(**data, mode='loss')['loss']
+    torch._dynamo.reset()
+    step = torch.compile(model.forward, backend='eager')
+    torch.manual_seed(1)
+    torch.testing.assert_close(step(**data, mode='loss')['loss'], eager)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        step(**batch([0, 2]), mode='loss')
+        with pytest.raises(RuntimeError, match='gt_label must lie'):
+            step(**batch([1, 7]), mode='loss')
+    torch._dynamo.reset()
 
 
 def test_learned_variance_uses_eps_channels():

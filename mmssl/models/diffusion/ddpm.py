@@ -8,6 +8,7 @@ from mmengine.model import BaseModel
 
 from mmssl.registry import MODELS
 from mmssl.utils.validation import check_int
+from ..utils.masking import tensor_check
 
 # guided-diffusion's schedule: 1000 linear betas from 1e-4 to 0.02, no
 # clipping of the sample inside the scheduler
@@ -226,7 +227,14 @@ class ClassCondDDPM(BaseModel):
         labels = torch.cat([ds.gt_label.view(-1) for ds in data_samples])
         if labels.numel() != inputs.shape[0]:
             raise ValueError('ClassCondDDPM needs one label per image')
-        if int(labels.max()) >= self.num_classes or int(labels.min()) < 0:
-            raise ValueError(f'labels must lie in [0, {self.num_classes}), '
-                             f'got {labels.tolist()}')
+
+        def message() -> str:
+            got = 'a label outside' if torch.compiler.is_compiling() else \
+                str(labels.tolist())
+            return (f'ClassCondDDPM: gt_label must lie in [0, '
+                    f'{self.num_classes}) (model.unet.num_class_embeds), '
+                    f'got {got}')
+
+        # an in-graph assert under torch.compile (no host read, no break)
+        tensor_check((labels >= 0) & (labels < self.num_classes), message)
         return labels.long().to(inputs.device)
