@@ -33,7 +33,9 @@ model = dict(
         in_channels=768,
         init_cfg=None,  # the model's init_cfg below
         loss=dict(
-            type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
+            type='mmssl.LabelSmoothLoss',
+            label_smooth_val=0.1,
+            mode='original'),
         cal_acc=False),
     pos_head=dict(
         type='mmssl.AbsPosLabelHead',

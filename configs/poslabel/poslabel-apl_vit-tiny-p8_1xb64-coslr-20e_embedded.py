@@ -32,7 +32,9 @@ model = dict(
         num_classes=9,
         in_channels=192,
         loss=dict(
-            type='LabelSmoothLoss', label_smooth_val=0.1, mode='original')),
+            type='mmssl.LabelSmoothLoss',
+            label_smooth_val=0.1,
+            mode='original')),
     pos_head=dict(
         type='mmssl.AbsPosLabelHead',
         in_channels=192,

@@ -38,7 +38,9 @@ model = dict(
         num_classes=9,
         in_channels=192,
         loss=dict(
-            type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
+            type='mmssl.LabelSmoothLoss',
+            label_smooth_val=0.1,
+            mode='original'),
         init_cfg=[dict(type='TruncNormal', layer='Linear', std=2e-5)]))
 
 optim_wrapper = dict(

@@ -256,31 +256,47 @@ def tensor_check(cond: torch.Tensor, message) -> None:
         raise ValueError(message())
 
 
-def check_token_ids(ids: torch.Tensor, vocab_size: int, owner: str) -> None:
-    """Refuse token ids outside ``[0, vocab_size)`` (:func:`tensor_check`:
-    a ``ValueError`` naming the id in eager mode, an in-graph assert under
-    ``torch.compile``).
+def check_index_range(ids: torch.Tensor, size: int, what: str, owner: str,
+                      fix: str) -> None:
+    """Refuse integer indices outside ``[0, size)`` (:func:`tensor_check`:
+    a ``ValueError`` naming the offending value in eager mode, an in-graph
+    assert under ``torch.compile``). The message reads
+    ``'{owner}: {what} {value} is outside [0, {size}); {fix}'``.
 
     Args:
-        ids (Tensor): (B, T) long token ids.
-        vocab_size (int): The embedding's rows.
-        owner (str): The model named in the error.
+        ids (Tensor): Integer indices, any shape.
+        size (int): The number of valid indices.
+        what (str): What an index is, e.g. ``'token id'``, ``'class label'``.
+        owner (str): Who checks (the model or loss named in the error).
+        fix (str): How to fix it.
     """
     if not ids.numel():
         return
 
     def message() -> str:
         if torch.compiler.is_compiling():
-            bad = 'a token id'
+            bad = f'a {what}'
         else:
             low, high = int(ids.min()), int(ids.max())
-            bad = f'token id {high if high >= vocab_size else low}'
-        return (f'{owner}: {bad} is outside the vocabulary [0, {vocab_size})'
-                '; the tokenizer does not match the model: set '
-                "model.backbone.vocab_size to the tokenizer's vocabulary "
-                'size')
+            bad = f'{what} {high if high >= size else low}'
+        return f'{owner}: {bad} is outside [0, {size}); {fix}'
 
-    tensor_check((ids >= 0) & (ids < vocab_size), message)
+    tensor_check((ids >= 0) & (ids < size), message)
+
+
+def check_token_ids(ids: torch.Tensor, vocab_size: int, owner: str) -> None:
+    """Refuse token ids outside the vocabulary ``[0, vocab_size)``
+    (:func:`check_index_range`).
+
+    Args:
+        ids (Tensor): (B, T) long token ids.
+        vocab_size (int): The embedding's rows.
+        owner (str): The model named in the error.
+    """
+    check_index_range(
+        ids, vocab_size, 'token id', owner,
+        'the tokenizer does not match the model: set '
+        "model.backbone.vocab_size to the tokenizer's vocabulary size")
 
 
 def mask_to_ids(
