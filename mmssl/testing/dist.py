@@ -72,12 +72,42 @@ def _worker(rank: int, fn: Callable, batch, world_size: int, port: int,
         torch_dist.destroy_process_group()
 
 
+def _autograd_probe() -> None:
+    x = torch.ones(2, requires_grad=True)
+    (x * 2).sum().backward()
+
+
+def fork_runs_autograd() -> bool:
+    """Whether a child forked from this process can run a backward pass.
+
+    Once this process has run a ``torch.compile``'d backward, torch's
+    autograd engine has started its worker threads and refuses any backward
+    in a forked child ("Unable to handle autograd's threading in
+    combination with fork-based multiprocessing"). A forked probe tells.
+    """
+    proc = mp.get_context('fork').Process(target=_autograd_probe)
+    proc.start()
+    proc.join()
+    return proc.exitcode == 0
+
+
 def _spawn(worker: Callable, args: tuple, world_size: int,
            timeout_s: float) -> None:
-    """Run ``worker(rank, *args)`` in ``world_size`` forked processes;
-    kill them and raise ``TimeoutError`` after ``timeout_s`` seconds."""
+    """Run ``worker(rank, *args)`` in ``world_size`` processes; kill them
+    and raise ``TimeoutError`` after ``timeout_s`` seconds.
+
+    The processes are forked (they see everything this process imported
+    or registered) unless a forked child could not run autograd here (see
+    :func:`fork_runs_autograd`); then they are spawned, and ``worker`` and
+    ``args`` must be importable / picklable from a fresh interpreter.
+    """
+    start_method = 'fork' if fork_runs_autograd() else 'spawn'
     ctx = mp.start_processes(
-        worker, args=args, nprocs=world_size, join=False, start_method='fork')
+        worker,
+        args=args,
+        nprocs=world_size,
+        join=False,
+        start_method=start_method)
     deadline = time.monotonic() + timeout_s
     while not ctx.join(timeout=1):
         if time.monotonic() > deadline:
@@ -155,7 +185,9 @@ def train_runner_distributed(cfg: Any,
     as with ``--launcher pytorch``; return rank 0's model state dict.
 
     The processes are forked, so ``cfg`` may refer to anything this
-    process has imported or registered.
+    process has imported or registered; after a compiled backward in this
+    process they are spawned instead (see :func:`_spawn`), and ``cfg`` may
+    name only what importing mmssl registers.
     """
     with tempfile.TemporaryDirectory() as out_dir:
         _spawn(_runner_worker,

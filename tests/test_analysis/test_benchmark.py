@@ -282,3 +282,93 @@ def test_class_conditional_ddpm_and_a_clear_error_for_other_fields():
     clip = osp.join(ROOT, 'configs/clip/clip_tiny-rn_1xb32-12e_embedded.py')
     with pytest.raises(ValueError, match=r'clip_tiny.*caption.*tools/train'):
         time_once([clip])
+
+
+def test_cross_attention_and_transposed_conv_flops_match_hand_count():
+    """CPU cross-attention (n queries, m keys): each of the 7 products of
+    the forward and backward is ``2 * b * h * n * m * d``; a transposed
+    (grouped, strided) convolution costs ``2 * B * input positions * C_in *
+    C_out / groups * kernel`` per pass (three passes)."""
+    b, h, n, m, d = 2, 3, 5, 7, 4
+
+    class CrossAttention(nn.Module):
+
+        def forward(self, q, k, v):
+            return F.scaled_dot_product_attention(q, k, v)
+
+    q, k, v = (
+        torch.randn(b, h, length, d, requires_grad=True)
+        for length in (n, m, m))
+    assert count_train_flops(CrossAttention(),
+                             (q, k, v)) == 7 * 2 * b * h * n * m * d
+    batch, c_in, c_out, kernel, size = 2, 8, 4, 3, 5
+    for groups in (1, 2):
+        conv = nn.ConvTranspose2d(
+            c_in, c_out, kernel, stride=2, groups=groups, bias=False)
+        x = torch.randn(batch, c_in, size, size, requires_grad=True)
+        forward = 2 * batch * size**2 * c_in * (c_out // groups) * kernel**2
+        assert count_train_flops(conv, x) == 3 * forward
+
+
+def test_loss_fn_flops_are_counted():
+    """A plain module's ``loss_fn`` runs inside the counter: a product
+    with a constant (c_out, 1) vector adds its forward and its input
+    gradient, ``2 * 2 * batch * c_out``."""
+    batch, c_in, c_out = 4, 6, 5
+    layer = nn.Linear(c_in, c_out)
+    x = torch.randn(batch, c_in)
+    proj = torch.randn(c_out, 1)
+    linear = 2 * (2 * batch * c_in * c_out)  # forward + weight gradient
+    assert count_train_flops(
+        layer, x, lambda out:
+        (out @ proj).sum()) == linear + 2 * (2 * batch * c_out)
+    assert count_train_flops(layer, x) == linear
+
+
+def test_labels_reach_the_pipeline_and_cover_the_classes():
+    """A classifier's labels are the same whether the images go through
+    the pipeline (``PackInputs`` with ``algorithm_keys``) or not, take
+    every value of ``range(num_classes)``, and the images have the
+    backbone's (H, W) when it is not square."""
+    from mmengine.config import Config
+
+    from mmssl.analysis.benchmark import make_synthetic_batch
+    model = dict(backbone=dict(img_size=(8, 12)), head=dict(num_classes=2))
+    pipeline = [
+        dict(type='LoadImageFromFile'),
+        dict(type='mmpretrain.PackInputs', algorithm_keys=['mask'])
+    ]
+    piped = make_synthetic_batch(
+        Config(
+            dict(
+                model=model,
+                train_dataloader=dict(dataset=dict(pipeline=pipeline)))),
+        8,
+        seed=1)
+    plain = make_synthetic_batch(Config(dict(model=model)), 8, seed=1)
+    for batch in (piped, plain):
+        assert [tuple(x.shape) for x in batch['inputs']] == [(3, 8, 12)] * 8
+    labels = [int(s.gt_label) for s in plain['data_samples']]
+    assert set(labels) == {0, 1}
+    assert [int(s.gt_label) for s in piped['data_samples']] == labels
+    assert all(
+        torch.equal(a, b) for a, b in zip(piped['inputs'], plain['inputs']))
+
+
+def test_synthetic_batch_errors_name_the_config_and_the_field():
+    """A missing field (``KeyError`` or ``AttributeError``) becomes a
+    ValueError naming the config and the field, chained to the original;
+    other errors pass through."""
+    from mmssl.analysis.synthetic_batch import synthetic_batch_errors
+    for err in (KeyError('gt_label'),
+                AttributeError("'DataSample' has no attribute 'caption'")):
+        with pytest.raises(ValueError) as info:
+            with synthetic_batch_errors('my_cfg.py'):
+                raise err
+        assert str(info.value).startswith('my_cfg.py: ')
+        assert type(err).__name__ in str(info.value)
+        assert str(err) in str(info.value)
+        assert info.value.__cause__ is err
+    with pytest.raises(RuntimeError, match='not a field'):
+        with synthetic_batch_errors('my_cfg.py'):
+            raise RuntimeError('not a field')

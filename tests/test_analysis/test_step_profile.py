@@ -1,9 +1,18 @@
 # Copyright (c) mmssl contributors. All rights reserved.
-"""The training-step profiler: families, phases, the tool."""
-import pytest
+"""The training-step profiler: families, phases, the tool; the graph-break
+and recompilation counts on toy models."""
+import contextlib
+import itertools
+from types import SimpleNamespace
 
-from mmssl.analysis.step_profile import (PHASES, format_profile, op_family,
-                                         profile_train_step)
+import pytest
+import torch
+import torch.nn as nn
+
+import mmssl.analysis.step_profile as step_profile
+from mmssl.analysis.step_profile import (PHASES, explain_graph_breaks,
+                                         format_profile, op_family,
+                                         profile_train_step, time_phases)
 
 MAE_TINY = 'configs/mae/mae_vit-tiny-p8_1xb64-coslr-30e_embedded.py'
 
@@ -19,6 +28,7 @@ MAE_TINY = 'configs/mae/mae_vit-tiny-p8_1xb64-coslr-30e_embedded.py'
     ('aten::native_layer_norm_backward', 'norm'),
     ('aten::gelu_backward', 'activation'),
     ('aten::copy_', 'copy / cast'),
+    ('aten::contiguous', 'copy / cast'),
     ('aten::add_', 'elementwise'),
     ('aten::nonsense', 'other'),
 ])
@@ -38,3 +48,124 @@ def test_profile_of_a_tiny_mae_step():
     assert all(v > 0 for v in res['phase_ms'].values())
     text = '\n'.join(format_profile(res))
     assert 'families: matmul' in text or 'matmul' in text.splitlines()[1]
+
+
+def test_profile_numbers_are_per_step():
+    """Over 2 profiled steps: the listed self times add up to the step time,
+    each share is its part of it, and an operator run once per step (the
+    patch embedding, the optimizer step) counts 1 call."""
+    res = profile_train_step(
+        MAE_TINY, batch_size=2, steps=2, warmup=0, threads=1, top=10**6)
+    ops = {r['name']: r for r in res['ops']}
+    assert sum(r['self_ms'] for r in res['ops']) == pytest.approx(
+        res['step_ms'], rel=1e-6)
+    for r in res['ops']:
+        assert r['pct'] == pytest.approx(
+            100. * r['self_ms'] / res['step_ms'], rel=1e-6)
+    assert ops['aten::conv2d']['calls'] == 1
+    assert ops['Optimizer.step#AdamW.step']['calls'] == 1
+
+
+def test_time_phases_splits_each_step_and_averages(monkeypatch):
+    """With a clock that advances 1, 2, 3 and 4 ms across the phases of
+    every step (and 100 ms between steps), each phase is its own time per
+    step, in order."""
+    calls = []
+    model = SimpleNamespace(
+        data_preprocessor=lambda data, training: calls.append('pre') or data,
+        _run_forward=lambda batch, mode: calls.append(mode) or dict(loss=1.),
+        parse_losses=lambda losses: (losses['loss'], {}))
+    optim_wrapper = SimpleNamespace(
+        optim_context=lambda model: contextlib.nullcontext(),
+        backward=lambda loss: calls.append('backward'),
+        step=lambda: calls.append('step'),
+        zero_grad=lambda: calls.append('zero_grad'))
+    clock = itertools.accumulate(itertools.cycle([.1, .001, .002, .003, .004]))
+    monkeypatch.setattr(step_profile, 'time',
+                        SimpleNamespace(perf_counter=lambda: next(clock)))
+    ms = time_phases(model, optim_wrapper, {}, 3, torch.device('cpu'))
+    assert list(ms) == list(PHASES)
+    assert [ms[p] for p in PHASES] == pytest.approx([1., 2., 3., 4.])
+    assert calls == ['pre', 'loss', 'backward', 'step', 'zero_grad'] * 3
+
+
+def test_is_kernel():
+    kernel = SimpleNamespace(device_type=torch.autograd.DeviceType.CUDA)
+    operator = SimpleNamespace(device_type=torch.autograd.DeviceType.CPU)
+    assert step_profile._is_kernel(kernel)
+    assert not step_profile._is_kernel(operator)
+    assert not step_profile._is_kernel(SimpleNamespace())
+
+
+def _scalar(x):
+    return x.sum().item()  # the one place the graph breaks
+
+
+class _ToyModel(nn.Module):
+    """Breaks twice at the same place, or (``recompile``) specialises on a
+    Python int that every forward changes."""
+
+    def __init__(self, recompile):
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+        self.recompile = recompile
+        self.calls = 0
+
+    def data_preprocessor(self, data, training):
+        return data
+
+    def forward(self, inputs, data_samples=None, mode='loss'):
+        x = self.linear(inputs)
+        if self.recompile:
+            self.calls += 1
+            return dict(loss=(x * self.calls).sum())
+        _scalar(x)
+        _scalar(x + 1)
+        return dict(loss=x.sum())
+
+
+@pytest.fixture
+def toy(monkeypatch):
+    """explain_graph_breaks on a _ToyModel; records the batch seeds."""
+    seeds = []
+
+    def batch(cfg, batch_size, seed):
+        seeds.append(seed)
+        return dict(inputs=torch.randn(batch_size, 4))
+
+    def explain(recompile, **kwargs):
+        monkeypatch.setattr(
+            step_profile, 'build_train_model', lambda cfg, device:
+            (_ToyModel(recompile), None, None))
+        monkeypatch.setattr(step_profile, 'make_synthetic_batch', batch)
+        seeds.clear()
+        return explain_graph_breaks(dict(), **kwargs)
+
+    explain.seeds = seeds
+    return explain
+
+
+def test_graph_breaks_are_counted_once_per_place(toy):
+    """Breaks at the same line of a helper (``Tensor.item()``, called
+    twice): one graph more than breaks, one reason located in the helper
+    (the innermost frame), no recompilation; every compiled step gets a
+    fresh batch (seed, seed + 1, ...)."""
+    res = toy(False, seed=5, steps=3)
+    assert res['breaks'] >= 2 and res['graphs'] == res['breaks'] + 1
+    assert res['recompiles'] == 0
+    assert len(res['reasons']) == 1
+    assert 'item()' in res['reasons'][0]['reason']
+    assert 'in _scalar' in res['reasons'][0]['where']
+    assert res['recompile_reasons'] == []
+    assert toy.seeds == [5, 5, 6, 7]
+
+
+@pytest.mark.parametrize('steps', [3, 4])
+def test_recompilations_after_the_first_step_are_counted(toy, steps):
+    """A Python int that changes every forward: one graph per step, every
+    step after the first a recompilation, one guard named once with its
+    value elided."""
+    res = toy(True, steps=steps)
+    assert (res['graphs'], res['breaks']) == (1, 0)
+    assert res['recompiles'] == steps - 1
+    assert res['recompile_reasons'] == ['self.calls == <int>']

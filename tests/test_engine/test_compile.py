@@ -38,6 +38,32 @@ def test_compile_forward_casts_drop_path_rates_and_keeps_outputs():
     assert list(model.state_dict()) == ['0.weight', '0.bias']
 
 
+def test_compile_forward_compiles_the_wrapped_module():
+    """A wrapped model (DDP: ``model.module``) has its inner module's forward
+    compiled, so the wrapper's own forward (DDP's gradient hooks) stays
+    eager."""
+
+    class Wrapper(nn.Module):
+
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+        def forward(self, x):
+            return self.module(x)
+
+    torch.manual_seed(0)
+    model = Wrapper(nn.Sequential(nn.Linear(4, 4), DropPath(np.float64(0.))))
+    x = torch.randn(3, 4)
+    eager = model(x)
+    assert compile_forward(model, dict(backend='eager'))
+    assert hasattr(model.module.forward, '_torchdynamo_orig_callable')
+    assert 'forward' not in vars(model)
+    assert type(model.module[1].drop_prob) is float
+    assert torch.equal(model(x), eager)
+    torch._dynamo.reset()
+
+
 def _train(tmp_path, name, compile_cfg):
     data = tmp_path / 'imgs'
     if not data.exists():

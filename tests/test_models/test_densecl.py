@@ -166,6 +166,22 @@ def test_enqueue_writes_rows_and_wraps():
         enqueue_(queue, ptr, torch.ones(3, 3))
 
 
+def test_enqueue_casts_keys_and_refuses_bad_shapes():
+    """Half-precision keys (an autocast forward) go into a float queue;
+    keys that are not (B, D) and an empty batch are refused naming what is
+    wrong, before the queue changes."""
+    queue = torch.zeros(3, 8)
+    ptr = torch.tensor([6])
+    enqueue_(queue, ptr, torch.full((4, 3), 0.5, dtype=torch.half))
+    assert queue.dtype == torch.float32 and int(ptr) == 2
+    assert queue[0].tolist() == [.5, .5, 0, 0, 0, 0, .5, .5]
+    with pytest.raises(ValueError, match=r'keys must be \(B, 3\)'):
+        enqueue_(queue, ptr, torch.ones(2, 3, 1))
+    with pytest.raises(ValueError, match='global batch size 0'):
+        enqueue_(queue, ptr, torch.ones(0, 3))
+    assert int(ptr) == 2 and queue[0].tolist() == [.5, .5, 0, 0, 0, 0, .5, .5]
+
+
 def test_model_step_enqueues_its_normalised_keys():
     torch.manual_seed(0)
     model = MODELS.build(tiny_densecl_cfg(queue_len=8))

@@ -65,3 +65,33 @@ def test_simclr_model_two_processes_match_one():
     for k in single:
         torch.testing.assert_close(
             multi[k], single[k], atol=1e-5, rtol=1e-4, msg=k)
+
+
+_AFTER_COMPILED_BACKWARD = '''
+import torch
+from mmssl.testing.contrastive import ntxent_linear_step
+from mmssl.testing.dist import (assert_matches_single_process,
+                                fork_runs_autograd)
+assert fork_runs_autograd()
+x = torch.ones(3, requires_grad=True)
+torch.compile(lambda t: t.sin().sum(), backend='aot_eager')(x).backward()
+assert not fork_runs_autograd()
+g = torch.Generator().manual_seed(0)
+batch = torch.randn(8, 6, generator=g), torch.randn(8, 6, generator=g)
+assert_matches_single_process(ntxent_linear_step, batch, atol=1e-5)
+print('matched')
+'''
+
+
+def test_two_processes_after_a_compiled_backward():
+    """A compiled backward makes torch refuse autograd in forked children;
+    the helper sees it and spawns the processes instead (in a fresh
+    interpreter, so this test leaves the pytest process as it was)."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, '-c', _AFTER_COMPILED_BACKWARD],
+                         capture_output=True,
+                         text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert 'matched' in out.stdout

@@ -40,6 +40,17 @@ def test_fixed_noise_gives_fixed_mask():
     assert torch.equal(m1, m2)
 
 
+def test_noise_is_a_sort_key_smallest_kept():
+    """As in MAE, the tokens with the smallest noise are kept, in order of
+    increasing noise."""
+    x = torch.arange(8.).view(1, 8, 1)
+    noise = torch.tensor([[.7, .1, .9, .3, .5, .0, .8, .6]])
+    vis, mask, _, ids_keep = random_masking(x, 0.5, noise)
+    assert ids_keep.tolist() == [[5, 1, 3, 4]]
+    assert vis.flatten().tolist() == [5., 1., 3., 4.]
+    assert mask.tolist() == [[1., 0., 1., 0., 0., 0., 1., 1.]]
+
+
 @pytest.mark.parametrize('bad', [-0.1, 1.0, 1.5, 'x'])
 def test_bad_mask_ratio(bad):
     with pytest.raises(ValueError, match='mask_ratio'):

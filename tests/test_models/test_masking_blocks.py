@@ -125,6 +125,25 @@ def test_mask_to_ids_with_a_given_count():
         compiled(torch.tensor([[1, 0, 1, 0, 1, 1], [0, 0, 1, 1, 1, 0]]))
 
 
+def test_mask_to_ids_keeps_increasing_order_and_empty_batches():
+    """``ids_keep`` lists the visible tokens in increasing order also for
+    rows long enough that an unstable sort reorders ties; a batch without
+    rows has 0 visible tokens; at least one token stays visible."""
+    g = torch.Generator().manual_seed(0)
+    mask = torch.stack([
+        torch.randperm(100, generator=g) < 60 for _ in range(4)
+    ])  # 40 visible per row
+    ids_keep, ids_restore = mask_to_ids(mask)
+    for row, ids in zip(mask, ids_keep):
+        assert ids.tolist() == (~row).nonzero().flatten().tolist()
+    assert torch.equal(ids_keep, mask_to_ids(mask, 40)[0])
+    empty = torch.zeros(0, 6, dtype=torch.bool)
+    assert visible_count(empty) == 0
+    ids_keep, ids_restore = mask_to_ids(empty)
+    assert ids_keep.shape == (0, 0) and ids_restore.shape == (0, 6)
+    assert num_visible(3, 0.9) == 1 and num_visible(16, 0.75) == 4
+
+
 def test_tensor_check_eager_and_compiled():
     with pytest.raises(ValueError, match='all positive'):
         tensor_check(torch.tensor([1, -1]) > 0, lambda: 'all positive')
@@ -186,6 +205,9 @@ def test_check_token_ids_names_the_bad_id():
         check_token_ids(torch.tensor([[-1, 5]]), 10, 'M')
     with pytest.raises(ValueError, match='token id 12 .*vocab_size'):
         check_token_ids(torch.tensor([[-1, 12]]), 10, 'M')
+    # the vocabulary size itself is the first id out of range
+    with pytest.raises(ValueError, match='token id 10 is outside'):
+        check_token_ids(torch.tensor([[-1, 10]]), 10, 'M')
     torch._dynamo.reset()
     fn = torch.compile(
         lambda x: check_token_ids(x, 10, 'M') or x + 1,
