@@ -315,3 +315,66 @@ def test_layerdrop_skips_blocks_only_while_training():
         for _ in range(10):
             enc.run_blocks(h, None)
     assert len(calls) == 3 + 30
+
+
+def _conv1d_extractor(enc, wave):
+    """fairseq's formulation: Conv1d on (B, C, T), the LayerNorm over
+    channels through transposes (or GroupNorm), GELU; -> (B, T, C)."""
+    x = wave.unsqueeze(1)
+    for layer in enc.feature_extractor:
+        x = layer.conv(x)
+        if layer.norm_type == 'layer':
+            x = layer.norm(x.transpose(1, 2)).transpose(1, 2)
+        elif layer.norm_type == 'group':
+            x = layer.norm(x)
+        x = torch.nn.functional.gelu(x)
+    return x.transpose(1, 2)
+
+
+@pytest.mark.parametrize('mode,bias', [('layer_norm', False),
+                                       ('default', True)])
+def test_channels_last_extractor_equals_the_conv1d_formulation(mode, bias):
+    """The 1 x k channels-last conv2d path gives fairseq's Conv1d features
+    and parameter gradients (to float rounding)."""
+    torch.manual_seed(0)
+    enc = D2V2AudioEncoder(
+        arch='tiny', extractor_mode=mode, conv_bias=bias).double().train()
+    for p in enc.feature_extractor.parameters():  # non-trivial affine / bias
+        torch.nn.init.normal_(p, 0.5 if p.dim() == 1 else 0., 0.3)
+    wave = torch.randn(3, 4000, dtype=torch.float64)
+    weight = torch.randn(3, 12, 32, dtype=torch.float64)
+
+    def run(fn):
+        enc.zero_grad()
+        out = fn(wave)
+        (out * weight).sum().backward()
+        return out.detach(), [
+            p.grad.clone() for p in enc.feature_extractor.parameters()
+        ]
+
+    out, grads = run(enc.local_features)
+    ref, ref_grads = run(lambda w: _conv1d_extractor(enc, w))
+    assert out.shape == ref.shape == (3, 12, 32)
+    for a, r in zip([out] + grads, [ref] + ref_grads):
+        torch.testing.assert_close(a, r, rtol=1e-9, atol=1e-9)
+
+
+def test_extractor_runs_channels_last_without_layout_copies():
+    """Every conv writes a channels-last (B, C, 1, T) map, so the LayerNorm
+    over channels and GELU read contiguous (B, T, C) memory forward and
+    backward (no transposing copies, GELU's vectorised kernels)."""
+    from mmssl.testing.ops import OpRecorder
+    enc = D2V2AudioEncoder(arch='tiny')
+    with OpRecorder() as rec:
+        enc.local_features(torch.randn(2, 4000)).pow(2).sum().backward()
+    convs = rec.named('convolution')
+    assert len(convs) == 7
+    for call in convs:
+        assert call.outputs[0].is_contiguous(
+            memory_format=torch.channels_last), call.outputs[0].stride()
+    for op in ('native_layer_norm', 'native_layer_norm_backward', 'gelu',
+               'gelu_backward'):
+        ts = [t for t in rec.inputs(op) if t.dim() == 4]
+        assert len(ts) >= 7, op
+        # the gradient of a sum is an expanded (stride 0) tensor: no copy
+        assert all(t.is_contiguous() or 0 in t.stride() for t in ts), op

@@ -91,3 +91,29 @@ def test_bad_settings_name_the_key():
     _, ids_restore = mask_to_ids(torch.tensor([[False, True, False]]))
     with pytest.raises(ValueError, match='sequence layout'):
         dec(torch.randn(1, 2, 4), ids_restore, (4, ))
+
+
+@pytest.mark.parametrize('spatial_dims,kernel', [(1, 7), (1, 4), (2, 3)])
+def test_conv_block_by_hand_and_gelu_on_contiguous_memory(
+        spatial_dims, kernel):
+    """ConvLNGELU = conv ('same' size) -> LayerNorm over channels (no
+    affine) -> GELU, and the GELU runs on the contiguous channels-last
+    LayerNorm output (its vectorised kernels) forward and backward."""
+    from mmssl.models.necks.d2v2_decoder import ConvLNGELU
+    from mmssl.testing.ops import OpRecorder
+    torch.manual_seed(0)
+    blk = ConvLNGELU(8, 16, kernel, 4, spatial_dims=spatial_dims).double()
+    x = torch.randn((2, 8) + (5, ) * spatial_dims, dtype=torch.float64)
+    with OpRecorder() as rec:
+        out = blk(x)
+        (out**2).sum().backward()
+    y = blk.conv(x)[(..., ) + (slice(0, 5), ) * spatial_dims]
+    y = y.movedim(1, -1)
+    mean = y.mean(-1, keepdim=True)
+    var = y.var(-1, unbiased=False, keepdim=True)
+    ref = F.gelu((y - mean) / torch.sqrt(var + 1e-5)).movedim(-1, 1)
+    assert out.shape == (2, 16) + (5, ) * spatial_dims
+    torch.testing.assert_close(out, ref)
+    for op in ('gelu', 'gelu_backward'):
+        ts = rec.inputs(op)
+        assert ts and all(t.is_contiguous() for t in ts), op

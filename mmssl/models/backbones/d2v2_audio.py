@@ -71,7 +71,16 @@ def alibi_slopes(num_heads: int) -> torch.Tensor:
 
 
 class _ConvLayer(nn.Module):
-    """Conv1d (no bias) -> [LayerNorm over channels | GroupNorm] -> GELU."""
+    """Conv1d (no bias) -> [LayerNorm over channels | GroupNorm] -> GELU.
+
+    The layer keeps ``nn.Conv1d``'s parameters (checkpoint keys and shapes
+    as fairseq's) but runs on channels-last (B, C, 1, T) maps as a
+    1 x k ``conv2d``: the conv output is then (B, T, C) in memory, so the
+    LayerNorm over channels, GELU and the next conv need no transposing
+    copies, forward or backward (a (B, C, T) layout copies twice per layer
+    for the LayerNorm; the same values to float rounding, ~3x faster on
+    the tiny extractor on a CPU).
+    """
 
     def __init__(self, c_in, c_out, kernel, stride, norm, bias):
         super().__init__()
@@ -86,11 +95,19 @@ class _ConvLayer(nn.Module):
             self.norm = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv(x)
-        if self.norm_type == 'layer':  # fp32 norms, as fairseq
-            x = self.norm(x.float().transpose(1, 2)).transpose(1, 2).type_as(x)
-        elif self.norm_type == 'group':
-            x = self.norm(x.float()).type_as(x)
+        """(B, C_in, 1, T) channels-last -> (B, C_out, 1, T') channels-last.
+        """
+        conv = self.conv
+        x = F.conv2d(x, conv.weight.unsqueeze(2), conv.bias,
+                     (1, conv.stride[0]))
+        # the norms in float32 at least (fairseq's ``Fp32LayerNorm`` /
+        # ``Fp32GroupNorm`` under fp16 / bf16)
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        if self.norm_type == 'layer':
+            x = self.norm(x.to(dtype).permute(0, 2, 3, 1)).type_as(x)
+            return F.gelu(x).permute(0, 3, 1, 2)
+        if self.norm_type == 'group':
+            x = self.norm(x.to(dtype)).type_as(x)
         return F.gelu(x)
 
 
@@ -344,10 +361,14 @@ class D2V2AudioEncoder(D2V2EncoderBase):
         self.token_layout(wave)
         with torch.set_grad_enabled(torch.is_grad_enabled()
                                     and self.feature_grad_mult > 0):
-            x = wave.unsqueeze(1)
+            # (B, 1, 1, T) with channels-last strides written out: with one
+            # channel the layout is ambiguous and the first conv would
+            # otherwise pick NCHW for its output
+            B, T = wave.shape
+            x = wave.contiguous().as_strided((B, 1, 1, T), (T, 1, T, 1))
             for layer in self.feature_extractor:
                 x = layer(x)
-            x = x.transpose(1, 2)
+            x = x.squeeze(2).transpose(1, 2)
         if 0 < self.feature_grad_mult < 1 and x.requires_grad:
             m = self.feature_grad_mult
             x = x * m + x.detach() * (1 - m)  # GradMultiply

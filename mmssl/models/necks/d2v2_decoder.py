@@ -66,8 +66,10 @@ class ConvLNGELU(nn.Module):
         x = self.conv(x)
         if self.crop is not None:
             x = x[(..., ) + self.crop]
+        # GELU on the contiguous channels-last LayerNorm output, then back:
+        # vectorised there (on the strided view its backward is ~7x slower)
         x = F.layer_norm(x.movedim(1, -1), x.shape[1:2])
-        return F.gelu(x.movedim(-1, 1))
+        return F.gelu(x).movedim(-1, 1)
 
 
 def check_conv_decoder_args(name: str, in_channels: int, embed_dims: int,
