@@ -359,6 +359,20 @@ def test_channels_last_extractor_equals_the_conv1d_formulation(mode, bias):
         torch.testing.assert_close(a, r, rtol=1e-9, atol=1e-9)
 
 
+def _assert_channels_last_convs(rec, num_convs, ops):
+    """Every conv wrote a channels-last map and ``ops`` saw contiguous
+    memory (the gradient of a sum is an expanded, stride-0 tensor)."""
+    convs = rec.named('convolution')
+    assert len(convs) == num_convs
+    for call in convs:
+        assert call.outputs[0].is_contiguous(
+            memory_format=torch.channels_last), call.outputs[0].stride()
+    for op in ops:
+        ts = [t for t in rec.inputs(op) if t.dim() >= 3]
+        assert len(ts) >= num_convs, op
+        assert all(t.is_contiguous() or 0 in t.stride() for t in ts), op
+
+
 def test_extractor_runs_channels_last_without_layout_copies():
     """Every conv writes a channels-last (B, C, 1, T) map, so the LayerNorm
     over channels and GELU read contiguous (B, T, C) memory forward and
@@ -367,14 +381,20 @@ def test_extractor_runs_channels_last_without_layout_copies():
     enc = D2V2AudioEncoder(arch='tiny')
     with OpRecorder() as rec:
         enc.local_features(torch.randn(2, 4000)).pow(2).sum().backward()
-    convs = rec.named('convolution')
-    assert len(convs) == 7
-    for call in convs:
-        assert call.outputs[0].is_contiguous(
-            memory_format=torch.channels_last), call.outputs[0].stride()
-    for op in ('native_layer_norm', 'native_layer_norm_backward', 'gelu',
-               'gelu_backward'):
-        ts = [t for t in rec.inputs(op) if t.dim() == 4]
-        assert len(ts) >= 7, op
-        # the gradient of a sum is an expanded (stride 0) tensor: no copy
-        assert all(t.is_contiguous() or 0 in t.stride() for t in ts), op
+    _assert_channels_last_convs(
+        rec, 7, ('native_layer_norm', 'native_layer_norm_backward', 'gelu',
+                 'gelu_backward'))
+
+
+def test_positional_convs_run_channels_last():
+    """The positional conv stack keeps the frames' (B, T, C) memory: its
+    LayerNorms and GELUs read contiguous memory forward and backward."""
+    from mmssl.testing.ops import OpRecorder
+    enc = D2V2AudioEncoder(arch='tiny')
+    x = torch.randn(2, 12, 64, requires_grad=True)
+    with OpRecorder() as rec:
+        enc.positions(x).pow(2).sum().backward()
+    _assert_channels_last_convs(
+        rec, enc.pos_convs.__len__(),
+        ('native_layer_norm', 'native_layer_norm_backward', 'gelu',
+         'gelu_backward'))

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 
 from mmssl.registry import MODELS
 from mmssl.utils.validation import check_choice, check_float, check_int
+from ..utils.channels_last import conv1d_channels_last
 from ..utils.masking import gather_tokens, mask_to_ids
 from .d2v2_encoder import D2V2EncoderBase
 from .d2v2_vit import D2V2Block
@@ -74,12 +75,11 @@ class _ConvLayer(nn.Module):
     """Conv1d (no bias) -> [LayerNorm over channels | GroupNorm] -> GELU.
 
     The layer keeps ``nn.Conv1d``'s parameters (checkpoint keys and shapes
-    as fairseq's) but runs on channels-last (B, C, 1, T) maps as a
-    1 x k ``conv2d``: the conv output is then (B, T, C) in memory, so the
-    LayerNorm over channels, GELU and the next conv need no transposing
-    copies, forward or backward (a (B, C, T) layout copies twice per layer
-    for the LayerNorm; the same values to float rounding, ~3x faster on
-    the tiny extractor on a CPU).
+    as fairseq's) but takes and returns (B, C, T) views of (B, T, C) memory
+    (:func:`~mmssl.models.utils.conv1d_channels_last`): the LayerNorm over
+    channels and GELU read contiguous memory and nothing is transposed,
+    forward or backward (the same values as ``Conv1d`` on (B, C, T) to
+    float rounding).
     """
 
     def __init__(self, c_in, c_out, kernel, stride, norm, bias):
@@ -95,17 +95,14 @@ class _ConvLayer(nn.Module):
             self.norm = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C_in, 1, T) channels-last -> (B, C_out, 1, T') channels-last.
-        """
-        conv = self.conv
-        x = F.conv2d(x, conv.weight.unsqueeze(2), conv.bias,
-                     (1, conv.stride[0]))
+        """(B, C_in, T) -> (B, C_out, T'), views of (B, T, C) memory."""
+        x = conv1d_channels_last(self.conv, x)
         # the norms in float32 at least (fairseq's ``Fp32LayerNorm`` /
         # ``Fp32GroupNorm`` under fp16 / bf16)
         dtype = torch.promote_types(x.dtype, torch.float32)
         if self.norm_type == 'layer':
-            x = self.norm(x.to(dtype).permute(0, 2, 3, 1)).type_as(x)
-            return F.gelu(x).permute(0, 3, 1, 2)
+            x = self.norm(x.to(dtype).movedim(1, -1)).type_as(x)
+            return F.gelu(x).movedim(-1, 1)
         if self.norm_type == 'group':
             x = self.norm(x.to(dtype)).type_as(x)
         return F.gelu(x)
@@ -361,14 +358,14 @@ class D2V2AudioEncoder(D2V2EncoderBase):
         self.token_layout(wave)
         with torch.set_grad_enabled(torch.is_grad_enabled()
                                     and self.feature_grad_mult > 0):
-            # (B, 1, 1, T) with channels-last strides written out: with one
-            # channel the layout is ambiguous and the first conv would
-            # otherwise pick NCHW for its output
+            # (B, 1, T) as a view of (B, T, 1) memory, strides written out:
+            # with one channel the layout is ambiguous and the first conv
+            # would otherwise write (B, C, T)
             B, T = wave.shape
-            x = wave.contiguous().as_strided((B, 1, 1, T), (T, 1, T, 1))
+            x = wave.contiguous().as_strided((B, 1, T), (T, 1, 1))
             for layer in self.feature_extractor:
                 x = layer(x)
-            x = x.squeeze(2).transpose(1, 2)
+            x = x.transpose(1, 2)
         if 0 < self.feature_grad_mult < 1 and x.requires_grad:
             m = self.feature_grad_mult
             x = x * m + x.detach() * (1 - m)  # GradMultiply
@@ -398,7 +395,7 @@ class D2V2AudioEncoder(D2V2EncoderBase):
         for conv in self.pos_convs:
             if keep is not None:
                 x = x * keep
-            x = conv(x)
+            x = conv1d_channels_last(conv, x)
             if self.pos_kernel % 2 == 0:
                 x = x[..., :-1]
             x = F.gelu(F.layer_norm(x.transpose(1, 2), x.shape[1:2]))

@@ -9,6 +9,7 @@ from mmengine.model import BaseModule
 
 from mmssl.registry import MODELS
 from mmssl.utils.validation import check_float, check_int
+from ..utils.channels_last import conv1d_channels_last
 from ..utils.masking import unshuffle_tokens
 
 
@@ -63,7 +64,10 @@ class ConvLNGELU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C_in, *S) -> (B, C_out, *S)."""
-        x = self.conv(x)
+        # 1-D: keeps a (B, C, L) view of (B, L, C) memory (the decoder's
+        # input) in that layout, no copies (conv1d_channels_last)
+        x = conv1d_channels_last(self.conv, x) if self.conv.weight.dim() == 3 \
+            else self.conv(x)
         if self.crop is not None:
             x = x[(..., ) + self.crop]
         # GELU on the contiguous channels-last LayerNorm output, then back:

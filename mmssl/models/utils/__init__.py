@@ -5,6 +5,7 @@ masking and label quality."""
 from .anm import (AdversarialNoisyMasking, ANMOutput, activation_map, box_mask,
                   box_sizes, erase, mask_ratio, peak_locations, place_boxes,
                   rectangles, soften_labels)
+from .channels_last import conv1d_channels_last
 from .ctc import ctc_greedy_decode
 from .dist import (all_gather_with_grad, concat_all_gather,
                    concat_all_gather_with_grad)
@@ -26,18 +27,19 @@ from .subtuning import (GreedyResult, block_names, greedy_select, in_blocks,
 from .token_maskers import RandomTokenMasker
 
 __all__ = [
-    'python_drop_path_rates', 'check_mask_ratio', 'num_visible', 'patchify',
-    'random_masking', 'unpatchify', 'unshuffle_tokens', 'LinearAnnealEMA',
-    'annealed_decay', 'gather_tokens', 'inverse_block_mask', 'kept_ids',
-    'mask_to_ids', 'random_mask', 'all_gather_with_grad', 'concat_all_gather',
-    'concat_all_gather_with_grad', 'SplitBatchNorm', 'abs_pos_labels',
-    'full_grid_ids', 'grid_coords', 'num_rel_classes', 'rel_pos_label_matrix',
-    'rel_pos_labels', 'sample_pairs', 'window_pairs', 'GreedyResult',
-    'block_names', 'greedy_select', 'in_blocks', 'resolve_blocks',
-    'selectable_blocks', 'AdversarialNoisyMasking', 'ANMOutput',
-    'activation_map', 'box_mask', 'box_sizes', 'erase', 'mask_ratio',
-    'peak_locations', 'place_boxes', 'rectangles', 'soften_labels', 'auroc',
-    'gmm_label_quality', 'normalise_losses', 'RandomTokenMasker',
-    'ctc_greedy_decode', 'SpanMasker', 'block_span_mask', 'span_mask',
-    'tensor_check', 'visible_count', 'check_token_ids', 'check_index_range'
+    'conv1d_channels_last', 'python_drop_path_rates', 'check_mask_ratio',
+    'num_visible', 'patchify', 'random_masking', 'unpatchify',
+    'unshuffle_tokens', 'LinearAnnealEMA', 'annealed_decay', 'gather_tokens',
+    'inverse_block_mask', 'kept_ids', 'mask_to_ids', 'random_mask',
+    'all_gather_with_grad', 'concat_all_gather', 'concat_all_gather_with_grad',
+    'SplitBatchNorm', 'abs_pos_labels', 'full_grid_ids', 'grid_coords',
+    'num_rel_classes', 'rel_pos_label_matrix', 'rel_pos_labels',
+    'sample_pairs', 'window_pairs', 'GreedyResult', 'block_names',
+    'greedy_select', 'in_blocks', 'resolve_blocks', 'selectable_blocks',
+    'AdversarialNoisyMasking', 'ANMOutput', 'activation_map', 'box_mask',
+    'box_sizes', 'erase', 'mask_ratio', 'peak_locations', 'place_boxes',
+    'rectangles', 'soften_labels', 'auroc', 'gmm_label_quality',
+    'normalise_losses', 'RandomTokenMasker', 'ctc_greedy_decode', 'SpanMasker',
+    'block_span_mask', 'span_mask', 'tensor_check', 'visible_count',
+    'check_token_ids', 'check_index_range'
 ]
