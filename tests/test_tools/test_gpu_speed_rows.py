@@ -16,7 +16,7 @@ def test_unknown_row_is_refused_before_anything_runs(tools_dir, tmp_path):
                           timeout=60)
     assert proc.returncode == 2
     assert "unknown row 'mae2048'" in proc.stderr
-    assert 'mae512, mae1024, d2v2 or profile' in proc.stderr
+    assert 'mae512, mae1024, d2v2, profile or speech' in proc.stderr
     assert not out.exists()
 
 

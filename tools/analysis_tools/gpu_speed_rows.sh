@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The GPU speed rows that configs/mae/README.md and configs/data2vec2/README.md
-# leave "not measured", as one prepared run (one GPU, bf16 autocast):
+# The GPU speed rows that configs/mae/README.md, configs/data2vec2/README.md and
+# configs/data2vec2_speech/README.md leave "not measured", as one prepared run (one GPU, bf16 autocast):
 #
 #   bash tools/analysis_tools/gpu_speed_rows.sh OUT_DIR [ROW ...]
 #
@@ -13,21 +13,23 @@
 #   d2v2       data2vec 2.0 ViT-B/16 (32 x 16 masks): NCHW / channels-last
 #              decoder, eager and compiled
 #   profile    the phases and top kernels of the compiled MAE batch-512 step
+#   speech     data2vec 2.0 speech base, the config's 3 clips of 20 s per GPU,
+#              eager and compiled (the channels-last 1 x k convolutions on cuDNN)
 #
 # Run from the repository root (PYTHON names the interpreter, default python).
 # QUICK=1 runs every row with the tiny embedded configs on the CPU, a few
 # steps each: a check of the commands, not a measurement.
 set -euo pipefail
 
-OUT=${1:?usage: gpu_speed_rows.sh OUT_DIR [mae512|mae1024|d2v2|profile ...]}
+OUT=${1:?usage: gpu_speed_rows.sh OUT_DIR [mae512|mae1024|d2v2|profile|speech ...]}
 shift
-ROWS=${*:-mae512 mae1024 d2v2 profile}
+ROWS=${*:-mae512 mae1024 d2v2 profile speech}
 for row in $ROWS; do
     case $row in
-    mae512 | mae1024 | d2v2 | profile) ;;
+    mae512 | mae1024 | d2v2 | profile | speech) ;;
     *)
         echo "gpu_speed_rows.sh: unknown row '$row': use mae512, mae1024," \
-            "d2v2 or profile" >&2
+            "d2v2, profile or speech" >&2
         exit 2 ;;
     esac
 done
@@ -40,14 +42,16 @@ if [ "${QUICK:-0}" = 1 ]; then
     MAE=configs/mae/mae_vit-tiny-p8_1xb64-coslr-30e_embedded.py
     LIGHTLY=configs/mae/reference/mae-lightly_vit-tiny-p8_1xb64_embedded.py
     D2V2=configs/data2vec2/data2vec2_vit-tiny-p8_1xb64-coslr-30e_embedded.py
+    SPEECH=configs/data2vec2_speech/data2vec2_audio-tiny_1xb16-20e_embedded-speech.py
     RUN="--device cpu --threads 2 --iters 1 --repeat 1 --warmup 1"
-    B512=8; B1024=16; BD2V2=2; PSTEPS="--steps 1 --warmup 1"
+    B512=8; B1024=16; BD2V2=2; BSPEECH=2; PSTEPS="--steps 1 --warmup 1"
 else
     MAE=configs/mae/mae_vit-base-p16_1xb128-amp-coslr-30e_embedded224.py
     LIGHTLY=configs/mae/reference/mae-lightly_vit-base-p16_1xb128-amp_embedded224.py
     D2V2=configs/data2vec2/data2vec2_vit-base-p16_1xb32-amp-coslr-30e_embedded224.py
+    SPEECH=configs/data2vec2_speech/data2vec2_audio-base_8xb3-amp-400k_librispeech-960h.py
     RUN="--device cuda --iters 8 --repeat 3 --warmup 4"
-    B512=512; B1024=1024; BD2V2=32; PSTEPS="--steps 3 --warmup 3"
+    B512=512; B1024=1024; BD2V2=32; BSPEECH=3; PSTEPS="--steps 3 --warmup 3"
 fi
 
 for row in $ROWS; do
@@ -71,5 +75,9 @@ for row in $ROWS; do
         $PROFILE $MAE --batch-size $B512 $PSTEPS --top 20 \
             --device "$( [ "${QUICK:-0}" = 1 ] && echo cpu || echo cuda )" \
             --out "$OUT/mae512_profile.json" --cfg-options compile=True ;;
+    speech)
+        $BENCH $SPEECH $SPEECH --names eager compiled \
+            --arm-options - compile=True \
+            --batch-size $BSPEECH $RUN --out "$OUT/speech.json" ;;
     esac
 done
