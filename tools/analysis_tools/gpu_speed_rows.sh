@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU speed rows that configs/mae/README.md, configs/data2vec2/README.md and
-# configs/data2vec2_speech/README.md leave "not measured", as one prepared run (one GPU, bf16 autocast):
+# configs/data2vec2_speech/README.md leave "not measured", as one prepared run
+# (one GPU, bf16 autocast):
 #
 #   bash tools/analysis_tools/gpu_speed_rows.sh OUT_DIR [ROW ...]
 #

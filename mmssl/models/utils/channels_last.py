@@ -33,7 +33,9 @@ def conv1d_channels_last(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
         raise ValueError(
             f'conv1d_channels_last takes a Conv1d with numeric zero padding, '
             f'got padding={conv.padding!r}, padding_mode='
-            f'{conv.padding_mode!r}')
+            f'{conv.padding_mode!r}: build it with an int padding (e.g. '
+            f'kernel_size // 2 for a same-size output) and '
+            f"padding_mode='zeros', or call the module itself")
     out = F.conv2d(
         x.unsqueeze(2),
         conv.weight.unsqueeze(2),
