@@ -20,8 +20,25 @@ def test_subspace_is_orthonormal_with_the_rank():
     u = compute_subspace(snaps, rank=5)
     assert u.shape == (5, 300)
     torch.testing.assert_close(u @ u.t(), torch.eye(5), atol=1e-5, rtol=0)
-    with pytest.raises(ValueError, match='rank'):
+    with pytest.raises(ValueError, match=r'rank must be in \[1, 9\] for 10'):
         compute_subspace(snaps, rank=10)  # centring leaves 9 dimensions
+    with pytest.raises(ValueError, match=r'rank must be in \[1, 9\]'):
+        compute_subspace(snaps, rank=0)
+    assert compute_subspace(snaps, rank=9).shape == (9, 300)  # the largest
+    assert compute_subspace(snaps, rank=1).shape == (1, 300)  # the smallest
+
+
+def test_subspace_refuses_a_rank_the_trajectory_lacks():
+    """Snapshots on a line (rank 1 after centring) have no second
+    direction: asking for 2 is an error, not an arbitrary noise vector."""
+    torch.manual_seed(0)
+    w0, v = torch.randn(50).double(), torch.randn(50).double()
+    snaps = w0 + torch.arange(6.).double()[:, None] * v
+    u = compute_subspace(snaps, rank=1)
+    torch.testing.assert_close(
+        u.abs()[0], (v / v.norm()).abs().float(), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match='numerical rank below 2'):
+        compute_subspace(snaps, rank=2)
 
 
 def test_subspace_recovers_the_trajectory_plane():
@@ -148,6 +165,50 @@ def test_online_switch_projects_the_momentum(tmp_path, optim):
     assert not hook._handles
 
 
+def test_state_projection_reports_the_part_outside(tmp_path):
+    """project_optimizer_states projects the momentum in place and returns
+    |m - U^T U m| / |m| (0 the second time)."""
+    torch.manual_seed(0)
+    ctx = torch.nn.Parameter(torch.randn(4, 8))
+    opt = torch.optim.SGD([ctx], lr=0.1, momentum=0.9)
+    _step(ctx, opt, torch.randn(4, 8))
+    hook = SubPTHook(t_early=3, rank=2)
+    hook.basis = torch.linalg.qr(torch.randn(32, 2))[0].t().contiguous()
+    runner = _fake_runner(ctx, opt, tmp_path)
+    buf = opt.state[ctx]['momentum_buffer'].clone()
+    leaks = hook.project_optimizer_states(runner)
+    assert list(leaks) == ['momentum_buffer']
+    assert leaks['momentum_buffer'] == pytest.approx(
+        _out_of_span(buf, hook.basis).item(), rel=1e-5)
+    assert 0.5 < leaks['momentum_buffer'] < 1  # rank 2 of 32: most is out
+    torch.testing.assert_close(opt.state[ctx]['momentum_buffer'],
+                               project_onto_subspace(buf, hook.basis))
+    again = hook.project_optimizer_states(runner)
+    assert again['momentum_buffer'] < 1e-5
+
+
+def test_hook_argument_errors(tmp_path):
+    for kwargs in (dict(t_early=3), dict(rank=1)):
+        with pytest.raises(ValueError, match='needs t_early and rank'):
+            SubPTHook(**kwargs)
+    for rank in (0, 3):
+        with pytest.raises(ValueError, match=f'got rank={rank}, t_early=3'):
+            SubPTHook(t_early=3, rank=rank)
+    SubPTHook(t_early=3, rank=1)
+    SubPTHook(t_early=3, rank=2)
+    ctx = torch.nn.Parameter(torch.randn(4, 8))
+    runner = _fake_runner(ctx, torch.optim.SGD([ctx], lr=0.1), tmp_path)
+    hook = SubPTHook(t_early=3, rank=1, param_names=['prompt.ctx'])
+    with pytest.raises(
+            KeyError,
+            match=r"\['prompt.ctx'\] not in the model "
+            r"\(trainable: \['ctx'\]\)"):
+        hook.before_train(runner)
+    ctx.requires_grad_(False)  # nothing trainable and no names given
+    with pytest.raises(KeyError, match=r'\(none\) not in the model'):
+        SubPTHook(t_early=3, rank=1).before_train(runner)
+
+
 def test_momentum_leak_without_state_projection(tmp_path):
     """Measured: the unprojected momentum of the free epochs moves the
     prompt out of span(U) after the switch."""
@@ -205,11 +266,15 @@ def test_one_step_with_weight_decay_by_hand(tmp_path, project_wd):
     u = torch.linalg.qr(torch.randn(32, 3))[0].t()
     torch.save(dict(basis=u, param_names=['ctx']), tmp_path / 'u.pth')
     ctx = torch.nn.Parameter(torch.randn(4, 8))
-    opt = torch.optim.SGD([ctx], lr=0.1, weight_decay=0.3)
+    # a frozen parameter in the same group (the frozen CLIP is, with
+    # mmengine's optimizer constructor): no gradient, left alone
+    frozen = torch.nn.Parameter(torch.randn(3), requires_grad=False)
+    opt = torch.optim.SGD([ctx, frozen], lr=0.1, weight_decay=0.3)
     runner = _fake_runner(ctx, opt, tmp_path)
     SubPTHook(
         subspace_file=str(tmp_path / 'u.pth'),
         project_weight_decay=project_wd).before_train(runner)
+    frozen_before = frozen.detach().clone()
     target = torch.randn(4, 8)
     w = ctx.detach().clone().reshape(-1)
     g = 2 * (w - target.reshape(-1))
@@ -218,6 +283,8 @@ def test_one_step_with_weight_decay_by_hand(tmp_path, project_wd):
     want = w - 0.1 * (
         proj @ (g + 0.3 * w) if project_wd else proj @ g + 0.3 * w)
     torch.testing.assert_close(ctx.detach().reshape(-1), want)
+    assert torch.equal(frozen, frozen_before) and frozen.grad is None
+    assert opt.param_groups[0]['weight_decay'] == 0.3  # given back
 
 
 def test_weight_decay_projection_needs_sgd(tmp_path):
@@ -237,8 +304,11 @@ def test_hook_from_file_and_checkpoint_state(tmp_path):
     ctx = torch.nn.Parameter(torch.randn(4, 8))
     opt = torch.optim.SGD([ctx], lr=0.1)
     runner = _fake_runner(ctx, opt, tmp_path)
+    # another trainable parameter: the names saved with the subspace choose
+    runner.model.extra = torch.nn.Parameter(torch.zeros(3))
     hook = SubPTHook(subspace_file=str(tmp_path / 'u.pth'))
     hook.before_train(runner)
+    assert hook.param_names == ['ctx']
     ctx.sum().backward()
     opt.step()
     g = ctx.grad.reshape(-1)

@@ -41,7 +41,9 @@ def test_end_layout_and_only_ctx_trains():
     assert pl.ctx.grad is not None and pl.ctx.grad.abs().sum() > 0
     assert all(p.grad is None for n, p in model.named_parameters()
                if n != 'prompt_learner.ctx')
-    model.train()
+    model.eval()
+    model.train()  # the default mode is training
+    assert model.prompt_learner.training
     assert not model.clip.training  # CLIP stays in eval mode
 
 
@@ -370,3 +372,70 @@ def test_nfl_is_zero_for_the_hand_written_prompt():
     x = torch.randn(2, 3, 32, 32)
     losses = model.loss(x, [DataSample().set_gt_label(i) for i in (0, 1)])
     assert losses['loss_nfl'].abs() < 1e-6
+
+
+# ------------------------------------------------ ranges and checks
+def test_context_length_range():
+    """M context tokens need 1 <= M and [SOS, M ctx, name, '.'] plus EOT
+    within L: M = L - 3 is the longest, L - 2 and 0 are refused."""
+    from mmssl.models.prompt import PromptLearner
+    emb = torch.nn.Embedding(10, 8)
+    assert PromptLearner(emb, 16, n_ctx=1).n_ctx == 1
+    assert PromptLearner(emb, 16, n_ctx=13).n_ctx == 13
+    for n_ctx in (0, 14):
+        with pytest.raises(ValueError, match=f'n_ctx={n_ctx} does not fit'):
+            PromptLearner(emb, 16, n_ctx=n_ctx)
+
+
+def test_class_specific_context_rows_must_match_the_names():
+    """With csc, one context row per name: more names than rows is an
+    error even when the context length equals the number of names."""
+    model = _model(n_ctx=5, csc=True, num_classes=3)
+    pl = model.prompt_learner
+    assert pl.ctx.shape == (3, 5, 32)  # the given num_classes is kept
+    with pytest.raises(ValueError, match='has 3 rows, got 5 names'):
+        pl(pl.encode_names(NAMES))
+    assert pl(pl.encode_names(NAMES[:3])).shape == (3, 16, 32)
+
+
+def test_base_count_and_label_range():
+    model = _model(n_ctx=2)
+    for bad in (0, 6):
+        with pytest.raises(ValueError, match=f'num_base={bad} outside 1..5'):
+            model.set_class_names(NAMES, num_base=bad)
+    model.set_class_names(NAMES, num_base=5)
+    assert model.train_names == NAMES
+    model.set_class_names(NAMES, num_base=1)
+    assert model.train_names == NAMES[:1]
+    model.set_class_names(NAMES, num_base=3)
+    x = torch.randn(2, 3, 32, 32)
+    # label 3 is the first novel class: not a training class
+    with pytest.raises(ValueError, match=r'label \(3\) is not among the 3'):
+        model.loss(x, [DataSample().set_gt_label(i) for i in (0, 3)])
+    assert set(model.loss(x, [DataSample().set_gt_label(2)] * 2)) == \
+        {'loss_ce', 'acc'}
+
+
+@pytest.mark.parametrize('weight', [0, 0.5])
+def test_nfl_weight_zero_and_fractional(weight):
+    """lambda = 0 is allowed and adds no NFL term; a fractional lambda
+    scales the cosine loss."""
+    model = _model(n_ctx=4, num_base=3, nfl=dict(weight=weight))
+    assert model.nfl_cfg['weight'] == weight
+    x = torch.randn(2, 3, 32, 32)
+    losses = model.loss(x, [DataSample().set_gt_label(i) for i in (0, 1)])
+    if weight == 0:
+        assert set(losses) == {'loss_ce', 'acc'}
+    else:
+        with torch.no_grad():
+            want = weight * nfl_loss(
+                model.text_features('nfl'), model.nfl_targets())
+        torch.testing.assert_close(losses['loss_nfl'].detach(), want)
+
+
+def test_predicted_label_is_the_highest_score():
+    model = _model(n_ctx=4)
+    out = model.predict(torch.randn(6, 3, 32, 32))
+    scores = torch.stack([ds.pred_score for ds in out])
+    labels = torch.stack([ds.pred_label for ds in out]).view(-1)
+    assert torch.equal(labels, scores.argmax(-1))
