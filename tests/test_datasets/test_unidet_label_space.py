@@ -92,6 +92,36 @@ def test_toy_merged_and_inserted_edits():
     assert anc[b, an] == 1 and desc[an, b] == 1 and anc[an, b] == 0
 
 
+def test_unify_files_with_each_kind_of_edits(tmp_path):
+    """unify_label_space from a mapping file alone (each source keeps the
+    classes of its column); edits None / 'none' / a dict / a JSON file /
+    'rvc' (RVC_EDITS, whose classes the toy mapping lacks)."""
+    from mmssl.datasets.unidet import unify_label_space
+    csv = tmp_path / 'mapping.csv'
+    csv.write_text(TOY_CSV)
+    plain = unify_label_space(str(csv), str(tmp_path / 'a'), logger=print)
+    assert plain['sources']['coco']['classes'] == ['bird', 'cat', 'dog']
+    assert osp.isfile(plain['path'])
+    named = unify_label_space(
+        str(csv), str(tmp_path / 'b'), edits='none', logger=print)
+    np.testing.assert_array_equal(named['ancestors'], plain['ancestors'])
+    merged = dict(merged={'bird': 'bird_super'})
+    (tmp_path / 'edits.json').write_text(json.dumps(merged))
+    spaces = [
+        unify_label_space(
+            str(csv), str(tmp_path / 'c'), edits=edits, logger=print)
+        for edits in (merged, str(tmp_path / 'edits.json'))
+    ]
+    b, bs = (plain['classes'].index(n) for n in ('bird', 'bird_super'))
+    for space in spaces:  # the merge makes bird and bird_super parents
+        assert space['ancestors'][b, bs] == space['ancestors'][bs, b] == 1
+    assert plain['ancestors'][b, bs] == 0
+    first = sorted(RVC_EDITS['merged'])[0]
+    with pytest.raises(LabelSpaceError, match=f"'{first}' is not a unified"):
+        unify_label_space(
+            str(csv), str(tmp_path / 'd'), edits='rvc', logger=print)
+
+
 @needs_rvc
 def test_real_rvc_540_label_space():
     from mmdet.datasets import CocoDataset

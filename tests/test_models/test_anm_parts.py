@@ -10,8 +10,8 @@ from mmssl.models.necks import (MaskReconstructionDecoder,
                                 ReconstructionMSELoss, reconstruction_loss)
 from mmssl.models.utils import (AdversarialNoisyMasking, activation_map, auroc,
                                 box_mask, box_sizes, erase, gmm_label_quality,
-                                mask_ratio, peak_locations, place_boxes,
-                                rectangles, soften_labels)
+                                mask_ratio, normalise_losses, peak_locations,
+                                place_boxes, rectangles, soften_labels)
 from mmssl.registry import MODELS
 
 
@@ -43,6 +43,27 @@ def test_activation_map_of_a_feature_spike():
     # without resizing the peaks are the feature cells
     max_rc, _ = peak_locations(activation_map(feats))
     assert max_rc.tolist() == [[1, 2], [3, 0]]
+
+
+def test_activation_map_values_by_hand():
+    """A = sum_c F_c^2 / ||.||, resized like cv2.resize (bilinear, half
+    pixel centres) to a non-square image, min-max scaled per sample."""
+    import cv2
+    torch.manual_seed(0)
+    feats = torch.randn(2, 5, 4, 6) + 0.5
+    want = []
+    for m in (feats.double()**2).sum(1).numpy():
+        m = cv2.resize(
+            m / np.linalg.norm(m), (20, 12), interpolation=cv2.INTER_LINEAR)
+        want.append((m - m.min()) / (m.max() - m.min()))
+    got = activation_map(feats, (12, 20))
+    np.testing.assert_allclose(got.numpy(), np.stack(want), atol=1e-6)
+    # at the feature size: no resize, only the scaling
+    a = (feats**2).sum(1)
+    lo, hi = a.amin((1, 2), keepdim=True), a.amax((1, 2), keepdim=True)
+    torch.testing.assert_close(activation_map(feats), (a - lo) / (hi - lo))
+    torch.testing.assert_close(
+        activation_map(feats, (4, 6)), (a - lo) / (hi - lo))
 
 
 @pytest.mark.parametrize('r,c', [(5, 9), (0, 0), (20, 3)])
@@ -77,6 +98,50 @@ def test_boxes_are_clamped_inside_and_centred_boxes_contain_the_peak():
     # a box bigger than the image is shrunk to it
     big = box_sizes(torch.tensor([5.]), (32, 32), area_factor=1.)
     assert big.tolist() == [[32, 32]]
+
+
+def test_centred_boxes_start_half_a_size_before_the_anchor():
+    g = _gen(3)
+    anchors = torch.randint(0, 64, (300, 2), generator=g)
+    sizes = box_sizes(torch.full((300, ), 0.08), (64, 64), generator=g)
+    boxes = place_boxes(sizes, anchors, (64, 64), 'center')
+    start = anchors - sizes // 2
+    fits = ((start >= 0) & (start + sizes <= 64)).all(1)
+    assert fits.sum() > 100
+    assert torch.equal(boxes[fits, :2], start[fits])
+
+
+def test_box_size_defaults_area_and_aspect():
+    """Defaults of the reference: erased area 0.5 * rho * H * W, aspect
+    h / w ~ U(0.8, 1.25); rectangles() draws anchors over the whole image
+    when none are given."""
+    g = _gen(4)
+    n, side = 4000, 1000
+    rho = torch.full((n, ), 0.04)
+    for boxes in (rectangles(rho, (side, side), generator=g),
+                  place_boxes(
+                      box_sizes(rho, (side, side), generator=g),
+                      torch.zeros(n, 2, dtype=torch.long), (side, side))):
+        hw = (boxes[:, 2:] - boxes[:, :2]).double()
+        area = hw.prod(1)
+        assert ((area / (0.5 * 0.04 * side * side)) - 1).abs().max() < 0.02
+        ratio = hw[:, 0] / hw[:, 1]
+        assert 0.79 < ratio.min() < 0.81 and 1.24 < ratio.max() < 1.26
+        assert abs(ratio.mean().item() - 1.025) < 0.01  # uniform in a
+    tops = rectangles(rho, (side, side), mode='corner', generator=g)[:, :2]
+    # uniform anchors: each quarter of the rows / columns is reached
+    assert (tops.float().mean(0) - side / 2).abs().max() < 0.05 * side
+    assert (tops.amax(0) > 0.75 * side).all()
+
+
+def test_mask_ratio_defaults():
+    """rho = U(0.02, 0.07) + 0.03 (1 - w)."""
+    g = _gen(5)
+    for w, shift in ((1.0, 0.0), (0.0, 0.03)):
+        rho = mask_ratio(torch.full((20000, ), w), generator=g)
+        assert 0.02 + shift <= rho.min() < 0.0205 + shift
+        assert 0.0695 + shift < rho.max() < 0.07 + shift
+        assert abs(rho.mean().item() - (0.045 + shift)) < 1e-3
 
 
 def test_erased_fraction_is_half_rho_within_rounding():
@@ -125,6 +190,19 @@ def test_soften_one_hot_by_hand():
     expected = torch.full((1, 10), 0.05 / 9)
     expected[0, 3] = 0.95
     assert torch.allclose(out, expected, atol=1e-7)
+
+
+def test_soften_two_classes_scalar_and_per_sample_rho():
+    two = torch.tensor([[1., 0.], [0., 1.], [0.7, 0.3]])
+    out = soften_labels(two, 0.1)  # one rho for the batch
+    want = torch.tensor([[0.9, 0.1], [0.1, 0.9], [0.6, 0.4]])
+    torch.testing.assert_close(out, want)
+    out = soften_labels(two, torch.tensor([0.1, 0.2, 0.0]))
+    want = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]])
+    torch.testing.assert_close(out, want)
+    for bad in (torch.ones(3, 1), torch.ones(4)):
+        with pytest.raises(ValueError, match='C >= 2'):
+            soften_labels(bad, 0.1)
 
 
 def test_soften_soft_targets_keeps_the_sum():
@@ -205,6 +283,23 @@ def test_masking_module_options_and_errors():
             AdversarialNoisyMasking(**kwargs)
     with pytest.raises(ValueError, match='same batch size'):
         anm(images, feats[:2], quality)
+    # bounds: area_factor in (0, 1], ratios in [0, 1], aspect above 0
+    with pytest.raises(ValueError, match='area_factor'):
+        AdversarialNoisyMasking(area_factor=0.)
+    edges = AdversarialNoisyMasking(
+        area_factor=1., base_ratio=(0., 0.07), quality_coef=0.)
+    assert edges.area_factor == 1. and edges.base_ratio == (0., 0.07)
+
+
+def test_masking_module_defaults_are_the_papers():
+    """rho ~ U(0.02, 0.07) + 0.03 (1 - w), erased area 0.5 rho H W,
+    aspect U(0.8, 1.25), centred boxes at the max and min peaks, uniform
+    constant fill."""
+    anm = AdversarialNoisyMasking()
+    assert (anm.base_ratio, anm.quality_coef, anm.area_factor,
+            anm.aspect) == ((0.02, 0.07), 0.03, 0.5, (0.8, 1.25))
+    assert (anm.anchor, anm.locations, anm.fill) == \
+        ('center', ('max', 'min'), 'uniform_const')
 
 
 # -- decoder ------------------------------------------------------------------
@@ -272,9 +367,53 @@ def test_gmm_separates_clean_from_noisy_losses():
     assert np.allclose(w2, w, atol=1e-6)
 
 
+def test_normalised_losses_by_hand():
+    np.testing.assert_allclose(normalise_losses([1., 3., 2.]), [0, 1, .5])
+    np.testing.assert_allclose(normalise_losses([0.4, 0.1]), [1, 0])
+    # T epochs: each row scaled on its own, then averaged
+    np.testing.assert_allclose(
+        normalise_losses([[1., 3., 2.], [10., 0., 5.]]), [0.5, 0.5, 0.5])
+    np.testing.assert_allclose(
+        normalise_losses([[1., 3., 2.], [0., 4., 1.]]), [0, 1, 0.375])
+
+
+def test_gmm_is_dividemix_fit_on_overlapping_losses():
+    """The defaults are DivideMix's GaussianMixture(n_components=2,
+    max_iter=10, tol=1e-2, reg_covar=5e-4, random_state=0) on the
+    normalised losses; w is the posterior of the low-mean component. Three
+    overlapping groups keep EM going for several iterations, so tol,
+    reg_covar and the seed each show in the result (EM stops by tol before
+    the 10th iteration on such losses, so max_iter is read from the
+    signature)."""
+    import inspect
+
+    from sklearn.mixture import GaussianMixture
+    rng = np.random.default_rng(2)
+    losses = np.concatenate([
+        rng.normal(0, 0.1, 300),
+        rng.normal(0.5, 0.1, 400),
+        rng.normal(1, 0.1, 300)
+    ])
+    x = normalise_losses(losses).reshape(-1, 1)
+    ref = GaussianMixture(
+        n_components=2, max_iter=10, tol=1e-2, reg_covar=5e-4,
+        random_state=0).fit(x)
+    assert ref.n_iter_ > 3
+    want = ref.predict_proba(x)[:, ref.means_.argmin()]
+    np.testing.assert_allclose(gmm_label_quality(losses), want, atol=1e-12)
+    defaults = {
+        k: v.default
+        for k, v in inspect.signature(gmm_label_quality).parameters.items()
+        if k != 'losses'
+    }
+    assert defaults == dict(max_iter=10, tol=1e-2, reg_covar=5e-4, seed=0)
+
+
 def test_label_quality_errors():
     with pytest.raises(ValueError, match='1 sample'):
         gmm_label_quality([0.3])
+    with pytest.raises(ValueError, match='tol'):
+        gmm_label_quality([0.1, 0.5, 0.9], tol=0.)
     with pytest.raises(ValueError, match='all losses are equal'):
         gmm_label_quality(np.full(10, 0.7))
     with pytest.raises(ValueError, match='NaN or infinite'):

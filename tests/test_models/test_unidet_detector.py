@@ -127,6 +127,43 @@ def test_hierarchy_and_flat_losses_train(label_space):
         assert torch.isfinite(logs['loss']) and 's2.acc' in logs
 
 
+def test_head_defaults_and_the_protocol_check(monkeypatch):
+    """UniDetBBoxHead's default classifier is the flat sigmoid BCE (weight
+    1); a loss with sigmoid channels but a softmax decoding is refused."""
+    import torch.nn.functional as F
+    from mmdet.registry import MODELS
+
+    from mmssl.models import HierarchyBCELoss
+    init_default_scope('mmdet')
+    head = MODELS.build(
+        dict(
+            type='mmssl.UniDetBBoxHead',
+            num_classes=5,
+            in_channels=4,
+            fc_out_channels=8,
+            roi_feat_size=2))
+    assert isinstance(head.loss_cls, HierarchyBCELoss)
+    assert not head.loss_cls.uses_hierarchy
+    assert head.custom_accuracy and head.fc_cls.out_features == 6
+    z, labels = torch.randn(3, 6), torch.tensor([0, 4, 5])
+    want = F.binary_cross_entropy_with_logits(
+        z, F.one_hot(labels, 6).float(), reduction='sum') / 3
+    torch.testing.assert_close(head.loss_cls(z, labels), want)
+
+    # sigmoid channels, softmax decoding: refused
+    monkeypatch.setattr(HierarchyBCELoss, 'custom_activation', False)
+    with pytest.raises(ValueError, match='got HierarchyBCELoss'):
+        MODELS.build(dict(type='mmssl.UniDetBBoxHead', num_classes=5))
+
+
+def test_backbone_trains_by_default(label_space):
+    cfg = _model_cfg(label_space)
+    cfg.pop('freeze_backbone', None)
+    model = _build(cfg).train()
+    assert model.backbone.training
+    assert all(p.requires_grad for p in model.backbone.parameters())
+
+
 def test_large_rvc_config():
     cfg = Config.fromfile(LARGE)
     assert cfg.model.freeze_backbone is True

@@ -169,3 +169,53 @@ def test_rvc_person_merge_child_plus():
     assert set(tgt.nonzero().flatten().tolist()) == {man, sup}
     assert loss._ignore[man, person] == 1
     assert np.all(space['ancestors'][-1] == 0)
+
+
+# ------------------------------------------------ each flag alone
+def test_positive_parents_without_ignore_and_ignore_without_parents():
+    """set_pos_parents only: ancestors positive, every column weighted;
+    ignore_children only: one-hot targets, descendants weight 0."""
+    space = _space()
+    z = torch.tensor([[0.5, -1.0, 2.0, 0.0, 1.5, -0.5]])
+    parents = HierarchyBCELoss(space, ignore_children=False)
+    want = sum(_bce(v, y) for v, y in zip(z[0].tolist(), [1, 0, 0, 0, 0, 0]))
+    # label animal_super: no ancestor, nothing ignored
+    assert parents(z, torch.tensor([ANIMAL])).item() == pytest.approx(
+        want, abs=1e-6)
+    want = sum(_bce(v, y) for v, y in zip(z[0].tolist(), [1, 0, 0, 0, 1, 0]))
+    assert parents(z, torch.tensor([DOG])).item() == pytest.approx(
+        want, abs=1e-6)
+    ignore = HierarchyBCELoss(space, set_pos_parents=False, ignore='child')
+    # label animal_super: its descendants dog, cat, bird_super weight 0
+    want = _bce(0.5, 1) + _bce(-1.0, 0) + _bce(-0.5, 0)
+    assert ignore(z, torch.tensor([ANIMAL])).item() == pytest.approx(
+        want, abs=1e-6)
+    # label dog: one-hot, the ancestor animal_super is a negative
+    want = sum(_bce(v, y) for v, y in zip(z[0].tolist(), [0, 0, 0, 0, 1, 0]))
+    assert ignore(z, torch.tensor([DOG])).item() == pytest.approx(
+        want, abs=1e-6)
+    with pytest.raises(ValueError, match='5 classes but cls_score has 8'):
+        ignore(torch.zeros(2, 8), torch.tensor([0, 1]))
+
+
+def test_either_flag_needs_the_label_space_and_shapes_are_checked():
+    for flags in ((True, False), (False, True)):
+        with pytest.raises(ValueError, match='label_space is required'):
+            HierarchyBCELoss(
+                set_pos_parents=flags[0], ignore_children=flags[1])
+    with pytest.raises(ValueError, match=r'got \(3, 6\) and \(2,\)'):
+        hierarchy_bce_loss(torch.zeros(3, 6), torch.zeros(2).long())
+    with pytest.raises(ValueError, match=r'got \(6,\) and \(6,\)'):
+        hierarchy_bce_loss(torch.zeros(6), torch.zeros(6).long())
+
+
+def test_accuracy_counts_an_ancestor_and_is_zero_without_rois():
+    """get_accuracy (what mmdet's box head logs as 'acc'): the top column is
+    one of the RoI's targets, so animal_super on a dog is a hit."""
+    loss = HierarchyBCELoss(_space())
+    z = torch.full((2, 6), -5.0)
+    z[0, ANIMAL] = z[1, CAT] = 5.0
+    acc = loss.get_accuracy(z, torch.tensor([DOG, DOG]))['acc']
+    assert acc.item() == pytest.approx(50.0)
+    empty = loss.get_accuracy(torch.zeros(0, 6), torch.zeros(0).long())
+    assert empty['acc'].item() == 0
