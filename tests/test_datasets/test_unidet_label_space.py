@@ -2,6 +2,7 @@
 """Unified label space: the real RVC 540-class space, the embedded sources,
 toy hierarchies, input errors, the command line and class-aware sampling."""
 import json
+import os
 import os.path as osp
 
 import numpy as np
@@ -190,8 +191,17 @@ def test_embedded_sources(tmp_path):
     from mmssl.datasets import make_embedded_data
     root = str(tmp_path / 'embedded')
     make_embedded_data(root, num_train=16, num_val=8)
+    # a build that died half way left its scratch folder behind
+    os.makedirs(osp.join(root, 'unidet', 'unified', '.tmp', 'source_a'))
     path = prepare_embedded_unidet(root)
-    assert prepare_embedded_unidet(root) == path  # built once
+    assert not osp.exists(osp.join(root, 'unidet', 'unified', '.tmp'))
+    built = open(path).read()
+    with open(path, 'w') as f:
+        f.write(built + ' ')
+    assert prepare_embedded_unidet(root) == path  # built once: kept
+    assert open(path).read() == built + ' '
+    assert prepare_embedded_unidet(root, force=True) == path  # rebuilt
+    assert open(path).read() == built
     space = load_label_space(path)
     classes = space['classes']
     assert classes == [

@@ -95,6 +95,8 @@ def test_boxes_are_clamped_inside_and_centred_boxes_contain_the_peak():
     corner = place_boxes(sizes, anchors, (32, 32), 'corner')
     fits = ((anchors + sizes) <= 32).all(1)
     assert torch.equal(corner[fits, :2], anchors[fits])  # unless clamped
+    # rho = 0 erases nothing: an empty box
+    assert box_sizes(torch.zeros(2), (32, 32)).tolist() == [[0, 0], [0, 0]]
     # a box bigger than the image is shrunk to it
     big = box_sizes(torch.tensor([5.]), (32, 32), area_factor=1.)
     assert big.tolist() == [[32, 32]]
@@ -287,8 +289,11 @@ def test_masking_module_options_and_errors():
     with pytest.raises(ValueError, match='area_factor'):
         AdversarialNoisyMasking(area_factor=0.)
     edges = AdversarialNoisyMasking(
-        area_factor=1., base_ratio=(0., 0.07), quality_coef=0.)
-    assert edges.area_factor == 1. and edges.base_ratio == (0., 0.07)
+        area_factor=1., base_ratio=(0., 1.), quality_coef=0.)
+    assert edges.area_factor == 1. and edges.base_ratio == (0., 1.)
+    for bad in ((0.02, 0.05, 0.07), 0.05):
+        with pytest.raises(ValueError, match='must be a .low, high. pair'):
+            AdversarialNoisyMasking(base_ratio=bad)
 
 
 def test_masking_module_defaults_are_the_papers():
