@@ -1,0 +1,261 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+"""Single-line mutation sweeps: how strong are a method's tests?
+
+Each mutant changes one token of one line of a source file (an operator,
+a comparison, a boolean, a number, a reduction, ``detach``); the method's
+tests are then run with ``pytest -x``. A mutant the tests let through
+(*survived*) is a line no test checks, unless the change is equivalent
+(e.g. ``dim=-1`` -> ``dim=1`` on a 2-D tensor), which a reader decides.
+``tools/misc/mutation_sweep.py`` is the command line.
+
+Lines of ``raise`` statements (error messages), logging, warnings, imports
+and decorators are not mutated; strings and comments never are.
+"""
+import io
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+import tokenize
+from typing import Callable, Iterable, List, NamedTuple, Optional, Sequence
+
+__all__ = [
+    'Mutant', 'MutantResult', 'generate_mutants', 'apply_mutant', 'run_mutant',
+    'run_sweep'
+]
+
+#: operator -> its replacement
+OPERATORS = {
+    '+': '-',
+    '-': '+',
+    '*': '/',
+    '/': '*',
+    '//': '*',
+    '**': '*',
+    '@': '*',
+    '<': '<=',
+    '<=': '<',
+    '>': '>=',
+    '>=': '>',
+    '==': '!=',
+    '!=': '==',
+    '+=': '-=',
+    '-=': '+='
+}
+#: name -> its replacement
+NAMES = {
+    'and': 'or',
+    'or': 'and',
+    'True': 'False',
+    'False': 'True',
+    'is': 'is not',
+    'in': 'not in',
+    'min': 'max',
+    'max': 'min',
+    'amin': 'amax',
+    'amax': 'amin',
+    'argmin': 'argmax',
+    'argmax': 'argmin',
+    'mean': 'sum',
+    'sum': 'mean',
+    'detach': 'clone',
+    'softmax': 'log_softmax',
+    'log_softmax': 'softmax',
+    'exp': 'log',
+    'log': 'exp',
+    'sqrt': 'abs'
+}
+#: a line holding one of these names is left alone
+SKIP_LINE_NAMES = ('raise', 'print', 'warnings', 'logger', 'print_log',
+                   'import', 'from')
+
+
+class Mutant(NamedTuple):
+    """One change: ``old`` at ``(line, col)`` of ``path`` becomes ``new``
+    (lines from 1, columns from 0, as :mod:`tokenize` counts them)."""
+    path: str
+    line: int
+    col: int
+    old: str
+    new: str
+
+
+class MutantResult(NamedTuple):
+    """``status``: ``'killed'``, ``'survived'`` or ``'timeout'``;
+    ``failed``: the first failing test (empty when none); ``seconds``: the
+    test run's wall time; ``source``: the original line, stripped."""
+    mutant: Mutant
+    status: str
+    failed: str
+    seconds: float
+    source: str
+
+
+def _skipped_lines(tokens: List[tokenize.TokenInfo]) -> set:
+    """Lines of raise statements (every line of a multi-line one), of
+    logging / warnings / imports, and of decorators."""
+    skip, in_raise, depth = set(), False, 0
+    for tok in tokens:
+        if tok.type == tokenize.NAME and tok.string in SKIP_LINE_NAMES:
+            skip.add(tok.start[0])
+            in_raise = in_raise or (tok.string == 'raise' and depth == 0)
+        if tok.type == tokenize.OP and tok.string == '@' and \
+                tok.line.lstrip().startswith('@'):
+            skip.add(tok.start[0])
+        if tok.type == tokenize.OP:
+            depth += tok.string in '([{'
+            depth -= tok.string in ')]}'
+        if in_raise:
+            skip.update(range(tok.start[0], tok.end[0] + 1))
+        if tok.type == tokenize.NEWLINE:
+            in_raise = False
+    return skip
+
+
+def _replacement(tok: tokenize.TokenInfo,
+                 prev: Optional[tokenize.TokenInfo]) -> Optional[str]:
+    after_open = prev is not None and prev.string in ('(', ',', '[', '=')
+    if tok.type == tokenize.OP and tok.string in OPERATORS:
+        if tok.string in ('*', '**') and (after_open or prev is None
+                                          or prev.type == tokenize.NL):
+            return None  # *args / **kwargs
+        if tok.string == '-' and prev is not None and \
+                prev.type == tokenize.OP and prev.string not in (')', ']'):
+            return ''  # unary minus: dropped
+        return OPERATORS[tok.string]
+    if tok.type == tokenize.NAME:
+        if tok.string == 'not':
+            return ''
+        return NAMES.get(tok.string)
+    if tok.type == tokenize.NUMBER:
+        try:
+            value = float(tok.string.replace('_', ''))
+        except ValueError:  # complex literals
+            return None
+        if value == 0:
+            return '1'
+        if value == 1:
+            return '0'
+        return repr(int(value * 2)) if value.is_integer() and \
+            'e' not in tok.string.lower() and '.' not in tok.string \
+            else repr(value * 2)
+    return None
+
+
+def generate_mutants(path: str, source: Optional[str] = None) -> List[Mutant]:
+    """Every single-token mutant of a Python file, in file order.
+
+    Args:
+        path (str): the file (read unless ``source`` is given); kept in the
+            mutants as given.
+        source (str, optional): its text.
+
+    Returns:
+        list[Mutant]: one per mutable token outside skipped lines.
+    """
+    if source is None:
+        with open(path) as f:
+            source = f.read()
+    tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    skip = _skipped_lines(tokens)
+    mutants, prev = [], None
+    for tok in tokens:
+        if tok.type in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE,
+                        tokenize.INDENT, tokenize.DEDENT):
+            if tok.type != tokenize.COMMENT:
+                prev = tok
+            continue
+        new = None if tok.start[0] in skip else _replacement(tok, prev)
+        if new is not None:
+            mutants.append(
+                Mutant(path, tok.start[0], tok.start[1], tok.string, new))
+        prev = tok
+    return mutants
+
+
+def apply_mutant(source: str, mutant: Mutant) -> str:
+    """``source`` with ``mutant`` applied; refuses a mutant whose token is
+    not where it says (the file changed since the mutants were made)."""
+    lines = source.split('\n')
+    if not 1 <= mutant.line <= len(lines):
+        raise ValueError(f'{mutant.path}: line {mutant.line} does not exist '
+                         f'({len(lines)} lines); make the mutants again')
+    line = lines[mutant.line - 1]
+    end = mutant.col + len(mutant.old)
+    if line[mutant.col:end] != mutant.old:
+        raise ValueError(f'{mutant.path}:{mutant.line}: expected '
+                         f'{mutant.old!r} at column {mutant.col} of '
+                         f'{line.strip()!r}; make the mutants again')
+    lines[mutant.line - 1] = line[:mutant.col] + mutant.new + line[end:]
+    return '\n'.join(lines)
+
+
+def run_mutant(mutant: Mutant,
+               tests: Sequence[str],
+               root: str,
+               timeout: float = 600.,
+               threads: int = 1) -> MutantResult:
+    """Apply ``mutant`` to its file under ``root``, run ``pytest -x`` on
+    ``tests`` there, and put the file back (also on errors).
+
+    The file is changed in place: run sweeps on a copy of the repository
+    (``git worktree add``), not on the checkout being edited.
+    """
+    target = osp.join(root, mutant.path)
+    with open(target) as f:
+        original = f.read()
+    mutated = apply_mutant(original, mutant)
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(
+            [root] + [p for p in [os.environ.get('PYTHONPATH')] if p]),
+        OMP_NUM_THREADS=str(threads),
+        MKL_NUM_THREADS=str(threads))
+    start = time.time()
+    try:
+        with open(target, 'w') as f:
+            f.write(mutated)
+        cmd = [
+            sys.executable, '-m', 'pytest', '-x', '-q', '-p',
+            'no:cacheprovider', *tests
+        ]
+        try:
+            proc = subprocess.run(
+                cmd,
+                cwd=root,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout)
+        except subprocess.TimeoutExpired:
+            status, failed = 'timeout', ''
+        else:
+            lines = proc.stdout.splitlines()
+            first = [x for x in lines if x.startswith(('FAILED ', 'ERROR '))]
+            status = 'survived' if proc.returncode == 0 else 'killed'
+            failed = first[0].split(' - ')[0] if first else ''
+    finally:
+        with open(target, 'w') as f:
+            f.write(original)
+    source = original.split('\n')[mutant.line - 1].strip()
+    return MutantResult(mutant, status, failed, time.time() - start, source)
+
+
+def run_sweep(
+    mutants: Iterable[Mutant],
+    tests: Sequence[str],
+    root: str,
+    timeout: float = 600.,
+    threads: int = 1,
+    on_result: Optional[Callable[[MutantResult], None]] = None
+) -> List[MutantResult]:
+    """:func:`run_mutant` for each mutant in turn; ``on_result`` sees each
+    result as it comes (a progress bar, a TSV line)."""
+    results = []
+    for mutant in mutants:
+        result = run_mutant(mutant, tests, root, timeout, threads)
+        if on_result is not None:
+            on_result(result)
+        results.append(result)
+    return results

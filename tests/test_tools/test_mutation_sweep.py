@@ -1,0 +1,123 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+"""Single-line mutation sweeps: the mutants made, applied, run, put back."""
+import os.path as osp
+
+import pytest
+
+from mmssl.testing.mutation import (Mutant, apply_mutant, generate_mutants,
+                                    run_mutant)
+
+SOURCE = '''\
+import math
+
+
+@staticmethod
+def scaled(x, *args, **kwargs):
+    """Docs: a + b."""
+    if x < 0 and not args:
+        raise ValueError(f'x must be >= 0, got {x - 1}')
+    # 2 * x in a comment
+    y = -x
+    return max(x * 2.5, 1) + y @ x == True
+'''
+
+
+def _described(mutants):
+    return [(m.line, m.old, m.new) for m in mutants]
+
+
+def test_mutants_of_each_kind_and_the_skipped_lines():
+    got = _described(generate_mutants('m.py', SOURCE))
+    assert got == [
+        (7, '<', '<='),
+        (7, '0', '1'),
+        (7, 'and', 'or'),
+        (7, 'not', ''),
+        (10, '-', ''),
+        (11, 'max', 'min'),
+        (11, '*', '/'),
+        (11, '2.5', '5.0'),
+        (11, '1', '0'),
+        (11, '+', '-'),
+        (11, '@', '*'),
+        (11, '==', '!='),
+        (11, 'True', 'False'),
+    ]
+    # strings, comments, the raise line, the import, the decorator and the
+    # star arguments are left alone
+    assert {m.line for m in generate_mutants('m.py', SOURCE)} == {7, 10, 11}
+
+
+def test_apply_changes_one_token_and_refuses_a_stale_mutant():
+    mutants = generate_mutants('m.py', SOURCE)
+    first = apply_mutant(SOURCE, mutants[0])
+    assert first.split('\n')[6] == '    if x <= 0 and not args:'
+    assert sum(a != b
+               for a, b in zip(first.split('\n'), SOURCE.split('\n'))) == 1
+    mul = next(m for m in mutants if m.old == '*')
+    assert 'x / 2.5' in apply_mutant(SOURCE, mul)
+    with pytest.raises(ValueError, match=r"m.py:7: expected '<' at column"):
+        apply_mutant(SOURCE.replace('x < 0', 'x > 0'), mutants[0])
+    with pytest.raises(ValueError, match='line 99 does not exist'):
+        apply_mutant(SOURCE, Mutant('m.py', 99, 0, 'x', 'y'))
+
+
+def _package(tmp_path):
+    (tmp_path / 'pkg').mkdir()
+    (tmp_path / 'pkg' / '__init__.py').write_text('')
+    (tmp_path / 'pkg' /
+     'half.py').write_text('def half(x):\n    return x / 2 if x > 0 else 0\n')
+    (tmp_path / 'test_half.py').write_text(
+        'from pkg.half import half\n\n\ndef test_half():\n'
+        '    assert half(4) == 2\n')
+    return str(tmp_path)
+
+
+def test_run_kills_survives_and_puts_the_file_back(tmp_path):
+    root = _package(tmp_path)
+    path = osp.join('pkg', 'half.py')
+    original = open(osp.join(root, path)).read()
+    by_old = {m.old: m for m in generate_mutants(path, original)}
+    killed = run_mutant(by_old['/'], ['test_half.py'], root, timeout=120)
+    assert killed.status == 'killed'
+    assert killed.failed == 'FAILED test_half.py::test_half'
+    assert killed.source == 'return x / 2 if x > 0 else 0'
+    # half(4) does not reach the else branch: '0' -> '1' there survives
+    zero = [m for m in generate_mutants(path, original) if m.old == '0']
+    assert len(zero) == 2  # 'x > 0' and 'else 0'
+    survived = run_mutant(zero[1], ['test_half.py'], root, timeout=120)
+    assert survived.status == 'survived' and survived.failed == ''
+    assert open(osp.join(root, path)).read() == original
+
+
+def test_tool_lists_shards_and_writes_the_table(tmp_path, load_tool_module,
+                                                capsys):
+    tool = load_tool_module('misc/mutation_sweep.py')
+    root = _package(tmp_path)
+    path = osp.join('pkg', 'half.py')
+    assert tool.main(
+        [path, '--tests', 'test_half.py', '--root', root, '--list']) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 5 and listed[0].startswith('pkg/half.py:2:')
+    tool.main([
+        path, '--tests', 'test_half.py', '--root', root, '--shard', '2/2',
+        '--list'
+    ])
+    assert capsys.readouterr().out.splitlines() == listed[1::2]
+    out = tmp_path / 'sweep.tsv'
+    tool.main([
+        path, '--tests', 'test_half.py', '--root', root, '--shard', '2/2',
+        '--out',
+        str(out), '--timeout', '120'
+    ])
+    rows = [r.split('\t') for r in out.read_text().splitlines()]
+    assert rows[0][:6] == ['file', 'line', 'col', 'old', 'new', 'status']
+    # the 2nd and 4th mutants: '2' -> '4' (killed), 'x > 0' -> 'x > 1'
+    assert [(r[3], r[5]) for r in rows[1:]] == [('2', 'killed'),
+                                                ('0', 'survived')]
+    printed = capsys.readouterr().out
+    assert '2 mutants: 1 killed, 1 not killed' in printed
+    with pytest.raises(SystemExit, match='--shard must be K/N'):
+        tool.main([path, '--tests', 'x', '--root', root, '--shard', '3/2'])
+    with pytest.raises(SystemExit, match='no such file'):
+        tool.main(['nope.py', '--tests', 'x', '--root', root])

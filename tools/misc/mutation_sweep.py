@@ -1,0 +1,123 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+"""Single-line mutation sweep of source files against their tests.
+
+Every mutable token of FILES (operators, comparisons, booleans, numbers,
+reductions, ``detach``; see :mod:`mmssl.testing.mutation`) is changed in
+turn and the TESTS are run with ``pytest -x``; the survivors are the lines
+no test checks (or equivalent changes). Files are changed in place under
+``--root`` and put back after each run, so sweep a copy of the
+repository, e.g.::
+
+    git worktree add ../mmssl-sweep HEAD
+    python tools/misc/mutation_sweep.py mmssl/models/prompt/nfl.py \\
+        --tests tests/test_models/test_coop.py --root ../mmssl-sweep \\
+        --out nfl.tsv
+
+Two copies with ``--shard 1/2`` and ``--shard 2/2`` use two cores.
+"""
+import argparse
+import os.path as osp
+import sys
+
+from mmengine.utils import ProgressBar
+
+from mmssl.testing.mutation import generate_mutants, run_sweep
+
+COLUMNS = ('file', 'line', 'col', 'old', 'new', 'status', 'seconds', 'failed',
+           'source')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument(
+        'files', nargs='+', help='source files, relative '
+        'to --root')
+    parser.add_argument(
+        '--tests',
+        nargs='+',
+        required=True,
+        help='pytest paths run for every mutant')
+    parser.add_argument(
+        '--root',
+        default='.',
+        help='the repository copy '
+        'to mutate (default: the current folder)')
+    parser.add_argument(
+        '--shard',
+        default='1/1',
+        help='K/N: run every '
+        'N-th mutant starting at the K-th (default 1/1)')
+    parser.add_argument(
+        '--timeout',
+        type=float,
+        default=600.,
+        help='seconds per test run (default 600)')
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=1,
+        help='torch threads per test run (default 1)')
+    parser.add_argument(
+        '--list',
+        action='store_true',
+        help='print the mutants and run nothing')
+    parser.add_argument('--out', help='TSV file of every result')
+    return parser.parse_args(argv)
+
+
+def _shard(text: str):
+    try:
+        k, n = (int(v) for v in text.split('/'))
+    except ValueError:
+        k = n = 0
+    if not 1 <= k <= n:
+        raise SystemExit(f'--shard must be K/N with 1 <= K <= N, got '
+                         f'{text!r}')
+    return k, n
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    k, n = _shard(args.shard)
+    mutants = []
+    for path in args.files:
+        full = osp.join(args.root, path)
+        if not osp.isfile(full):
+            raise SystemExit(f'{full}: no such file (FILES are relative '
+                             'to --root)')
+        with open(full) as f:
+            mutants += generate_mutants(path, f.read())
+    mutants = mutants[k - 1::n]
+    if args.list:
+        for m in mutants:
+            print(f'{m.path}:{m.line}:{m.col}\t{m.old!r} -> {m.new!r}')
+        return 0
+    rows = []
+    bar = ProgressBar(len(mutants), file=sys.stderr)
+
+    def record(result):
+        m = result.mutant
+        rows.append((m.path, m.line, m.col, m.old, m.new, result.status,
+                     f'{result.seconds:.1f}', result.failed, result.source))
+        if args.out:
+            with open(args.out, 'a') as f:
+                f.write('\t'.join(str(v) for v in rows[-1]) + '\n')
+        bar.update()
+
+    if args.out and not osp.isfile(args.out):
+        with open(args.out, 'w') as f:
+            f.write('\t'.join(COLUMNS) + '\n')
+    results = run_sweep(mutants, args.tests, args.root, args.timeout,
+                        args.threads, record)
+    survived = [r for r in results if r.status != 'killed']
+    print(f'\n{len(results)} mutants: {len(results) - len(survived)} '
+          f'killed, {len(survived)} not killed')
+    for r in survived:
+        m = r.mutant
+        print(f'{r.status.upper():9s} {m.path}:{m.line}:{m.col} '
+              f'{m.old!r} -> {m.new!r}   {r.source}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
