@@ -95,18 +95,15 @@ class MutantResult(NamedTuple):
 def _skipped_lines(tokens: List[tokenize.TokenInfo]) -> set:
     """Lines of raise statements (every line of a multi-line one), of
     logging / warnings / imports, and of decorators."""
-    skip, in_raise, depth = set(), False, 0
+    skip, in_raise = set(), False
     for tok in tokens:
         if tok.type == tokenize.NAME and tok.string in SKIP_LINE_NAMES:
             skip.add(tok.start[0])
-            in_raise = in_raise or (tok.string == 'raise' and depth == 0)
+            in_raise = in_raise or tok.string == 'raise'
         if tok.type == tokenize.OP and tok.string == '@' and \
                 tok.line.lstrip().startswith('@'):
             skip.add(tok.start[0])
-        if tok.type == tokenize.OP:
-            depth += tok.string in '([{'
-            depth -= tok.string in ')]}'
-        if in_raise:
+        if in_raise:  # to the end of the statement
             skip.update(range(tok.start[0], tok.end[0] + 1))
         if tok.type == tokenize.NEWLINE:
             in_raise = False

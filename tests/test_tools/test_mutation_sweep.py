@@ -8,6 +8,7 @@ from mmssl.testing.mutation import (Mutant, apply_mutant, generate_mutants,
                                     run_mutant)
 
 SOURCE = '''\
+LIMIT = 2**8
 import math
 
 
@@ -15,10 +16,15 @@ import math
 def scaled(x, *args, **kwargs):
     """Docs: a + b."""
     if x < 0 and not args:
-        raise ValueError(f'x must be >= 0, got {x - 1}')
+        raise ValueError(
+            f'x must be >= 0, got {x - 1}' +
+            str(x * 2))
     # 2 * x in a comment
+    warnings.warn('slow', stacklevel=2)
     y = -x
-    return max(x * 2.5, 1) + y @ x == True
+    z = (x -
+         y)
+    return max(x * 2.5, 1) + z @ x == True
 '''
 
 
@@ -29,35 +35,39 @@ def _described(mutants):
 def test_mutants_of_each_kind_and_the_skipped_lines():
     got = _described(generate_mutants('m.py', SOURCE))
     assert got == [
-        (7, '<', '<='),
-        (7, '0', '1'),
-        (7, 'and', 'or'),
-        (7, 'not', ''),
-        (10, '-', ''),
-        (11, 'max', 'min'),
-        (11, '*', '/'),
-        (11, '2.5', '5.0'),
-        (11, '1', '0'),
-        (11, '+', '-'),
-        (11, '@', '*'),
-        (11, '==', '!='),
-        (11, 'True', 'False'),
+        (1, '2', '4'),
+        (1, '**', '*'),
+        (1, '8', '16'),
+        (8, '<', '<='),
+        (8, '0', '1'),
+        (8, 'and', 'or'),
+        (8, 'not', ''),
+        (14, '-', ''),
+        (15, '-', '+'),
+        (17, 'max', 'min'),
+        (17, '*', '/'),
+        (17, '2.5', '5.0'),
+        (17, '1', '0'),
+        (17, '+', '-'),
+        (17, '@', '*'),
+        (17, '==', '!='),
+        (17, 'True', 'False'),
     ]
-    # strings, comments, the raise line, the import, the decorator and the
-    # star arguments are left alone
-    assert {m.line for m in generate_mutants('m.py', SOURCE)} == {7, 10, 11}
+    # strings, comments, the three lines of the raise statement, the
+    # warning, the import, the decorator and the star arguments are left
+    # alone; a statement after the raise is mutated again (line 15)
 
 
 def test_apply_changes_one_token_and_refuses_a_stale_mutant():
     mutants = generate_mutants('m.py', SOURCE)
     first = apply_mutant(SOURCE, mutants[0])
-    assert first.split('\n')[6] == '    if x <= 0 and not args:'
+    assert first.split('\n')[0] == 'LIMIT = 4**8'
     assert sum(a != b
                for a, b in zip(first.split('\n'), SOURCE.split('\n'))) == 1
     mul = next(m for m in mutants if m.old == '*')
     assert 'x / 2.5' in apply_mutant(SOURCE, mul)
-    with pytest.raises(ValueError, match=r"m.py:7: expected '<' at column"):
-        apply_mutant(SOURCE.replace('x < 0', 'x > 0'), mutants[0])
+    with pytest.raises(ValueError, match=r"m.py:1: expected '2' at column"):
+        apply_mutant(SOURCE.replace('2**8', '3**8'), mutants[0])
     with pytest.raises(ValueError, match='line 99 does not exist'):
         apply_mutant(SOURCE, Mutant('m.py', 99, 0, 'x', 'y'))
 
