@@ -210,6 +210,31 @@ def test_bad_trainable_blocks(trainable, match):
         MODELS.build(_classifier(_resnet(), trainable))
 
 
+def test_block_names_must_come_as_a_list():
+    from mmssl.models.utils.subtuning import resolve_blocks
+    backbone = MODELS.build(_resnet())
+    for bad in ({'layer4': True}, 4):
+        with pytest.raises(ValueError, match='must be a list of backbone'):
+            resolve_blocks(backbone, bad)
+    assert resolve_blocks(backbone, ('backbone.layer4', )) == ['layer4']
+
+
+def test_backbone_without_frozen_stages():
+    """A backbone with no frozen_stages setting (LeNet5) is accepted."""
+    model = MODELS.build(
+        dict(
+            type='mmssl.SubTuningClassifier',
+            backbone=dict(type='LeNet5', num_classes=0),
+            head=dict(
+                type='LinearClsHead',
+                num_classes=3,
+                in_channels=120,
+                loss=dict(type='CrossEntropyLoss')),
+            trainable_blocks=[]))
+    assert not hasattr(model.backbone, 'frozen_stages')
+    assert model.num_trainable() == 120 * 3 + 3
+
+
 def test_bad_model_around_the_blocks():
     with pytest.raises(ValueError, match='frozen_stages=1'):
         MODELS.build(_classifier(_resnet(frozen_stages=1), ['layer4']))
@@ -299,12 +324,67 @@ def test_greedy_backward_and_best_start():
     assert best.selected == ['b1']
 
 
+def _table(accuracies):
+    """evaluate() from a table: subset (as a string of block indices, ''
+    for the empty set) -> accuracy; exact binary fractions, so the
+    comparisons with the best and with eps have no rounding."""
+    return lambda subset: accuracies[''.join(b[1:] for b in subset)]
+
+
+def test_greedy_ties_boundaries_and_step_numbers():
+    three = BLOCKS[:3]
+    # a tie between b0 and b1: the first in block order is taken; a step
+    # that equals the best does not replace it (the smaller set stays);
+    # a step exactly eps below the best goes on
+    table = {
+        '': 0.5,
+        '0': 0.75,
+        '1': 0.75,
+        '2': 0.25,
+        '01': 0.75,
+        '02': 0.25,
+        '012': 0.5
+    }
+    result = greedy_select(three, _table(table), eps=0.25)
+    assert [h['block'] for h in result.history] == [None, 'b0', 'b1', 'b2']
+    assert [h['step'] for h in result.history] == [0, 1, 2, 3]
+    assert result.selected == ['b0'] and result.accuracy == 0.75
+    # one more quarter below: the search stops at step 2
+    table.update({'01': 0.25})
+    stopped = greedy_select(three, _table(table), eps=0.25)
+    assert [h['step'] for h in stopped.history] == [0, 1, 2]
+    # 'best' with none and all equal starts from the empty set
+    tie = greedy_select(
+        three, _table(dict(table, **{'012': 0.5})), start='best')
+    assert tie.history[0]['subset'] == () and tie.history[1]['action'] == 'add'
+
+
+def test_greedy_default_tolerance_is_one_point():
+    """eps = 0.01 by default: a 0.015 loss ends the search, 0.005 not."""
+    table = {
+        '': 0.5,
+        '0': 0.625,
+        '1': 0.5,
+        '01': 0.625 - 0.015,
+        '2': 0.5,
+        '02': 0.625 - 0.015,
+        '012': 0.75
+    }
+    # with three blocks the 0.015 loss stops before b2 could be added
+    stopped = greedy_select(BLOCKS[:3], _table(table))
+    assert len(stopped.history) == 3 and stopped.selected == ['b0']
+    table.update({'01': 0.625 - 0.005, '02': 0.625 - 0.005})
+    on = greedy_select(BLOCKS[:3], _table(table))
+    assert on.selected == ['b0', 'b1', 'b2'] and on.accuracy == 0.75
+
+
 @pytest.mark.parametrize('kwargs,match', [
     (dict(blocks=[]), 'non-empty'),
     (dict(blocks=['b0', 'b0']), 'distinct'),
     (dict(eps=-0.1), 'eps'),
     (dict(start='some'), 'start'),
     (dict(evaluate=lambda s: float('nan')), 'finite'),
+    (dict(evaluate=lambda s: True), 'finite number, got True'),
 ])
 def test_greedy_bad_input(kwargs, match):
     args = dict(
