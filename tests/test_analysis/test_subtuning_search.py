@@ -216,6 +216,14 @@ def test_profile_and_greedy_on_a_table(tmp_path):
         pairs={'layer4.0+layer4.1': 0.58})
     # the pair of two blocks is the full set: evaluated once
     assert len(calls) == len(set(calls)) == 4
+    # without pairs (the default) the consecutive pairs are not evaluated
+    three = blocks + ['layer4.2']
+    calls.clear()
+    plain = finetuning_profile(lambda s: calls.append(s) or 0.5, three)
+    assert calls == [(), ('layer4.0', ), ('layer4.1', ), ('layer4.2', ),
+                     tuple(three)]
+    assert plain['pairs'] == {} and len(plain['single']) == 3
+    calls.clear()
     result = greedy_search(evaluate, blocks, eps=0.01, start='non')
     assert result['selected'] == ['layer4.1']
     assert result['accuracy'] == pytest.approx(0.60)

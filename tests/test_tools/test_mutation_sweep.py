@@ -25,6 +25,11 @@ def scaled(x, *args, **kwargs):
     z = (x -
          y)
     return max(x * 2.5, 1) + z @ x == True
+
+
+def other(x,
+          *rest):
+    return 2.0 + 1e3
 '''
 
 
@@ -52,10 +57,14 @@ def test_mutants_of_each_kind_and_the_skipped_lines():
         (17, '@', '*'),
         (17, '==', '!='),
         (17, 'True', 'False'),
+        (22, '2.0', '4.0'),
+        (22, '+', '-'),
+        (22, '1e3', '2000.0'),
     ]
     # strings, comments, the three lines of the raise statement, the
     # warning, the import, the decorator and the star arguments are left
-    # alone; a statement after the raise is mutated again (line 15)
+    # alone (also *rest on a continuation line); a statement after the
+    # raise is mutated again (line 15); a float stays a float
 
 
 def test_apply_changes_one_token_and_refuses_a_stale_mutant():
