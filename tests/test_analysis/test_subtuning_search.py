@@ -196,6 +196,25 @@ def test_a_crashed_search_resumes_with_the_missing_runs(tmp_path, monkeypatch):
     assert fake.calls == [(('layer4.0', ), 2, 0)]
 
 
+@pytest.mark.parametrize('start', ['non', 'all', 'best'])
+def test_greedy_subsets_bounds_a_search_that_runs_to_the_end(start):
+    """Every step within eps: the search runs to the end and evaluates
+    1 + n (n + 1) / 2 distinct subsets, the progress bar's length."""
+    from mmssl.analysis.subtuning_select import greedy_subsets
+    blocks = [f'b{i}' for i in range(5)]
+    calls = []
+
+    def evaluate(subset):
+        calls.append(subset)
+        return 0.5 + 0.001 * len(subset)
+
+    result = greedy_search(evaluate, blocks, start=start)
+    assert result['eps'] == 0.01  # the default
+    assert len(result['history']) == 6
+    assert len(calls) == len(set(calls)) == greedy_subsets(5) == 16
+    assert greedy_subsets(1) == 2
+
+
 def test_profile_and_greedy_on_a_table(tmp_path):
     blocks = ['layer4.0', 'layer4.1']
     calls = []

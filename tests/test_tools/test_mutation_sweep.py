@@ -77,8 +77,11 @@ def test_apply_changes_one_token_and_refuses_a_stale_mutant():
     assert 'x / 2.5' in apply_mutant(SOURCE, mul)
     with pytest.raises(ValueError, match=r"m.py:1: expected '2' at column"):
         apply_mutant(SOURCE.replace('2**8', '3**8'), mutants[0])
-    with pytest.raises(ValueError, match='line 99 does not exist'):
-        apply_mutant(SOURCE, Mutant('m.py', 99, 0, 'x', 'y'))
+    for line in (0, 99):
+        with pytest.raises(ValueError, match=f'line {line} does not exist'):
+            apply_mutant(SOURCE, Mutant('m.py', line, 0, 'x', 'y'))
+    # the last line of a file without a final newline
+    assert apply_mutant('a = 1', Mutant('m.py', 1, 4, '1', '0')) == 'a = 0'
 
 
 def _package(tmp_path):
@@ -87,8 +90,9 @@ def _package(tmp_path):
     (tmp_path / 'pkg' /
      'half.py').write_text('def half(x):\n    return x / 2 if x > 0 else 0\n')
     (tmp_path / 'test_half.py').write_text(
-        'from pkg.half import half\n\n\ndef test_half():\n'
-        '    assert half(4) == 2\n')
+        'import os\n\nfrom pkg.half import half\n\n\ndef test_half():\n'
+        '    assert half(4) == 2\n'
+        "    assert os.environ['OMP_NUM_THREADS'] == '1'  # the default\n")
     return str(tmp_path)
 
 
