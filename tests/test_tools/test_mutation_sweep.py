@@ -5,7 +5,7 @@ import os.path as osp
 import pytest
 
 from mmssl.testing.mutation import (Mutant, apply_mutant, generate_mutants,
-                                    run_mutant)
+                                    run_mutant, run_sweep)
 
 SOURCE = '''\
 LIMIT = 2**8
@@ -111,6 +111,14 @@ def test_run_kills_survives_and_puts_the_file_back(tmp_path):
     survived = run_mutant(zero[1], ['test_half.py'], root, timeout=120)
     assert survived.status == 'survived' and survived.failed == ''
     assert open(osp.join(root, path)).read() == original
+    assert 0 < killed.seconds < 120 and 0 < survived.seconds < 120
+    # run_sweep: the same, in order, each result also handed over as it comes
+    seen = []
+    results = run_sweep([by_old['/'], zero[1]], ['test_half.py'],
+                        root,
+                        on_result=seen.append)
+    assert [r.status for r in results] == ['killed', 'survived']
+    assert seen == results
 
 
 def test_tool_lists_shards_and_writes_the_table(tmp_path, load_tool_module,
