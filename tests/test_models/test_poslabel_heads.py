@@ -69,6 +69,57 @@ def test_rel_labels_7x7_match_swin_relative_position_index():
     assert int((r == 84).sum()) == 49
 
 
+def test_non_square_windows_and_grids():
+    """A (2, 3) window: (2*2-1)(2*3-1) = 15 offsets, Swin's index; grids
+    are (h, w) and a window must divide both sides."""
+    from mmssl.models.utils.poslabel import (check_divisible_grid,
+                                             num_rel_classes, to_2tuple_grid)
+    assert num_rel_classes((2, 3)) == 15
+    r = rel_pos_label_matrix((2, 3))
+    assert r.shape == (6, 6)
+    # cells (0, 0) and (1, 2): offsets (-1, -2) -> 0, (1, 2) -> 14
+    assert (r[0, 5], r[5, 0], r[0, 0]) == (0, 14, 7)
+    attn = WindowMSA(embed_dims=8, window_size=(2, 3), num_heads=1)
+    assert torch.equal(r, attn.relative_position_index)
+    assert to_2tuple_grid((2, 3)) == (2, 3) and to_2tuple_grid(4) == (4, 4)
+    check_divisible_grid((4, 6), (2, 3), 'window_size')
+    for grid, window in (((4, 6), (2, 4)), ((3, 6), (2, 3))):
+        with pytest.raises(ValueError, match='does not tile'):
+            check_divisible_grid(grid, window, 'window_size')
+
+
+def test_abs_head_defaults_and_argument_checks():
+    """The reference's MLP (384, 192), no dropout, timm's Linear init;
+    a (2, 3) grid has 6 classes; in_channels even and >= 2; dropout in
+    [0, 1); tokens must be (B, N, in_channels)."""
+    head = AbsPosLabelHead(in_channels=2, grid_size=(2, 3))
+    assert head.num_classes == 6 and head.fc_cls.out_features == 6
+    assert head.num_tokens == 6
+    head.check_tokens(torch.zeros(1, 6, 2), None)  # a full (2, 3) grid
+    assert (head.fc1.in_features, head.fc1.out_features,
+            head.fc2.out_features) == (1, 384, 192)
+    assert head.drop.p == 0.
+    assert head.init_cfg == dict(
+        type='TruncNormal', layer='Linear', std=0.02, bias=0.)
+    with pytest.raises(ValueError, match='dropout'):
+        AbsPosLabelHead(in_channels=4, grid_size=2, dropout=1.)
+    head = AbsPosLabelHead(in_channels=4, grid_size=2, mlp_dims=(8, 8))
+    for shape in ((2, 4, 6), (8, 4)):
+        with pytest.raises(ValueError, match=r'expected tokens \(B, N, 4\)'):
+            head.check_tokens(torch.zeros(shape), None)
+
+
+def test_all_pairs_kept_when_the_budget_covers_them():
+    from mmssl.models.utils import sample_pairs
+    for k in (10, 12, None):
+        assert torch.equal(
+            sample_pairs(10, 2, k),
+            torch.arange(10).expand(2, -1))
+    picked = sample_pairs(10, 2, 9, generator=torch.Generator().manual_seed(0))
+    assert picked.shape == (2, 9)
+    assert all(len(set(row.tolist())) == 9 for row in picked)
+
+
 def test_rel_labels_of_visible_tokens_use_their_true_cells():
     """Pairs of MAE-style visible tokens (cells 4, 0, 8 of a 3x3 grid)."""
     head = RelPosLabelHead(in_channels=4, grid_size=3, mlp_dims=(8, 8))
@@ -205,8 +256,9 @@ def test_sample_pairs_are_distinct_and_in_range():
     assert pick.shape == (3, 40)
     for row in pick:
         assert row.unique().numel() == 40 and 0 <= row.min() <= row.max() < 81
-    assert torch.equal(sample_pairs(81, 2, None, torch.device('cpu')),
-                       torch.arange(81).expand(2, -1))
+    assert torch.equal(
+        sample_pairs(81, 2, None, torch.device('cpu')),
+        torch.arange(81).expand(2, -1))
 
 
 def test_classifier_reads_feature_maps_in_row_major_order():

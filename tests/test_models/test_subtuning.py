@@ -332,30 +332,34 @@ def _table(accuracies):
 
 
 def test_greedy_ties_boundaries_and_step_numbers():
-    three = BLOCKS[:3]
+    four = BLOCKS[:4]
     # a tie between b0 and b1: the first in block order is taken; a step
     # that equals the best does not replace it (the smaller set stays);
-    # a step exactly eps below the best goes on
+    # a step exactly eps below the best goes on (step 3 -> step 4)
     table = {
         '': 0.5,
         '0': 0.75,
         '1': 0.75,
         '2': 0.25,
+        '3': 0.25,
         '01': 0.75,
         '02': 0.25,
-        '012': 0.5
+        '03': 0.25,
+        '012': 0.5,
+        '013': 0.25,
+        '0123': 0.5
     }
-    result = greedy_select(three, _table(table), eps=0.25)
-    assert [h['block'] for h in result.history] == [None, 'b0', 'b1', 'b2']
-    assert [h['step'] for h in result.history] == [0, 1, 2, 3]
+    result = greedy_select(four, _table(table), eps=0.25)
+    assert [h['block']
+            for h in result.history] == [None, 'b0', 'b1', 'b2', 'b3']
+    assert [h['step'] for h in result.history] == [0, 1, 2, 3, 4]
     assert result.selected == ['b0'] and result.accuracy == 0.75
-    # one more quarter below: the search stops at step 2
-    table.update({'01': 0.25})
-    stopped = greedy_select(three, _table(table), eps=0.25)
-    assert [h['step'] for h in stopped.history] == [0, 1, 2]
+    # one more quarter below at step 3: the search stops there
+    table.update({'012': 0.25})
+    stopped = greedy_select(four, _table(table), eps=0.25)
+    assert [h['step'] for h in stopped.history] == [0, 1, 2, 3]
     # 'best' with none and all equal starts from the empty set
-    tie = greedy_select(
-        three, _table(dict(table, **{'012': 0.5})), start='best')
+    tie = greedy_select(four, _table(table), start='best')
     assert tie.history[0]['subset'] == () and tie.history[1]['action'] == 'add'
 
 
