@@ -101,8 +101,20 @@ def test_abs_head_defaults_and_argument_checks():
     assert head.drop.p == 0.
     assert head.init_cfg == dict(
         type='TruncNormal', layer='Linear', std=0.02, bias=0.)
+    assert head.loss_weight == 0.5
     with pytest.raises(ValueError, match='dropout'):
         AbsPosLabelHead(in_channels=4, grid_size=2, dropout=1.)
+    for dims in ((8, ), (8, 8, 8), 8):
+        with pytest.raises(ValueError, match=r'must be \(hidden, out\)'):
+            AbsPosLabelHead(in_channels=4, grid_size=2, mlp_dims=dims)
+    head = AbsPosLabelHead(in_channels=4, grid_size=2, mlp_dims=(8, 5))
+    assert (head.fc1.out_features, head.fc2.out_features) == (8, 5)
+    rel = RelPosLabelHead(in_channels=4, grid_size=2)
+    # the reference's (384, 384); one bias for the pair (fc1's), and the
+    # pair indices are not in checkpoints
+    assert (rel.fc1.out_features, rel.fc2.out_features) == (384, 384)
+    assert rel.fc1_second.bias is None
+    assert not any('pair_' in k for k in rel.state_dict())
     head = AbsPosLabelHead(in_channels=4, grid_size=2, mlp_dims=(8, 8))
     for shape in ((2, 4, 6), (8, 4)):
         with pytest.raises(ValueError, match=r'expected tokens \(B, N, 4\)'):
