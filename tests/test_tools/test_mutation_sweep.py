@@ -4,6 +4,7 @@ import os.path as osp
 
 import pytest
 
+from mmssl.engine.runner_utils import ToolError
 from mmssl.testing.mutation import (Mutant, apply_mutant, generate_mutants,
                                     run_mutant, run_sweep)
 
@@ -148,7 +149,7 @@ def test_tool_lists_shards_and_writes_the_table(tmp_path, load_tool_module,
                                                 ('0', 'survived')]
     printed = capsys.readouterr().out
     assert '2 mutants: 1 killed, 1 not killed' in printed
-    with pytest.raises(SystemExit, match='--shard must be K/N'):
+    with pytest.raises(ToolError, match='--shard must be K/N'):
         tool.main([path, '--tests', 'x', '--root', root, '--shard', '3/2'])
-    with pytest.raises(SystemExit, match='no such file'):
+    with pytest.raises(ToolError, match='no such file'):
         tool.main(['nope.py', '--tests', 'x', '--root', root])

@@ -21,6 +21,7 @@ import sys
 
 from mmengine.utils import ProgressBar
 
+from mmssl.engine.runner_utils import ToolError, run_tool
 from mmssl.testing.mutation import generate_mutants, run_sweep
 
 COLUMNS = ('file', 'line', 'col', 'old', 'new', 'status', 'seconds', 'failed',
@@ -71,8 +72,8 @@ def _shard(text: str):
     except ValueError:
         k = n = 0
     if not 1 <= k <= n:
-        raise SystemExit(f'--shard must be K/N with 1 <= K <= N, got '
-                         f'{text!r}')
+        raise ToolError(f'--shard must be K/N with 1 <= K <= N, got '
+                        f'{text!r}')
     return k, n
 
 
@@ -83,8 +84,8 @@ def main(argv=None) -> int:
     for path in args.files:
         full = osp.join(args.root, path)
         if not osp.isfile(full):
-            raise SystemExit(f'{full}: no such file (FILES are relative '
-                             'to --root)')
+            raise ToolError(f'{full}: no such file (FILES are relative '
+                            'to --root)')
         with open(full) as f:
             mutants += generate_mutants(path, f.read())
     mutants = mutants[k - 1::n]
@@ -120,4 +121,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_tool(main)
