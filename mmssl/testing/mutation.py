@@ -22,7 +22,7 @@ from typing import Callable, Iterable, List, NamedTuple, Optional, Sequence
 
 __all__ = [
     'Mutant', 'MutantResult', 'generate_mutants', 'apply_mutant', 'run_mutant',
-    'run_sweep'
+    'run_sweep', 'check_baseline'
 ]
 
 #: operator -> its replacement
@@ -203,40 +203,64 @@ def run_mutant(mutant: Mutant,
     with open(target) as f:
         original = f.read()
     mutated = apply_mutant(original, mutant)
+    start = time.time()
+    try:
+        with open(target, 'w') as f:
+            f.write(mutated)
+        status, failed, _ = _pytest(tests, root, timeout, threads)
+        status = dict(passed='survived', failed='killed').get(status, status)
+    finally:
+        with open(target, 'w') as f:
+            f.write(original)
+    source = original.split('\n')[mutant.line - 1].strip()
+    return MutantResult(mutant, status, failed, time.time() - start, source)
+
+
+def _pytest(tests: Sequence[str], root: str, timeout: float,
+            threads: int) -> tuple:
+    """``pytest -x -q TESTS`` in ``root`` (first on the path): ``('passed' |
+    'failed' | 'timeout', first failing test, output)``."""
     env = dict(
         os.environ,
         PYTHONPATH=os.pathsep.join(
             [root] + [p for p in [os.environ.get('PYTHONPATH')] if p]),
         OMP_NUM_THREADS=str(threads),
         MKL_NUM_THREADS=str(threads))
-    start = time.time()
+    cmd = [
+        sys.executable, '-m', 'pytest', '-x', '-q', '-p', 'no:cacheprovider',
+        *tests
+    ]
     try:
-        with open(target, 'w') as f:
-            f.write(mutated)
-        cmd = [
-            sys.executable, '-m', 'pytest', '-x', '-q', '-p',
-            'no:cacheprovider', *tests
-        ]
-        try:
-            proc = subprocess.run(
-                cmd,
-                cwd=root,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=timeout)
-        except subprocess.TimeoutExpired:
-            status, failed = 'timeout', ''
-        else:
-            lines = proc.stdout.splitlines()
-            first = [x for x in lines if x.startswith(('FAILED ', 'ERROR '))]
-            status = 'survived' if proc.returncode == 0 else 'killed'
-            failed = first[0].split(' - ')[0] if first else ''
-    finally:
-        with open(target, 'w') as f:
-            f.write(original)
-    source = original.split('\n')[mutant.line - 1].strip()
-    return MutantResult(mutant, status, failed, time.time() - start, source)
+        proc = subprocess.run(
+            cmd,
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return 'timeout', '', ''
+    lines = proc.stdout.splitlines()
+    first = [x for x in lines if x.startswith(('FAILED ', 'ERROR '))]
+    return ('passed' if proc.returncode == 0 else 'failed',
+            first[0].split(' - ')[0] if first else '',
+            proc.stdout + proc.stderr)
+
+
+def check_baseline(tests: Sequence[str],
+                   root: str,
+                   timeout: float = 600.,
+                   threads: int = 1) -> None:
+    """Run ``tests`` on the unchanged code first: a sweep whose tests fail
+    anyway (a wrong path, a broken copy) would count every mutant as
+    killed. Raises ValueError with the end of pytest's output."""
+    status, failed, output = _pytest(tests, root, timeout, threads)
+    if status != 'passed':
+        raise ValueError(
+            f'the tests {list(tests)} do not pass on the unchanged code in '
+            f'{root!r} ({status}{": " + failed if failed else ""}); fix the '
+            'test paths (relative to --root) or the copy before sweeping:\n' +
+            output[-1500:])
 
 
 def run_sweep(

@@ -151,5 +151,12 @@ def test_tool_lists_shards_and_writes_the_table(tmp_path, load_tool_module,
     assert '2 mutants: 1 killed, 1 not killed' in printed
     with pytest.raises(ToolError, match='--shard must be K/N'):
         tool.main([path, '--tests', 'x', '--root', root, '--shard', '3/2'])
+    # tests that fail on the unchanged code would count every mutant as
+    # killed: refused, naming them
+    with pytest.raises(
+            ToolError,
+            match=r"the tests \['test_nope.py'\] do "
+            'not pass on the unchanged code'):
+        tool.main([path, '--tests', 'test_nope.py', '--root', root])
     with pytest.raises(ToolError, match='no such file'):
         tool.main(['nope.py', '--tests', 'x', '--root', root])

@@ -22,7 +22,7 @@ import sys
 from mmengine.utils import ProgressBar
 
 from mmssl.engine.runner_utils import ToolError, run_tool
-from mmssl.testing.mutation import generate_mutants, run_sweep
+from mmssl.testing.mutation import check_baseline, generate_mutants, run_sweep
 
 COLUMNS = ('file', 'line', 'col', 'old', 'new', 'status', 'seconds', 'failed',
            'source')
@@ -93,6 +93,10 @@ def main(argv=None) -> int:
         for m in mutants:
             print(f'{m.path}:{m.line}:{m.col}\t{m.old!r} -> {m.new!r}')
         return 0
+    try:
+        check_baseline(args.tests, args.root, args.timeout, args.threads)
+    except ValueError as err:
+        raise ToolError(str(err)) from None
     rows = []
     bar = ProgressBar(len(mutants), file=sys.stderr)
 
