@@ -27,6 +27,37 @@ def test_single_process_gathers_are_identity():
         split_batch(_batch(n=5), 2, 0)
 
 
+def _concat_gathers(x):
+    """Both concatenating gathers and the gradient of a weighted sum of
+    the differentiable one, placed at this rank's rows."""
+    from mmengine.dist import get_rank, get_world_size
+    x = x.clone().requires_grad_()
+    full = concat_all_gather_with_grad(x)  # (W n, d)
+    weights = torch.arange(full.numel(), dtype=x.dtype).view_as(full)
+    (full * weights).sum().backward()
+    n, rank = x.shape[0], get_rank()
+    grad = torch.zeros(get_world_size() * n, *x.shape[1:])
+    grad[rank * n:(rank + 1) * n] = x.grad
+    return dict(full=full, no_grad=concat_all_gather(x), grad=grad)
+
+
+def test_concatenating_gathers_are_rank_major():
+    """2 processes: both gathers give the (W n, d) batch in rank order
+    (the same tensor as one process), and the gradient sent back to each
+    rank is the sum over the W ranks' losses: W times its rows of the
+    weights, which the rank average of the placed rows turns back into the
+    single-process gradient."""
+    x = torch.arange(24.).view(8, 3)
+    single, multi = run_single_and_distributed(_concat_gathers, (x, ))
+    for k in ('full', 'no_grad', 'grad'):
+        assert multi[k].shape == single[k].shape == (8, 3), k
+    torch.testing.assert_close(multi['full'], x.double())
+    torch.testing.assert_close(multi['no_grad'], x.double())
+    weights = torch.arange(24.).view(8, 3).double()
+    torch.testing.assert_close(single['grad'], weights)
+    torch.testing.assert_close(multi['grad'], weights)
+
+
 def test_two_processes_match_one():
     assert_matches_single_process(ntxent_linear_step, _batch(), atol=1e-5)
 

@@ -97,7 +97,23 @@ def test_module_and_validation():
     torch.testing.assert_close(loss(z1, z2), 2 * nt_xent_loss(z1, z2, 0.5))
     with pytest.raises(ValueError, match='temperature'):
         NTXentLoss(temperature=0)
+    with pytest.raises(ValueError, match='temperature'):
+        nt_xent_loss(z1, z2, temperature=0)
     with pytest.raises(ValueError, match='reduction'):
         nt_xent_loss(z1, z2, reduction='avg')
     with pytest.raises(ValueError, match='must both be'):
         nt_xent_loss(z1, z2[:2])
+
+
+def test_defaults_are_the_papers():
+    """t = 0.1 (the paper's ImageNet value), negatives from all ranks, mean
+    over the anchors, weight 1."""
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(4, 8, generator=g), torch.randn(4, 8, generator=g)
+    t01 = nt_xent_loss(z1, z2, temperature=0.1)
+    assert abs(t01 - nt_xent_loss(z1, z2, temperature=0.2)) > 1e-3
+    torch.testing.assert_close(nt_xent_loss(z1, z2), t01, atol=0, rtol=0)
+    module = NTXentLoss()
+    assert (module.temperature, module.gather, module.reduction,
+            module.loss_weight) == (0.1, True, 'mean', 1.)
+    torch.testing.assert_close(module(z1, z2), t01, atol=0, rtol=0)
