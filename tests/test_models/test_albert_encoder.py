@@ -68,6 +68,27 @@ def test_paper_sizes(arch, paper, rel):
     assert abs(n - paper) / paper < rel, (arch, n)
 
 
+@pytest.mark.parametrize(
+    'arch,layers,hidden,heads,ffn,embed,share',
+    [
+        # paper Table 1 (L, H, E, sharing); heads and FFN of the released
+        # configs (the public albert_config.json of each size)
+        ('base', 12, 768, 12, 3072, 128, 'all'),
+        ('large', 24, 1024, 16, 4096, 128, 'all'),
+        ('xlarge', 24, 2048, 16, 8192, 128, 'all'),
+        ('xxlarge', 12, 4096, 64, 16384, 128, 'all'),
+        ('bert-base', 12, 768, 12, 3072, 768, 'none'),
+        ('bert-large', 24, 1024, 16, 4096, 1024, 'none'),
+    ])
+def test_arch_table(arch, layers, hidden, heads, ffn, embed, share):
+    """Every preset is the paper's row; the number of layers and heads do
+    not show in the parameter counts above."""
+    enc = _meta(arch=arch)
+    assert (enc.num_layers, enc.hidden_size, enc.num_heads, enc.ffn_dim,
+            enc.embedding_size, enc.share) == (layers, hidden, heads, ffn,
+                                               embed, share)
+
+
 def test_share_attention_and_ffn_counts():
     attn = 4 * (768 * 768 + 768) + 2 * 768
     ffn = BASE_LAYER - attn
@@ -153,6 +174,35 @@ def test_unshared_layers_are_distinct():
     assert len({id(enc.layer_modules(i)[0][1]) for i in range(4)}) == 1
 
 
+def test_projection_argument():
+    """None: only when E != H; True: always; False: only with E == H."""
+    assert AlbertEncoder(**TINY).projection is not None  # E 16, H 32
+    assert AlbertEncoder(**TINY, projection=True).projection is not None
+    enc = AlbertEncoder(**dict(TINY, embedding_size=32), projection=False)
+    assert enc.projection is None
+    with pytest.raises(ValueError, match='projection=False'):
+        AlbertEncoder(**TINY, projection=False)
+
+
+def test_arch_dict_and_bad_arch_type():
+    enc = AlbertEncoder(
+        arch=dict(
+            num_layers=2,
+            hidden_size=32,
+            num_heads=4,
+            ffn_dim=64,
+            embedding_size=16,
+            share='all'),
+        vocab_size=100)
+    assert (enc.num_layers, enc.hidden_size, enc.embedding_size) == (2, 32, 16)
+    with pytest.raises(ValueError, match='str or a dict'):
+        AlbertEncoder(arch=['base'])
+    with pytest.raises(ValueError, match='unknown arch keys'):
+        AlbertEncoder(arch=dict(layers=2))
+    with pytest.raises(ValueError, match='lacks'):
+        AlbertEncoder(arch=dict(num_layers=2))
+
+
 def test_no_projection_when_embedding_equals_hidden():
     enc = AlbertEncoder(**dict(TINY, embedding_size=32))
     assert enc.projection is None
@@ -168,7 +218,7 @@ def test_no_projection_when_embedding_equals_hidden():
 def test_group_assignment(layers, groups):
     enc = AlbertEncoder(**dict(
         TINY, num_layers=layers, num_hidden_groups=groups, inner_group_num=2))
-    assert len(enc.attn_blocks) == groups * 2
+    assert len(enc.attn_blocks) == len(enc.ffn_blocks) == groups * 2
     for layer in range(layers):
         g = (layer * groups) // layers
         assert enc.group_of(layer) == g
@@ -177,6 +227,8 @@ def test_group_assignment(layers, groups):
     # every group is used, in order
     assert sorted({enc.group_of(i)
                    for i in range(layers)}) == list(range(groups))
+    seq, _ = enc(torch.randint(0, 100, (1, 3)))
+    assert seq.shape == (1, 3, 32)
 
 
 def test_padding_does_not_change_real_tokens():
@@ -193,12 +245,20 @@ def test_padding_does_not_change_real_tokens():
 
 
 def test_word_embeddings_exposed_and_init():
-    enc = AlbertEncoder(**TINY)
+    torch.manual_seed(0)
+    enc = AlbertEncoder(**dict(TINY, vocab_size=1000))
     enc.init_weights()
     assert enc.word_embeddings is enc.embeddings.word_embeddings
     w = enc.word_embeddings.weight
-    assert w.abs().max() <= 0.04 + 1e-6 and 0.01 < w.std() < 0.03
+    # truncated normal, std 0.02 cut at 2 std: std 0.02 * 0.8796 = 0.01759
+    assert w.abs().max() <= 0.04 + 1e-6
+    assert abs(w.std().item() - 0.01759) < 0.0005
     assert torch.all(enc.pooler.bias == 0)
+    norms = [m for m in enc.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert len(norms) == 3  # embeddings, attention, FFN
+    for m in norms:
+        assert torch.all(m.weight == 1) and torch.all(m.bias == 0)
+        assert m.eps == 1e-12  # the reference's
 
 
 def test_bad_values_are_named():
@@ -210,6 +270,9 @@ def test_bad_values_are_named():
         AlbertEncoder(**dict(TINY, arch='huge'))
     with pytest.raises(ValueError, match='num_hidden_groups'):
         AlbertEncoder(**dict(TINY, num_hidden_groups=5))
+    for key in ('dropout', 'attn_dropout'):
+        with pytest.raises(ValueError, match=key):
+            AlbertEncoder(**TINY, **{key: 1.})
     enc = AlbertEncoder(**TINY)
     with pytest.raises(ValueError, match='vocab_size'):
         enc(torch.tensor([[1, 100]]))

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from mmssl.models.backbones import AlbertEncoder
 from mmssl.models.heads import AlbertMLMHead, SentenceOrderHead, TextClsHead
+from mmssl.models.heads.albert_heads import mlm_correct_counts
 
 
 def _encoder():
@@ -95,3 +96,54 @@ def test_text_cls_head_classification_and_regression():
         TextClsHead(num_classes=2, in_channels=32, regression=True)
     with pytest.raises(ValueError, match='regression=True'):
         TextClsHead(num_classes=1, in_channels=32)
+
+
+def test_heads_init_is_the_references_truncated_normal():
+    """Dense layers: truncated normal std 0.02 cut at 2 std (std of the
+    draws 0.02 * 0.8796), zero biases; the MLM output bias starts at 0."""
+    torch.manual_seed(0)
+    mlm = AlbertMLMHead(in_channels=64, embedding_size=64, vocab_size=10)
+    for owner in (mlm, SentenceOrderHead(in_channels=2048),
+                  TextClsHead(num_classes=2, in_channels=2048)):
+        owner.init_weights()
+        fc = owner.dense if isinstance(owner, AlbertMLMHead) else owner.fc
+        w = fc.weight
+        assert w.abs().max() <= 0.04 + 1e-6
+        assert abs(w.std().item() - 0.01759) < 0.0006, type(owner).__name__
+        assert torch.all(fc.bias == 0)
+    assert torch.all(mlm.bias == 0)
+    assert mlm.norm.eps == 1e-12  # the reference's
+
+
+def _one_hot_logits(pred, vocab=5):
+    """(B, P) predicted ids -> (B, P, V) logits whose argmax is ``pred``."""
+    return F.one_hot(pred, vocab).float() * 3. - 1.
+
+
+def test_mlm_correct_counts_by_hand():
+    pred = torch.tensor([[1, 2, 3], [4, 0, 0]])
+    labels = torch.tensor([[1, 0, 3], [4, 0, 2]])
+    weights = torch.tensor([[1., 1., 1.], [1., 0., 0.]])  # 2 padding slots
+    correct, total = mlm_correct_counts(_one_hot_logits(pred), labels, weights)
+    # sequence 0: slots 0 and 2 right; sequence 1: slot 0 right, slot 1
+    # right too but padding
+    torch.testing.assert_close(correct, torch.tensor([2., 1.]))
+    torch.testing.assert_close(total, torch.tensor([3., 1.]))
+
+
+def test_mlm_accuracy_counts_real_slots_only():
+    """mlm_acc = right real slots / real slots over the batch (3 / 4 here),
+    0 for a batch of padding only."""
+    enc = _encoder()
+    head = AlbertMLMHead(in_channels=32, embedding_size=16, vocab_size=100)
+    head.tie_weights(enc.word_embeddings)
+    hidden = torch.randn(2, 3, 32)
+    pred = head(hidden).argmax(-1)
+    labels = pred.clone()
+    labels[0, 1] = (pred[0, 1] + 1) % 100  # wrong, real
+    labels[1, 2] = (pred[1, 2] + 1) % 100  # wrong, padding
+    weights = torch.tensor([[1., 1., 1.], [1., 0., 0.]])
+    out = head.loss(hidden, labels, weights)
+    torch.testing.assert_close(out['mlm_acc'], torch.tensor(3 / 4))
+    out = head.loss(hidden, labels, torch.zeros(2, 3))
+    assert out['mlm_acc'].item() == 0.
