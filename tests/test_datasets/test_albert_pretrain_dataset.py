@@ -149,3 +149,34 @@ def test_bad_corpus_and_arguments(files, tmp_path):
         AlbertPretrainDataset(files[0], files[1], single_sentence='nsp')
     with pytest.raises(FileNotFoundError, match='train_tokenizer.py'):
         AlbertPretrainDataset(files[0], str(tmp_path / 'none.model'))
+
+
+def test_truncate_pair_keeps_each_sides_word_starts():
+    """The word starts of A and B travel with their tokens through the
+    concatenation and the truncation (the masker reads them), and an empty
+    side stays empty."""
+    from mmssl.datasets.albert_pretrain import pair_item, truncate_pair
+
+    def seg(ids, starts):
+        return np.array(ids, np.int64), np.array(starts, bool)
+
+    a = [seg([11, 12], [1, 0]), seg([13], [1])]
+    b = [seg([21, 22, 23], [0, 1, 0])]
+    rng = np.random.default_rng(0)
+    (ia, sa), (ib, sb) = truncate_pair(a, b, 10, rng)
+    assert ia.tolist() == [11, 12, 13] and sa.tolist() == [1, 0, 1]
+    assert ib.tolist() == [21, 22, 23] and sb.tolist() == [0, 1, 0]
+    assert sa.dtype == sb.dtype == bool
+    item = pair_item((ia, sa), (ib, sb), 0, False)
+    assert item['word_starts'].tolist() == [1, 1, 0, 1, 1, 0, 1, 0, 1]
+    # truncation cuts the longer side, tokens and starts together
+    for seed in range(5):
+        (ia, sa), (ib, sb) = truncate_pair(a, b, 4,
+                                           np.random.default_rng(seed))
+        assert len(ia) + len(ib) == 4 and len(ib) == 2
+        full = {21: 0, 22: 1, 23: 0}
+        assert sb.tolist() == [full[t] for t in ib.tolist()]
+    (ia, sa), (ib, sb) = truncate_pair([], b, 10, rng)
+    assert ia.shape == sa.shape == (0, ) and ib.tolist() == [21, 22, 23]
+    (ia, sa), (ib, sb) = truncate_pair(a, [], 10, rng)
+    assert ib.shape == sb.shape == (0, ) and sa.tolist() == [1, 0, 1]

@@ -134,6 +134,16 @@ def test_predict_counts_match_the_logits():
         w = sample.mlm_weights
         hit = (logits[i].argmax(-1) == sample.mlm_labels).float() * w
         assert sample.mlm_correct == int(hit.sum())
+    # a SOP classifier that predicts both orders on this batch: move the
+    # bias of 'swapped' to the median margin
+    with torch.no_grad():
+        logits = model(**data, mode='tensor')['sop_logits']
+        margin = (logits[:, 1] - logits[:, 0]).sort().values
+        model.sop_head.fc.bias[1] -= margin[1:3].mean()
+        sop = model(**data, mode='tensor')['sop_logits'].argmax(-1)
+        out = model(**data, mode='predict')
+    assert sop.unique().numel() == 2
+    assert [int(s.sop_pred) for s in out] == sop.tolist()
 
 
 def test_bad_batches_are_named():
@@ -148,8 +158,20 @@ def test_bad_batches_are_named():
     batch['data_samples'][0].mlm_positions[0] = 40
     with pytest.raises(ValueError, match='mlm_positions'):
         model(**model.data_preprocessor(batch, True), mode='loss')
+    # the batch length itself is outside [0, T)
+    batch = _items()
+    batch['data_samples'][0].mlm_positions[0] = 16
+    with pytest.raises(ValueError, match=r'mlm_positions must lie in \[0, 16'):
+        model(**model.data_preprocessor(batch, True), mode='loss')
     with pytest.raises(ValueError, match='vocab_size'):
         _model(mlm_head=dict(type='mmssl.AlbertMLMHead', vocab_size=50))
+    # sizes the decoder tie cannot see are checked against the backbone
+    with pytest.raises(ValueError, match=r'mlm_head.in_channels=16 does not'):
+        _model(mlm_head=dict(type='mmssl.AlbertMLMHead', in_channels=16))
+    with pytest.raises(ValueError, match=r'sop_head.in_channels=16 does not'):
+        _model(sop_head=dict(type='mmssl.SentenceOrderHead', in_channels=16))
+    # the backbone's own sizes may be repeated
+    _model(mlm_head=dict(type='mmssl.AlbertMLMHead', in_channels=32))
     with pytest.raises(ValueError, match='with_pooler'):
         _model(backbone=dict(BACKBONE, with_pooler=False))
     with pytest.raises(ValueError, match='input_ids'):

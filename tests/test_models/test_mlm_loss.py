@@ -63,3 +63,10 @@ def test_module_and_errors():
         masked_lm_loss(logits[0], labels, w)
     with pytest.raises(ValueError, match='loss_weight'):
         MaskedLMLoss(loss_weight=-1)
+    # labels that are not (B, P) of 3-D logits
+    with pytest.raises(ValueError, match=r'\(B, P, V\)'):
+        masked_lm_loss(logits, labels[:, :2], w[:, :2])
+    half = MaskedLMLoss(loss_weight=0.5)
+    torch.testing.assert_close(
+        half(logits, labels, w), 0.5 * masked_lm_loss(logits, labels, w))
+    assert MaskedLMLoss(loss_weight=0)(logits, labels, w).item() == 0
