@@ -180,3 +180,56 @@ def test_truncate_pair_keeps_each_sides_word_starts():
     assert ia.shape == sa.shape == (0, ) and ib.tolist() == [21, 22, 23]
     (ia, sa), (ib, sb) = truncate_pair(a, [], 10, rng)
     assert ib.shape == sb.shape == (0, ) and sa.tolist() == [1, 0, 1]
+
+
+def _reference_truncate(tokens_a, tokens_b, max_num_tokens, rng):
+    """google-research/albert ``truncate_seq_pair``, on lists, with the
+    same random draws."""
+    tokens_a, tokens_b = list(tokens_a), list(tokens_b)
+    while len(tokens_a) + len(tokens_b) > max_num_tokens:
+        trunc = tokens_a if len(tokens_a) > len(tokens_b) else tokens_b
+        if rng.random() < 0.5:
+            del trunc[0]
+        else:
+            trunc.pop()
+    return tokens_a, tokens_b
+
+
+@pytest.mark.parametrize('len_a,len_b,limit', [(7, 3, 6), (4, 4, 5), (2, 9, 4),
+                                               (5, 6, 9)])
+def test_truncate_pair_is_the_references(len_a, len_b, limit):
+    """Tokens go one at a time from the longer side (B on a tie), from
+    its front or back with probability 1/2 each."""
+    from mmssl.datasets.albert_pretrain import truncate_pair
+    a = np.arange(100, 100 + len_a)
+    b = np.arange(200, 200 + len_b)
+    outcomes = set()
+    for seed in range(20):
+        ref = _reference_truncate(a, b, limit, np.random.default_rng(seed))
+        (ia, _), (ib, _) = truncate_pair([(a, a > 0)], [(b, b > 0)], limit,
+                                         np.random.default_rng(seed))
+        assert (ia.tolist(), ib.tolist()) == ref, seed
+        outcomes.add((tuple(ia), tuple(ib)))
+    assert len(outcomes) > 2  # the cuts vary between fronts and backs
+
+
+def test_document_segments_limit_is_max_seq_length_minus_3():
+    """[CLS] A [SEP] B [SEP]: a sentence may have max_seq_length - 3
+    tokens; a longer one raises or is cut into pieces of that length."""
+    from mmssl.datasets.albert_pretrain import document_segments
+
+    class Words:
+
+        @staticmethod
+        def word_starts(ids):
+            return np.ones(len(ids), bool)
+
+    lines = [(1, 'a'), (2, 'b'), (3, '')]
+    encoded = [[5] * 29, [6] * 30, []]
+    with pytest.raises(ValueError, match=r"line 2 of 'c.txt' has 30 tokens"):
+        document_segments(lines, encoded, Words, 32, False, 'c.txt')
+    segs = document_segments(lines[:1], encoded[:1], Words, 32, False, 'c')
+    assert [len(s[0]) for s in segs] == [29]
+    segs = document_segments(lines, encoded, Words, 32, True, 'c.txt')
+    assert [len(s[0]) for s in segs] == [29, 29, 1]  # the empty one dropped
+    assert [s[0][0] for s in segs] == [5, 6, 6]
