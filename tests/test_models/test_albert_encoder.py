@@ -32,6 +32,13 @@ def test_base_count_is_the_spec_number():
     assert enc.projection is not None and len(enc.attn_blocks) == 1
 
 
+def test_count_without_pooler():
+    enc = _meta(arch='base', with_pooler=False)
+    assert enc.pooler is None
+    assert count_parameters(enc) == albert_num_params(
+        with_pooler=False) == 11_683_584 - (768 * 768 + 768)
+
+
 def test_doubling_layers_with_all_sharing_keeps_the_count():
     assert count_parameters(_meta(arch='base', num_layers=24)) == 11_683_584
 
@@ -278,3 +285,4 @@ def test_bad_values_are_named():
         enc(torch.tensor([[1, 100]]))
     with pytest.raises(ValueError, match='max_position'):
         enc(torch.zeros(1, 65, dtype=torch.long))
+    assert enc(torch.zeros(1, 64, dtype=torch.long))[0].shape == (1, 64, 32)
