@@ -147,3 +147,24 @@ def test_mlm_accuracy_counts_real_slots_only():
     torch.testing.assert_close(out['mlm_acc'], torch.tensor(3 / 4))
     out = head.loss(hidden, labels, torch.zeros(2, 3))
     assert out['mlm_acc'].item() == 0.
+
+
+def test_sop_and_cls_heads_weights_and_dropout():
+    """Loss weights scale the losses (any value >= 0); dropout must be
+    < 1; the classifier's dropout defaults to ALBERT's GLUE 0.1, the SOP
+    head's to the TF reference's none."""
+    pooled = torch.randn(4, 32)
+    labels = torch.tensor([0, 1, 1, 0])
+    for cls, kwargs, key in ((SentenceOrderHead, {}, 'loss_sop'),
+                             (TextClsHead, dict(num_classes=2), 'loss')):
+        torch.manual_seed(0)
+        one = cls(in_channels=32, **kwargs).eval()
+        torch.manual_seed(0)
+        half = cls(in_channels=32, loss_weight=0.5, **kwargs).eval()
+        torch.testing.assert_close(
+            half.loss(pooled, labels)[key],
+            0.5 * one.loss(pooled, labels)[key])
+        with pytest.raises(ValueError, match='dropout'):
+            cls(in_channels=32, dropout=1., **kwargs)
+    assert SentenceOrderHead(in_channels=32).dropout.p == 0.
+    assert TextClsHead(num_classes=2, in_channels=32).dropout.p == 0.1
