@@ -233,3 +233,75 @@ def test_document_segments_limit_is_max_seq_length_minus_3():
     segs = document_segments(lines, encoded, Words, 32, True, 'c.txt')
     assert [len(s[0]) for s in segs] == [29, 29, 1]  # the empty one dropped
     assert [s[0][0] for s in segs] == [5, 6, 6]
+
+
+def _seg(ids, starts):
+    return np.array(ids, np.int64), np.array(starts, bool)
+
+
+def test_split_single_sentence_cuts_at_word_starts():
+    """A one-sentence chunk is cut at a word start after the first token
+    (at any token of a single word); fewer than 2 tokens: no pair."""
+    from mmssl.datasets.albert_pretrain import split_single_sentence
+    ids = [11, 12, 13, 14, 15, 16]
+
+    def cuts(starts):
+        out = set()
+        for seed in range(40):
+            a, b = split_single_sentence(
+                _seg(ids[:len(starts)], starts), np.random.default_rng(seed))
+            assert a[0][0].tolist() + b[0][0].tolist() == ids[:len(starts)]
+            assert a[0][1].tolist() + b[0][1].tolist() == starts
+            out.add(len(a[0][0]))
+        return out
+
+    assert cuts([1, 0, 1, 0, 0, 1]) == {2, 5}
+    assert cuts([1, 0, 0, 0]) == {1, 2, 3}  # one word: any token boundary
+    assert cuts([1, 1]) == {1}
+    assert split_single_sentence(_seg([11], [1]), np.random.default_rng(0)) \
+        is None
+
+
+def test_short_targets_and_chunks():
+    """Target length: max_seq_length - 3, or with short_seq_prob an
+    integer in [2, max_seq_length - 3]; sentences join a chunk until it
+    reaches the target. One-token sentences make the first item exactly
+    target + 3 long."""
+    from mmssl.datasets.albert_pretrain import instances_from_document
+    doc = [_seg([10 + i], [1]) for i in range(40)]
+    lengths = set()
+    for seed in range(60):
+        items = instances_from_document([doc],
+                                        0,
+                                        np.random.default_rng(seed),
+                                        max_seq_length=8,
+                                        short_seq_prob=1.)
+        lengths.add(len(items[0]['input_ids']))
+    assert lengths == {5, 6, 7, 8}
+    items = instances_from_document([doc],
+                                    0,
+                                    np.random.default_rng(0),
+                                    max_seq_length=8,
+                                    short_seq_prob=0.)
+    assert [len(x['input_ids']) for x in items] == [8] * 8
+    # the default length is the reference's 512
+    doc = [_seg(np.arange(5, 105), np.ones(100)) for _ in range(8)]
+    items = instances_from_document([doc],
+                                    0,
+                                    np.random.default_rng(0),
+                                    short_seq_prob=0.)
+    assert max(len(x['input_ids']) for x in items) == 512
+
+
+def test_random_doc_takes_b_from_another_document():
+    from mmssl.datasets.albert_pretrain import instances_from_document
+    docs = [[_seg([10, 11, 12], [1, 1, 1])], [_seg([20, 21], [1, 1])]]
+    for seed in range(10):
+        for index, other in ((0, 20), (1, 10)):
+            (item, ) = instances_from_document(
+                docs,
+                index,
+                np.random.default_rng(seed),
+                single_sentence='random_doc')
+            a, b = _segments(item)
+            assert b[0] == other and item['sop_label'] == 1

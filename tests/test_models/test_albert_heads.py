@@ -84,6 +84,12 @@ def test_text_cls_head_classification_and_regression():
     assert torch.allclose(scores.sum(-1), torch.ones(4))
     out = head.loss(pooled, torch.tensor([0, 1, 2, 1]))
     assert set(out) == {'loss', 'accuracy'}
+    # accuracy: share of argmax hits, by hand (3 of 4)
+    pred = scores.argmax(-1)
+    targets = pred.clone()
+    targets[2] = (pred[2] + 1) % 3
+    out = head.loss(pooled, targets)
+    assert out['accuracy'].item() == 0.75
     with pytest.raises(ValueError, match='num_classes'):
         head.loss(pooled, torch.tensor([0, 1, 3, 1]))
     reg = TextClsHead(num_classes=1, in_channels=32, regression=True).eval()
