@@ -22,7 +22,7 @@ from typing import Callable, Iterable, List, NamedTuple, Optional, Sequence
 
 __all__ = [
     'Mutant', 'MutantResult', 'generate_mutants', 'apply_mutant', 'run_mutant',
-    'run_sweep', 'check_baseline'
+    'run_sweep', 'check_baseline', 'read_table', 'relocate'
 ]
 
 #: operator -> its replacement
@@ -280,3 +280,92 @@ def run_sweep(
             on_result(result)
         results.append(result)
     return results
+
+
+def read_table(path: str) -> List[tuple]:
+    """The rows of a sweep's TSV table (``tools/misc/mutation_sweep.py
+    --out``) as ``(Mutant, status, source, indent)``, in file order;
+    ``indent`` is None in tables without that column.
+
+    Raises ValueError naming the file and line of a row that is not a
+    table row (a header other than the sweep's, too few columns, a line or
+    column that is not a number).
+    """
+    rows = []
+    with open(path) as f:
+        lines = f.read().split('\n')
+    header = lines[0].split('\t')
+    if header[:6] != ['file', 'line', 'col', 'old', 'new', 'status']:
+        raise ValueError(f'{path}: not a mutation sweep table (the first line '
+                         'must be the header the sweep writes: file, line, '
+                         'col, old, new, status, ...)')
+    at = {name: i for i, name in enumerate(header)}
+    for number, text in enumerate(lines[1:], start=2):
+        if not text.strip():
+            continue
+        fields = text.split('\t')
+        try:
+            if len(fields) < 6:
+                raise ValueError
+            mutant = Mutant(fields[0], int(fields[1]), int(fields[2]),
+                            fields[3], fields[4])
+            indent = int(fields[at['indent']]) if 'indent' in at and \
+                len(fields) > at['indent'] else None
+        except ValueError:
+            raise ValueError(
+                f'{path}:{number}: expected the tab-separated columns '
+                f'{", ".join(header)}, got {text!r}') from None
+        source = fields[at['source']] if 'source' in at and \
+            len(fields) > at['source'] else ''
+        rows.append((mutant, fields[5], source, indent))
+    return rows
+
+
+def relocate(mutant: Mutant,
+             source_line: str,
+             text: str,
+             indent: Optional[int] = None) -> Mutant:
+    """``mutant`` moved to where its line is now in ``text``.
+
+    A table's mutants name lines of the code as it was swept; when lines
+    were added above since, the line whose stripped text is
+    ``source_line`` (the table's ``source`` column) nearest to the old
+    line number is taken, the column shifted by the change of indent
+    (``indent``: the line's indent when swept; without it, found from the
+    token when it occurs once in the line).
+    Returns the mutant unchanged when its line is still where it says.
+    Raises ValueError when the line is gone (the code itself changed:
+    sweep it again) or the column cannot be told.
+    """
+    lines = text.split('\n')
+    end = mutant.col + len(mutant.old)
+    if 1 <= mutant.line <= len(lines) and \
+            lines[mutant.line - 1][mutant.col:end] == mutant.old and \
+            (not source_line or lines[mutant.line - 1].strip() == source_line):
+        return mutant
+    found = [
+        i + 1 for i, line in enumerate(lines)
+        if source_line and line.strip() == source_line
+    ]
+    if not found:
+        raise ValueError(
+            f'{mutant.path}:{mutant.line}: the line {source_line!r} of the '
+            'table is no longer in the file; sweep the file again')
+    line = min(found, key=lambda i: abs(i - mutant.line))
+    now = len(lines[line - 1]) - len(lines[line - 1].lstrip())
+    if indent is None:
+        # each occurrence of the token in the stripped line implies an old
+        # indent: one occurrence tells it
+        implied = {
+            mutant.col - i
+            for i in range(len(source_line))
+            if source_line.startswith(mutant.old, i) and i <= mutant.col
+        }
+        if len(implied) != 1:
+            raise ValueError(
+                f'{mutant.path}:{mutant.line}: the line {source_line!r} moved '
+                f'to line {line} and {mutant.old!r} occurs more than once in '
+                'it (a table without the indent column); sweep the file '
+                'again')
+        indent = implied.pop()
+    return mutant._replace(line=line, col=mutant.col - indent + now)

@@ -6,7 +6,8 @@ import pytest
 
 from mmssl.engine.runner_utils import ToolError
 from mmssl.testing.mutation import (Mutant, apply_mutant, generate_mutants,
-                                    run_mutant, run_sweep)
+                                    read_table, relocate, run_mutant,
+                                    run_sweep)
 
 SOURCE = '''\
 LIMIT = 2**8
@@ -160,3 +161,113 @@ def test_tool_lists_shards_and_writes_the_table(tmp_path, load_tool_module,
         tool.main([path, '--tests', 'test_nope.py', '--root', root])
     with pytest.raises(ToolError, match='no such file'):
         tool.main(['nope.py', '--tests', 'x', '--root', root])
+
+
+TABLE_HEADER = ('file\tline\tcol\told\tnew\tstatus\tseconds\tfailed\tsource'
+                '\tindent\n')
+
+
+def test_read_table_rows_and_bad_tables(tmp_path):
+    table = tmp_path / 't.tsv'
+    table.write_text(TABLE_HEADER +
+                     'a.py\t3\t10\t+\t-\tsurvived\t1.0\t\ty = x + 1\t4\n\n'
+                     'a.py\t4\t4\t0\t1\tkilled\t1.0\tFAILED t\tz = 0\t0\n')
+    assert read_table(str(table)) == [
+        (Mutant('a.py', 3, 10, '+', '-'), 'survived', 'y = x + 1', 4),
+        (Mutant('a.py', 4, 4, '0', '1'), 'killed', 'z = 0', 0),
+    ]
+    # an older table without the indent (and source) columns
+    table.write_text('file\tline\tcol\told\tnew\tstatus\n'
+                     'a.py\t3\t10\t+\t-\tsurvived\n')
+    assert read_table(str(table)) == [(Mutant('a.py', 3, 10, '+',
+                                              '-'), 'survived', '', None)]
+    table.write_text('a\tb\n')
+    with pytest.raises(ValueError, match='t.tsv: not a mutation sweep table'):
+        read_table(str(table))
+    table.write_text(TABLE_HEADER + 'a.py\tthree\t8\t+\t-\tsurvived\n')
+    with pytest.raises(ValueError, match=r't.tsv:2: expected the tab'):
+        read_table(str(table))
+    table.write_text(TABLE_HEADER + 'a.py\t3\t8\t+\n')
+    with pytest.raises(ValueError, match=r't.tsv:2: expected the tab'):
+        read_table(str(table))
+
+
+def test_relocate_follows_a_moved_line():
+    text = 'def f(x):\n    y = x + 1\n    return y + y\n'
+    plus = Mutant('a.py', 2, 10, '+', '-')
+    assert relocate(plus, 'y = x + 1', text) is plus
+    # two lines added above: the same line, same indent, two lines down
+    moved = relocate(plus, 'y = x + 1', '# a\n# b\n' + text)
+    assert moved == Mutant('a.py', 4, 10, '+', '-')
+    assert apply_mutant('# a\n# b\n' + text, moved).split('\n')[3] == \
+        '    y = x - 1'
+    # the line moved into a deeper block: the column follows the indent
+    deeper = 'def f(x):\n    if x:\n        y = x + 1\n'
+    assert relocate(plus, 'y = x + 1',
+                    deeper) == Mutant('a.py', 3, 14, '+', '-')
+    # of two equal lines, the nearer one
+    twice = '\n' * 5 + text + '\n' * 5 + 'y = x + 1\n'
+    assert relocate(plus, 'y = x + 1',
+                    twice) == Mutant('a.py', 7, 10, '+', '-')
+    # the second '+' of a line whose indent changed: told by the indent
+    # the table keeps; without it, which '+' is ambiguous
+    text = 'def f(x):\n    y = x + 1\n    return y + y + y\n'
+    second = Mutant('a.py', 3, 17, '+', '-')
+    deeper = 'if 1:\n' + text.replace('    ', '        ')
+    moved = relocate(second, 'return y + y + y', deeper, indent=4)
+    assert apply_mutant(deeper, moved).split('\n')[3] == \
+        '        return y + y - y'
+    with pytest.raises(ValueError, match='occurs more than once'):
+        relocate(second, 'return y + y + y', deeper)
+    with pytest.raises(ValueError, match='no longer in the file'):
+        relocate(plus, 'y = x + 1', text.replace('+ 1', '+ 2'))
+
+
+def test_tool_reruns_the_survivors_of_a_table(tmp_path, load_tool_module,
+                                              capsys):
+    tool = load_tool_module('misc/mutation_sweep.py')
+    root = _package(tmp_path)
+    path = osp.join('pkg', 'half.py')
+    first = tmp_path / 'first.tsv'
+    tool.main([
+        path, '--tests', 'test_half.py', '--root', root, '--out',
+        str(first), '--timeout', '120'
+    ])
+    statuses = [r.split('\t')[5] for r in first.read_text().splitlines()[1:]]
+    assert statuses == ['killed'] * 2 + ['survived'] * 3
+    capsys.readouterr()
+    # a new test kills one survivor; a line added above moves the code
+    (tmp_path / 'test_more.py').write_text(
+        'from pkg.half import half\n\n\ndef test_one():\n'
+        '    assert half(1) == 0.5\n')
+    half = tmp_path / 'pkg' / 'half.py'
+    half.write_text('"""Halves."""\n' + half.read_text())
+    again = tmp_path / 'again.tsv'
+    assert tool.main([
+        '--rerun',
+        str(first), '--tests', 'test_half.py', 'test_more.py', '--root', root,
+        '--out',
+        str(again), '--timeout', '120'
+    ]) == 0
+    rows = [r.split('\t') for r in again.read_text().splitlines()[1:]]
+    # 'x > 0' -> 'x > 1' dies (half(1) == 0), 'x >= 0' and 'else 1' do not
+    assert [(r[1], r[3], r[4], r[5])
+            for r in rows] == [('3', '>', '>=', 'survived'),
+                               ('3', '0', '1', 'killed'),
+                               ('3', '0', '1', 'survived')]
+    assert '3 mutants: 1 killed, 2 not killed' in capsys.readouterr().out
+    # only the files named
+    assert tool.main([
+        'pkg/other.py', '--rerun',
+        str(first), '--tests', 'test_half.py', '--root', root, '--list'
+    ]) == 0
+    assert capsys.readouterr().out == ''
+    with pytest.raises(ToolError, match='is the --rerun table itself'):
+        tool.main(['--rerun', str(first), '--tests', 'x', '--out', str(first)])
+    with pytest.raises(ToolError, match='--rerun nope.tsv: no such file'):
+        tool.main(['--rerun', 'nope.tsv', '--tests', 'x'])
+    with pytest.raises(ToolError, match='name the source FILES'):
+        tool.main(['--tests', 'x'])
+    half.write_text('def half(x):\n    return x * 0.5\n')
+    with pytest.raises(ToolError, match='no longer in the file'):
+        tool.main(['--rerun', str(first), '--tests', 'x', '--root', root])

@@ -14,6 +14,11 @@ repository, e.g.::
         --out nfl.tsv
 
 Two copies with ``--shard 1/2`` and ``--shard 2/2`` use two cores.
+After new tests are written, ``--rerun nfl.tsv`` runs only the mutants the
+table did not see killed (survived or timed out), against ``--tests``; a
+line that moved since the sweep is found again by its text. A mutant that
+loops forever is stopped after ``--timeout`` seconds (a few times the
+tests' own run time is enough) and counts as ``timeout``.
 """
 import argparse
 import os.path as osp
@@ -22,17 +27,20 @@ import sys
 from mmengine.utils import ProgressBar
 
 from mmssl.engine.runner_utils import ToolError, run_tool
-from mmssl.testing.mutation import check_baseline, generate_mutants, run_sweep
+from mmssl.testing.mutation import (check_baseline, generate_mutants,
+                                    read_table, relocate, run_sweep)
 
 COLUMNS = ('file', 'line', 'col', 'old', 'new', 'status', 'seconds', 'failed',
-           'source')
+           'source', 'indent')
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument(
-        'files', nargs='+', help='source files, relative '
-        'to --root')
+        'files',
+        nargs='*',
+        help='source files, relative '
+        'to --root (with --rerun: only these files of the table; default all)')
     parser.add_argument(
         '--tests',
         nargs='+',
@@ -63,6 +71,11 @@ def parse_args(argv=None):
         action='store_true',
         help='print the mutants and run nothing')
     parser.add_argument('--out', help='TSV file of every result')
+    parser.add_argument(
+        '--rerun',
+        metavar='TABLE',
+        help='a TSV table of an earlier sweep: '
+        'run only its mutants that were not killed')
     return parser.parse_args(argv)
 
 
@@ -77,17 +90,56 @@ def _shard(text: str):
     return k, n
 
 
+def _source_file(root: str, path: str) -> str:
+    full = osp.join(root, path)
+    if not osp.isfile(full):
+        raise ToolError(f'{full}: no such file (FILES are relative '
+                        'to --root)')
+    return full
+
+
+def _table_mutants(table: str, files, root: str) -> list:
+    """The not-killed mutants of ``table`` (of ``files`` when given),
+    each moved to where its line is now under ``root``."""
+    if not osp.isfile(table):
+        raise ToolError(f'--rerun {table}: no such file (the TSV table a '
+                        'sweep wrote with --out)')
+    try:
+        rows = read_table(table)
+    except ValueError as err:
+        raise ToolError(str(err)) from None
+    texts, mutants = {}, []
+    for mutant, status, source, indent in rows:
+        if status == 'killed' or (files and mutant.path not in files):
+            continue
+        if mutant.path not in texts:
+            with open(_source_file(root, mutant.path)) as f:
+                texts[mutant.path] = f.read()
+        try:
+            mutants.append(
+                relocate(mutant, source, texts[mutant.path], indent))
+        except ValueError as err:
+            raise ToolError(f'--rerun {table}: {err}') from None
+    return mutants
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     k, n = _shard(args.shard)
-    mutants = []
-    for path in args.files:
-        full = osp.join(args.root, path)
-        if not osp.isfile(full):
-            raise ToolError(f'{full}: no such file (FILES are relative '
-                            'to --root)')
-        with open(full) as f:
-            mutants += generate_mutants(path, f.read())
+    if args.rerun and args.out and osp.abspath(args.out) == osp.abspath(
+            args.rerun):
+        raise ToolError(f'--out {args.out} is the --rerun table itself; '
+                        'write the re-run to another file')
+    if args.rerun:
+        mutants = _table_mutants(args.rerun, args.files, args.root)
+    elif not args.files:
+        raise ToolError('name the source FILES to sweep, or --rerun TABLE '
+                        'to run the survivors of an earlier sweep')
+    else:
+        mutants = []
+        for path in args.files:
+            with open(_source_file(args.root, path)) as f:
+                mutants += generate_mutants(path, f.read())
     mutants = mutants[k - 1::n]
     if args.list:
         for m in mutants:
@@ -100,10 +152,17 @@ def main(argv=None) -> int:
     rows = []
     bar = ProgressBar(len(mutants), file=sys.stderr)
 
+    lines_of = {}
+
     def record(result):
         m = result.mutant
+        if m.path not in lines_of:  # the file is back as it was by now
+            with open(osp.join(args.root, m.path)) as f:
+                lines_of[m.path] = f.read().split('\n')
+        line = lines_of[m.path][m.line - 1]
         rows.append((m.path, m.line, m.col, m.old, m.new, result.status,
-                     f'{result.seconds:.1f}', result.failed, result.source))
+                     f'{result.seconds:.1f}', result.failed, result.source,
+                     len(line) - len(line.lstrip())))
         if args.out:
             with open(args.out, 'a') as f:
                 f.write('\t'.join(str(v) for v in rows[-1]) + '\n')
