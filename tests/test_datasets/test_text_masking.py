@@ -6,8 +6,10 @@ import pytest
 import torch
 from mmengine.structures import BaseDataElement
 
-from mmssl.datasets.transforms import (NgramMLMMask, PackTextInputs,
-                                       mask_budget, ngram_mask_spans)
+from mmssl.datasets.tokenizer import SPECIAL_TOKENS
+from mmssl.datasets.transforms import (TEXT_SPECIAL_IDS, NgramMLMMask,
+                                       PackTextInputs, mask_budget,
+                                       ngram_mask_spans)
 
 VOCAB = 1000
 
@@ -190,3 +192,132 @@ def test_a_span_over_the_budget_is_shrunk_not_skipped():
     assert spans == [[0, 1]]
     # budget 1: shrunk to one word
     assert ngram_mask_spans(starts, [True] * 6, 1, _AlwaysLongest()) == [[0]]
+
+
+def test_longer_ngrams_favoured_as_the_reference_reverses_the_weights():
+    """favor_shorter=False: google-research/albert reverses the weights 1/n,
+    p(n) = 2/11, 3/11, 6/11 (not proportional to n: 1/6, 2/6, 3/6)."""
+    rng = np.random.default_rng(12)
+    starts = np.ones(3000, bool)
+    counts = Counter()
+    for _ in range(300):
+        spans = ngram_mask_spans(starts, starts, 100, rng, favor_shorter=False)
+        counts.update(len(s) for s in spans[:-1])
+    total = sum(counts.values())
+    freq = np.array([counts[n] / total for n in (1, 2, 3)])
+    assert np.allclose(freq, [2 / 11, 3 / 11, 6 / 11], atol=0.02), freq
+
+
+@pytest.mark.parametrize('favor_shorter,two_words', [(True, 1 / 6),
+                                                     (False, 3 / 10)])
+def test_ngram_length_is_drawn_among_the_words_left(favor_shorter, two_words):
+    """Two one-token words, max_ngram 3: at the first word n is drawn from
+    {1, 2} with the weights renormalised (1/3 for two words, or 3/5 with
+    the reversed weights); at the last word n = 1 (and the first word,
+    visited next, overlaps any 2-gram). A two-word span comes only when
+    the first word is visited first: p = 1/2 * 1/3 = 1/6 (1/2 * 3/5)."""
+    rng = np.random.default_rng(13)
+    pairs = sum(
+        len(
+            ngram_mask_spans([True] * 2, [True] *
+                             2, 10, rng, 3, favor_shorter)[0]) == 2
+        for _ in range(6000))
+    # drawing from {1, 2, 3} there instead gives 5/22 (and 9/22)
+    assert abs(pairs / 6000 - two_words) < 0.015, pairs / 6000
+
+
+def test_a_budget_of_one_draws_one_ngram_length_then_stops():
+    """The loop stops when the budget is reached, before the next unit's
+    draw (the reference's ``break``): the generator has made the
+    permutation and one choice, so the 80 / 10 / 10 draws that follow are
+    the reference's."""
+    starts = np.ones(50, bool)
+    rng = np.random.default_rng(14)
+    spans = ngram_mask_spans(starts, starts, 1, rng)
+    replay = np.random.default_rng(14)
+    first = int(replay.permutation(50)[0])
+    avail = min(3, 50 - first)
+    weights = 1. / np.arange(1, avail + 1)
+    replay.choice(np.arange(1, avail + 1), p=weights / weights.sum())
+    assert spans == [[first]]
+    assert rng.random() == replay.random()
+
+
+def test_a_piece_after_a_special_token_opens_its_own_unit():
+    """[CLS] a ##b [SEP] ##c [SEP]: '##c' does not start a word but follows
+    a special token, so it is a unit of its own, never masked together
+    with a, ##b."""
+    starts = [True, True, False, True, False, True]
+    candidate = [False, True, True, False, True, False]
+    rng = np.random.default_rng(15)
+    seen = set()
+    for _ in range(50):
+        for span in ngram_mask_spans(starts, candidate, 3, rng, 1):
+            seen.add(tuple(span))
+    assert seen == {(1, 2), (4, )}
+
+
+def test_budget_of_short_sequences_and_pythons_round():
+    assert mask_budget(3, 0.15, 20) == 1  # round(0.45) = 0 -> at least 1
+    assert mask_budget(10, 0.25, 20) == 2  # round(2.5): half to even
+    assert mask_budget(14, 0.25, 20) == 4  # round(3.5)
+    assert mask_budget(200, 0.15, 20) == 20
+
+
+def test_mask_defaults_and_the_tokenizers_special_ids():
+    mask = NgramMLMMask()
+    assert (mask.mask_prob, mask.max_ngram, mask.max_predictions,
+            mask.favor_shorter, mask.vocab_size, mask.mask_rate,
+            mask.random_rate, mask.seed) == (0.15, 3, 20, True, 30000, 0.8,
+                                             0.1, None)
+    assert TEXT_SPECIAL_IDS == mask.special_ids == tuple(
+        SPECIAL_TOKENS.values())
+    assert mask.mask_token_id == SPECIAL_TOKENS['[MASK]']
+
+
+def test_mask_argument_ranges():
+    # mask_prob 1: every token up to the budget (one-word spans: longer
+    # ones can leave words out by overlapping)
+    item = _item(5, np.random.default_rng(0))
+    out = NgramMLMMask(
+        mask_prob=1., max_ngram=1, vocab_size=VOCAB, seed=0)(
+            dict(item))
+    assert out['mlm_weights'].sum() == 5  # the 5 words; [CLS] / [SEP] not
+    # the smallest vocabulary: one special id and one to draw
+    small = NgramMLMMask(vocab_size=2, mask_token_id=0, special_ids=(0, ))
+    assert small.random_ids.tolist() == [1]
+    with pytest.raises(ValueError, match='vocab_size'):
+        NgramMLMMask(vocab_size=1, mask_token_id=0, special_ids=())
+    # one non-special token is enough; none is refused
+    assert NgramMLMMask(vocab_size=6).random_ids.tolist() == [5]
+    with pytest.raises(ValueError, match='no non-special token'):
+        NgramMLMMask(vocab_size=5)
+    # random_rate up to 1 - mask_rate
+    assert NgramMLMMask(mask_rate=0.7, random_rate=0.3).random_rate == 0.3
+    with pytest.raises(ValueError, match='random_rate'):
+        NgramMLMMask(mask_rate=0.8, random_rate=0.3)
+    # the largest id passes, the vocabulary size itself is refused
+    ids = np.array([2, VOCAB - 1, 3])
+    starts = np.ones(3, bool)
+    NgramMLMMask(
+        vocab_size=VOCAB, seed=0)(
+            dict(input_ids=ids, word_starts=starts, sample_idx=0))
+    with pytest.raises(ValueError, match=f'token id {VOCAB} >= vocab_size'):
+        NgramMLMMask(
+            vocab_size=VOCAB, seed=0)(
+                dict(
+                    input_ids=ids + [0, 1, 0],
+                    word_starts=starts,
+                    sample_idx=0))
+
+
+def test_pack_converts_tensors_to_the_key_dtype():
+    packed = PackTextInputs()(
+        dict(
+            input_ids=torch.tensor([2, 9, 3], dtype=torch.int32),
+            token_type_ids=torch.tensor([0, 0, 1], dtype=torch.int32),
+            mlm_weights=torch.tensor([1., 0.], dtype=torch.float64)))
+    assert packed['inputs']['input_ids'].dtype == torch.long
+    assert packed['inputs']['token_type_ids'].dtype == torch.long
+    # data fields keep a tensor's own dtype
+    assert packed['data_samples'].mlm_weights.dtype == torch.float64

@@ -58,8 +58,9 @@ def ngram_mask_spans(word_starts: Sequence[bool],
 
     Candidate units are whole words (see ``word_starts``). Their start
     positions are shuffled; at each, n in ``1..max_ngram`` is drawn with
-    ``p(n) ∝ 1/n`` (``favor_shorter``; ``∝ n`` otherwise), limited to the
-    words left in the sequence, and shrunk while the n-gram would exceed
+    ``p(n) ∝ 1/n`` (``favor_shorter``; otherwise the same weights reversed,
+    ``p(n) ∝ 1/(max_ngram + 1 - n)``, as google-research/albert), limited
+    to the words left in the sequence, and shrunk while the n-gram would exceed
     the budget (skipped if even one word does); a span overlapping an
     earlier one is skipped. Stops when ``budget`` tokens are chosen.
 
@@ -71,7 +72,8 @@ def ngram_mask_spans(word_starts: Sequence[bool],
         budget (int): most tokens to choose (see :func:`mask_budget`).
         rng (np.random.Generator): the random source.
         max_ngram (int): longest span in words. Defaults to 3.
-        favor_shorter (bool): ``p(n) ∝ 1/n``. Defaults to True.
+        favor_shorter (bool): ``p(n) ∝ 1/n``; False reverses the
+            weights. Defaults to True.
 
     Returns:
         list[list[int]]: the spans in the order chosen, each the sorted
@@ -81,7 +83,9 @@ def ngram_mask_spans(word_starts: Sequence[bool],
     starts = np.asarray(word_starts, dtype=bool)
     units = _word_units(starts, np.asarray(candidate, dtype=bool))
     ngrams = np.arange(1, max_ngram + 1)
-    pvals = 1. / ngrams if favor_shorter else ngrams.astype(float)
+    pvals = 1. / ngrams
+    if not favor_shorter:  # the reference reverses the weights
+        pvals = pvals[::-1]
     spans, covered, total = [], set(), 0
     for idx in rng.permutation(len(units)):
         if total >= budget:
@@ -132,7 +136,8 @@ class NgramMLMMask(BaseTransform):
         mask_prob (float): share of tokens to predict. Defaults to 0.15.
         max_ngram (int): longest span in words. Defaults to 3.
         max_predictions (int): ``P``. Defaults to 20.
-        favor_shorter (bool): ``p(n) ∝ 1/n``. Defaults to True.
+        favor_shorter (bool): ``p(n) ∝ 1/n``; False reverses the weights
+            (see :func:`ngram_mask_spans`). Defaults to True.
         mask_token_id (int): id of ``[MASK]``. Defaults to 4.
         vocab_size (int): size of the vocabulary the random tokens come
             from. Defaults to 30000.
