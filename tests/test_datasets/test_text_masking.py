@@ -208,22 +208,20 @@ def test_longer_ngrams_favoured_as_the_reference_reverses_the_weights():
     assert np.allclose(freq, [2 / 11, 3 / 11, 6 / 11], atol=0.02), freq
 
 
-@pytest.mark.parametrize('favor_shorter,two_words', [(True, 1 / 6),
-                                                     (False, 3 / 10)])
-def test_ngram_length_is_drawn_among_the_words_left(favor_shorter, two_words):
-    """Two one-token words, max_ngram 3: at the first word n is drawn from
-    {1, 2} with the weights renormalised (1/3 for two words, or 3/5 with
-    the reversed weights); at the last word n = 1 (and the first word,
-    visited next, overlaps any 2-gram). A two-word span comes only when
-    the first word is visited first: p = 1/2 * 1/3 = 1/6 (1/2 * 3/5)."""
+@pytest.mark.parametrize('favor_shorter,expected', [(True, 1 / 9),
+                                                    (False, 1 / 5)])
+def test_ngram_length_is_drawn_among_the_words_left(favor_shorter, expected):
+    """Three one-token words, max_ngram 3: at the middle word n is drawn
+    from {1, 2} with the weights renormalised (p(2) = 1/3, or 3/5 with the
+    reversed weights). The first span is [1, 2] when the middle word is
+    visited first (1/3) and n = 2: p = 1/9 (1/5)."""
     rng = np.random.default_rng(13)
-    pairs = sum(
-        len(
-            ngram_mask_spans([True] * 2, [True] *
-                             2, 10, rng, 3, favor_shorter)[0]) == 2
+    hits = sum(
+        ngram_mask_spans([True] * 3, [True] *
+                         3, 10, rng, 3, favor_shorter)[0] == [1, 2]
         for _ in range(6000))
-    # drawing from {1, 2, 3} there instead gives 5/22 (and 9/22)
-    assert abs(pairs / 6000 - two_words) < 0.015, pairs / 6000
+    # drawing from {1, 2, 3} there instead gives 5/33 (and 3/11)
+    assert abs(hits / 6000 - expected) < 0.015, hits / 6000
 
 
 def test_a_budget_of_one_draws_one_ngram_length_then_stops():
