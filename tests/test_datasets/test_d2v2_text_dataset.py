@@ -96,3 +96,88 @@ def test_bad_settings_are_named(corpus):
                 ann_file=files['train'],
                 tokenizer=tok,
                 tokens_per_sample=10**7))
+
+
+def test_empty_stream():
+    stream = token_stream([])
+    assert stream.shape == (0, ) and stream.dtype == np.int64
+
+
+def _build(files, tok, **kw):
+    return DATASETS.build(
+        dict(
+            type='mmssl.TextBlockDataset',
+            ann_file=files['train'],
+            tokenizer=tok,
+            **kw))
+
+
+def test_blocks_follow_the_documents_and_the_defaults(corpus):
+    """The dataset's blocks are make_blocks of each document's sentences
+    encoded on their own (one [SEP] more at every document end); 512
+    tokens by default; the shortest block is [CLS] + 1 token;
+    max_documents reads the first documents only."""
+    from mmssl.datasets import build_tokenizer, read_documents
+    files, tok = corpus
+    tokenizer = build_tokenizer(tok)
+    docs = [[tokenizer.encode([s])[0] for s in doc]
+            for doc in read_documents(files['train'])]
+    ds = _build(files, tok, tokens_per_sample=64)
+    expected = make_blocks(docs, 64)
+    assert len(ds) == len(expected)
+    for i in (0, len(ds) // 2, len(ds) - 1):
+        assert np.array_equal(ds.get_data_info(i)['input_ids'], expected[i])
+    default = _build(files, tok)
+    assert default.tokens_per_sample == 512
+    assert len(default.get_data_info(0)['input_ids']) == 512
+    two = _build(files, tok, tokens_per_sample=2, max_documents=3)
+    assert len(two) == len(token_stream(docs[:3]))
+    assert all(len(two.get_data_info(i)['input_ids']) == 2 for i in (0, 5))
+    with pytest.raises(ValueError, match='tokens_per_sample'):
+        _build(files, tok, tokens_per_sample=1)
+
+
+def test_tokenizer_found_under_data_root(corpus, tmp_path, monkeypatch):
+    """A tokenizer name not found as given is looked up under data_root; one
+    found as given (relative to the working folder) is kept; a dict is
+    built as it is."""
+    files, tok = corpus
+    folder, name = osp.split(tok)
+    ann = osp.abspath(files['train'])
+    under = _build(dict(train=ann), name, data_root=folder)
+    assert len(under) > 0
+    monkeypatch.chdir(folder)
+    other = tmp_path / 'root'
+    other.mkdir()
+    (other / name).write_text('not a sentencepiece model')
+    kept = _build(dict(train=ann), name, data_root=str(other))
+    assert len(kept) == len(under)
+    built = _build(dict(train=ann), dict(model_file=tok), data_root=folder)
+    assert len(built) == len(under)
+
+
+def test_embedded_blocks_and_their_defaults():
+    root = osp.join(
+        osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'data',
+        'embedded_text')
+    init_default_scope('mmpretrain')
+    ds = DATASETS.build(
+        dict(
+            type='mmssl.EmbeddedTextBlockDataset',
+            data_root=root,
+            tokens_per_sample=128))
+    assert ds.tokenizer.vocab_size == 2000
+    assert ds.ann_file == osp.join(root, 'train.txt')
+    val = DATASETS.build(
+        dict(
+            type='mmssl.EmbeddedTextBlockDataset',
+            data_root=root,
+            split='val',
+            tokens_per_sample=128))
+    assert val.ann_file == osp.join(root, 'val.txt') and len(val) < len(ds)
+    with pytest.raises(TypeError, match='ann_file comes from data_root'):
+        DATASETS.build(
+            dict(
+                type='mmssl.EmbeddedTextBlockDataset',
+                data_root=root,
+                ann_file='x.txt'))

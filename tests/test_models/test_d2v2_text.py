@@ -321,3 +321,97 @@ def test_finetuning_beats_the_majority_class():
     majority = max(y[128:].float().mean().item(),
                    1 - y[128:].float().mean().item())
     assert acc > majority + 0.1, (acc, majority)
+
+
+@pytest.mark.parametrize('arch,row', [('base', (768, 12, 12, 3072)),
+                                      ('small', (256, 4, 4, 1024)),
+                                      ('tiny', (64, 4, 2, 256))])
+def test_arch_table_row_by_row(arch, row):
+    """(embed_dims, num_layers, num_heads, feedforward_channels); base is
+    fairseq's text base (12 blocks, D 768, 12 heads, MLP 4x)."""
+    with torch.device('meta'):
+        enc = D2V2TextEncoder(arch=arch, vocab_size=100)
+    block = enc.layers[0]
+    assert (enc.embed_dims, len(enc.layers), block.attn.num_heads,
+            block.ffn.layers[0][0].out_features) == row
+
+
+def test_defaults_are_fairseqs_text_base():
+    """dropout 0.1 (embedding, attention projection, post-MLP), attention
+    dropout 0.1, FFN dropout 0, LayerNorm eps 1e-5 (``norm_eps`` of
+    base_text_only_task.yaml), vocabulary 30000, padding id 0."""
+    with torch.device('meta'):
+        enc = D2V2TextEncoder(arch='tiny')
+    assert enc.vocab_size == 30000 and enc.pad_token_id == 0
+    assert enc.token_embed.padding_idx == 0
+    block = enc.layers[0]
+    assert enc.drop_embed.p == 0.1 and block.post_ffn_drop.p == 0.1
+    assert block.attn.attn_drop == 0.1 and block.attn.proj_drop.p == 0.1
+    norms = [enc.ln_embed
+             ] + [m for layer in enc.layers for m in (layer.ln1, layer.ln2)]
+    assert {m.eps for m in norms} == {1e-5}
+
+
+def test_argument_ranges():
+    enc = encoder(pad_token_id=V - 1)  # the last id may pad
+    assert torch.all(enc.token_embed.weight[V - 1] == 0)
+    with pytest.raises(ValueError, match='pad_token_id'):
+        encoder(pad_token_id=V)
+    for key in ('drop_rate', 'attn_drop_rate', 'ffn_drop_rate',
+                'drop_path_rate'):
+        with pytest.raises(ValueError, match=key):
+            encoder(**{key: 1.})
+    with pytest.raises(ValueError, match='needs the keys'):
+        D2V2TextEncoder(arch=dict(embed_dims=C, num_layers=2), vocab_size=V)
+    with pytest.raises(ValueError, match='needs the keys'):
+        D2V2TextEncoder(arch=[C, 2, 2, 32], vocab_size=V)
+    with pytest.raises(ValueError, match='integer token ids'):
+        encoder()(ids().float())
+    with pytest.raises(ValueError, match='integer token ids'):
+        encoder()(ids()[0])
+
+
+def test_bert_init_zeroes_every_linear_bias():
+    enc = encoder()
+    linears = [m for m in enc.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 4 * 3 + 1  # qkv, proj, 2 FFN per block; pooler
+    for m in linears:
+        assert torch.all(m.bias == 0)
+        assert abs(m.weight.std().item() - 0.02) < 0.01
+
+
+def test_init_weights_loads_the_init_cfg_checkpoint(tmp_path):
+    source = encoder()
+    ckpt = tmp_path / 'enc.pth'
+    torch.save(
+        dict(state_dict={
+            f'backbone.{k}': v
+            for k, v in source.state_dict().items()
+        }), ckpt)
+    enc = encoder(
+        init_cfg=dict(
+            type='Pretrained', checkpoint=str(ckpt), prefix='backbone.'))
+    assert not torch.equal(enc.token_embed.weight, source.token_embed.weight)
+    enc.init_weights()
+    for k, v in source.state_dict().items():
+        assert torch.equal(enc.state_dict()[k], v), k
+
+
+def test_embedding_sum_layout_pooler_and_plain_paths():
+    """embed = LN(token + position) (dropout off in eval); the layout is
+    (T, ); the pooler is tanh(Linear) of token 0; ``mask=False`` is the
+    plain path; train() returns the module in training mode."""
+    torch.manual_seed(0)
+    enc = encoder().eval()
+    x = ids(3, 5)  # B != T
+    tokens, layout = enc.embed(x)
+    expected = F.layer_norm(
+        enc.token_embed.weight[x] + enc.pos_embed.weight[:5], (C, ),
+        enc.ln_embed.weight, enc.ln_embed.bias, 1e-5)
+    torch.testing.assert_close(tokens, expected)
+    assert layout == (5, )
+    seq, pooled = enc(x)
+    torch.testing.assert_close(pooled, torch.tanh(enc.pooler(seq[:, 0])))
+    plain = enc(x, mask=False)
+    assert torch.equal(plain[0], seq) and torch.equal(plain[1], pooled)
+    assert enc.train() is enc and enc.training and enc.layers[0].training

@@ -65,3 +65,19 @@ def test_moves_to_device():
     out = pre(_batch([2, 3]))
     assert out['inputs']['input_ids'].is_cuda
     assert out['data_samples'][0].gt_label.is_cuda
+
+
+def test_one_item_batch_and_the_defaults():
+    from mmssl.models.data_preprocessors.text import pad_sequences
+    out = TextDataPreprocessor()(_batch([3]))
+    assert out['inputs']['input_ids'].tolist() == [[5, 6, 7]]
+    # pad id 0 and no fixed length by default, copies not asynchronous
+    pre = TextDataPreprocessor()
+    assert pre.pad_token_id == 0 and pre.max_length is None
+    assert pre._non_blocking is False
+    padded = pad_sequences([torch.tensor([5, 6]), torch.tensor([7])])
+    assert padded.tolist() == [[5, 6], [7, 0]]
+    # the same batch in training and in evaluation
+    assert torch.equal(
+        pre(_batch([2, 3]), True)['inputs']['input_ids'],
+        pre(_batch([2, 3]))['inputs']['input_ids'])

@@ -211,10 +211,6 @@ class D2V2TextEncoder(D2V2EncoderBase):
         if self.init_cfg is not None:
             super().init_weights()
 
-    def train(self, mode: bool = True) -> 'D2V2TextEncoder':
-        super().train(mode)
-        return self
-
     # ------------------------------------------- AlbertPretrainer interface
     @property
     def word_embeddings(self) -> nn.Embedding:
