@@ -16,7 +16,8 @@ repository, e.g.::
 Two copies with ``--shard 1/2`` and ``--shard 2/2`` use two cores.
 After new tests are written, ``--rerun nfl.tsv`` runs only the mutants the
 table did not see killed (survived or timed out), against ``--tests``; a
-line that moved since the sweep is found again by its text. A mutant that
+line that moved since the sweep is found again by its text, one that
+changed is named and skipped. A mutant that
 loops forever is stopped after ``--timeout`` seconds (a few times the
 tests' own run time is enough) and counts as ``timeout``.
 """
@@ -100,7 +101,8 @@ def _source_file(root: str, path: str) -> str:
 
 def _table_mutants(table: str, files, root: str) -> list:
     """The not-killed mutants of ``table`` (of ``files`` when given),
-    each moved to where its line is now under ``root``."""
+    each moved to where its line is now under ``root``; rows whose line
+    changed since are named on stderr and skipped."""
     if not osp.isfile(table):
         raise ToolError(f'--rerun {table}: no such file (the TSV table a '
                         'sweep wrote with --out)')
@@ -118,8 +120,8 @@ def _table_mutants(table: str, files, root: str) -> list:
         try:
             mutants.append(
                 relocate(mutant, source, texts[mutant.path], indent))
-        except ValueError as err:
-            raise ToolError(f'--rerun {table}: {err}') from None
+        except ValueError as err:  # the line changed: not this mutant
+            print(f'--rerun {table}: skipped: {err}', file=sys.stderr)
     return mutants
 
 
