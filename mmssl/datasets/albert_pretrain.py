@@ -14,7 +14,6 @@ The pair building is made of functions (:func:`document_segments`,
 :func:`pair_item`) that :class:`mmssl.AlbertStreamingPretrainDataset`
 shares, so both data sets make the same pairs from a document.
 """
-import os.path as osp
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -309,10 +308,7 @@ class AlbertPretrainDataset(BaseDataset):
         self.seed = check_int(seed, 'seed', owner, minimum=0)
         self.max_documents = None if max_documents is None else check_int(
             max_documents, 'max_documents', owner)
-        if isinstance(tokenizer, str) and not osp.isfile(tokenizer) \
-                and data_root and osp.isfile(osp.join(data_root, tokenizer)):
-            tokenizer = osp.join(data_root, tokenizer)
-        self.tokenizer = build_tokenizer(tokenizer)
+        self.tokenizer = build_tokenizer(tokenizer, data_root)
         super().__init__(
             ann_file=ann_file,
             data_root=data_root,

@@ -241,10 +241,7 @@ class AlbertStreamingPretrainDataset(IterableDataset):
         self.seed = check_int(seed, 'seed', owner, minimum=0)
         self.data_root = data_root
         self.files = self._resolve_files(ann_file, data_root)
-        if isinstance(tokenizer, str) and not osp.isfile(tokenizer) \
-                and data_root and osp.isfile(osp.join(data_root, tokenizer)):
-            tokenizer = osp.join(data_root, tokenizer)
-        self.tokenizer = build_tokenizer(tokenizer)
+        self.tokenizer = build_tokenizer(tokenizer, data_root)
         self.pipeline = Compose(pipeline)
         # [epoch of set_epoch, passes started per worker slot]: in shared
         # memory, so workers started anew each pass see the count

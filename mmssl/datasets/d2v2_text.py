@@ -32,7 +32,6 @@ Pipelines: data2vec 2.0, ``[dict(type='PackInputs', input_key=
 is a (B, T) id tensor, the masks are drawn in the model); MLM,
 ``[dict(type='mmssl.NgramMLMMask', ...), dict(type='mmssl.PackTextInputs')]``.
 """
-import os.path as osp
 from typing import Callable, List, Optional, Sequence, Union
 
 import numpy as np
@@ -147,10 +146,7 @@ class TextBlockDataset(BaseDataset):
                                               SAMPLE_BREAK_MODES)
         self.max_documents = None if max_documents is None else check_int(
             max_documents, 'max_documents', owner)
-        if isinstance(tokenizer, str) and not osp.isfile(tokenizer) \
-                and data_root and osp.isfile(osp.join(data_root, tokenizer)):
-            tokenizer = osp.join(data_root, tokenizer)
-        self.tokenizer = build_tokenizer(tokenizer)
+        self.tokenizer = build_tokenizer(tokenizer, data_root)
         super().__init__(
             ann_file=ann_file,
             data_root=data_root,

@@ -186,10 +186,7 @@ class GLUEDataset(BaseDataset):
         self.skip_malformed = bool(skip_malformed)
         self.max_length = check_int(max_length, 'max_length', owner,
                                     1 + 2 * len(self.text_columns))
-        if isinstance(tokenizer, str) and not osp.isfile(tokenizer) \
-                and data_root and osp.isfile(osp.join(data_root, tokenizer)):
-            tokenizer = osp.join(data_root, tokenizer)
-        self.tokenizer = build_tokenizer(tokenizer)
+        self.tokenizer = build_tokenizer(tokenizer, data_root)
         # (a string value in metainfo makes mmengine look for a file)
         metainfo = dict(classes=self.labels, regression=self.regression)
         metainfo.update(kwargs.pop('metainfo', None) or {})

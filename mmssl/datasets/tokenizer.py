@@ -246,11 +246,17 @@ class SentencePieceTokenizer:
         return self.word_start_table[np.asarray(ids, dtype=np.int64)]
 
 
-def build_tokenizer(
-    tokenizer: Union[str, dict,
-                     SentencePieceTokenizer]) -> SentencePieceTokenizer:
+def build_tokenizer(tokenizer: Union[str, dict, SentencePieceTokenizer],
+                    data_root: str = '') -> SentencePieceTokenizer:
     """A tokenizer from a model path, ``dict(model_file=...)`` or an
-    instance."""
+    instance.
+
+    A path not found as given is looked up under ``data_root`` (the data
+    set's folder), as mmengine data sets do with ``ann_file``.
+    """
+    if isinstance(tokenizer, str) and not osp.isfile(tokenizer) \
+            and data_root and osp.isfile(osp.join(data_root, tokenizer)):
+        tokenizer = osp.join(data_root, tokenizer)
     if isinstance(tokenizer, SentencePieceTokenizer):
         return tokenizer
     if isinstance(tokenizer, dict):

@@ -305,3 +305,61 @@ def test_random_doc_takes_b_from_another_document():
                 single_sentence='random_doc')
             a, b = _segments(item)
             assert b[0] == other and item['sop_label'] == 1
+
+
+def test_a_one_token_sentence_is_a_segment():
+    from mmssl.datasets.albert_pretrain import document_segments
+
+    class Words:
+
+        @staticmethod
+        def word_starts(ids):
+            return np.ones(len(ids), bool)
+
+    segs = document_segments([(1, 'a'), (2, ''), (3, 'b c')],
+                             [[7], [], [8, 9]], Words, 16, False, 'c.txt')
+    assert [s[0].tolist() for s in segs] == [[7], [8, 9]]
+
+
+def test_random_doc_of_three_documents_is_any_other_one():
+    """B comes from each of the other documents, never from its own."""
+    from mmssl.datasets.albert_pretrain import instances_from_document
+    docs = [[_seg([10 * (d + 1)] * 2, [1, 1])] for d in range(3)]
+    for index in range(3):
+        seen = set()
+        for seed in range(40):
+            (item, ) = instances_from_document(
+                docs,
+                index,
+                np.random.default_rng(seed),
+                single_sentence='random_doc')
+            a, b = _segments(item)
+            seen.add(int(b[0]) // 10 - 1)
+        assert seen == set(range(3)) - {index}
+
+
+def test_dataset_defaults_and_max_documents(files):
+    """max_seq_length 512, short_seq_prob 0.1 (also of the pair
+    function), seed 0, one copy; the shortest item is 5 tokens
+    ([CLS] a [SEP] b [SEP]); max_documents reads the first documents."""
+    import inspect
+
+    from mmssl.datasets.albert_pretrain import instances_from_document
+    ds = AlbertPretrainDataset(
+        files[0], files[1], truncate_long_sentences=True, lazy_init=True)
+    assert (ds.max_seq_length, ds.short_seq_prob, ds.seed,
+            ds.dupe_factor) == (512, 0.1, 0, 1)
+    defaults = inspect.signature(instances_from_document).parameters
+    assert defaults['short_seq_prob'].default == 0.1
+    assert defaults['max_seq_length'].default == 512
+    assert _build(files, max_seq_length=5, max_documents=2).max_seq_length \
+        == 5
+    with pytest.raises(ValueError, match='max_seq_length'):
+        _build(files, max_seq_length=4)
+    two = _build(files, max_documents=2, lazy_init=True)
+    docs = two.tokenize_documents()
+    assert len(docs) == 2
+    all_docs = _build(files, lazy_init=True).tokenize_documents()
+    assert len(all_docs) > 2
+    for got, want in zip(docs, all_docs[:2]):
+        assert [s[0].tolist() for s in got] == [s[0].tolist() for s in want]

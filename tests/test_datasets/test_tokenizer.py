@@ -1,5 +1,6 @@
 # Copyright (c) mmssl contributors. All rights reserved.
 import filecmp
+import os.path as osp
 import pickle
 
 import numpy as np
@@ -7,7 +8,8 @@ import pytest
 from text_helpers import SMALL_VOCAB, small_corpus, small_tokenizer
 
 from mmssl.datasets import (SPECIAL_TOKENS, SentencePieceTokenizer,
-                            check_vocab_size, train_sentencepiece)
+                            build_tokenizer, check_vocab_size,
+                            train_sentencepiece)
 
 
 @pytest.fixture(scope='module')
@@ -113,3 +115,24 @@ def test_bad_training_input(tmp_path):
     tiny.write_text('a b c\n')
     with pytest.raises(ValueError, match='lower vocab_size'):
         train_sentencepiece(str(tiny), str(tmp_path / 'p'), 5000)
+
+
+def test_build_looks_under_data_root(folder, tmp_path, monkeypatch):
+    """A path not found as given is looked up under data_root; one found as
+    given (relative to the working folder) is kept; a dict or an instance
+    is built as it is; anything else is refused."""
+    path = small_tokenizer(folder)
+    base, name = osp.split(path)
+    assert build_tokenizer(name, data_root=base).model_file == path
+    other = tmp_path / 'root'
+    other.mkdir()
+    (other / name).write_text('not a sentencepiece model')
+    monkeypatch.chdir(base)
+    assert build_tokenizer(name, data_root=str(other)).vocab_size == \
+        SMALL_VOCAB
+    assert build_tokenizer(
+        dict(model_file=path), data_root=str(other)).vocab_size == SMALL_VOCAB
+    tok = build_tokenizer(path)
+    assert build_tokenizer(tok, data_root=str(other)) is tok
+    with pytest.raises(ValueError, match='tokenizer must be the path'):
+        build_tokenizer(3)
