@@ -293,17 +293,20 @@ def test_short_targets_and_chunks():
     assert max(len(x['input_ids']) for x in items) == 512
 
 
-def test_random_doc_takes_b_from_another_document():
+def _random_doc_pair(docs, index, seed):
+    """The one pair of the one-sentence document ``index`` with
+    single_sentence='random_doc': (item, B's token ids)."""
     from mmssl.datasets.albert_pretrain import instances_from_document
+    (item, ) = instances_from_document(
+        docs, index, np.random.default_rng(seed), single_sentence='random_doc')
+    return item, _segments(item)[1]
+
+
+def test_random_doc_takes_b_from_another_document():
     docs = [[_seg([10, 11, 12], [1, 1, 1])], [_seg([20, 21], [1, 1])]]
     for seed in range(10):
         for index, other in ((0, 20), (1, 10)):
-            (item, ) = instances_from_document(
-                docs,
-                index,
-                np.random.default_rng(seed),
-                single_sentence='random_doc')
-            a, b = _segments(item)
+            item, b = _random_doc_pair(docs, index, seed)
             assert b[0] == other and item['sop_label'] == 1
 
 
@@ -323,18 +326,12 @@ def test_a_one_token_sentence_is_a_segment():
 
 def test_random_doc_of_three_documents_is_any_other_one():
     """B comes from each of the other documents, never from its own."""
-    from mmssl.datasets.albert_pretrain import instances_from_document
     docs = [[_seg([10 * (d + 1)] * 2, [1, 1])] for d in range(3)]
     for index in range(3):
-        seen = set()
-        for seed in range(40):
-            (item, ) = instances_from_document(
-                docs,
-                index,
-                np.random.default_rng(seed),
-                single_sentence='random_doc')
-            a, b = _segments(item)
-            seen.add(int(b[0]) // 10 - 1)
+        seen = {
+            int(_random_doc_pair(docs, index, seed)[1][0]) // 10 - 1
+            for seed in range(40)
+        }
         assert seen == set(range(3)) - {index}
 
 
