@@ -83,9 +83,22 @@ def test_spans_respect_padding_and_min_masks():
     assert (full.sum(1) == full.sum(1)[0]).all()
 
 
-def test_span_mask_refuses_rows_too_short():
-    with pytest.raises(ValueError, match='frames'):
-        span_mask([5], 5, 0.9, 10, 3)
+def test_span_mask_never_masks_a_whole_row():
+    """3 spans of 10 in a row of 5 frames (starts drawn from 0..3, each
+    span running to the end): the row is masked entirely when a start is
+    0, which is refused; otherwise frame 0 stays visible."""
+    outcomes = set()
+    for seed in range(40):
+        g = torch.Generator().manual_seed(seed)
+        try:
+            mask = span_mask([5], 5, 0.9, 10, 3, generator=g)
+        except ValueError as err:
+            assert 'every frame of a row of 5 frames' in str(err)
+            outcomes.add('refused')
+        else:
+            assert mask[0].tolist() == [False, True, True, True, True]
+            outcomes.add('kept')
+    assert outcomes == {'refused', 'kept'}
 
 
 @pytest.mark.parametrize('method', ['block', 'spans'])

@@ -135,13 +135,8 @@ def span_mask(lengths: Sequence[int],
             idcs.append(torch.zeros(0, dtype=torch.long))
             continue
         span = mask_length
-        if size - span <= num:
+        if size - span <= num:  # then size - span = num + 1 starts to draw
             span = size - num - 1
-        if size - span < num:
-            raise ValueError(
-                f'span_mask: {num} spans of {mask_length} frames do not fit '
-                f'in a row of {size} frames; use longer clips or lower '
-                'mask_prob / min_masks')
         starts = torch.randperm(size - span, generator=generator)[:num]
         idc = (starts[:, None] + torch.arange(mask_length)).flatten()
         idc = torch.unique(idc[idc < size])
