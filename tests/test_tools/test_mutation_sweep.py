@@ -29,7 +29,7 @@ def scaled(x, *args, **kwargs):
     return max(x * 2.5, 1) + z @ x == True
 
 
-def other(x,
+def other(x,  # a comment before the star
           *rest):
     return 2.0 + 1e3
 '''
@@ -65,8 +65,9 @@ def test_mutants_of_each_kind_and_the_skipped_lines():
     ]
     # strings, comments, the three lines of the raise statement, the
     # warning, the import, the decorator and the star arguments are left
-    # alone (also *rest on a continuation line); a statement after the
-    # raise is mutated again (line 15); a float stays a float
+    # alone (also *rest on a continuation line after a comment); a
+    # statement after the raise is mutated again (line 15); a float stays a
+    # float
 
 
 def test_apply_changes_one_token_and_refuses_a_stale_mutant():
@@ -176,6 +177,10 @@ def test_read_table_rows_and_bad_tables(tmp_path):
         (Mutant('a.py', 3, 10, '+', '-'), 'survived', 'y = x + 1', 4),
         (Mutant('a.py', 4, 4, '0', '1'), 'killed', 'z = 0', 0),
     ]
+    # a row cut short before its indent: None
+    table.write_text(TABLE_HEADER +
+                     'a.py\t3\t10\t+\t-\tsurvived\t1.0\t\ty = x + 1\n')
+    assert read_table(str(table))[0][2:] == ('y = x + 1', None)
     # an older table without the indent (and source) columns
     table.write_text('file\tline\tcol\told\tnew\tstatus\n'
                      'a.py\t3\t10\t+\t-\tsurvived\n')
@@ -209,6 +214,14 @@ def test_relocate_follows_a_moved_line():
     twice = '\n' * 5 + text + '\n' * 5 + 'y = x + 1\n'
     assert relocate(plus, 'y = x + 1',
                     twice) == Mutant('a.py', 7, 10, '+', '-')
+    # of two equal lines, the nearer one also when it comes second
+    far = 'y = x + 1\n' + '\n' * 7 + '    y = x + 1\n'
+    assert relocate(Mutant('a.py', 8, 10, '+', '-'), 'y = x + 1',
+                    far).line == 9
+    # an older table (no indent): a top-level line moved into a function
+    top = Mutant('a.py', 1, 6, '+', '-')
+    assert relocate(top, 'y = x + 1', 'def f(x):\n    y = x + 1\n') == \
+        Mutant('a.py', 2, 10, '+', '-')
     # the second '+' of a line whose indent changed: told by the indent
     # the table keeps; without it, which '+' is ambiguous
     text = 'def f(x):\n    y = x + 1\n    return y + y + y\n'
