@@ -151,8 +151,16 @@ def test_tool_lists_shards_and_writes_the_table(tmp_path, load_tool_module,
                                                 ('0', 'survived')]
     printed = capsys.readouterr().out
     assert '2 mutants: 1 killed, 1 not killed' in printed
-    with pytest.raises(ToolError, match='--shard must be K/N'):
-        tool.main([path, '--tests', 'x', '--root', root, '--shard', '3/2'])
+    for bad in ('3/2', '0/2', 'abc'):
+        with pytest.raises(ToolError, match='--shard must be K/N'):
+            tool.main([path, '--tests', 'x', '--root', root, '--shard', bad])
+    with pytest.raises(SystemExit):  # --tests is required
+        tool.main([path, '--root', root])
+    # without --out: the results are printed only
+    assert tool.main([
+        path, '--tests', 'test_half.py', '--root', root, '--shard', '1/5'
+    ]) == 0
+    assert '1 mutants: 1 killed, 0 not killed' in capsys.readouterr().out
     # tests that fail on the unchanged code would count every mutant as
     # killed: refused, naming them
     with pytest.raises(
