@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn as nn
 
 from mmssl.models.backbones import D2V2AudioEncoder, D2V2Block, D2V2EncoderBase
 from mmssl.models.backbones.d2v2_audio import alibi_slopes
@@ -398,3 +399,133 @@ def test_positional_convs_run_channels_last():
         rec, enc.pos_convs.__len__(),
         ('native_layer_norm', 'native_layer_norm_backward', 'gelu',
          'gelu_backward'))
+
+
+def test_alibi_slopes_of_8_and_16_heads():
+    """fairseq ``get_alibi``: start 2^(-2^-(log2 n - 3)), ratio = start."""
+    assert torch.allclose(
+        alibi_slopes(8), 2.**-torch.arange(1, 9, dtype=torch.float32))
+    assert torch.allclose(
+        alibi_slopes(16), 2.**(-0.5 * torch.arange(1, 17).float()))
+
+
+@pytest.mark.parametrize('arch,row', [('base', (768, 12, 12, 3072, 512)),
+                                      ('tiny', (64, 4, 4, 256, 32))])
+def test_arch_table_and_the_wav2vec2_conv_stack(arch, row):
+    """(embed_dims, num_layers, heads, FFN, conv channels); both stacks are
+    wav2vec 2.0's kernels and strides: a 400-sample receptive field, one
+    frame per 320 samples (49 frames a second of 16 kHz audio)."""
+    with torch.device('meta'):
+        enc = D2V2AudioEncoder(arch=arch)
+    block = enc.layers[0]
+    assert (enc.embed_dims, len(enc.layers), block.attn.num_heads,
+            block.ffn.layers[0][0].out_features, enc.spec[0][0]) == row
+    assert [s[1:] for s in enc.spec] == [(10, 5)] + [(3, 2)] * 4 + [(2, 2)] * 2
+    assert {s[0] for s in enc.spec} == {row[-1]}
+    assert enc.receptive_field == 400
+    assert enc.frame_lengths(16000) == 49
+    assert enc.frame_lengths(400 + 320 * 7) == 8
+
+
+def test_defaults_are_fairseqs_audio_base():
+    """encoder / attention / prenet dropout 0.1, FFN dropout 0, LayerDrop
+    0.05, eps 1e-5, positional convs 5 x kernel 19 in 16 groups, ALiBi with
+    learned per-head scales 1, layer-norm extractor without conv bias."""
+    with torch.device('meta'):
+        enc = D2V2AudioEncoder(arch='tiny')
+    block = enc.layers[0]
+    assert block.attn.attn_drop == 0.1 and block.attn.proj_drop.p == 0.1
+    assert block.post_ffn_drop.p == 0.1 and enc.drop_after_pos.p == 0.1
+    assert enc.layerdrop == 0.05 and enc.ln_pre.eps == 1e-5
+    assert (len(enc.pos_convs), enc.pos_kernel,
+            enc.pos_convs[0].groups) == (5, 19, 16)
+    assert enc.pos_pre_ln is None
+    assert enc.alibi_scale.shape == (1, 4, 1, 1)
+    assert enc.alibi_scale.requires_grad
+    assert all(layer.norm_type == 'layer' and layer.conv.bias is None
+               for layer in enc.feature_extractor)
+
+
+def test_default_extractor_mode_has_one_group_norm():
+    """wav2vec 2.0 base ('default'): GroupNorm after the first conv only."""
+    enc = _encoder(extractor_mode='default')
+    norms = [layer.norm_type for layer in enc.feature_extractor]
+    assert norms == ['group'] + [None] * (len(SMALL) - 1)
+    assert isinstance(enc.feature_extractor[0].norm, torch.nn.GroupNorm)
+
+
+def test_bad_arguments_are_named():
+    for spec in ([(8, 10)], [(8, 10, 0)], [(0, 10, 5)]):
+        with pytest.raises(ValueError, match='feature_encoder_spec'):
+            _encoder(feature_encoder_spec=spec)
+    with pytest.raises(ValueError, match='divisible by num_heads'):
+        _encoder(
+            arch=dict(
+                embed_dims=32,
+                num_layers=1,
+                num_heads=3,
+                feedforward_channels=8))
+    with pytest.raises(ValueError, match='conv_pos_groups'):
+        _encoder(conv_pos_groups=5)
+    for key in ('layerdrop', 'drop_rate', 'attn_drop_rate', 'context_dropout'):
+        assert _encoder(**{key: 0.}) is not None  # 0 is allowed, 1 is not
+        with pytest.raises(ValueError, match=key):
+            _encoder(**{key: 1.})
+
+
+def test_positional_kernel_init_and_state_dict_keys():
+    """kernel max(3, width // depth) (even kernels cropped back to T); the
+    blocks' Linear layers N(0, 0.02) with zero biases (fairseq
+    init_bert_params); the ALiBi slopes are not saved, the scales are."""
+    assert _encoder(conv_pos_width=8, conv_pos_depth=4).pos_kernel == 3
+    even = _encoder(conv_pos_width=16, conv_pos_depth=4)
+    assert even.pos_kernel == 4
+    frames = torch.randn(2, 9, 32)
+    assert even.positions(frames).shape == (2, 9, 32)
+    torch.manual_seed(0)
+    enc = _encoder(
+        arch=dict(
+            embed_dims=64, num_layers=2, num_heads=4,
+            feedforward_channels=256))
+    linears = [m for m in enc.layers.modules() if isinstance(m, nn.Linear)]
+    assert len(linears) == 8
+    weights = torch.cat([m.weight.flatten() for m in linears])
+    assert abs(weights.std().item() - 0.02) < 0.001
+    assert all(torch.all(m.bias == 0) for m in linears)
+    keys = set(enc.state_dict())
+    assert 'alibi_scale' in keys and 'alibi_slopes' not in keys
+    with pytest.raises(ValueError, match='needs the keys'):
+        _encoder(arch=dict(embed_dims=32, num_layers=1))
+
+
+def test_init_weights_loads_the_init_cfg_checkpoint(tmp_path):
+    source = _encoder()
+    ckpt = tmp_path / 'enc.pth'
+    torch.save(
+        dict(state_dict={
+            f'backbone.{k}': v
+            for k, v in source.state_dict().items()
+        }), ckpt)
+    enc = _encoder(
+        init_cfg=dict(
+            type='Pretrained', checkpoint=str(ckpt), prefix='backbone.'))
+    enc.init_weights()
+    for k, v in source.state_dict().items():
+        assert torch.equal(enc.state_dict()[k], v), k
+
+
+def test_feature_grad_mult_scales_the_extractors_gradient_only():
+    """0 < m < 1: the same features, the conv gradients times m (fairseq
+    GradMultiply)."""
+    torch.manual_seed(0)
+    wave = torch.randn(2, 1600)
+    grads, feats = [], []
+    for m in (1., 0.25):
+        torch.manual_seed(1)
+        enc = _encoder(feature_grad_mult=m)
+        x = enc.local_features(wave)
+        (x**2).sum().backward()
+        feats.append(x.detach())
+        grads.append(enc.feature_extractor[0].conv.weight.grad)
+    torch.testing.assert_close(feats[1], feats[0])
+    torch.testing.assert_close(grads[1], 0.25 * grads[0])
