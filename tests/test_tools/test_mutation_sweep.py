@@ -157,9 +157,9 @@ def test_tool_lists_shards_and_writes_the_table(tmp_path, load_tool_module,
     with pytest.raises(SystemExit):  # --tests is required
         tool.main([path, '--root', root])
     # without --out: the results are printed only
-    assert tool.main([
-        path, '--tests', 'test_half.py', '--root', root, '--shard', '1/5'
-    ]) == 0
+    assert tool.main(
+        [path, '--tests', 'test_half.py', '--root', root, '--shard',
+         '1/5']) == 0
     assert '1 mutants: 1 killed, 0 not killed' in capsys.readouterr().out
     # tests that fail on the unchanged code would count every mutant as
     # killed: refused, naming them
@@ -189,6 +189,9 @@ def test_read_table_rows_and_bad_tables(tmp_path):
     table.write_text(TABLE_HEADER +
                      'a.py\t3\t10\t+\t-\tsurvived\t1.0\t\ty = x + 1\n')
     assert read_table(str(table))[0][2:] == ('y = x + 1', None)
+    # ... or before its source: ''
+    table.write_text(TABLE_HEADER + 'a.py\t3\t10\t+\t-\tsurvived\t1.0\t\n')
+    assert read_table(str(table))[0][2:] == ('', None)
     # an older table without the indent (and source) columns
     table.write_text('file\tline\tcol\told\tnew\tstatus\n'
                      'a.py\t3\t10\t+\t-\tsurvived\n')
