@@ -529,3 +529,28 @@ def test_feature_grad_mult_scales_the_extractors_gradient_only():
         grads.append(enc.feature_extractor[0].conv.weight.grad)
     torch.testing.assert_close(feats[1], feats[0])
     torch.testing.assert_close(grads[1], 0.25 * grads[0])
+
+
+def test_time_masked_frames_become_noise_of_mask_noise_std():
+    """Fine-tuning time masks: the masked frames' features are replaced by
+    N(0, mask_noise_std^2) noise, the others kept; channel masks zero
+    channels (seen at the context LayerNorm with the positions off)."""
+    torch.manual_seed(0)
+    enc = _encoder(mask_noise_std=0.5).eval()
+    enc.positions = lambda tokens, pad=None: torch.zeros_like(tokens)
+    seen = []
+    enc.ln_pre.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    wave = torch.randn(2, 16000)
+    tokens, (frames, ) = enc.embed(wave)
+    time_mask = torch.zeros(2, frames, dtype=torch.bool)
+    time_mask[:, 10:40] = True
+    channel_mask = torch.zeros(2, 32, dtype=torch.bool)
+    channel_mask[:, :8] = True
+    with torch.no_grad():
+        enc.forward_plain(wave, time_mask=time_mask, channel_mask=channel_mask)
+    got = seen[-1]
+    noise = got[:, 10:40, 8:]
+    assert abs(noise.std().item() - 0.5) < 0.03
+    assert abs(noise.mean().item()) < 0.03
+    torch.testing.assert_close(got[:, :10, 8:], tokens[:, :10, 8:])
+    assert torch.all(got[..., :8] == 0)
