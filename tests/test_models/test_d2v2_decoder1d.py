@@ -122,3 +122,20 @@ def test_conv_block_by_hand_and_gelu_on_contiguous_memory(
     for op in ops:
         ts = [t for t in rec.inputs(op) if t.dim() > 1]
         assert ts and all(t.is_contiguous() for t in ts), op
+
+
+def test_defaults_are_the_text_recipe():
+    """768 wide, 5 blocks of kernel 9, one group, no residual, a 2-layer
+    projection widening by 2, input dropout 0.1, noise std 0.01."""
+    with torch.device('meta'):
+        dec = D2V2ConvDecoder1d(768)
+    assert dec.embed_dims == 768 and len(dec.blocks) == 5
+    conv = dec.blocks[0].conv
+    assert (conv.kernel_size, conv.groups, conv.padding) == ((9, ), 1, (4, ))
+    assert dec.residual is False
+    assert [m.out_features for m in dec.proj
+            if hasattr(m, 'out_features')] == [1536, 768]
+    assert dec.input_dropout.p == 0.1 and dec.noise_std == 0.01
+    assert D2V2ConvDecoder1d(8, embed_dims=8, projection_ratio=0.5)
+    with pytest.raises(ValueError, match='model.neck.projection_ratio'):
+        D2V2ConvDecoder1d(8, projection_ratio=0.)

@@ -141,3 +141,72 @@ def test_span_masker_refuses_bad_settings_and_layouts():
         SpanMasker()(2, (4, 4), 'cpu')
     with pytest.raises(ValueError, match='too few'):
         SpanMasker()(2, (1, ), 'cpu')
+
+
+def test_block_centres_are_distinct_and_as_many_as_the_adjusted_density():
+    """int(T * (p + adjust) / L) centres drawn without replacement (fairseq
+    ``torch.multinomial(..., replacement=False)``): with L = 1 and no
+    equalisation, exactly that many frames per row, every frame (both ends
+    included) a centre of some row."""
+    g = torch.Generator().manual_seed(3)
+    mask = block_span_mask(300, 40, 0.5, 1, 0.05, g, same_count=False)
+    assert (mask.sum(1) == int(40 * 0.55)).all()
+    assert mask.any(0).all()
+    # a density above 1 is capped at every frame
+    assert block_span_mask(2, 10, 0.99, 1, 0.05, g, same_count=False).all()
+
+
+def test_block_spans_reach_both_ends():
+    """A centre c masks c - L // 2 ... c + L - 1 - L // 2: the last frame
+    is masked by the centres T - 3 ... T - 1 (L = 5), the first by 0 ... 2."""
+    g = torch.Generator().manual_seed(4)
+    mask = block_span_mask(400, 50, 0.1, 5, 0., g, same_count=False)
+    assert mask[:, 0].any() and mask[:, -1].any()
+    for row in mask:
+        (start, length), = _runs(row)
+        centre = start + 2 if start > 0 else start + length - 3
+        assert 0 <= centre < 50
+
+
+def test_span_mask_rows_without_spans_and_mask_dropout():
+    g = torch.Generator().manual_seed(5)
+    # no span drawn (p = 0, min_masks 0): nothing masked
+    assert not span_mask([20, 20], 20, 0., 5, 0, generator=g).any()
+    # mask_dropout unmasks round(n * dropout) of each row's n frames
+    full = span_mask([100] * 4, 100, 0.1, 5, 2, generator=g)
+    g2 = torch.Generator().manual_seed(5)
+    span_mask([20, 20], 20, 0., 5, 0, generator=g2)
+    half = span_mask([100] * 4, 100, 0.1, 5, 2, mask_dropout=0.5, generator=g2)
+    assert (half & ~full).sum() == 0  # only unmasks
+    n = int(full[0].sum())
+    assert (half.sum(1) == n - round(n * 0.5)).all()
+
+
+def test_span_shrunk_when_the_spans_would_not_fit():
+    """fairseq: when T - L <= n, the spans start among T - n - 1 ... so
+    that n + 1 starts are drawn from: with T = 10, L = 5, n = 5 the starts
+    are 5 of 0 ... 5, and the row is masked from frame 1 (start 0 left
+    out), to frame 8 (start 5 left out), or entirely (refused)."""
+    outcomes = set()
+    for seed in range(40):
+        g = torch.Generator().manual_seed(seed)
+        try:
+            row = span_mask([10], 10, 0.01, 5, 5, generator=g)[0]
+        except ValueError:
+            outcomes.add('all')
+            continue
+        outcomes.add((int(row.float().argmax()), int(row.sum())))
+    assert outcomes == {(1, 9), (0, 9), 'all'}
+
+
+def test_span_masker_defaults_and_edges():
+    gen = SpanMasker()
+    assert (gen.mask_prob, gen.mask_length, gen.num_masks,
+            gen.mask_prob_adjust, gen.method, gen.min_masks,
+            gen.mask_dropout) == (0.5, 5, 8, 0.05, 'block', 1, 0.)
+    assert SpanMasker(min_masks=0, method='spans').min_masks == 0
+    with pytest.raises(ValueError, match='mask_prob'):
+        SpanMasker(mask_prob=0.)
+    # three frames are enough for p = 0.5 (one masked)
+    masks = SpanMasker(num_masks=2, seed=0)(1, (3, ), torch.device('cpu'))
+    assert masks.shape == (1, 2, 3) and (masks.sum(-1) == 1).all()

@@ -74,7 +74,8 @@ def block_span_mask(rows: int,
         frames (int): T, frames per row.
         mask_prob (float): Fraction p of frames masked, exactly
             ``int(T * p)`` per row.
-        mask_length (int): Span length L around each centre.
+        mask_length (int): Span length L around each of the
+            ``int(T * (p + mask_prob_adjust) / L)`` distinct centres.
         mask_prob_adjust (float): Extra centre density (fairseq's
             ``mask_prob_adjust``, compensates overlaps). Defaults to 0.
         generator (torch.Generator, optional): CPU generator.
@@ -84,11 +85,15 @@ def block_span_mask(rows: int,
     Returns:
         Tensor: (rows, frames) bool, True = masked, on the CPU.
     """
-    num_centres = int(frames * (mask_prob + mask_prob_adjust) / mask_length)
+    num_centres = min(
+        int(frames * (mask_prob + mask_prob_adjust) / mask_length), frames)
     mask = torch.zeros(rows, frames, dtype=torch.bool)
-    if num_centres > 0:
-        centres = torch.randint(
-            0, frames, (rows, num_centres), generator=generator)
+    if num_centres > 0:  # distinct centres (fairseq's multinomial)
+        centres = torch.multinomial(
+            torch.ones(rows, frames),
+            num_centres,
+            replacement=False,
+            generator=generator)
         for k in range(mask_length):
             idx = (centres + k - mask_length // 2).clamp(0, frames - 1)
             mask.scatter_(1, idx, True)
