@@ -144,3 +144,20 @@ def test_pack():
 ])
 def test_build_from_config(cfg):
     assert TRANSFORMS.build(cfg) is not None
+
+
+def test_read_audio_defaults_and_the_mono_mix(tmp_path):
+    """read_audio alone: 16 kHz mono expected (other rates and several
+    channels refused by default); mix_to_mono averages the channels."""
+    from mmssl.datasets.transforms.audio import read_audio
+    mono = _write(tmp_path, 'm.wav', _tone(0.25, 16000), 16000)
+    assert read_audio(mono).shape == (4000, )
+    with pytest.raises(ValueError, match='8000 Hz, not 16000 Hz'):
+        read_audio(_write(tmp_path, 'l.wav', _tone(0.25, 8000), 8000))
+    left = _tone(0.25, 16000)
+    pair = np.stack([left, 0.5 * left], 1)
+    stereo = _write(tmp_path, 's.wav', pair, 16000)
+    with pytest.raises(ValueError, match='2 channels'):
+        read_audio(stereo)
+    mixed = read_audio(stereo, mix_to_mono=True)
+    np.testing.assert_allclose(mixed, 0.75 * left, atol=1e-4)

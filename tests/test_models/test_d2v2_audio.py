@@ -554,3 +554,28 @@ def test_time_masked_frames_become_noise_of_mask_noise_std():
     assert abs(noise.mean().item()) < 0.03
     torch.testing.assert_close(got[:, :10, 8:], tokens[:, :10, 8:])
     assert torch.all(got[..., :8] == 0)
+
+
+def test_teacher_plain_and_student_paths_share_the_context_input():
+    """The teacher (forward_targets) and the plain path feed the context
+    LayerNorm features + positions alike; ``mask=False`` is the plain
+    path; one clone by default; a kernel of 6 (even, not a multiple of 4)
+    is cropped back to T."""
+    torch.manual_seed(0)
+    enc = _encoder().eval()
+    seen = []
+    enc.ln_pre.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    wave = torch.randn(2, 3200)
+    with torch.no_grad():
+        (plain, ) = enc(wave)
+        enc.forward_targets(wave, 2)
+        assert torch.equal(enc(wave, mask=False)[0], plain)
+        tokens, (frames, ) = enc.embed(wave)
+        mask = torch.zeros(2, frames, dtype=torch.bool)
+        mask[:, ::2] = True
+        latent, _, _ = enc(wave, mask)  # num_clones defaults to 1
+    torch.testing.assert_close(seen[1], seen[0])
+    assert latent.shape == (2, frames // 2, 32)
+    six = _encoder(conv_pos_width=24, conv_pos_depth=4)
+    assert six.pos_kernel == 6
+    assert six.positions(torch.randn(1, 9, 32)).shape == (1, 9, 32)
