@@ -161,3 +161,31 @@ def test_read_audio_defaults_and_the_mono_mix(tmp_path):
         read_audio(stereo)
     mixed = read_audio(stereo, mix_to_mono=True)
     np.testing.assert_allclose(mixed, 0.75 * left, atol=1e-4)
+
+
+def test_normalize_eps_and_crop_edges():
+    """eps 1e-5 (fairseq's layer_norm over the clip): a clip of variance
+    1e-5 comes out with std sqrt(1/2); eps 0 refused. The crop start is
+    uniform over 0 ... length - max_samples; a clip of exactly
+    min_samples passes, min_samples 0 is refused; lower-case transcripts
+    are not upper-cased by default."""
+    quiet = (np.sqrt(1e-5) * np.array([1., -1.] * 500)).astype(np.float32)
+    for out in (NormalizeAudio()(dict(audio=quiet))['audio'],
+                NormalizeAudio(eps=1e-5)(dict(audio=quiet))['audio']):
+        assert abs(out.std() - np.sqrt(0.5)) < 1e-3
+    with pytest.raises(ValueError, match='eps'):
+        NormalizeAudio(eps=0.)
+    np.random.seed(0)
+    crop = RandomAudioCrop(10, min_samples=10)
+    starts = {
+        int(crop(dict(audio=np.arange(12, dtype=np.float32)))['audio'][0])
+        for _ in range(60)
+    }
+    assert starts == {0, 1, 2}
+    exact = crop(dict(audio=np.arange(10, dtype=np.float32)))['audio']
+    assert exact.tolist() == list(range(10))
+    assert RandomAudioCrop(10, min_samples=1).min_samples == 1
+    with pytest.raises(ValueError, match='min_samples'):
+        RandomAudioCrop(10, min_samples=0)
+    with pytest.raises(ValueError, match='transcript|character|vocab'):
+        EncodeTranscript()(dict(transcript='ab c', audio_path='a.wav'))
