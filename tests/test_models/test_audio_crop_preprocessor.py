@@ -22,3 +22,17 @@ def test_batch_is_cropped_to_the_shortest_clip():
         assert torch.equal(row, w[start:start + 6])
     stacked = torch.randn(2, 5)
     assert torch.equal(pre(dict(inputs=stacked), True)['inputs'], stacked)
+
+
+def test_crop_starts_cover_every_window():
+    """A clip of 10 samples cropped to 6 starts anywhere in 0 ... 4."""
+    pre = MODELS.build(dict(type='mmssl.ShortestCropDataPreprocessor'))
+    torch.manual_seed(1)
+    starts = {
+        int(
+            pre(dict(
+                inputs=[torch.arange(10.), torch.zeros(6)]),
+                True)['inputs'][0, 0])
+        for _ in range(80)
+    }
+    assert starts == {0, 1, 2, 3, 4}

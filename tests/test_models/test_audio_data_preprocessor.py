@@ -35,3 +35,10 @@ def test_stacked_and_errors():
         pre(dict(inputs=[]))
     with pytest.raises(ValueError, match='PackAudioInputs'):
         pre([torch.ones(3)])
+
+
+def test_one_clip_batch_and_a_dict_without_inputs():
+    out = AudioDataPreprocessor()(dict(inputs=[torch.ones(3)]))
+    assert out['inputs'].tolist() == [[1., 1., 1.]]
+    with pytest.raises(ValueError, match='PackAudioInputs'):
+        AudioDataPreprocessor()(dict(data_samples=[]))
