@@ -579,3 +579,18 @@ def test_teacher_plain_and_student_paths_share_the_context_input():
     six = _encoder(conv_pos_width=24, conv_pos_depth=4)
     assert six.pos_kernel == 6
     assert six.positions(torch.randn(1, 9, 32)).shape == (1, 9, 32)
+
+
+def test_more_defaults_and_edges():
+    """ALiBi scales start at 1, FFN dropout 0, time-mask noise std 0.01,
+    the default extractor's GroupNorm is affine (fairseq Fp32GroupNorm),
+    a kernel-1 stride-1 conv layer is a valid spec, and a clip too short
+    for one frame has 0 frames (not 1)."""
+    enc = D2V2AudioEncoder(arch='tiny')
+    assert torch.all(enc.alibi_scale == 1.)
+    assert enc.layers[0].ffn.layers[0][2].p == 0.
+    assert enc.mask_noise_std == 0.01
+    assert _encoder(extractor_mode='default').feature_extractor[0].norm.affine
+    one = _encoder(feature_encoder_spec=SMALL + [(8, 1, 1)])
+    assert one.receptive_field == 400
+    assert enc.frame_lengths(torch.tensor([100, 400])).tolist() == [0, 1]

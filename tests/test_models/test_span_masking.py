@@ -210,3 +210,34 @@ def test_span_masker_defaults_and_edges():
     # three frames are enough for p = 0.5 (one masked)
     masks = SpanMasker(num_masks=2, seed=0)(1, (3, ), torch.device('cpu'))
     assert masks.shape == (1, 2, 3) and (masks.sum(-1) == 1).all()
+
+
+def test_number_of_spans_is_fairseqs_with_a_uniform_round():
+    """num = int(p T / L + u), u ~ U(0, 1): with L = 1 (spans never
+    overlap, no equalisation) a row of T = 6 at p = 0.25 has 1 or 2 masked
+    frames, a row of 10 has 2 or 3; both of each seen. The defaults:
+    span_mask's min_masks 0 (p = 0 masks nothing), block_span_mask's
+    adjust 0 (int(T p / L) centres)."""
+    g = torch.Generator().manual_seed(6)
+    for frames, counts in ((6, {1, 2}), (10, {2, 3})):
+        seen = {
+            int(
+                span_mask([frames],
+                          frames,
+                          0.25,
+                          1,
+                          same_count=False,
+                          generator=g).sum())
+            for _ in range(60)
+        }
+        assert seen == counts
+    assert not span_mask([20, 20], 20, 0., 5, generator=g).any()
+    mask = block_span_mask(5, 40, 0.5, 1, generator=g, same_count=False)
+    assert (mask.sum(1) == 20).all()
+
+
+def test_span_masker_accepts_two_frames_and_refuses_dropout_1():
+    masks = SpanMasker(num_masks=2, seed=0)(1, (2, ), torch.device('cpu'))
+    assert (masks.sum(-1) == 1).all()
+    with pytest.raises(ValueError, match='mask_dropout'):
+        SpanMasker(mask_dropout=1.)
