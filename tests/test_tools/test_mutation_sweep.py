@@ -151,6 +151,23 @@ def test_tool_lists_shards_and_writes_the_table(tmp_path, load_tool_module,
                                                 ('0', 'survived')]
     printed = capsys.readouterr().out
     assert '2 mutants: 1 killed, 1 not killed' in printed
+    # FILE:A-B: only those lines (the source is on line 2)
+    assert tool.main(
+        [path + ':2-2', '--tests', 'test_half.py', '--root', root,
+         '--list']) == 0
+    assert capsys.readouterr().out.splitlines() == listed
+    assert tool.main([
+        path + ':1-1', path + ':3-9', '--tests', 'x', '--root', root, '--list'
+    ]) == 0
+    assert capsys.readouterr().out == ''
+    # a dash in a file name is not a range
+    (tmp_path / 'pkg' / 'half-copy.py').write_text('x = 1\n')
+    assert tool.main(
+        ['pkg/half-copy.py', '--tests', 'x', '--root', root, '--list']) == 0
+    assert capsys.readouterr().out.startswith('pkg/half-copy.py:1:4')
+    for bad in (':3-2', ':0-2', ':a-b'):
+        with pytest.raises(ToolError, match='a line range must be FILE:A-B'):
+            tool.main([path + bad, '--tests', 'x', '--root', root, '--list'])
     for bad in ('3/2', '0/2', 'abc'):
         with pytest.raises(ToolError, match='--shard must be K/N'):
             tool.main([path, '--tests', 'x', '--root', root, '--shard', bad])
@@ -280,9 +297,19 @@ def test_tool_reruns_the_survivors_of_a_table(tmp_path, load_tool_module,
                                ('3', '0', '1', 'killed'),
                                ('3', '0', '1', 'survived')]
     assert '3 mutants: 1 killed, 2 not killed' in capsys.readouterr().out
-    # only the files named
+    # only the files named, and the lines of today's file named
     assert tool.main([
         'pkg/other.py', '--rerun',
+        str(first), '--tests', 'test_half.py', '--root', root, '--list'
+    ]) == 0
+    assert capsys.readouterr().out == ''
+    assert tool.main([
+        path + ':3-3', '--rerun',
+        str(first), '--tests', 'test_half.py', '--root', root, '--list'
+    ]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
+    assert tool.main([
+        path + ':2-2', '--rerun',
         str(first), '--tests', 'test_half.py', '--root', root, '--list'
     ]) == 0
     assert capsys.readouterr().out == ''

@@ -14,6 +14,7 @@ repository, e.g.::
         --out nfl.tsv
 
 Two copies with ``--shard 1/2`` and ``--shard 2/2`` use two cores.
+``FILE:A-B`` sweeps lines A to B of FILE only (a function just changed).
 After new tests are written, ``--rerun nfl.tsv`` runs only the mutants the
 table did not see killed (survived or timed out), against ``--tests``; a
 line that moved since the sweep is found again by its text, one that
@@ -41,7 +42,8 @@ def parse_args(argv=None):
         'files',
         nargs='*',
         help='source files, relative '
-        'to --root (with --rerun: only these files of the table; default all)')
+        'to --root, each optionally FILE:A-B for its lines A to B only (with '
+        '--rerun: only these files / lines of the table; default all)')
     parser.add_argument(
         '--tests',
         nargs='+',
@@ -99,6 +101,30 @@ def _source_file(root: str, path: str) -> str:
     return full
 
 
+def _targets(files) -> dict:
+    """``{path: [(first line, last line), ...]}`` of FILES given as
+    ``PATH`` or ``PATH:A-B`` (a path may be named with several ranges)."""
+    targets = {}
+    for text in files:
+        path, lines = text, (1, float('inf'))
+        head, sep, tail = text.rpartition(':')
+        if sep and '-' in tail:
+            first, _, last = tail.partition('-')
+            if not (first.isdigit() and last.isdigit()
+                    and 1 <= int(first) <= int(last)):
+                raise ToolError(f'{text}: a line range must be FILE:A-B with '
+                                '1 <= A <= B, e.g. pkg/mod.py:40-75')
+            path, lines = head, (int(first), int(last))
+        targets.setdefault(path, []).append(lines)
+    return targets
+
+
+def _wanted(mutant, targets: dict) -> bool:
+    """Whether ``mutant`` is in the files / line ranges (all if none)."""
+    return not targets or any(first <= mutant.line <= last
+                              for first, last in targets.get(mutant.path, ()))
+
+
 def _table_mutants(table: str, files, root: str) -> list:
     """The not-killed mutants of ``table`` (of ``files`` when given),
     each moved to where its line is now under ``root``; rows whose line
@@ -110,18 +136,20 @@ def _table_mutants(table: str, files, root: str) -> list:
         rows = read_table(table)
     except ValueError as err:
         raise ToolError(str(err)) from None
-    texts, mutants = {}, []
+    texts, mutants, targets = {}, [], _targets(files)
     for mutant, status, source, indent in rows:
-        if status == 'killed' or (files and mutant.path not in files):
+        if status == 'killed' or (targets and mutant.path not in targets):
             continue
         if mutant.path not in texts:
             with open(_source_file(root, mutant.path)) as f:
                 texts[mutant.path] = f.read()
         try:
-            mutants.append(
-                relocate(mutant, source, texts[mutant.path], indent))
+            moved = relocate(mutant, source, texts[mutant.path], indent)
         except ValueError as err:  # the line changed: not this mutant
             print(f'--rerun {table}: skipped: {err}', file=sys.stderr)
+            continue
+        if _wanted(moved, targets):  # line ranges name today's lines
+            mutants.append(moved)
     return mutants
 
 
@@ -138,10 +166,13 @@ def main(argv=None) -> int:
         raise ToolError('name the source FILES to sweep, or --rerun TABLE '
                         'to run the survivors of an earlier sweep')
     else:
-        mutants = []
-        for path in args.files:
+        mutants, targets = [], _targets(args.files)
+        for path in targets:
             with open(_source_file(args.root, path)) as f:
-                mutants += generate_mutants(path, f.read())
+                mutants += [
+                    m for m in generate_mutants(path, f.read())
+                    if _wanted(m, targets)
+                ]
     mutants = mutants[k - 1::n]
     if args.list:
         for m in mutants:
