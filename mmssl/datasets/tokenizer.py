@@ -255,8 +255,15 @@ def build_tokenizer(tokenizer: Union[str, dict, SentencePieceTokenizer],
     set's folder), as mmengine data sets do with ``ann_file``.
     """
     if isinstance(tokenizer, str) and not osp.isfile(tokenizer) \
-            and data_root and osp.isfile(osp.join(data_root, tokenizer)):
-        tokenizer = osp.join(data_root, tokenizer)
+            and data_root:
+        under = osp.join(data_root, tokenizer)
+        if not osp.isfile(under):
+            raise FileNotFoundError(
+                f'tokenizer model {tokenizer!r} is neither a file nor one '
+                f'under data_root={data_root!r} ({under!r}); give its path, '
+                f'or train one with python {TRAIN_TOOL} CORPUS.txt '
+                '--out-prefix PREFIX --vocab-size N')
+        tokenizer = under
     if isinstance(tokenizer, SentencePieceTokenizer):
         return tokenizer
     if isinstance(tokenizer, dict):

@@ -136,3 +136,7 @@ def test_build_looks_under_data_root(folder, tmp_path, monkeypatch):
     assert build_tokenizer(tok, data_root=str(other)) is tok
     with pytest.raises(ValueError, match='tokenizer must be the path'):
         build_tokenizer(3)
+    with pytest.raises(FileNotFoundError) as err:
+        build_tokenizer('nope.model', data_root=str(other))
+    assert "'nope.model' is neither a file nor one under data_root" in str(
+        err.value) and 'train_tokenizer.py' in str(err.value)

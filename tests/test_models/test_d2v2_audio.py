@@ -12,6 +12,7 @@ from mmssl.models.backbones import D2V2AudioEncoder, D2V2Block, D2V2EncoderBase
 from mmssl.models.backbones.d2v2_audio import alibi_slopes
 from mmssl.models.selfsup.data2vec2 import Data2VecV2
 from mmssl.registry import MODELS
+from mmssl.testing.checkpoints import assert_init_cfg_loads
 
 SMALL = [(8, 10, 5)] + [(8, 3, 2)] * 4 + [(8, 2, 2)] * 2
 
@@ -499,19 +500,7 @@ def test_positional_kernel_init_and_state_dict_keys():
 
 
 def test_init_weights_loads_the_init_cfg_checkpoint(tmp_path):
-    source = _encoder()
-    ckpt = tmp_path / 'enc.pth'
-    torch.save(
-        dict(state_dict={
-            f'backbone.{k}': v
-            for k, v in source.state_dict().items()
-        }), ckpt)
-    enc = _encoder(
-        init_cfg=dict(
-            type='Pretrained', checkpoint=str(ckpt), prefix='backbone.'))
-    enc.init_weights()
-    for k, v in source.state_dict().items():
-        assert torch.equal(enc.state_dict()[k], v), k
+    assert_init_cfg_loads(_encoder, tmp_path)
 
 
 def test_feature_grad_mult_scales_the_extractors_gradient_only():

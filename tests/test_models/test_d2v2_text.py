@@ -10,6 +10,7 @@ from mmengine.structures import BaseDataElement
 from mmssl.models.backbones import D2V2Block, D2V2TextEncoder
 from mmssl.models.selfsup.data2vec2 import Data2VecV2
 from mmssl.registry import MODELS
+from mmssl.testing.checkpoints import assert_init_cfg_loads
 
 V, L, C = 50, 12, 16
 ARCH = dict(embed_dims=C, num_layers=3, num_heads=2, feedforward_channels=32)
@@ -381,20 +382,7 @@ def test_bert_init_zeroes_every_linear_bias():
 
 
 def test_init_weights_loads_the_init_cfg_checkpoint(tmp_path):
-    source = encoder()
-    ckpt = tmp_path / 'enc.pth'
-    torch.save(
-        dict(state_dict={
-            f'backbone.{k}': v
-            for k, v in source.state_dict().items()
-        }), ckpt)
-    enc = encoder(
-        init_cfg=dict(
-            type='Pretrained', checkpoint=str(ckpt), prefix='backbone.'))
-    assert not torch.equal(enc.token_embed.weight, source.token_embed.weight)
-    enc.init_weights()
-    for k, v in source.state_dict().items():
-        assert torch.equal(enc.state_dict()[k], v), k
+    assert_init_cfg_loads(encoder, tmp_path)
 
 
 def test_embedding_sum_layout_pooler_and_plain_paths():

@@ -294,12 +294,6 @@ class D2V2AudioEncoder(D2V2EncoderBase):
                              f'{sorted(needed)}, got {arch!r}')
         return dict(arch)
 
-    def init_weights(self) -> None:
-        """Load ``init_cfg`` (e.g. pretrained weights) if given; the
-        reference initialisation is applied at construction."""
-        if self.init_cfg is not None:
-            super().init_weights()
-
     # ------------------------------------------------------------ lengths
     @property
     def receptive_field(self) -> int:

@@ -50,6 +50,13 @@ class D2V2EncoderBase(BaseBackbone):
     teacher_input = 'raw'
     embedding_modules: Tuple[str, ...] = ()
 
+    def init_weights(self) -> None:
+        """Load ``init_cfg`` (e.g. pretrained weights) if given; each
+        modality's reference initialisation is applied at construction, so
+        without ``init_cfg`` nothing is drawn again."""
+        if self.init_cfg is not None:
+            super().init_weights()
+
     def train(self, mode: bool = True) -> 'D2V2EncoderBase':
         """As ``nn.Module.train`` (mmpretrain's ``BaseBackbone.train``
         returns None)."""

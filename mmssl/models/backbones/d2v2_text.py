@@ -205,12 +205,6 @@ class D2V2TextEncoder(D2V2EncoderBase):
         with torch.no_grad():
             self.token_embed.weight[self.pad_token_id].zero_()
 
-    def init_weights(self) -> None:
-        """Load ``init_cfg`` (pretrained weights) if given; the BERT init is
-        applied at construction."""
-        if self.init_cfg is not None:
-            super().init_weights()
-
     # ------------------------------------------- AlbertPretrainer interface
     @property
     def word_embeddings(self) -> nn.Embedding:

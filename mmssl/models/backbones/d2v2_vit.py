@@ -354,12 +354,6 @@ class D2V2ViT(D2V2EncoderBase):
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
         nn.init.normal_(self.cls_token, std=1.)
 
-    def init_weights(self) -> None:
-        """Load ``init_cfg`` (e.g. pretrained weights) if given; the
-        reference initialisation is applied at construction."""
-        if self.init_cfg is not None:
-            super().init_weights()
-
     # ------------------------------------------------------------ freezing
     def _freeze_stages(self) -> None:
         if self.frozen_stages < 0:
