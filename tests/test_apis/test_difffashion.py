@@ -15,6 +15,7 @@ from PIL import Image
 from mmssl.apis import (DiffFashion, MaskError, WeightFileError,
                         fashion_metrics, load_diffusion_model,
                         load_fashion_image, load_vit)
+from mmssl.testing.checkpoints import save_as_backbone
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from difffashion_helpers import (BoxStubUNet, build_tiny, images, make_editor,
@@ -36,11 +37,7 @@ def files(tmp_path, tiny):
     with open(tmp_path / 'vit.py', 'w') as f:
         f.write(f'model = dict(backbone={tiny_vit_cfg(16)!r})\n')
     torch.save(dict(state_dict=ddpm.state_dict()), tmp_path / 'ddpm.pth')
-    torch.save(
-        dict(state_dict={
-            f'backbone.{k}': v
-            for k, v in vit.state_dict().items()
-        }), tmp_path / 'vit.pth')
+    save_as_backbone(vit, str(tmp_path / 'vit.pth'))
     garment, reference = images()
     for name, img in (('garment.png', garment), ('reference.png', reference)):
         arr = ((img[0].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()

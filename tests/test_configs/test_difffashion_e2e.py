@@ -11,6 +11,7 @@ from mmengine.registry import init_default_scope
 
 from mmssl.datasets import make_embedded_data
 from mmssl.registry import MODELS
+from mmssl.testing.checkpoints import save_as_backbone
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(ROOT, 'configs', 'difffashion',
@@ -35,11 +36,7 @@ def test_pair_config_pack_and_test(tmp_path):
     editor = MODELS.build(Config.fromfile(CONFIG).model)
     torch.save(
         dict(state_dict=editor.diffusion.state_dict()), tmp_path / 'ddpm.pth')
-    torch.save(
-        dict(state_dict={
-            f'backbone.{k}': v
-            for k, v in editor.vit.state_dict().items()
-        }), tmp_path / 'mae.pth')
+    save_as_backbone(editor.vit, str(tmp_path / 'mae.pth'))
     ckpt = str(tmp_path / 'editor.pth')
     pack = _tool('model_converters/difffashion_editor.py')
     assert pack.main([

@@ -7,6 +7,7 @@ from mmpretrain.structures import DataSample
 
 from mmssl.models.clip import tokenize
 from mmssl.models.prompt import CoOp, nfl_loss
+from mmssl.testing.checkpoints import save_as_backbone
 
 TINY = dict(
     arch='tiny-rn',
@@ -67,11 +68,7 @@ def test_init_from_words_uses_the_loaded_clip(tmp_path):
     torch.manual_seed(123)
     trained = build_clip(**TINY)
     ckpt = str(tmp_path / 'clip.pth')
-    torch.save(
-        dict(state_dict={
-            f'clip.{k}': v
-            for k, v in trained.state_dict().items()
-        }), ckpt)
+    save_as_backbone(trained, str(ckpt), prefix='clip.')
     torch.manual_seed(0)  # another random CLIP at build time
     model = CoOp(
         clip=dict(TINY, checkpoint=ckpt),

@@ -10,6 +10,7 @@ from mmengine.structures import BaseDataElement
 
 from mmssl.models.diffusion import MaskError, WeightFileError
 from mmssl.registry import MODELS
+from mmssl.testing.checkpoints import save_as_backbone
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from difffashion_helpers import tiny_ddpm_cfg, tiny_vit_cfg  # noqa: E402
@@ -129,11 +130,7 @@ def test_pack_editor_checkpoint(tmp_path):
     ddpm = MODELS.build(tiny_ddpm_cfg(16))
     vit = MODELS.build(tiny_vit_cfg(16))
     torch.save(dict(state_dict=ddpm.state_dict()), tmp_path / 'ddpm.pth')
-    torch.save(
-        dict(state_dict={
-            f'backbone.{k}': v
-            for k, v in vit.state_dict().items()
-        }), tmp_path / 'vit.pth')
+    save_as_backbone(vit, str(tmp_path / 'vit.pth'))
     out = str(tmp_path / 'sub' / 'editor.pth')
     info = pack_editor_checkpoint(_cfg(), str(tmp_path / 'ddpm.pth'),
                                   str(tmp_path / 'vit.pth'), out)

@@ -13,13 +13,11 @@ from mmpretrain.structures import DataSample
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmssl.registry import MODELS
+from mmssl.testing.checkpoints import save_as_backbone
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from subtuning_helpers import (
-    RESNET_CHANNELS,
-    subtuning_cfg,  # noqa: E402
-    tiny_resnet,
-    tiny_vit)
+from subtuning_helpers import subtuning_cfg  # noqa: E402
+from subtuning_helpers import RESNET_CHANNELS, tiny_resnet, tiny_vit
 
 init_default_scope('mmpretrain')
 
@@ -127,11 +125,7 @@ def test_frozen_copy_comes_from_the_pretrained_checkpoint(tmp_path):
         for p in pretrained.parameters():
             p.add_(1.)  # far from any fresh initialisation
     path = str(tmp_path / 'pretrained.pth')
-    torch.save(
-        dict(state_dict={
-            f'backbone.{k}': v
-            for k, v in pretrained.state_dict().items()
-        }), path)
+    save_as_backbone(pretrained, str(path))
     cfg = _classifier(
         tiny_resnet(
             init_cfg=dict(

@@ -9,6 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
+from mmssl.testing.checkpoints import save_as_backbone
+
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from difffashion_helpers import build_tiny, tiny_ddpm_cfg, tiny_vit_cfg
 
@@ -26,11 +28,7 @@ def files(tmp_path):
     with open(tmp_path / 'vit.py', 'w') as f:
         f.write(f'model = dict(backbone={tiny_vit_cfg(16)!r})\n')
     torch.save(dict(state_dict=ddpm.state_dict()), tmp_path / 'ddpm.pth')
-    torch.save(
-        dict(state_dict={
-            f'backbone.{k}': v
-            for k, v in vit.state_dict().items()
-        }), tmp_path / 'vit.pth')
+    save_as_backbone(vit, str(tmp_path / 'vit.pth'))
     rng = np.random.RandomState(0)
     garment = np.full((40, 40, 3), 230, np.uint8)
     garment[8:32, 10:30] = (40, 60, 200)
