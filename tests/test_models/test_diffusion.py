@@ -12,8 +12,8 @@ from mmpretrain.structures import DataSample
 from mmssl.models.diffusion import (ViTFeatureExtractor, blend_background,
                                     clean_mask, ddpm_posterior,
                                     key_self_similarity, label_contrast_score,
-                                    patch_nce_loss, predict_x0, q_sample,
-                                    space_timesteps, threshold_mask)
+                                    noise_augment, patch_nce_loss, predict_x0,
+                                    q_sample, space_timesteps, threshold_mask)
 from mmssl.registry import MODELS
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -123,6 +123,12 @@ def test_space_timesteps_matches_guided_diffusion():
     asc = ts[::-1]
     assert asc[119] == 597  # skip 80 of 200: start ~60 % noise
     assert asc[1] == 5
+    # round(i * (T - 1) / (n - 1)): 0, 3, 6, 9 of 10; every step when n = T
+    assert space_timesteps(10, 4) == [9, 6, 3, 0]
+    assert space_timesteps(10, 10) == list(range(9, -1, -1))
+    # one step: the noisiest timestep (guided-diffusion's stride 1 would
+    # take 0, a "sampler" that starts from the clean image)
+    assert space_timesteps(1000, 1) == [999]
     with pytest.raises(ValueError):
         space_timesteps(1000, 0)
 
@@ -137,8 +143,14 @@ def test_posterior_matches_scheduler_and_label_identity():
     t = 10
     mean, var = ddpm_posterior(x0, x_t, ac[t], ac[t - 1])
     sched.set_timesteps(1000)
-    eps = (x_t - ac[t].sqrt() * x0) / (1 - ac[t]).sqrt()
     torch.testing.assert_close(sched._get_variance(t), var)
+    # guided-diffusion's posterior_mean_coef1 / coef2 from the betas
+    beta_t, alpha_t = sched.betas[t], sched.alphas[t]
+    coef1 = beta_t * ac[t - 1].sqrt() / (1 - ac[t])
+    coef2 = (1 - ac[t - 1]) * alpha_t.sqrt() / (1 - ac[t])
+    # (float32 rounding of beta = 1 - a_t / a_prev near t = 0: ~1e-5)
+    torch.testing.assert_close(
+        mean, coef1 * x0 + coef2 * x_t, atol=1e-4, rtol=1e-4)
     # step at t = 0 adds no noise: its output is the posterior mean
     mean0, _ = ddpm_posterior(x0, x_t, ac[0], torch.tensor(1.0))
     eps0 = (x_t - ac[0].sqrt() * x0) / (1 - ac[0]).sqrt()
@@ -152,7 +164,18 @@ def test_posterior_matches_scheduler_and_label_identity():
     mu_b = ddpm_posterior(predict_x0(x_t, e_b, a_t), x_t, a_t, a_prev)[0]
     expect = -beta / ((1 - beta).sqrt() * (1 - a_t).sqrt()) * (e_a - e_b)
     torch.testing.assert_close(mu_a - mu_b, expect, atol=1e-5, rtol=1e-4)
-    del eps
+
+
+def test_noise_augment_hand_values():
+    """Reference ``--use_noise_aug_all``: ``fac = sqrt(1 - a_t)``,
+    ``x_in = pred_xstart * fac + x * (1 - fac)``."""
+    x0, x_t = torch.full((1, 3, 2, 2), 2.), torch.full((1, 3, 2, 2), -1.)
+    # a_t = 0.36: fac = 0.8, 0.8 * 2 + 0.2 * (-1) = 1.4
+    out = noise_augment(x0, x_t, torch.tensor(0.36))
+    torch.testing.assert_close(out, torch.full((1, 3, 2, 2), 1.4))
+    # nearly clean (a_t -> 1): x_t itself; pure noise (a_t -> 0): x0-hat
+    torch.testing.assert_close(noise_augment(x0, x_t, torch.tensor(1.)), x_t)
+    torch.testing.assert_close(noise_augment(x0, x_t, torch.tensor(0.)), x0)
 
 
 def test_label_contrast_mask_box_and_threshold_fraction():
@@ -255,6 +278,111 @@ def test_label_contrast_per_label_does_not_cancel():
     torch.testing.assert_close(z, expect)
     with pytest.raises(ValueError, match='contrast'):
         label_contrast_score(mu_ref, others, 'max')
+
+
+def test_label_contrast_squares_the_differences():
+    """``D = sum_c (mu_y - mu_ref)^2``: differences of 0 / 1 / 2 in all
+    3 channels give D = 0 / 3 / 12 per pixel, standardised per image (a
+    map of two levels would hide any power)."""
+    level = torch.zeros(2, 6, 6)
+    level[0, :2] = 1
+    level[0, 4:] = 2
+    level[1, :, :3] = 2  # the second image: two levels only
+    level[1, 0, 0] = 1
+    mu_ref = torch.randn(2, 3, 6, 6)
+    other = mu_ref + level[:, None]
+    d = 3 * level**2
+    flat = d.flatten(1)
+    expect = (d - flat.mean(1).view(2, 1, 1)) / flat.std(1).view(2, 1, 1)
+    for contrast in ('mean', 'per_label'):
+        z = label_contrast_score(mu_ref, [other], contrast)
+        assert z.shape == (2, 6, 6)
+        torch.testing.assert_close(z, expect, msg=contrast)
+
+
+def test_smooth_score_hand_values():
+    """The box mean over the pixels inside the image (borders average fewer
+    pixels, no zero padding), per image, then standardised again."""
+    from mmssl.models.diffusion import smooth_score
+    torch.manual_seed(0)
+    z = torch.randn(2, 5, 4)
+    box = torch.empty_like(z)
+    for b in range(2):
+        for i in range(5):
+            for j in range(4):
+                box[b, i, j] = z[b,
+                                 max(i - 1, 0):i + 2,
+                                 max(j - 1, 0):j + 2].mean()
+    flat = box.flatten(1)
+    expect = (box - flat.mean(1).view(2, 1, 1)) / flat.std(1).view(2, 1, 1)
+    torch.testing.assert_close(smooth_score(z, 3), expect)
+    assert smooth_score(z) is z  # default: off
+    for even in (2, 6):
+        with pytest.raises(ValueError, match='odd'):
+            smooth_score(z, even)
+
+
+def test_clean_mask_default_is_a_3x3_opening_and_closing():
+    m = torch.zeros(1, 9, 9, dtype=torch.bool)
+    m[:, 2:7, 2:7] = True
+    m[:, 0, 8] = True  # a one-pixel speck
+    assert torch.equal(clean_mask(m), clean_mask(m, 3))
+    assert not clean_mask(m)[0, 0, 8] and clean_mask(m)[0, 2:7, 2:7].all()
+    # a 3-pixel-wide bar survives a 3x3 opening, not a 5x5 one
+    bar = torch.zeros(1, 9, 9, dtype=torch.bool)
+    bar[:, 3:6, :] = True
+    assert torch.equal(clean_mask(bar), bar)
+    assert not clean_mask(bar, 5).any()
+
+
+def test_blend_with_a_soft_mask_is_the_convex_mix():
+    x, bg = torch.full((1, 3, 2, 2), 2.), torch.full((1, 3, 2, 2), -2.)
+    mask = torch.tensor([[[[0.25, 1.], [0., 0.5]]]])
+    out = blend_background(x, mask, bg)
+    # 0.25 * 2 + 0.75 * (-2) = -1; 2; -2; 0
+    expect = torch.tensor([[-1., 2.], [-2., 0.]]).expand(1, 3, 2, 2)
+    torch.testing.assert_close(out, expect)
+
+
+def test_renoise_hand_values():
+    """RePaint's forward step ``sqrt(1 - beta) x + sqrt(beta) noise``."""
+    from mmssl.models.diffusion import renoise
+    x, noise = torch.full((1, 3, 2, 2), 2.), torch.full((1, 3, 2, 2), -1.)
+    # beta = 0.36: 0.8 * 2 + 0.6 * (-1) = 1.0
+    out = renoise(x, torch.tensor(0.36), noise)
+    torch.testing.assert_close(out, torch.ones(1, 3, 2, 2))
+
+
+def test_colour_match_moments_inside_the_mask():
+    """Inside the mask each channel takes the reference's mean and std
+    (both over pixels, population std); outside the image is unchanged;
+    an empty mask changes nothing."""
+    from mmssl.models.diffusion import colour_match
+    torch.manual_seed(0)
+    img = 0.2 * torch.randn(2, 3, 12, 12)
+    reference = 0.1 * torch.randn(2, 3, 12, 12) + torch.tensor(
+        [0.3, -0.2, 0.1]).view(1, 3, 1, 1)
+    mask = torch.zeros(2, 1, 12, 12)
+    mask[0, :, 2:9, 1:7] = 1
+    mask[1, :, 5:, :] = 1
+    out = colour_match(img, reference, mask)
+    for b in range(2):
+        inside = out[b][:, mask[b, 0] > 0]  # (3, n)
+        torch.testing.assert_close(inside.mean(1), reference[b].mean((1, 2)))
+        torch.testing.assert_close(
+            inside.std(1, correction=0), reference[b].std((1, 2),
+                                                          correction=0))
+        outside = mask[b, 0] == 0
+        torch.testing.assert_close(out[b][:, outside], img[b][:, outside])
+    whole = colour_match(img, reference)
+    torch.testing.assert_close(whole.mean((2, 3)), reference.mean((2, 3)))
+    torch.testing.assert_close(
+        whole.std((2, 3), correction=0), reference.std((2, 3), correction=0))
+    empty = colour_match(img, reference, torch.zeros(2, 1, 12, 12))
+    torch.testing.assert_close(empty, img)
+    # the result stays in [-1, 1]
+    loud = colour_match(img, 3 * reference.sign())
+    assert loud.abs().max() <= 1 and loud.abs().max() == 1
 
 
 def test_threshold_is_strictly_above():

@@ -24,7 +24,9 @@ def space_timesteps(num_train_timesteps: int, num_steps: int) -> List[int]:
     """guided-diffusion's evenly respaced timesteps, largest first.
 
     ``space_timesteps(1000, 200)`` gives 999, 994, ..., 5, 0 (the reference
-    code's ``timestep_respacing='200'``: ``round(i * 999 / 199)``).
+    code's ``timestep_respacing='200'``: ``round(i * 999 / 199)``). One
+    step is the noisiest timestep ``T - 1`` (guided-diffusion's stride of 1
+    would take 0, the clean end).
 
     Args:
         num_train_timesteps (int): T of the training schedule.
@@ -256,7 +258,8 @@ def colour_match(img: torch.Tensor,
 
     A light stand-in for the reference code's MKL colour transfer: inside
     the mask (when given) the statistics of the masked pixels are matched to
-    the whole reference image; outside the image is unchanged.
+    the whole reference image (both stds over the pixels, divisor n);
+    outside the image is unchanged.
 
     Args:
         img (Tensor): (B, 3, H, W) in [-1, 1].
@@ -273,6 +276,6 @@ def colour_match(img: torch.Tensor,
     mu = (img * m).sum((2, 3), keepdim=True) / n
     sd = (((img - mu)**2 * m).sum((2, 3), keepdim=True) / n).sqrt()
     rmu = reference.mean((2, 3), keepdim=True)
-    rsd = reference.std((2, 3), keepdim=True)
+    rsd = reference.std((2, 3), keepdim=True, correction=0)
     out = (img - mu) / sd.clamp(min=1e-5) * rsd + rmu
     return (m * out + (1 - m) * img).clamp(-1, 1)
