@@ -169,10 +169,10 @@ def test_posterior_matches_scheduler_and_label_identity():
 def test_noise_augment_hand_values():
     """Reference ``--use_noise_aug_all``: ``fac = sqrt(1 - a_t)``,
     ``x_in = pred_xstart * fac + x * (1 - fac)``."""
-    x0, x_t = torch.full((1, 3, 2, 2), 2.), torch.full((1, 3, 2, 2), -1.)
-    # a_t = 0.36: fac = 0.8, 0.8 * 2 + 0.2 * (-1) = 1.4
+    x0, x_t = torch.full((1, 3, 2, 2), 2.), torch.full((1, 3, 2, 2), -.5)
+    # a_t = 0.36: fac = 0.8, 0.8 * 2 + 0.2 * (-0.5) = 1.5
     out = noise_augment(x0, x_t, torch.tensor(0.36))
-    torch.testing.assert_close(out, torch.full((1, 3, 2, 2), 1.4))
+    torch.testing.assert_close(out, torch.full((1, 3, 2, 2), 1.5))
     # nearly clean (a_t -> 1): x_t itself; pure noise (a_t -> 0): x0-hat
     torch.testing.assert_close(noise_augment(x0, x_t, torch.tensor(1.)), x_t)
     torch.testing.assert_close(noise_augment(x0, x_t, torch.tensor(0.)), x0)
@@ -347,10 +347,10 @@ def test_blend_with_a_soft_mask_is_the_convex_mix():
 def test_renoise_hand_values():
     """RePaint's forward step ``sqrt(1 - beta) x + sqrt(beta) noise``."""
     from mmssl.models.diffusion import renoise
-    x, noise = torch.full((1, 3, 2, 2), 2.), torch.full((1, 3, 2, 2), -1.)
-    # beta = 0.36: 0.8 * 2 + 0.6 * (-1) = 1.0
+    x, noise = torch.full((1, 3, 2, 2), 2.), torch.full((1, 3, 2, 2), -.5)
+    # beta = 0.36: 0.8 * 2 + 0.6 * (-0.5) = 1.3
     out = renoise(x, torch.tensor(0.36), noise)
-    torch.testing.assert_close(out, torch.ones(1, 3, 2, 2))
+    torch.testing.assert_close(out, torch.full((1, 3, 2, 2), 1.3))
 
 
 def test_colour_match_moments_inside_the_mask():
