@@ -385,6 +385,28 @@ def test_colour_match_moments_inside_the_mask():
     assert loud.abs().max() <= 1 and loud.abs().max() == 1
 
 
+def test_respaced_schedule_defaults_betas_and_start():
+    """The reference command's defaults (200 steps, skip 80, blend 35, the
+    first step 10 times; mmssl clips x0 in the posterior by default); the
+    respaced beta ``1 - a_i / a_(i-1)`` (the training betas when nothing
+    is skipped); a skip may leave one step before 0, not none."""
+    from mmssl.models.diffusion import RespacedSchedule
+    s = RespacedSchedule()
+    assert len(s) == 200 and s.start == 119 and s.t_at(119) == 597
+    assert (s.blend_steps, s.resample, s.clip_x0) == (35, 10, True)
+    ac = s.alphas_cumprod
+    t, t_prev = s.t_at(119), s.t_at(118)
+    torch.testing.assert_close(s.beta(119), 1 - ac[t] / ac[t_prev])
+    torch.testing.assert_close(s.beta(0), 1 - ac[0])  # a_(-1) = 1
+    full = RespacedSchedule(num_steps=1000, skip=0)
+    betas = full.scheduler.betas
+    for i in (1, 500, 999):
+        torch.testing.assert_close(full.beta(i), betas[i], rtol=1e-3, atol=0)
+    assert RespacedSchedule(skip=198).start == 1
+    with pytest.raises(ValueError, match='skip=199'):
+        RespacedSchedule(skip=199)
+
+
 def test_threshold_is_strictly_above():
     """Reference: ``z > sigma`` (-0.2); a score exactly at the threshold
     is background."""
