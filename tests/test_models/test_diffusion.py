@@ -403,6 +403,16 @@ def test_respaced_schedule_defaults_betas_and_start():
     for i in (1, 500, 999):
         torch.testing.assert_close(full.beta(i), betas[i], rtol=1e-3, atol=0)
     assert RespacedSchedule(skip=198).start == 1
+    # the last step (i = 0) adds no noise, the one before it does
+    torch.manual_seed(0)
+    x, eps = torch.randn(1, 3, 4, 4), torch.randn(1, 3, 4, 4)
+    n1, n2 = torch.randn(1, 3, 4, 4), torch.randn(1, 3, 4, 4)
+    assert torch.equal(
+        s.step(x, 0, eps, None, None, n1)[0],
+        s.step(x, 0, eps, None, None, n2)[0])
+    assert not torch.allclose(
+        s.step(x, 1, eps, None, None, n1)[0],
+        s.step(x, 1, eps, None, None, n2)[0])
     with pytest.raises(ValueError, match='skip=199'):
         RespacedSchedule(skip=199)
 
