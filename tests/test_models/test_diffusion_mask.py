@@ -236,7 +236,72 @@ def test_generator_settings_and_errors():
     for bad, match in ((dict(mode='max'), 'mode'), (dict(draws=0), 'draws'),
                        (dict(source='x0'), 'source'), (dict(contrast='max'),
                                                        'contrast'),
-                       (dict(smooth=2), 'smooth'), (dict(label_sets=[[]]),
-                                                    'non-empty')):
+                       (dict(smooth=2), 'smooth'), (dict(smooth=0), 'smooth'),
+                       (dict(clean_kernel=4), 'clean_kernel'),
+                       (dict(clean_kernel=-1),
+                        'clean_kernel'), (dict(label_sets=[[]]), 'non-empty')):
         with pytest.raises(ValueError, match=match):
             MODELS.build(dict(type='mmssl.LabelContrastMaskGenerator', **bad))
+
+
+@pytest.mark.parametrize('clip_x0', [False, True])
+def test_label_means_are_the_posterior_means_by_hand(tiny, clip_x0):
+    """Each label's map comes from the DDPM posterior mean q(x_{i-1} | x_i,
+    x0-hat) of that label's noise estimate, x0-hat clipped to [-1, 1] only
+    with ``clip_x0``."""
+    _, vit = tiny
+    unet = LabelBoxStubUNet({1: BOX_A}, w=0.3)
+    editor = make_editor(unet, vit, mask=dict(clip_x0=clip_x0))
+    gen, s = editor.mask_generator, editor.schedule
+    x = images(3, n=2)[0] * 2
+    index = s.scale(64)
+    means = gen._label_means(editor, x, index, [0, 1])
+    a, a_prev = s.alpha(index).item(), s.alpha(index - 1).item()
+    beta = 1 - a / a_prev
+    assert a < a_prev < 1
+    for label, mean in zip((0, 1), means):
+        eps = 0.3 * x + (label == 1) * _box(BOX_A)
+        x0 = (x - (1 - a)**0.5 * eps) / a**0.5
+        assert x0.abs().max() > 1.5  # clipping changes it
+        if clip_x0:
+            x0 = x0.clamp(-1, 1)
+        expect = (
+            a_prev**0.5 * beta / (1 - a) * x0 + (1 - beta)**0.5 *
+            (1 - a_prev) / (1 - a) * x)
+        torch.testing.assert_close(mean, expect)
+
+
+def test_label_range_checked_at_its_ends():
+    build = lambda sets: MODELS.build(  # noqa: E731
+        dict(type='mmssl.LabelContrastMaskGenerator', label_sets=sets))
+    build([[0, 3]]).check_labels(4)
+    build(None).check_labels(4)
+    for bad in (4, -1):
+        with pytest.raises(ValueError, match=rf'\[{bad}\] outside \[0, 4\)'):
+            build([[0, bad]]).check_labels(4)
+    # the last step is a valid mask step; below it is not
+    assert MODELS.build(
+        dict(type='mmssl.LabelContrastMaskGenerator',
+             mask_index=0)).mask_index == 0
+    with pytest.raises(ValueError, match='mask_index'):
+        MODELS.build(
+            dict(type='mmssl.LabelContrastMaskGenerator', mask_index=-1))
+
+
+def test_empty_mask_check_follows_the_mode(tiny):
+    """``per_set`` refuses an empty candidate even when the mean's mask is
+    not empty; ``mean`` checks only its own mask."""
+    _, vit = tiny
+    # set [1]: one pixel (removed by the 3x3 opening), set [2]: a box
+    unet = LabelBoxStubUNet({1: (slice(3, 4), slice(3, 4)), 2: BOX_B})
+    garment, _ = images()
+    kw = dict(source='noised', threshold=0.5)
+    mean = make_editor(
+        unet, vit, label_sets=[[1], [2]], mask=dict(mode='mean', **kw))
+    out = mean.make_mask(garment)
+    assert not out['candidates'][0].any()
+    assert torch.equal(out['mask'][0, 0], _box(BOX_B))
+    per_set = make_editor(
+        unet, vit, label_sets=[[1], [2]], mask=dict(mode='per_set', **kw))
+    with pytest.raises(MaskError, match='of label set 0 is empty'):
+        per_set.make_mask(garment)

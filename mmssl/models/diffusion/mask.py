@@ -92,7 +92,8 @@ class LabelContrastMaskGenerator(BaseModule):
         check_int(draws, 'draws', name)
         check_int(mask_index, 'mask_index', name, minimum=0)
         for key, k in (('smooth', smooth), ('clean_kernel', clean_kernel)):
-            if k > 1 and k % 2 == 0:
+            check_int(k, key, name, minimum=1)
+            if k % 2 == 0:
                 raise ValueError(f'{name}: {key} must be odd, got {k}')
         if label_sets is not None and (not label_sets
                                        or any(len(s) == 0
