@@ -74,6 +74,32 @@ def test_state_dict_holds_each_network_once():
         editor.vit.state_dict())
 
 
+def test_frozen_networks_and_vit_input():
+    """Both networks are frozen; the ViT sees its own input size (its
+    patch embedding's, mmpretrain's 224 when the config names none) and
+    the ImageNet normalisation unless ``guidance`` sets others."""
+    editor = _build()
+    assert not any(p.requires_grad for p in editor.parameters())
+    assert not editor.diffusion.training
+    ext = editor.extractor
+    assert ext.img_size == editor.vit_img_size == 16
+    torch.testing.assert_close(ext.mean.flatten(),
+                               torch.tensor([0.485, 0.456, 0.406]))
+    torch.testing.assert_close(ext.std.flatten(),
+                               torch.tensor([0.229, 0.224, 0.225]))
+    vit = tiny_vit_cfg(16)
+    del vit['img_size']
+    vit['patch_size'] = 56
+    editor = _build(
+        vit=vit, guidance=dict(mean=(0.5, 0.5, 0.5), std=(0.25, 0.5, 1.)))
+    assert editor.vit_img_size == editor.extractor.img_size == 224
+    torch.testing.assert_close(editor.extractor.mean.flatten(),
+                               torch.full((3, ), 0.5))
+    torch.testing.assert_close(editor.extractor.std.flatten(),
+                               torch.tensor([0.25, 0.5, 1.]))
+    assert _build(guidance=dict(img_size=32)).extractor.img_size == 32
+
+
 def test_fixed_label_no_mask_and_modes():
     editor = _build(garment_label=3, use_mask=False)
     inputs, samples = _batch(1)
@@ -116,8 +142,10 @@ def test_build_errors_name_the_option():
         _build(schedule=dict(num_step=3))
     with pytest.raises(TypeError, match='pipeline'):
         _build(pipeline=dict(num_steps=3))
-    with pytest.raises(ValueError, match='garment_label'):
-        _build(garment_label=7)
+    for bad in (4, -1):  # 4 classes
+        with pytest.raises(ValueError, match=rf'garment_label {bad} outside'):
+            _build(garment_label=bad)
+    assert _build(garment_label=3).garment_label == 3
     with pytest.raises(ValueError, match='outside'):
         _build(
             mask_generator=dict(
@@ -170,3 +198,36 @@ def test_empty_mask_error_or_no_mask_fallback():
     metric.process(dict(inputs=inputs), [ds.to_dict()])
     res = metric.compute_metrics(metric.results)
     assert res['empty_masks'] == 1 and res['mask_iou'] == 0.0
+
+
+def test_eps_splits_a_learned_variance_output():
+    """A 6-channel UNet (guided-diffusion's learn_sigma): the first three
+    channels are the noise estimate, the last three the variance output;
+    the UNet sees the step's training timestep and the labels."""
+    from types import SimpleNamespace
+
+    class SixChannels(torch.nn.Module):
+
+        def __init__(self):
+            super().__init__()
+            self.config = SimpleNamespace(num_class_embeds=4, sample_size=16)
+            self.seen = None
+
+        def forward(self, x, t, class_labels):
+            self.seen = (t, class_labels)
+            out = torch.cat([x, 10 + x],
+                            1) * (1 + class_labels.view(-1, 1, 1, 1))
+            return SimpleNamespace(sample=out)
+
+    editor = _build()
+    editor.diffusion.unet = SixChannels()
+    x = torch.rand(2, 3, 16, 16)
+    eps, var = editor.eps(x, 3, torch.tensor([1, 2]))
+    scale = torch.tensor([2., 3.]).view(2, 1, 1, 1)
+    torch.testing.assert_close(eps, x * scale)
+    torch.testing.assert_close(var, (10 + x) * scale)
+    t, y = editor.diffusion.unet.seen
+    assert t.tolist() == [editor.schedule.t_at(3)] * 2 and y.tolist() == [1, 2]
+    eps, var = editor.eps(x, 3, 0)
+    torch.testing.assert_close(eps, x)
+    assert editor.diffusion.unet.seen[1].tolist() == [0, 0]

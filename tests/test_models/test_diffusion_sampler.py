@@ -272,6 +272,19 @@ def test_divergence_gate_on_the_respaced_step_index(tiny):
         guidance=dict(weights=dict(ZERO, dir=100.)))
     log = editor.transfer(garment, reference, return_losses=True)['losses']
     assert {e['i'] for e in log if 'dir' in e} == set(range(26, 30))
+    # dir_until_index 0: on down to index 1; negative: on at every step
+    for until, lowest in ((0, 1), (-1, 0), (-5, 0)):
+        editor = make_editor(
+            BoxStubUNet(),
+            vit,
+            schedule=dict(num_steps=10, resample=1),
+            guidance=dict(weights=dict(ZERO, dir=100.), dir_until_index=until))
+        log = editor.transfer(garment, reference, return_losses=True)['losses']
+        assert {e['i']
+                for e in log if 'dir' in e
+                } == set(range(lowest, editor.schedule.start + 1))
+    # the log only when asked for
+    assert 'losses' not in editor.transfer(garment, reference)
 
 
 def test_reference_bookkeeping(tiny):
@@ -381,6 +394,11 @@ def test_guidance_terms_hand_values(tiny):
         patch_nce_loss(g_keys, keys), hand['contra'] / w['contra'])
     torch.testing.assert_close(total, sum(hand.values()))
     torch.testing.assert_close(cls, own_cls)
+    # the returned [CLS] (the next step's previous one) carries no graph
+    x_req = x_in.clone().requires_grad_(True)
+    total, _, cls = fashion_guidance_loss(ext, x_req, x0, g_keys, r_cls,
+                                          reference, None, prev)
+    assert total.requires_grad and not cls.requires_grad
 
 
 def test_learned_range_variance_is_guided_diffusions(tiny):
@@ -431,6 +449,19 @@ def test_resample_renoises_with_the_start_steps_beta(tiny):
     torch.testing.assert_close(seen[1][0], renoise(seen[0][1], s.beta(i), z))
     assert not torch.allclose(seen[1][0], renoise(seen[0][1], s.beta(i - 1),
                                                   z))
+    # no re-noising after the last repeat: the generator has drawn the two
+    # steps' noises and the one re-noising between them, nothing more
+    gen_run = torch.Generator().manual_seed(3)
+    editor.resampled_step(x, i, 0, gen_run)
+    torch.randn(x.shape, generator=gen)  # the noise of the second step
+    assert torch.equal(
+        torch.randn(4, generator=gen_run), torch.randn(4, generator=gen))
+    # below the start step: one step, one draw
+    gen_run, gen = (torch.Generator().manual_seed(3) for _ in range(2))
+    editor.resampled_step(x, i - 1, 0, gen_run)
+    torch.randn(x.shape, generator=gen)
+    assert torch.equal(
+        torch.randn(4, generator=gen_run), torch.randn(4, generator=gen))
 
 
 def test_result_is_colour_matched_to_the_reference(tiny):
@@ -463,3 +494,148 @@ def test_transfer_conditions_on_the_garment_label(tiny):
     editor.transfer(garment, reference)
     assert len(unet.calls) == editor.num_model_steps(with_mask=False)
     assert {int(y) for c in unet.calls for y in c[2]} == {2}
+
+
+class _RecordingViT(torch.nn.Module):
+    """A ViT-shaped stub (``layers[-1].attn.qkv``) that records its input
+    and returns one token per 56 x 56 patch, [CLS] first."""
+
+    def __init__(self):
+        super().__init__()
+        block = torch.nn.Module()
+        block.attn = torch.nn.Module()
+        block.attn.qkv = torch.nn.Linear(3, 9)
+        self.layers = torch.nn.ModuleList([block])
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(x)
+        tokens = F.avg_pool2d(x, 56).flatten(2).transpose(1, 2)
+        tokens = torch.cat([tokens.mean(1, keepdim=True), tokens], 1)
+        self.layers[-1].attn.qkv(tokens)
+        return self.layers[-1](tokens)
+
+
+def test_extractor_defaults_are_dinos_input():
+    """Reference (DINO ViT-B/8 through ``Loss_vit``): images in [-1, 1]
+    resized to 224 px, mapped to [0, 1] and normalised with the ImageNet
+    mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225)."""
+    vit = _RecordingViT()
+    vit.layers[-1].forward = lambda tokens: tokens
+    ext = ViTFeatureExtractor(vit)
+    x = images(2)[0]
+    keys, cls = ext(x)
+    seen = vit.seen[-1]
+    assert seen.shape == (1, 3, 224, 224)
+    up = F.interpolate(
+        (x + 1) / 2, (224, 224), mode='bilinear', align_corners=False)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    torch.testing.assert_close(seen, (up - mean) / std)
+    assert keys.shape == (1, 17, 3) and cls.shape == (1, 3)
+    assert not any(p.requires_grad for p in vit.parameters())
+
+
+def test_reference_guidance_weights():
+    """The reference's weights (code defaults + its command): key
+    self-similarity 1000, PatchNCE 200, [CLS] to the reference 2000 x 0.1,
+    divergence 100, pixel L2 to the reference 3000, range 200."""
+    assert DEFAULT_LOSS_WEIGHTS == dict(
+        ssim=1000., contra=200., cls=200., dir=100., l2=3000., range=200.)
+    from mmssl.models.diffusion import check_loss_weights
+    assert check_loss_weights(None) == DEFAULT_LOSS_WEIGHTS
+    assert check_loss_weights(dict(ssim=0))['ssim'] == 0.
+    with pytest.raises(KeyError, match='known'):
+        check_loss_weights(dict(sim=1.))
+    for bad in (float('nan'), float('inf'), -float('inf'), '1'):
+        with pytest.raises(ValueError, match='finite'):
+            check_loss_weights(dict(l2=bad))
+
+
+def test_vit_input_size_sources(tiny):
+    from types import SimpleNamespace
+
+    from mmssl.models.diffusion import vit_input_size
+    _, vit = tiny
+    assert vit_input_size(vit) == 16  # mmcv PatchEmbed's init_input_size
+    bare = torch.nn.Module()
+    assert vit_input_size(bare) == 224  # DINO's
+    assert vit_input_size(bare, default=32) == 32
+    bare.patch_embed = SimpleNamespace(init_input_size=(48, 48))
+    assert vit_input_size(bare) == 48
+    bare.img_size_hint = 64  # set by load_vit, wins
+    assert vit_input_size(bare) == 64
+
+
+def test_extractor_refuses_a_model_without_last_block_qkv():
+    """The keys are read from ``layers[-1].attn.qkv``: the last block must
+    have it, whatever the earlier blocks have."""
+
+    def block(attn=True, qkv=True):
+        b = torch.nn.Module()
+        if attn:
+            b.attn = torch.nn.Module()
+            if qkv:
+                b.attn.qkv = torch.nn.Linear(3, 9)
+        return b
+
+    for layers in (None, [block(),
+                          block(attn=False)], [block(),
+                                               block(qkv=False)]):
+        model = torch.nn.Module()
+        if layers is not None:
+            model.layers = torch.nn.ModuleList(layers)
+        with pytest.raises(TypeError, match='needs a ViT with'):
+            ViTFeatureExtractor(model)
+    model = torch.nn.Module()
+    model.layers = torch.nn.ModuleList([block(attn=False), block()])
+    ViTFeatureExtractor(model)
+
+
+def test_extractor_takes_the_first_output_of_a_tuple_block():
+    """Blocks that return ``(x, extra)`` (mmssl's ``D2V2ViT``): the [CLS]
+    is read from ``x``."""
+    vit = _RecordingViT()
+    vit.layers[-1].forward = lambda tokens: (tokens, tokens + 5)
+    keys, cls = ViTFeatureExtractor(vit, img_size=112)(images(2)[0])
+    x = vit.seen[-1]
+    tokens = F.avg_pool2d(x, 56).flatten(2).transpose(1, 2)
+    torch.testing.assert_close(cls, tokens.mean(1))
+
+
+def test_patch_nce_by_hand():
+    """Reference ``PatchNCE``: per token i, logits [cos(o_i, s_i),
+    cos(o_i, s_j) for j, the j = i one set to -10] / 0.07, cross-entropy
+    with the positive first, mean over tokens and images."""
+    from mmssl.models.diffusion import patch_nce_loss
+    g = torch.Generator().manual_seed(0)
+    out = torch.randn(2, 5, 4, generator=g) * 3
+    src = torch.randn(2, 5, 4, generator=g)
+    total = 0.
+    for b in range(2):
+        for i in range(5):
+            o = out[b, i] / out[b, i].norm()
+            logits = [float(o @ src[b, i] / src[b, i].norm())]
+            for j in range(5):
+                logits.append(-10. if j == i else float(o @ src[b, j] /
+                                                        src[b, j].norm()))
+            logits = torch.tensor(logits) / 0.07
+            total += float(torch.logsumexp(logits, 0) - logits[0])
+    hand = torch.tensor(total / 10)
+    torch.testing.assert_close(patch_nce_loss(out, src), hand)
+    assert not torch.allclose(patch_nce_loss(out, src, tau=0.5), hand)
+
+
+def test_guided_step_returns_detached_tensors(tiny):
+    """The guidance gradient is taken inside the step; what it returns (the
+    next sample, the clean estimate) carries no graph, also with a
+    learned-variance UNet."""
+    ddpm, vit = build_tiny(16, out_channels=6)
+    for unet in (BoxStubUNet(), ddpm.unet):
+        editor = make_editor(unet, vit)
+        x = images()[0]
+        guide = lambda x_in, x0, i: (x_in**2).mean()  # noqa: E731
+        x_prev, x0 = editor.step(x, 3, 0,
+                                 torch.Generator().manual_seed(0), guide)
+        assert not x_prev.requires_grad and not x0.requires_grad
+        assert not x_prev.grad_fn and not x0.grad_fn

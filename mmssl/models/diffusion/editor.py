@@ -105,8 +105,9 @@ class DiffFashionEditor(BaseModel):
             200 and scaled: 100 as the reference's ``--diff_iter``, i.e. 28
             of the 129 guided calls of the reference schedule; a negative
             value keeps it on throughout), ``img_size`` (ViT input side;
-            default the ViT config's ``img_size``), ``mean`` / ``std`` (ViT
-            input normalisation of [0, 1] images; ImageNet).
+            default the ViT's own, see
+            :func:`~mmssl.models.diffusion.vit_input_size`), ``mean`` /
+            ``std`` (ViT input normalisation of [0, 1] images; ImageNet).
         colour_matching (bool): match the result's colours to the reference
             inside the mask (the reference code uses MKL; here per-channel
             mean and std, :func:`~mmssl.models.diffusion.colour_match`).
@@ -168,14 +169,12 @@ class DiffFashionEditor(BaseModel):
         self.num_classes = int(num_classes)
         if isinstance(vit, nn.Module):
             self.vit = vit
-            size = vit_input_size(vit)
         else:
             vit = dict(vit)
             vit.pop('init_cfg', None)
-            size = vit.get('img_size', 224)
             self.vit = MODELS.build(vit)
-        size = guidance.get('img_size') or size
-        self.vit_img_size = int(size if isinstance(size, int) else size[0])
+        self.vit_img_size = int(
+            guidance.get('img_size') or vit_input_size(self.vit))
         self.mask_generator = mask_generator if isinstance(
             mask_generator, nn.Module) else MODELS.build(mask_generator)
         self.mask_generator.check_labels(self.num_classes)
@@ -183,8 +182,8 @@ class DiffFashionEditor(BaseModel):
         self.vit.requires_grad_(False)
         self.extractor = ViTFeatureExtractor(
             self.vit, self.vit_img_size,
-            guidance.get('mean', (0.485, 0.456, 0.406)),
-            guidance.get('std', (0.229, 0.224, 0.225)))
+            **{k: guidance[k]
+               for k in ('mean', 'std') if k in guidance})
         self.schedule = RespacedSchedule(
             getattr(self.diffusion, 'scheduler_cfg', None), **schedule)
         self.colour_matching = bool(colour_matching)
