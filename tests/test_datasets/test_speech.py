@@ -199,3 +199,43 @@ def test_manifest_errors(corpus, tmp_path):
         SpeechDataset(
             ann_file=str(tmp_path / 'train.tsv'),
             transcript_file=str(tmp_path / 'nope.ltr'))
+
+
+def test_manifest_lines_at_the_edges(tmp_path):
+    """A root folder on the first line (a blank one is refused even when
+    lines follow); ``path<TAB>count[<TAB>transcript]`` lines with a count
+    of 0 or more; a fourth column or a negative count is refused."""
+    from mmssl.datasets.speech import read_speech_manifest
+    path = tmp_path / 'm.tsv'
+    path.write_text('/data\na.wav\t0\nb.wav\t5\t HELLO   WORLD \n\n')
+    assert read_speech_manifest(str(path)) == [
+        dict(audio_path='/data/a.wav', num_samples=0),
+        dict(
+            audio_path='/data/b.wav', num_samples=5, transcript='HELLO WORLD')
+    ]
+    path.write_text('sub\nc.wav\t7\n')
+    assert read_speech_manifest(str(path))[0]['audio_path'] == str(
+        tmp_path / 'sub' / 'c.wav')
+    path.write_text('\n/data\na.wav\t3\n')
+    with pytest.raises(ValueError, match='no root folder'):
+        read_speech_manifest(str(path))
+    for line in ('a.wav\t-1', 'a.wav\t3\tHI\tX', 'a.wav\tx', 'a.wav'):
+        path.write_text(f'/data\n{line}\n')
+        with pytest.raises(ValueError, match='m.tsv.*line 2'):
+            read_speech_manifest(str(path))
+
+
+def test_length_filter_bounds(corpus, tmp_path):
+    rows = _fairseq_layout(corpus, tmp_path)
+    ann = str(tmp_path / 'train.tsv')
+    assert len(SpeechDataset(ann_file=ann, min_samples=0)) == len(rows)
+    lengths = sorted(int(r[1]) for r in rows)
+    assert len(
+        SpeechDataset(
+            ann_file=ann, min_samples=lengths[0], max_samples=lengths[0])) == 1
+    with pytest.raises(ValueError, match='max_samples'):
+        SpeechDataset(ann_file=ann, max_samples=0)
+    with pytest.raises(ValueError, match='max_samples'):
+        SpeechDataset(ann_file=ann, min_samples=10, max_samples=9)
+    with pytest.raises(ValueError, match='min_samples'):
+        SpeechDataset(ann_file=ann, min_samples=-1)

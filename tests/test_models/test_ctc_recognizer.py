@@ -63,16 +63,26 @@ def test_ctc_loss_equals_the_brute_force_path_sum():
     # an infeasible alignment ([1, 1] needs 3 frames) counts 0
     short = ctc_loss(log_probs[1:2, :2], torch.tensor([2]), targets[1:2])
     assert short.item() == 0
+    # only empty targets: the token average divides by 1, not by 0 (the
+    # path of all blanks)
+    empty = [torch.zeros(0, dtype=torch.long)] * 2
+    blanks = ctc_loss(log_probs[:2], lengths[:2], empty, average='token')
+    assert blanks.item() == pytest.approx(
+        -float(log_probs[:2, :, 0].sum()), rel=1e-5)
 
 
-def _recognizer(**kw):
-    backbone = dict(
+def _backbone():
+    return dict(
         type='mmssl.D2V2AudioEncoder',
         arch=dict(
             embed_dims=32, num_layers=2, num_heads=4, feedforward_channels=64),
         feature_encoder_spec=SMALL,
         conv_pos_groups=4,
         feature_grad_mult=0.)
+
+
+def _recognizer(**kw):
+    backbone = _backbone()
     backbone.update(kw.pop('backbone', {}))
     # short test clips (6-9 frames): short time spans
     cfg = dict(
@@ -204,3 +214,35 @@ def test_missing_targets_are_refused():
     del samples[0].target_ids
     with pytest.raises(ValueError, match='EncodeTranscript'):
         rec.loss(inputs, samples)
+
+
+def test_recipe_defaults_and_probability_bounds():
+    """fairseq ``base_10h.yaml``: time spans of 10 frames started with
+    p = 0.65, channel spans of 64 with p = 0.5; a probability of 1 would
+    mask everything and is refused, 0 turns the masking off."""
+    rec = MODELS.build(
+        dict(type='mmssl.CTCSpeechRecognizer', backbone=_backbone()))
+    assert (rec.mask_prob, rec.mask_length, rec.mask_channel_prob,
+            rec.mask_channel_length) == (0.65, 10, 0.5, 64)
+    for key in ('mask_prob', 'mask_channel_prob', 'final_dropout'):
+        with pytest.raises(ValueError, match=key):
+            _recognizer(**{key: 1.0})
+        _recognizer(**{key: 0.})  # allowed
+    rec = _recognizer(mask_prob=0., mask_channel_prob=0.)
+    rec.train()
+    assert rec._masks(torch.tensor([80]), 80) == (None, None)
+
+
+def test_lengths_without_sample_counts_are_the_padded_length():
+    """Without data samples (or without ``num_samples``) every clip counts
+    as the whole padded batch length."""
+    rec = _recognizer()
+    inputs, samples = _batch([3200, 2000])
+    full = rec.backbone.frame_lengths(torch.tensor([3200, 3200]))
+    assert torch.equal(rec.frame_lengths(inputs, None), full)
+    del samples[1].num_samples
+    assert torch.equal(rec.frame_lengths(inputs, samples), full)
+    _, samples = _batch([3200, 2000])
+    assert torch.equal(
+        rec.frame_lengths(inputs, samples),
+        rec.backbone.frame_lengths(torch.tensor([3200, 2000])))

@@ -27,6 +27,13 @@ def _cfg(**kw):
     return cfg
 
 
+#: two label sets, one transfer per set
+PER_SET = dict(
+    type='mmssl.LabelContrastMaskGenerator',
+    label_sets=[[1], [2, 3]],
+    mode='per_set')
+
+
 def _build(**kw):
     torch.manual_seed(0)
     return MODELS.build(_cfg(**kw)).eval()
@@ -107,19 +114,16 @@ def test_fixed_label_no_mask_and_modes():
     assert torch.equal(ds.pred_mask, torch.ones(1, 16, 16))
     with pytest.raises(RuntimeError, match='training-free'):
         editor(inputs, samples, mode='loss')
-    with pytest.raises(ValueError, match=r'\(B, 2, 3, H, W\)'):
-        editor(inputs[:, 0], samples)
+    for bad in (inputs[:, 0], torch.cat([inputs, inputs[:, :1]], 1)):
+        with pytest.raises(ValueError, match=r'\(B, 2, 3, H, W\)'):
+            editor(bad, samples)
     editor = _build()
     with pytest.raises(KeyError, match='garment_label'):
         editor(inputs, [BaseDataElement()])
 
 
 def test_per_set_mode_one_transfer_per_mask():
-    gen_cfg = dict(
-        type='mmssl.LabelContrastMaskGenerator',
-        label_sets=[[1], [2, 3]],
-        mode='per_set')
-    editor = _build(mask_generator=gen_cfg)
+    editor = _build(mask_generator=PER_SET)
     inputs, samples = _batch(1)
     ds = editor(inputs, samples)[0]
     assert ds.pred_img.shape == (2, 3, 16, 16)
@@ -129,6 +133,16 @@ def test_per_set_mode_one_transfer_per_mask():
                              torch.Generator().manual_seed(0))['candidates']
     for k in range(2):
         assert torch.equal(ds.pred_mask[k, 0], cands[k][0].float())
+    # the scores are the means over the runs
+    from mmssl.evaluation.functional.fashion import fashion_metrics
+    runs = [
+        fashion_metrics(ds.pred_img[k:k + 1], inputs[:1, 0], inputs[:1, 1],
+                        ds.pred_mask[k:k + 1], editor.extractor,
+                        samples[0].gt_mask[None]) for k in range(2)
+    ]
+    assert runs[0]['appearance_cls'] != runs[1]['appearance_cls']
+    for key, value in ds.pred_scores.items():
+        assert value == pytest.approx((runs[0][key] + runs[1][key]) / 2)
     # garment label 1 drops set [1]: one run left
     samples[0].set_metainfo(dict(garment_label=1))
     ds = editor(inputs, samples)[0]
@@ -231,3 +245,32 @@ def test_eps_splits_a_learned_variance_output():
     eps, var = editor.eps(x, 3, 0)
     torch.testing.assert_close(eps, x)
     assert editor.diffusion.unet.seen[1].tolist() == [0, 0]
+
+
+def test_seeds_of_predict_and_edit():
+    """``predict`` seeds sample ``i`` with ``seed + sample_idx`` (0 without
+    one); ``edit`` defaults to seed 0."""
+    editor = _build(seed=5, use_mask=False)
+    inputs, _ = _batch(1)
+    garment, reference = inputs[:, 0], inputs[:, 1]
+    ds = editor(inputs, [BaseDataElement(metainfo=dict(garment_label=2))])[0]
+    ref = editor.edit(garment, reference, 2, seed=5)
+    torch.testing.assert_close(ds.pred_img, ref['result'][0])
+    other = editor.edit(garment, reference, 2, seed=6)['result'][0]
+    assert not torch.allclose(ds.pred_img, other)
+    torch.testing.assert_close(
+        editor.edit(garment, reference, 2)['result'],
+        editor.edit(garment, reference, 2, seed=0)['result'])
+    assert not torch.allclose(
+        editor.edit(garment, reference, 2)['result'],
+        editor.edit(garment, reference, 2, seed=1)['result'])
+
+
+def test_per_set_masks_of_a_batch():
+    editor = _build(mask_generator=PER_SET)
+    inputs, _ = _batch(2)
+    out = editor.edit(inputs[:, 0], inputs[:, 1], 0, seed=0)
+    for k, run in enumerate(out['per_set']):
+        assert run['mask'].shape == (2, 1, 16, 16)
+        assert run['result'].shape == (2, 3, 16, 16)
+        assert torch.equal(run['mask'][:, 0], out['candidates'][k].float())

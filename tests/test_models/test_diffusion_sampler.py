@@ -534,6 +534,12 @@ def test_extractor_defaults_are_dinos_input():
     torch.testing.assert_close(seen, (up - mean) / std)
     assert keys.shape == (1, 17, 3) and cls.shape == (1, 3)
     assert not any(p.requires_grad for p in vit.parameters())
+    # either side off is resized; the right size is passed as it is
+    for shape in ((224, 112), (112, 224), (224, 224)):
+        x = torch.rand(1, 3, *shape) * 2 - 1
+        ext(x)
+        assert vit.seen[-1].shape == (1, 3, 224, 224)
+    torch.testing.assert_close(vit.seen[-1], ((x + 1) / 2 - mean) / std)
 
 
 def test_reference_guidance_weights():
@@ -639,3 +645,29 @@ def test_guided_step_returns_detached_tensors(tiny):
                                  torch.Generator().manual_seed(0), guide)
         assert not x_prev.requires_grad and not x0.requires_grad
         assert not x_prev.grad_fn and not x0.grad_fn
+
+
+def test_result_is_the_last_estimate_clipped(tiny):
+    """The result is the last step's clean estimate clipped to [-1, 1],
+    also when the schedule does not clip x0 inside the steps."""
+    _, vit = tiny
+    editor = make_editor(
+        BoxStubUNet(),
+        vit,
+        schedule=dict(clip_x0=False),
+        colour_matching=False)
+    garment, reference = images()
+    seen = []
+    real = editor.step
+
+    def step(x, i, label, generator=None, guide=None):
+        out = real(x, i, label, generator, guide)
+        seen.append(out[1])
+        return out
+
+    editor.step = step
+    out = editor.transfer(
+        garment, reference, None, generator=torch.Generator().manual_seed(0))
+    assert seen[-1].abs().max() > 1.5
+    torch.testing.assert_close(out['raw'], seen[-1].clamp(-1, 1))
+    assert out['result'] is out['raw']
