@@ -137,6 +137,8 @@ def test_vit_weights_of_another_architecture_are_named(files):
     with pytest.raises(ValueError, match=r'--vit-config') as err:
         load_vit(None, str(files / 'vit.pth'))
     assert 'pos_embed' in str(err.value) and 'ViT-B/8' in str(err.value)
+    # DINO ViT-B/8 at 224 px: 28 x 28 patches + [CLS] of 768 channels
+    assert '(1, 785, 768) in the model' in str(err.value)
     vit = load_vit(str(files / 'vit.py'), str(files / 'vit.pth'))
     assert vit.img_size_hint == 16
 

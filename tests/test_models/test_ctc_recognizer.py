@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import torch.nn.functional as F
 from mmpretrain.structures import DataSample
 
 from mmssl.datasets.char_vocab import CharCTCVocab
@@ -246,3 +247,31 @@ def test_lengths_without_sample_counts_are_the_padded_length():
     assert torch.equal(
         rec.frame_lengths(inputs, samples),
         rec.backbone.frame_lengths(torch.tensor([3200, 2000])))
+
+
+def test_minimum_masks_time_one_channel_none():
+    """data2vec 2.0 fine-tuning: at least one time span per clip
+    (``min_masks=1``) however small ``mask_prob``, no forced channel
+    span (``min_masks=0``)."""
+    rec = _recognizer(
+        mask_prob=1e-6,
+        mask_length=3,
+        mask_channel_prob=1e-6,
+        mask_channel_length=4)
+    rec.train()
+    for seed in range(5):
+        torch.manual_seed(seed)
+        time_mask, channel_mask = rec._masks(torch.tensor([40, 30]), 40)
+        assert (time_mask.sum(1) >= 3).all()
+        assert not channel_mask.any()
+
+
+def test_loss_is_ctc_of_the_log_softmax():
+    rec = _recognizer()
+    rec.eval()  # no masks, no dropout: the loss is deterministic
+    inputs, samples = _batch([3200, 2000, 1500])
+    logits, lengths = rec.logits(inputs, samples)
+    hand = ctc_loss(
+        F.log_softmax(logits, dim=-1), lengths,
+        [s.target_ids for s in samples])
+    torch.testing.assert_close(rec.loss(inputs, samples)['loss'], hand)

@@ -18,6 +18,7 @@ import torch.nn as nn
 
 from mmssl.registry import MODELS
 from mmssl.utils.checkpoint import safe_torch_load
+from .vit_guidance import vit_input_size
 
 __all__ = [
     'WeightFileError', 'load_diffusion_model', 'load_vit', 'load_vit_weights',
@@ -141,8 +142,7 @@ def load_vit(config: Optional[str],
         built_from = f'the ViT of {config}'
     vit = MODELS.build(vit_cfg)
     load_vit_weights(vit, checkpoint, built_from)
-    size = vit_cfg.get('img_size', 224)
-    vit.img_size_hint = size if isinstance(size, int) else size[0]
+    vit.img_size_hint = vit_input_size(vit)
     vit.to(device)
     vit.eval()  # mmpretrain ViTs return None from train()
     return vit
