@@ -191,6 +191,52 @@ def test_pack_editor_checkpoint(tmp_path):
         pack_editor_checkpoint(
             tiny_ddpm_cfg(16), str(tmp_path / 'ddpm.pth'),
             str(tmp_path / 'vit.pth'), out)
+    # packing again into the same folder overwrites
+    pack_editor_checkpoint(_cfg(), str(tmp_path / 'ddpm.pth'),
+                           str(tmp_path / 'vit.pth'), out)
+    # a diffusion checkpoint that lacks a weight is refused
+    partial = dict(ddpm.state_dict())
+    partial.pop(next(iter(partial)))
+    torch.save(dict(state_dict=partial), tmp_path / 'partial.pth')
+    with pytest.raises(
+            ValueError, match=r'(?s)partial.pth do not fit.*conv_in'):
+        pack_editor_checkpoint(_cfg(), str(tmp_path / 'partial.pth'),
+                               str(tmp_path / 'vit.pth'), out)
+
+
+def test_vit_weights_missing_extra_and_mismatched(tmp_path):
+    """ViT weights: extra entries are ignored, a missing ViT weight is
+    refused by name (a classification head may be absent), mismatched
+    shapes are listed (three of them, and their count)."""
+    from mmssl.models.diffusion import load_vit_weights
+    torch.manual_seed(0)
+    vit = MODELS.build(tiny_vit_cfg(16))
+    state = dict(vit.state_dict())
+    extra = dict(state, **{'decoder.weight': torch.ones(2)})
+    torch.save(dict(state_dict=extra), tmp_path / 'extra.pth')
+    other = MODELS.build(tiny_vit_cfg(16))
+    load_vit_weights(other, str(tmp_path / 'extra.pth'))
+    for k, v in state.items():
+        assert torch.equal(other.state_dict()[k], v)
+    state.pop('ln1.weight')
+    torch.save(dict(state_dict=state), tmp_path / 'missing.pth')
+    with pytest.raises(KeyError, match=r"lacks ViT weights \['ln1.weight'\]"):
+        load_vit_weights(other, str(tmp_path / 'missing.pth'))
+    wide = MODELS.build(
+        dict(
+            tiny_vit_cfg(16),
+            arch=dict(
+                embed_dims=48,
+                num_layers=2,
+                num_heads=2,
+                feedforward_channels=64)))
+    with pytest.raises(ValueError) as err:
+        load_vit_weights(wide, str(tmp_path / 'extra.pth'))
+    message = str(err.value)
+    total = sum(1 for k, v in vit.state_dict().items()
+                if v.shape != wide.state_dict()[k].shape)
+    assert message.count('in the file') == 3 and total > 3
+    assert message.endswith(f'({total} in all)')
 
 
 def test_empty_mask_error_or_no_mask_fallback():

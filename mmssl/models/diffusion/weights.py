@@ -60,6 +60,27 @@ def check_weight_file(path: Optional[str], what: str, hint: str) -> str:
     return path
 
 
+def _load_diffusion_weights(model: nn.Module, checkpoint: str,
+                            built_from: str) -> None:
+    """Load all of ``model``'s weights from ``checkpoint`` (strict).
+
+    Raises:
+        ValueError: missing, unexpected or misshapen weights; the message
+            names the file and mmengine's list of keys.
+    """
+    from mmengine.runner import load_checkpoint
+    try:
+        load_checkpoint(
+            model,
+            checkpoint,
+            map_location='cpu',
+            strict=True,
+            logger='silent')
+    except RuntimeError as err:
+        raise ValueError(f'the diffusion weights in {checkpoint} do not fit '
+                         f'the model of {built_from}: {err}') from None
+
+
 def load_diffusion_model(
         config: Optional[str],
         checkpoint: str,
@@ -81,10 +102,10 @@ def load_diffusion_model(
     Raises:
         WeightFileError: a file is missing (the message says where to get
             the weights).
-        ValueError: no config given and none in the checkpoint.
+        ValueError: no config given and none in the checkpoint, or
+            weights that do not fit the model.
     """
     from mmengine.config import Config
-    from mmengine.runner import load_checkpoint
     check_weight_file(checkpoint, 'diffusion checkpoint', DDPM_HINT)
     if config is None:
         meta = safe_torch_load(
@@ -100,8 +121,7 @@ def load_diffusion_model(
         check_weight_file(config, 'diffusion config', DDPM_HINT)
         model_cfg = Config.fromfile(config).model
     model = MODELS.build(model_cfg)
-    load_checkpoint(
-        model, checkpoint, map_location='cpu', strict=True, logger='silent')
+    _load_diffusion_weights(model, checkpoint, 'its config')
     return model.to(device).eval()
 
 
@@ -212,9 +232,11 @@ def pack_editor_checkpoint(config: Union[str, dict], diffusion_checkpoint: str,
     Raises:
         WeightFileError: a weight file is missing (the message says where
             to get it).
+        ValueError: the config does not build a ``DiffFashionEditor``, or
+            weights that do not fit its networks.
+        KeyError: ViT weights missing from ``vit_checkpoint``.
     """
     from mmengine.config import Config
-    from mmengine.runner import load_checkpoint
     check_weight_file(diffusion_checkpoint, 'diffusion checkpoint', DDPM_HINT)
     model_cfg = Config.fromfile(config).model if isinstance(
         config, str) else copy.deepcopy(config)
@@ -223,12 +245,8 @@ def pack_editor_checkpoint(config: Union[str, dict], diffusion_checkpoint: str,
         raise ValueError(f'{config} does not build a DiffFashionEditor '
                          f'(model.type = {model_cfg.get("type")!r})')
     editor = MODELS.build(model_cfg)
-    load_checkpoint(
-        editor.diffusion,
-        diffusion_checkpoint,
-        map_location='cpu',
-        strict=True,
-        logger='silent')
+    _load_diffusion_weights(editor.diffusion, diffusion_checkpoint,
+                            'the editor config')
     load_vit_weights(
         editor.vit, vit_checkpoint, f'the ViT of the editor config ({config})'
         if isinstance(config, str) else None)
