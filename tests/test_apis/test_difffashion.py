@@ -156,6 +156,15 @@ def test_load_diffusion_model_from_checkpoint_config(tiny, tmp_path):
     torch.save(dict(state_dict=ddpm.state_dict()), tmp_path / 'bare.pth')
     with pytest.raises(ValueError, match='--config'):
         load_diffusion_model(None, str(tmp_path / 'bare.pth'))
+    partial = dict(ddpm.state_dict())
+    partial.pop('unet.conv_in.weight')
+    torch.save(
+        dict(meta=dict(cfg=text), state_dict=partial), tmp_path / 'part.pth')
+    with pytest.raises(
+            ValueError,
+            match=r'(?s)part.pth do not fit .*stored in the checkpoint'
+            r'.*unet.conv_in.weight'):
+        load_diffusion_model(None, str(tmp_path / 'part.pth'))
 
 
 def test_fashion_metrics_with_the_guidance_vit(tiny):

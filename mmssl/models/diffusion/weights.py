@@ -121,7 +121,8 @@ def load_diffusion_model(
         check_weight_file(config, 'diffusion config', DDPM_HINT)
         model_cfg = Config.fromfile(config).model
     model = MODELS.build(model_cfg)
-    _load_diffusion_weights(model, checkpoint, 'its config')
+    _load_diffusion_weights(model, checkpoint, config
+                            or 'the config stored in the checkpoint')
     return model.to(device).eval()
 
 
