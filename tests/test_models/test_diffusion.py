@@ -65,9 +65,10 @@ def test_forward_modes_and_bad_labels():
     out = model(**batch, mode='predict')
     assert out[0].pred_img.shape == (3, 16, 16)
     assert model(**batch, mode='tensor').shape == (2, 3, 16, 16)
-    batch['data_samples'] = _samples([1, 7])
-    with pytest.raises(ValueError, match=r'gt_label must lie in \[0, '):
-        model(**batch, mode='loss')
+    for bad in ([1, 7], [4, 0], [0, -1]):  # 4 classes
+        batch['data_samples'] = _samples(bad)
+        with pytest.raises(ValueError, match=r'gt_label must lie in \[0, '):
+            model(**batch, mode='loss')
     cfg = tiny_ddpm_cfg()
     cfg['unet']['num_class_embeds'] = None
     with pytest.raises(ValueError, match='num_class_embeds'):
@@ -422,3 +423,53 @@ def test_threshold_is_strictly_above():
     is background."""
     z = torch.tensor([[[-0.3, -0.2, -0.1999]]])
     assert threshold_mask(z, -0.2).tolist() == [[[False, False, True]]]
+
+
+def test_default_schedule_preprocessing_and_timestep_draws(monkeypatch):
+    """guided-diffusion's schedule (1000 linear betas 1e-4 .. 0.02, no
+    clipping inside the scheduler), uint8 images to [-1, 1] in their
+    channel order, ``alphas_cumprod`` not saved, t ~ U{0, ..., T - 1}."""
+    import numpy as np
+    model = MODELS.build(tiny_ddpm_cfg())
+    cfg = model.scheduler.config
+    assert cfg.num_train_timesteps == 1000 and not cfg.clip_sample
+    np.testing.assert_allclose(
+        model.scheduler.betas.numpy(),
+        np.linspace(1e-4, 0.02, 1000),
+        rtol=1e-5)
+    default = tiny_ddpm_cfg()
+    default.pop('num_sample_steps')
+    assert MODELS.build(default).num_sample_steps == 50
+    img = torch.zeros(3, 2, 2, dtype=torch.uint8)
+    img[0] = 255  # red channel white, the others black
+    img[1, 0, 0] = 51
+    data = model.data_preprocessor(
+        dict(inputs=[img], data_samples=_samples([1])))
+    expect = img.float() / 127.5 - 1
+    torch.testing.assert_close(data['inputs'][0], expect)
+    assert 'alphas_cumprod' not in model.state_dict()
+    seen = []
+    monkeypatch.setattr(model, 'predict_noise',
+                        lambda x, t, y: seen.append(t) or torch.zeros_like(x))
+    model.loss(torch.zeros(20000, 3, 1, 1), torch.zeros(20000).long())
+    assert int(seen[0].min()) == 0 and int(seen[0].max()) == 999
+
+
+def test_sample_is_ancestral_ddpm_on_the_eps_channels():
+    """``sample``: the scheduler's DDPM steps from N(0, I) on the first
+    three output channels (a learned-variance UNet has six), clipped to
+    [-1, 1] at the end."""
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_ddpm_cfg(out_channels=6)).eval()
+    labels = torch.tensor([0, 3])
+    out = model.sample(labels, generator=torch.Generator().manual_seed(4))
+    g = torch.Generator().manual_seed(4)
+    sched = DDPMScheduler(**model.scheduler_cfg)
+    sched.set_timesteps(3)  # num_sample_steps of the tiny config
+    x = torch.randn(2, 3, 16, 16, generator=g)
+    with torch.no_grad():
+        for t in sched.timesteps:
+            eps = model.unet(x, t.expand(2), class_labels=labels).sample[:, :3]
+            x = sched.step(eps, t, x, generator=g).prev_sample
+    assert x.abs().max() > 1  # the clip matters here
+    torch.testing.assert_close(out, x.clamp(-1, 1))
