@@ -199,7 +199,8 @@ def test_pack_editor_checkpoint(tmp_path):
     partial.pop(next(iter(partial)))
     torch.save(dict(state_dict=partial), tmp_path / 'partial.pth')
     with pytest.raises(
-            ValueError, match=r'(?s)partial.pth do not fit.*conv_in'):
+            ValueError,
+            match=r'(?s)partial.pth do not fit.*model.diffusion.*conv_in'):
         pack_editor_checkpoint(_cfg(), str(tmp_path / 'partial.pth'),
                                str(tmp_path / 'vit.pth'), out)
 

@@ -179,7 +179,7 @@ class DiffFashionEditor(BaseModel):
             mask_generator, nn.Module) else MODELS.build(mask_generator)
         self.mask_generator.check_labels(self.num_classes)
         self.diffusion.requires_grad_(False).eval()
-        self.vit.requires_grad_(False)
+        # the extractor freezes the ViT
         self.extractor = ViTFeatureExtractor(
             self.vit, self.vit_img_size,
             **{k: guidance[k]

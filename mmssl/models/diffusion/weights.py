@@ -60,13 +60,14 @@ def check_weight_file(path: Optional[str], what: str, hint: str) -> str:
     return path
 
 
-def _load_diffusion_weights(model: nn.Module, checkpoint: str,
-                            built_from: str) -> None:
+def _load_diffusion_weights(model: nn.Module, checkpoint: str, built_from: str,
+                            fix: str) -> None:
     """Load all of ``model``'s weights from ``checkpoint`` (strict).
 
     Raises:
         ValueError: missing, unexpected or misshapen weights; the message
-            names the file and mmengine's list of keys.
+            names the file, what the model was built from, ``fix`` and
+            mmengine's list of keys.
     """
     from mmengine.runner import load_checkpoint
     try:
@@ -78,7 +79,7 @@ def _load_diffusion_weights(model: nn.Module, checkpoint: str,
             logger='silent')
     except RuntimeError as err:
         raise ValueError(f'the diffusion weights in {checkpoint} do not fit '
-                         f'the model of {built_from}: {err}') from None
+                         f'the model of {built_from}; {fix}: {err}') from None
 
 
 def load_diffusion_model(
@@ -121,8 +122,9 @@ def load_diffusion_model(
         check_weight_file(config, 'diffusion config', DDPM_HINT)
         model_cfg = Config.fromfile(config).model
     model = MODELS.build(model_cfg)
-    _load_diffusion_weights(model, checkpoint, config
-                            or 'the config stored in the checkpoint')
+    _load_diffusion_weights(
+        model, checkpoint, config or 'the config stored in the checkpoint',
+        'pass the config the weights were trained with (--config)')
     return model.to(device).eval()
 
 
@@ -246,8 +248,10 @@ def pack_editor_checkpoint(config: Union[str, dict], diffusion_checkpoint: str,
         raise ValueError(f'{config} does not build a DiffFashionEditor '
                          f'(model.type = {model_cfg.get("type")!r})')
     editor = MODELS.build(model_cfg)
-    _load_diffusion_weights(editor.diffusion, diffusion_checkpoint,
-                            'the editor config')
+    _load_diffusion_weights(
+        editor.diffusion, diffusion_checkpoint, 'the editor config',
+        "set the editor config's model.diffusion to the model the weights "
+        'were trained with')
     load_vit_weights(
         editor.vit, vit_checkpoint, f'the ViT of the editor config ({config})'
         if isinstance(config, str) else None)
