@@ -145,6 +145,20 @@ def test_rel_labels_of_visible_tokens_use_their_true_cells():
     assert labels.view(3, 3)[0, 1] == 18 and labels.view(3, 3)[1, 2] == 0
 
 
+def test_rel_labels_of_token_subsets_on_a_non_square_grid():
+    """Cells of a (2, 3) grid are row * 3 + col: given as ids, every
+    token of the grid gets the labels of the whole-grid pairs."""
+    head = RelPosLabelHead(in_channels=4, grid_size=(2, 3), mlp_dims=(8, 8))
+    tokens = torch.randn(2, 6, 4)
+    _, want = head.logits_and_labels(tokens)
+    _, got = head.logits_and_labels(tokens, full_grid_ids(2, 6))
+    assert torch.equal(got, want)
+    # cell 2 is (0, 2), cell 3 is (1, 0): r = (dh + 1) * 5 + dw + 2, so
+    # (2, 3) -> 4 and (3, 2) -> 10
+    _, labels = head.logits_and_labels(tokens[:1, :2], torch.tensor([[2, 3]]))
+    assert labels.tolist() == [7, 4, 10, 7]
+
+
 def test_window_pairs_stay_inside_swin_windows():
     first, second = window_pairs((4, 4), (2, 2))
     assert first.numel() == 4 * 16  # 4 windows, 16 ordered pairs each

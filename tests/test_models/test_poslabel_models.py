@@ -324,6 +324,15 @@ def test_mae_poslabel_build_errors_name_the_key():
                     in_channels=32,
                     grid_size=4,
                     max_pairs=17)))
+    # all 16 are allowed
+    rpl = MODELS.build(
+        _mae_pos(
+            dict(
+                type='mmssl.RelPosLabelHead',
+                in_channels=32,
+                grid_size=4,
+                max_pairs=16)))
+    assert rpl.num_visible == 4 and rpl.pos_head.max_pairs == 16
     with pytest.raises(ValueError, match='img_size'):
         MODELS.build(_mae_pos(APL_MAE, img_size=36))
 
@@ -336,3 +345,95 @@ def test_mae_poslabel_backbone_converts_without_the_head():
                                      'mmpretrain')
     assert info['arch'] == 'vit' and info['dropped']['pos_head'] == 6
     assert not any('pos_head' in k for k in state)
+
+
+# --- defaults and grids the sweep found untested ----------------------------
+
+
+def test_backbones_check_the_hosts_default_sizes():
+    """Without img_size / patch_size the grid check uses the values the host
+    builds with (ViT 224 / 16, Swin 224 / 4), not others."""
+    vit = _vit()
+    for key in ('img_size', 'patch_size'):
+        vit.pop(key)
+    with pytest.raises(
+            ValueError, match='img_size=224 is not .*patch_size=64'):
+        MODELS.build(dict(vit, patch_size=64))  # 224 / 64 is no grid
+    built = MODELS.build(dict(vit, img_size=48))
+    assert built.token_grid() == (3, 3)
+    # the reference's ViT-B + APL keeps its learned position embedding
+    assert 'pos_embed' in dict(built.named_parameters())
+    swin = _swin()
+    for key in ('img_size', 'patch_size'):
+        swin.pop(key)
+    with pytest.raises(
+            ValueError, match='img_size=224 is not .*patch_size=64'):
+        MODELS.build(dict(swin, patch_size=64))
+    assert MODELS.build(dict(swin, img_size=28)).patch_resolution == (7, 7)
+
+
+def test_swin_defaults_keep_the_bias_and_return_the_last_stage():
+    cfg = _swin(
+        arch=dict(embed_dims=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1]))
+    cfg.pop('out_indices')
+    cfg.pop('window_size')
+    cfg.pop('img_size')
+    swin = MODELS.build(cfg)  # 224 / 2: a 112 x 112 grid, window 7
+    assert swin.out_indices == (3, ) and swin.token_grid() == (14, 14)
+    attn = next(m for m in swin.modules() if isinstance(m, WindowMSA))
+    assert 'relative_position_bias_table' in dict(attn.named_parameters())
+
+
+def test_swin_out_indices_are_checked_for_named_and_positional_archs():
+    from mmssl.models.backbones.poslabel_backbones import PosLabelSwin
+    with pytest.raises(ValueError, match='stage 4, but this Swin has 4'):
+        MODELS.build(
+            dict(type='mmssl.PosLabelSwin', arch='tiny', out_indices=(4, )))
+    arch = _swin()['arch']
+    with pytest.raises(ValueError, match='stage 3, but this Swin has 3'):
+        PosLabelSwin(arch, img_size=32, patch_size=2, out_indices=(3, ))
+    swin = PosLabelSwin(
+        arch, img_size=32, patch_size=2, window_size=4,
+        out_indices=(-3, 1))  # -n is the first stage
+    assert swin.out_indices == (0, 1)
+
+
+@pytest.mark.parametrize(
+    'img_size,after,grids',
+    [
+        (32, False, [(16, 16), (8, 8), (4, 4)]),
+        (32, True, [(8, 8), (4, 4), (4, 4)]),  # the last stage has no merging
+        (28, False, [(14, 14), (7, 7), (4, 4)]),  # odd grids are padded
+        (28, True, [(7, 7), (4, 4), (4, 4)]),
+    ])
+def test_swin_token_grid_follows_merging_and_padding(img_size, after, grids):
+    swin = MODELS.build(
+        _swin(
+            img_size=img_size,
+            out_indices=(0, 1, 2),
+            out_after_downsample=after))
+    outs = swin(torch.randn(1, 3, img_size, img_size))
+    assert [tuple(o.shape[-2:]) for o in outs] == grids
+    assert [swin.token_grid(i) for i in range(3)] == grids
+    assert swin.token_grid() == grids[-1]  # the default is the last output
+
+
+def test_classifier_pos_input_defaults_to_the_last_output():
+    rpl = dict(
+        type='mmssl.RelPosLabelHead',
+        in_channels=64,
+        grid_size=4,
+        mlp_dims=(8, 8))
+    model = MODELS.build(_classifier(_swin(out_indices=(1, 2)), rpl, 64))
+    assert model.pos_input == -1
+    x, ds = torch.randn(2, 3, 32, 32), _samples(2)
+    assert model.loss(x, ds)['loss_pos'] > 0  # the 4x4 last stage
+    for bad in (True, 2, -3):  # a bool is no index; n = 2 outputs
+        with pytest.raises(ValueError, match=f'pos_input={bad}'):
+            MODELS.build(
+                dict(
+                    _classifier(_swin(out_indices=(1, 2)), rpl, 64),
+                    pos_input=bad))
+    apl = dict(type='mmssl.AbsPosLabelHead', in_channels=32, grid_size=4)
+    with pytest.raises(ValueError, match='pos_input=1 '):
+        MODELS.build(dict(_classifier(_vit(), apl), pos_input=1))

@@ -68,9 +68,10 @@ class _BasePosLabelHead(BaseModule):
                  mlp_dims: Sequence[int],
                  num_classes: int,
                  fc1_in: int,
-                 dropout: float = 0.,
-                 loss_weight: float = 0.5,
+                 dropout: float,
+                 loss_weight: float,
                  init_cfg: Optional[dict] = None) -> None:
+        # no defaults here: APL and RPL state the reference's own
         if init_cfg is None:  # the reference's timm Mlp / Linear init
             init_cfg = dict(
                 type='TruncNormal', layer='Linear', std=0.02, bias=0.)

@@ -57,7 +57,7 @@ class MAEPosLabel(MAE):
                 f'{self.pos_head.in_channels}, but the encoder has '
                 f'{self.backbone.embed_dims} channels; set '
                 f'model.pos_head.in_channels={self.backbone.embed_dims}')
-        self.num_visible = num_visible(grid[0] * grid[1],
+        self.num_visible = num_visible(self.pos_head.num_tokens,
                                        self.backbone.mask_ratio)
         if hasattr(self.pos_head, 'check_visible_pairs'):
             self.pos_head.check_visible_pairs(self.num_visible,
