@@ -403,3 +403,43 @@ def test_embedding_sum_layout_pooler_and_plain_paths():
     plain = enc(x, mask=False)
     assert torch.equal(plain[0], seq) and torch.equal(plain[1], pooled)
     assert enc.train() is enc and enc.training and enc.layers[0].training
+
+
+def test_no_cls_term_without_an_extra_token():
+    """The text encoder puts no CLS before its tokens (E = 0): even with a
+    CLS weight, nothing of the latent is taken for a CLS prediction."""
+    model = d2v2(
+        head=dict(
+            type='mmssl.D2V2Head',
+            top_k=2,
+            layer_norm=False,
+            cls_loss_weight=0.01,
+            loss=dict(type='mmssl.D2V2RegressionLoss', scale=1.)))
+    assert model.num_extra_tokens == 0
+    seen = {}
+    head_loss = model.head.loss
+
+    def grab(pred, targets, mask, cls_pred=None):
+        seen['cls_pred'] = cls_pred
+        return head_loss(pred, targets, mask, cls_pred)
+
+    model.head.loss = grab
+    losses = model.loss(ids(2), None)
+    assert seen['cls_pred'] is None and 'loss_cls' not in losses
+
+
+def test_the_step_embeds_the_text_once():
+    """The student's masked path and the teacher share one embedding of
+    the unmasked input (the reference's order, and no second local
+    encoder pass)."""
+    model = d2v2(num_masks=2)
+    calls = []
+    embed = model.backbone.embed
+
+    def count(x):
+        calls.append(x)
+        return embed(x)
+
+    model.backbone.embed = count
+    model.loss(ids(2), None)
+    assert len(calls) == 1

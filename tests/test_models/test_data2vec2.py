@@ -280,6 +280,60 @@ def test_targets_equal_hand_computation():
         atol=1e-5)
 
 
+def test_targets_refuse_top_k_outside_the_layers():
+    layers = [torch.randn(1, 4, 2) for _ in range(3)]
+    for k in (0, 4):  # layer_outputs[-0:] would silently take all
+        with pytest.raises(ValueError, match=f'top_k={k} with 3 layers'):
+            d2v2_targets(layers, top_k=k)
+    assert torch.equal(d2v2_targets(layers, top_k=3), d2v2_targets(layers))
+
+
+def test_feature_std_is_fairseq_compute_var_by_hand():
+    """mean over channels of sqrt(unbiased var over rows + 1e-6); 0 for
+    fewer than two rows; the weighted form selects rows; no gradient."""
+    x = torch.tensor([[0., 1.], [2., 1.], [7., 5.]], requires_grad=True)
+    std = feature_std(x[:2])  # var (2, 0)
+    assert std.item() == pytest.approx(
+        (math.sqrt(2 + 1e-6) + math.sqrt(1e-6)) / 2, rel=1e-6)
+    assert not std.requires_grad
+    # constant rows: the 1e-6 alone, sqrt(1e-6)
+    assert feature_std(torch.ones(2, 3)).item() == pytest.approx(1e-3)
+    assert feature_std(x[:1]).item() == 0
+    w = torch.tensor([1., 1., 0.], requires_grad=True)
+    weighted = feature_std(x, w)
+    assert weighted.item() == pytest.approx(std.item(), rel=1e-6)
+    assert not weighted.requires_grad
+    assert feature_std(x, torch.tensor([0, 0, 1])).item() == 0
+    assert feature_std(x, torch.tensor([False, False, False])).item() == 0
+    assert feature_std(x.view(3, 1, 2), w.view(3, 1)).item() == \
+        pytest.approx(std.item(), rel=1e-6)  # rows over leading dims
+
+
+def test_head_edge_cases():
+    """No removed token: a zero loss, not 0 / 0; a CLS weight of 0: no CLS
+    term at all; predictions and masks that are not clones of the targets'
+    images are refused."""
+    head = build().head
+    targets, pred = torch.randn(2, 4, 8), torch.randn(4, 4, 8)
+    none = head.loss(pred, targets, torch.zeros(4, 4, dtype=torch.bool),
+                     torch.randn(4, 8))
+    assert none['loss_reg'].item() == 0 and torch.isfinite(none['loss_cls'])
+    head.cls_loss_weight = 0.
+    assert 'loss_cls' not in head.loss(pred, targets, torch.ones(4, 4),
+                                       torch.randn(4, 8))
+    for p, m in ((torch.randn(5, 4,
+                              8), torch.ones(5, 4)), (pred, torch.ones(2, 4))):
+        with pytest.raises(ValueError, match='do not split into clones'):
+            head.loss(p, targets, m)
+
+
+def test_head_defaults_are_the_image_recipe():
+    from mmssl.models.heads import D2V2Head
+    head = D2V2Head()
+    assert (head.top_k, head.instance_norm, head.layer_norm,
+            head.cls_loss_weight) == (10, True, True, 0.01)
+
+
 # ---------------------------------------------------------------- loss
 def test_regression_loss_equals_hand_computation():
     torch.manual_seed(0)

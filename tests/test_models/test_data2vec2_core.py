@@ -87,3 +87,88 @@ def test_teacher_input_is_validated(monkeypatch):
     monkeypatch.setattr(D2V2ViT, 'teacher_input', 'nonsense', raising=False)
     with pytest.raises(ValueError, match="teacher_input='nonsense'"):
         build()
+
+
+def test_backbone_states_its_extra_tokens(monkeypatch):
+    from mmssl.models.backbones import D2V2ViT
+    assert build().num_extra_tokens == 1  # the CLS token
+    for bad in (None, -1, 1.0, True):
+        monkeypatch.setattr(D2V2ViT, 'num_extra_tokens', bad)
+        with pytest.raises(ValueError, match=f'num_extra_tokens={bad!r}'):
+            build()
+
+
+def test_default_teacher_schedule_is_fairseqs_vit_b():
+    cfg = tiny_data2vec2_cfg()
+    for key in (*MOVED_MASK_KEYS, 'ema'):
+        cfg.pop(key, None)
+    teacher = MODELS.build(cfg).teacher
+    assert (teacher.momentum, teacher.end_momentum,
+            teacher.anneal_iters) == (2e-4, 1e-5, 100000)
+
+
+def test_train_without_argument_trains_the_student_only():
+    model = build()
+    model.eval()
+    model.train()
+    assert model.backbone.training and model.neck.training
+    assert not model.teacher.training and not model.teacher.module.training
+
+
+def test_top_k_may_use_every_block():
+    cfg = tiny_data2vec2_cfg()
+    for key in MOVED_MASK_KEYS:
+        cfg.pop(key, None)
+    depth = cfg['backbone']['arch']['num_layers']
+    cfg['head']['top_k'] = depth
+    assert MODELS.build(cfg).head.top_k == depth
+    cfg['head']['top_k'] = depth + 1
+    with pytest.raises(ValueError, match=f'top_k={depth + 1} is larger'):
+        MODELS.build(cfg)
+
+
+def test_batch_masks_one_per_sample_and_missing_ones():
+    from mmssl.models.selfsup.data2vec2 import Data2VecV2
+    one = [DataSample().set_mask(torch.eye(4, dtype=torch.bool))] * 2
+    masks = Data2VecV2.batch_masks(one, (4, 4), torch.device('cpu'))
+    assert masks.shape == (2, 1, 4, 4)  # M = 1
+    assert torch.equal(masks[1, 0], torch.eye(4, dtype=torch.bool))
+    with pytest.raises(ValueError, match='the batch has no data samples'):
+        Data2VecV2.batch_masks(None, (4, 4), torch.device('cpu'))
+    with pytest.raises(ValueError, match='1 of 2 data samples have no'):
+        Data2VecV2.batch_masks([one[0], DataSample()], (4, 4),
+                               torch.device('cpu'))
+
+
+def test_loss_takes_the_first_of_a_list_of_inputs():
+    model = build()
+    x = torch.randn(2, 3, 32, 32)
+    data = samples(2)
+    torch.manual_seed(0)
+    want = model.loss(x, data)
+    torch.manual_seed(0)
+    got = model.loss([x, torch.zeros_like(x)], data)
+    for key in ('loss_reg', 'loss_cls'):
+        assert torch.equal(got[key], want[key])
+
+
+def test_cls_prediction_is_the_first_latent_token():
+    """Spec 2.8: the CLS prediction is the encoder output z[:, 0] (not the
+    decoder's), one per clone."""
+    model = build()
+    seen = {}
+    forward, head_loss = model.backbone.forward, model.head.loss
+
+    def keep_latent(*args, **kwargs):
+        seen['latent'] = forward(*args, **kwargs)[0]
+        return forward(*args, **kwargs)
+
+    def grab(pred, targets, mask, cls_pred=None):
+        seen['cls_pred'] = cls_pred
+        return head_loss(pred, targets, mask, cls_pred)
+
+    model.backbone.forward, model.head.loss = keep_latent, grab
+    model.eval()  # no dropout: both forwards above give the same latent
+    model.loss(torch.randn(2, 3, 32, 32), samples(2))
+    assert seen['cls_pred'].shape == (6, 16)
+    assert torch.equal(seen['cls_pred'], seen['latent'][:, 0])

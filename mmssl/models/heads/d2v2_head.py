@@ -146,7 +146,7 @@ class D2V2Head(BaseModule):
                 f'split into clones of {B} images')
         M = pred.shape[0] // B
         mask = mask.bool()
-        y = targets.repeat_interleave(M, dim=0) if M > 1 else targets
+        y = targets.repeat_interleave(M, dim=0)
         # the masked positions by weight, not boolean indexing: the same
         # sum over masked tokens / their count, with static sizes
         w = mask.to(torch.float32)
@@ -154,9 +154,7 @@ class D2V2Head(BaseModule):
         losses = dict(
             loss_reg=(per_token * w.flatten()).sum() / w.sum().clamp(min=1))
         if self.cls_loss_weight > 0 and cls_pred is not None:
-            cls_target = targets.mean(dim=1)
-            if M > 1:
-                cls_target = cls_target.repeat_interleave(M, dim=0)
+            cls_target = targets.mean(dim=1).repeat_interleave(M, dim=0)
             losses['loss_cls'] = self.cls_loss_weight * self.loss_module(
                 cls_pred, cls_target, reduction='sum')
         losses['target_std'] = feature_std(y, w)

@@ -45,7 +45,7 @@ A backbone serves this class when it has
   layout)``, ``forward(inputs, mask=..., num_clones=M, tokens=tokens)``
   taking that embedding, computed once per step, and
   ``forward_targets(tokens, k, embedded=True)``);
-* ``embed_dims`` and ``num_layers``.
+* ``embed_dims``, ``num_layers`` and ``num_extra_tokens`` (E above).
 """
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -169,6 +169,13 @@ class Data2VecV2(BaseSelfSupervisor):
                 f'{type(self.backbone).__name__}.teacher_input='
                 f'{teacher_input!r}; expected one of {TEACHER_INPUTS}')
         self.teacher_input = teacher_input
+        extra = getattr(self.backbone, 'num_extra_tokens', None)
+        if isinstance(extra, bool) or not isinstance(extra, int) or extra < 0:
+            raise ValueError(
+                f'{type(self.backbone).__name__}.num_extra_tokens={extra!r}; '
+                'a data2vec 2.0 backbone states how many tokens (CLS) its '
+                'latent puts before the visible ones: an int >= 0')
+        self.num_extra_tokens = extra
         ema = dict(
             momentum=2e-4, end_momentum=1e-5,
             anneal_iters=100000) if ema is None else dict(ema)
@@ -355,7 +362,7 @@ class Data2VecV2(BaseSelfSupervisor):
             embedded = dict(tokens=tokens)
         latent, masks, ids_restore = self.backbone(
             inputs, mask=masks, num_clones=M, num_keep=V, **embedded)
-        extra = getattr(self.backbone, 'num_extra_tokens', 1)
+        extra = self.num_extra_tokens
         pred = self.neck(latent[:, extra:], ids_restore, layout)
         cls_pred = latent[:, 0] if extra > 0 else None
 

@@ -96,11 +96,12 @@ class LinearAnnealEMA(ExponentialMovingAverage):
                 note='1 - EMA decay')
         check_int(anneal_iters, 'anneal_iters', name, minimum=0)
         check_int(interval, 'interval', name)
-        # mmengine asserts 0 < momentum < 1; a momentum of 0 (a frozen
-        # teacher) is legal here, so hand it a placeholder.
+        # mmengine asserts 0 < momentum < 1 and a momentum of 0 (a frozen
+        # teacher) is legal here; its momentum is never read (avg_func and
+        # the schedule use the two below), so it gets a placeholder.
         super().__init__(
             model,
-            momentum=momentum if momentum > 0 else 0.5,
+            momentum=0.5,
             interval=interval,
             device=device,
             update_buffers=update_buffers)
