@@ -3,6 +3,7 @@
 import hashlib
 import math
 import os.path as osp
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -591,16 +592,10 @@ def test_masks_come_only_from_the_batch():
     with pytest.raises(ValueError, match='1 masks for 2 samples'):
         model.loss(x, one)
     # M is read from the masks: 5 clones per image here
-    captured = {}
-    orig = model.head.loss
-
-    def spy(pred, targets, mask, cls_pred=None):
-        captured['pred'] = pred
-        return orig(pred, targets, mask, cls_pred)
-
-    model.head.loss = spy
-    model.loss(x, samples(2, num_masks=5, mask_ratio=0.75))
-    assert captured['pred'].shape[0] == 2 * 5
+    with mock.patch.object(
+            model.head, 'loss', wraps=model.head.loss) as head_loss:
+        model.loss(x, samples(2, num_masks=5, mask_ratio=0.75))
+    assert head_loss.call_args.args[0].shape[0] == 2 * 5
     assert model.mask_generator is None
 
 

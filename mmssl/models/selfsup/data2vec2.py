@@ -174,7 +174,9 @@ class Data2VecV2(BaseSelfSupervisor):
             raise ValueError(
                 f'{type(self.backbone).__name__}.num_extra_tokens={extra!r}; '
                 'a data2vec 2.0 backbone states how many tokens (CLS) its '
-                'latent puts before the visible ones: an int >= 0')
+                'latent puts before the visible ones; give '
+                f'{type(self.backbone).__name__} the attribute '
+                'num_extra_tokens, an int >= 0 (1 with a CLS token, else 0)')
         self.num_extra_tokens = extra
         ema = dict(
             momentum=2e-4, end_momentum=1e-5,
