@@ -19,14 +19,6 @@ MAE_TINY = osp.join(ROOT, 'configs', 'mae',
                     'mae_vit-tiny-p8_1xb64-coslr-30e_embedded.py')
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _simclr_cfg():
     """Tiny SimCLR with a train pipeline (its crop names the image size)."""
     return dict(

@@ -39,14 +39,6 @@ TINY_SCRATCH_LONG = osp.join(
     FOLDER, 'ctc_audio-tiny-scratch_1xb16-100e_embedded-speech.py')
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _load(path):
     cfg = Config.fromfile(path)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))

@@ -21,14 +21,6 @@ IDS = [osp.basename(p) for p in CONFIGS]
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope='module')
 def embedded_root(tmp_path_factory):
     """A small embedded data set (36 training, 18 validation images)."""

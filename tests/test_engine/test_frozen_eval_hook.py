@@ -15,16 +15,6 @@ from torch.utils.data import Dataset
 
 from mmssl.engine.hooks import FrozenEvalHook
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is faster and immune to busy CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 KEYS = ('knn_top1', 'linear_top1', 'std_mean', 'std_min', 'effective_rank',
         'rank_ratio')
 

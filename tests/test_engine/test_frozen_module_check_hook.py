@@ -21,15 +21,6 @@ from mmssl.testing.resume import own_experiment_name
 init_default_scope('mmpretrain')
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is faster and immune to busy CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class FrozenCheckToyDataset(Dataset):
     """12 random 32 px images in 3 classes."""
     METAINFO = dict(classes=('a', 'b', 'c'))

@@ -16,15 +16,6 @@ from mmssl.testing import (tiny_data2vec2_cfg, tiny_data2vec2_samples,
                            tiny_pretrain_runner_cfg, write_random_images)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is much faster than two contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _fake_runner(model, accumulative_counts=1):
     optim = torch.optim.SGD([p for p in model.parameters() if p.requires_grad],
                             lr=0.1)

@@ -7,15 +7,6 @@ import torch
 from mmssl.evaluation.functional import effective_rank, representation_health
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is faster and immune to busy CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_effective_rank_of_identity_and_diagonals():
     assert effective_rank(torch.eye(5)) == pytest.approx(5.0)
     assert effective_rank(3.0 * torch.eye(4)) == pytest.approx(4.0)

@@ -6,16 +6,6 @@ import torch
 
 from mmssl.evaluation.functional import knn_accuracy, knn_classify
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is faster and immune to busy CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # Unit vectors at 0, 36.87 and 53.13 degrees: cosine similarities to the test
 # point (1, 0) are 1.0, 0.8 and 0.6.
 TRAIN = torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.6, 0.8]])

@@ -6,15 +6,6 @@ from mmssl.evaluation.functional import (linear_probe, standardize_features,
                                          topk_accuracy)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is faster and immune to busy CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def blobs(num_per_class, num_classes, dims, seed, spread=0.3):
     gen = torch.Generator().manual_seed(seed)
     centres = torch.eye(num_classes, dims) * 3.0

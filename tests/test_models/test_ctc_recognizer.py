@@ -19,14 +19,6 @@ from mmssl.registry import MODELS
 SMALL = [(8, 10, 5)] + [(8, 3, 2)] * 4 + [(8, 2, 2)] * 2
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _collapse(path, blank=0):
     out, prev = [], None
     for s in path:

@@ -17,14 +17,6 @@ from mmssl.testing.checkpoints import assert_init_cfg_loads
 SMALL = [(8, 10, 5)] + [(8, 3, 2)] * 4 + [(8, 2, 2)] * 2
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _encoder(**kw):
     kw.setdefault(
         'arch',

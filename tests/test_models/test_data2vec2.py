@@ -20,15 +20,6 @@ from mmssl.models.utils import LinearAnnealEMA, inverse_block_mask
 from mmssl.testing import tiny_data2vec2_cfg
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is much faster than two contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_cfg():
     """The tiny config without mask settings (masks come from the batch)."""
     cfg = tiny_data2vec2_cfg()

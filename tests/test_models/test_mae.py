@@ -1,8 +1,11 @@
 # Copyright (c) mmssl contributors. All rights reserved.
+from unittest import mock
+
 import pytest
 import torch
 from mmpretrain.registry import MODELS
 
+from mmssl.models.selfsup.mae import MAEViT
 from mmssl.testing import tiny_mae_cfg
 
 
@@ -120,3 +123,79 @@ def test_drop_path_rates_are_python_floats_and_the_forward_is_one_graph():
     dynamo.reset()
     assert before.graph_break_count > 0
     assert any('drop' in str(b.user_stack[-1]) for b in before.break_reasons)
+
+
+def test_visible_path_with_nothing_removed_is_the_plain_path():
+    """With a mask ratio of 0 and noise that keeps the patch order, the
+    visible-token path (patches + position, CLS + its position, blocks,
+    final norm) equals mmpretrain's plain ViT path."""
+    model = build().eval()
+    model.backbone.mask_ratio = 0.
+    x = torch.randn(2, 3, 32, 32)
+    noise = torch.arange(16.).expand(2, -1)
+    latent, mask, ids_restore = model.backbone(x, noise=noise)
+    assert not mask.any()
+    assert torch.equal(ids_restore, torch.arange(16).expand(2, -1))
+    torch.testing.assert_close(latent, model.backbone(x, mask=None)[0])
+
+
+def test_removed_patches_do_not_reach_the_latent():
+    model = build().eval()
+    x = torch.randn(1, 3, 32, 32)
+    noise = torch.arange(16.)[None].flip(1)  # keeps patches 12-15
+    latent, mask, _ = model.backbone(x, noise=noise)
+    assert torch.equal(mask[0], (torch.arange(16) < 12).float())
+    x2 = x.clone()
+    x2[..., :8, :] += 10  # patches 0-3, removed
+    torch.testing.assert_close(model.backbone(x2, noise=noise)[0], latent)
+    x2[..., 24:, :] += 10  # patches 12-15, visible
+    assert not torch.allclose(model.backbone(x2, noise=noise)[0], latent)
+
+
+@pytest.mark.parametrize('norm_pix', [True, False])
+def test_reconstruct_undoes_the_norm_pix_target(norm_pix):
+    """A decoder that predicts the head's target exactly reconstructs the
+    input images: with norm_pix, each patch's mean and std are put back."""
+    model = build().eval()
+    model.head.norm_pix = norm_pix
+    x = torch.randn(2, 3, 32, 32) * 3 + 1
+    target = model.head.construct_target(x)
+    with mock.patch.object(model.neck, 'forward', return_value=target):
+        out = model.reconstruct(x, noise=torch.rand(2, 16))
+    torch.testing.assert_close(out['reconstruction'], x, atol=1e-4, rtol=0)
+    torch.testing.assert_close(out['pasted'], x, atol=1e-4, rtol=0)
+
+
+def test_reconstruct_scales_predictions_by_each_patchs_std():
+    """pred * sqrt(var + 1e-6) + mean per patch, the head's own epsilon: a
+    prediction of 1 on a constant patch of 0.5 gives 0.5 + 1e-3."""
+    model = build().eval()
+    x = torch.randn(1, 3, 32, 32)
+    x[..., :8, :8] = 0.5  # patch 0 is constant
+    ones = torch.ones(1, 16, 8 * 8 * 3)
+    with mock.patch.object(model.neck, 'forward', return_value=ones):
+        recon = model.reconstruct(x)['reconstruction']
+    torch.testing.assert_close(recon[..., :8, :8],
+                               torch.full((1, 3, 8, 8), 0.5 + 1e-3))
+    patch = x[..., 8:16, :8]  # patch 4
+    want = (patch.var() + 1e-6).sqrt() + patch.mean()
+    torch.testing.assert_close(recon[..., 8:16, :8], want.expand_as(patch))
+
+
+def test_encoder_defaults():
+    """MAE's ViT-B/16 at 224 px with 75 % masking and the sin-cos position
+    embedding; the grid check uses the same default sizes."""
+    with torch.device('meta'):
+        vit = MAEViT()
+    assert vit.mask_ratio == 0.75 and vit.use_pos_embed
+    assert vit.patch_resolution == (14, 14) and vit.embed_dims == 768
+    small = dict(arch='s')
+    with torch.device('meta'):
+        assert MAEViT(img_size=48, **small).patch_resolution == (3, 3)
+    with pytest.raises(ValueError, match='img_size'):
+        MAEViT(patch_size=64, **small)
+
+
+def test_position_embedding_is_zero_only_without_use_pos_embed():
+    assert build().backbone.pos_embed[0, 1:].abs().sum() > 0
+    assert not build(use_pos_embed=False).backbone.pos_embed.any()

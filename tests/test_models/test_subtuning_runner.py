@@ -33,15 +33,6 @@ PRETRAIN = osp.join(ROOT, 'configs', 'simclr',
                     'simclr_resnet18-tiny_1xb64-coslr-30e_embedded.py')
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small runs: one thread is faster and immune to busy CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope='module')
 def embedded_root(tmp_path_factory):
     """72 training images (8 per class) and 36 validation images."""

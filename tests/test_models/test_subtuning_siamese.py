@@ -24,15 +24,6 @@ init_default_scope('mmpretrain')
 F_RESNET = RESNET_CHANNELS
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is faster and immune to busy CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _classifier(backbone=None,
                 trainable=('layer4.1', ),
                 siamese=True,

@@ -12,16 +12,6 @@ from PIL import Image
 
 from mmssl.testing import tiny_mae_cfg
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is faster and immune to busy CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 TOOL = osp.join(
     osp.dirname(__file__), '..', '..', 'tools', 'analysis_tools',
     'eval_frozen.py')

@@ -14,16 +14,6 @@ from mmssl.evaluation.protocols import (build_eval_dataloader,
                                         pool_features)
 from mmssl.testing import tiny_mae_cfg
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is faster and immune to busy CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 MAE_CFG = tiny_mae_cfg(scope='mmpretrain')
 
 

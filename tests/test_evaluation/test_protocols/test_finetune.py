@@ -2,7 +2,6 @@
 import random
 
 import numpy as np
-import pytest
 import torch
 import torch.nn as nn
 from mmengine.dataset import default_collate
@@ -10,15 +9,6 @@ from mmengine.model import BaseModel
 from torch.utils.data import DataLoader
 
 from mmssl.evaluation.protocols import finetune_backbone, seeded_rng
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is faster and immune to busy CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class TinyModel(BaseModel):
