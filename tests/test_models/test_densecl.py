@@ -5,6 +5,7 @@ queues, the key encoder, build-time errors, mmpretrain parity and the
 import copy
 import math
 from types import SimpleNamespace
+from unittest import mock
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ import torch.nn.functional as F
 from mmssl.engine.hooks import DenseCLWarmupHook
 from mmssl.models.losses import (DenseCLLoss, dense_contrastive_loss,
                                  dense_correspondence, queue_info_nce_loss)
-from mmssl.models.selfsup.densecl import DenseCL, enqueue_
+from mmssl.models.selfsup.densecl import DenseCL, check_queue_batch, enqueue_
 from mmssl.registry import MODELS
 from mmssl.testing.densecl import densecl_model_step, tiny_densecl_cfg
 from mmssl.testing.dist import assert_matches_single_process
@@ -386,3 +387,71 @@ def test_two_processes_equal_one_process():
     # encoder and queues
     assert_matches_single_process(
         densecl_model_step, _views(n=8), world_size=2, atol=1e-5)
+
+
+# ------------------------------------------------------ more edges
+
+
+def test_defaults_are_the_papers():
+    """K = 65536 entries of D = 128, m = 0.999 (mmengine momentum 0.001)
+    and lambda = 0.5."""
+    cfg = tiny_densecl_cfg(feat_dim=128)
+    for key in ('queue_len', 'feat_dim', 'momentum', 'loss_lambda'):
+        cfg.pop(key)
+    model = MODELS.build(cfg)
+    assert model.queue.shape == model.queue2.shape == (128, 65536)
+    assert model.encoder_k.momentum == 0.001
+    assert model.loss_lambda == 0.5
+
+
+def test_momentum_range():
+    """mmengine's momentum 1 - m lies in (0, 0.5]."""
+    MODELS.build(dict(tiny_densecl_cfg(), momentum=0.5))
+    with pytest.raises(ValueError, match='model.momentum'):
+        MODELS.build(dict(tiny_densecl_cfg(), momentum=0.))
+
+
+def test_one_image_per_process_and_the_global_batch():
+    """A batch of 1 divides every queue; the check multiplies the batch by
+    the processes and refuses a global batch of 0."""
+    check_queue_batch(16, 1)
+    with pytest.raises(ValueError, match='global batch size 0'):
+        check_queue_batch(16, 0)
+    model = MODELS.build(tiny_densecl_cfg(queue_len=12))
+    losses = model.loss(_views(n=1), [])
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert int(model.queue_ptr) == 1
+    world = 'mmssl.models.selfsup.densecl.get_world_size'
+    with mock.patch(world, return_value=2):
+        with pytest.raises(ValueError, match=r'size 8 \(.* 4 x 2 processes'):
+            model.loss(_views(n=4), [])
+
+
+@pytest.mark.parametrize(
+    'inputs', [_views(n=2)[0],
+               _views(n=2)[:1],
+               _views(n=2) + _views(n=2)[:1]])
+def test_two_views_are_required(inputs):
+    model = MODELS.build(tiny_densecl_cfg())
+    with pytest.raises(ValueError, match='2 views'):
+        model.loss(inputs, [])
+
+
+def test_width_check_only_for_two_projection_necks():
+    """The neck / queue widths are compared only when the neck has both
+    DenseCLNeck projections (``mlp`` and ``mlp2``)."""
+    model = MODELS.build(tiny_densecl_cfg())
+    with pytest.raises(ValueError, match='model.feat_dim'):
+        model._check_dims(32)
+    model.neck.mlp2 = torch.nn.Identity()
+    model._check_dims(32)
+    model = MODELS.build(tiny_densecl_cfg())
+    model.neck.mlp = torch.nn.Identity()
+    model._check_dims(32)
+
+
+def test_grid_without_a_pool_setting_is_the_flat_map():
+    model = MODELS.build(tiny_densecl_cfg())
+    feat = torch.randn(2, 64, 4, 4)
+    del model.neck.with_pool
+    assert torch.equal(model._grid(feat), feat.flatten(2))
