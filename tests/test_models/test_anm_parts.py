@@ -324,6 +324,69 @@ def test_decoder_presets_shapes():
     assert [m.kernel_size for m in imagenet.layers] == [(6, 6), (2, 2), (2, 2)]
 
 
+def test_decoder_presets_are_the_references_stacks():
+    """(in, out, kernel, stride, output padding) of each ConvTranspose2d:
+    CIFAR 512-256 k4 s2, 256-128 k6 s1, 128-3 k4 s2; ImageNet 2048-256 k6
+    s3 op1, 256-128 k2 s3 op1, 128-3 k2 s3. The size rule also holds for
+    non-square maps."""
+
+    def stack(dec):
+        return [(m.in_channels, m.out_channels, m.kernel_size[0], m.stride[0],
+                 m.output_padding[0]) for m in dec.layers]
+
+    cifar = MaskReconstructionDecoder('cifar')
+    assert stack(cifar) == [(512, 256, 4, 2, 0), (256, 128, 6, 1, 0),
+                            (128, 3, 4, 2, 0)]
+    assert stack(MaskReconstructionDecoder('imagenet')) == [
+        (2048, 256, 6, 3, 1), (256, 128, 2, 3, 1), (128, 3, 2, 3, 0)
+    ]
+    # 4 -> 10 -> 15 -> 32 and 6 -> 14 -> 19 -> 40
+    assert cifar.output_size((4, 6)) == (32, 40)
+    assert MaskReconstructionDecoder(
+        'cifar', out_size=(32, 40)).out_size == (32, 40)
+
+
+def test_decoder_of_one_layer_but_not_of_none():
+    dec = MaskReconstructionDecoder(
+        in_channels=4, channels=(3, ), kernel_sizes=(2, ), strides=(2, ))
+    assert dec(torch.randn(1, 4, 4, 4)).shape == (1, 3, 8, 8)
+    with pytest.raises(ValueError, match='one entry per layer'):
+        MaskReconstructionDecoder(
+            in_channels=4, channels=(), kernel_sizes=(), strides=())
+
+
+def test_decoder_layer_ranges():
+    """Kernels and strides are >= 1, output paddings >= 0 and smaller than
+    their stride (ConvTranspose2d's rule)."""
+
+    def one_layer(**kwargs):
+        cfg = dict(
+            in_channels=4, channels=(3, ), kernel_sizes=(2, ), strides=(2, ))
+        return MaskReconstructionDecoder(**dict(cfg, **kwargs))
+
+    assert one_layer(output_paddings=(1, )).output_size(4) == (9, 9)
+    for key in ('kernel_sizes', 'strides'):
+        with pytest.raises(ValueError, match=key):
+            one_layer(**{key: (0, )})
+    with pytest.raises(ValueError, match='output_paddings'):
+        one_layer(output_paddings=(-1, ))
+    with pytest.raises(ValueError, match='smaller than its stride'):
+        one_layer(output_paddings=(2, ))
+
+
+def test_decoder_takes_the_last_of_several_maps_and_weight_one_loss():
+    dec = MaskReconstructionDecoder('cifar')
+    maps = [
+        torch.randn(1, 8, 2, 2),
+        torch.randn(1, 512, 4, 4),
+        torch.randn(1, 512, 4, 4)
+    ]
+    torch.testing.assert_close(dec(maps), dec(maps[-1]))
+    pred, target = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
+    torch.testing.assert_close(ReconstructionMSELoss()(pred, target),
+                               ((pred - target)**2).mean())
+
+
 def test_decoder_generic_form_and_size_check():
     dec = MaskReconstructionDecoder(
         in_channels=16, channels=(8, 3), kernel_sizes=(4, 4), strides=(2, 2))

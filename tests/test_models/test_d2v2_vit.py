@@ -240,3 +240,12 @@ def test_frozen_stages():
     assert 'ln_fc' in frozen(vit(frozen_stages=4, **head))
     assert 'ln_fc' not in frozen(vit(frozen_stages=3, **head))
     assert len(frozen(vit(frozen_stages=4))) == 7
+
+
+def test_mask_none_or_false_gives_the_plain_path():
+    bb = vit().eval()
+    x = torch.randn(2, 3, 32, 32)
+    plain = bb(x)
+    assert isinstance(plain, tuple) and len(plain) == 1
+    for mask in (None, False):
+        torch.testing.assert_close(bb(x, mask=mask), plain)

@@ -107,9 +107,11 @@ def test_bn_neck_has_densecl_outputs_and_fits_the_model():
     from mmssl.models.necks.densecl_neck import DenseCLNeckBN
     from mmssl.models.selfsup.densecl import DenseCL
     from mmssl.registry import MODELS
+    assert DenseCLNeckBN(32, 16, 8).mlp[1].num_splits == 8  # MoCo's
     neck = DenseCLNeckBN(32, 16, 8, num_splits=2)
     assert isinstance(neck.mlp[1], SplitBatchNorm)
     assert isinstance(neck.mlp2[1], SplitBatchNorm)
+    assert neck.mlp[1].num_splits == neck.mlp2[1].num_splits == 2
     q, grid, pooled = neck([torch.randn(4, 32, 3, 3)])
     assert q.shape == (4, 8) and grid.shape == (4, 8, 9)
     assert pooled.shape == (4, 8)

@@ -27,6 +27,23 @@ def test_single_process_gathers_are_identity():
         split_batch(_batch(n=5), 2, 0)
 
 
+def test_a_one_process_group_does_not_gather(tmp_path):
+    """A process group of one (e.g. a one-GPU ``dist_train.sh``) takes the
+    single-process path: no copy, no collective."""
+    import torch.distributed as torch_dist
+    torch_dist.init_process_group(
+        'gloo', init_method=f'file://{tmp_path}/store', rank=0, world_size=1)
+    try:
+        x = torch.randn(3, 2, requires_grad=True)
+        assert all_gather_with_grad(x)[0] is x
+        assert concat_all_gather_with_grad(x) is x
+        gathered = concat_all_gather(x)
+        assert gathered.data_ptr() == x.data_ptr()
+        assert not gathered.requires_grad
+    finally:
+        torch_dist.destroy_process_group()
+
+
 def _concat_gathers(x):
     """Both concatenating gathers and the gradient of a weighted sum of
     the differentiable one, placed at this rank's rows."""

@@ -175,7 +175,6 @@ class D2V2AudioEncoder(D2V2EncoderBase):
             feedforward_channels=256,
             feature_encoder_spec=TINY_SPEC),
     }
-    num_extra_tokens = 0
     teacher_input = 'student_embedding'
     embedding_modules = ('feature_extractor', 'feature_norm', 'feature_proj')
     EXTRACTOR_MODES = ('layer_norm', 'default')

@@ -104,7 +104,6 @@ class D2V2TextEncoder(D2V2EncoderBase):
             embed_dims=64, num_layers=4, num_heads=2,
             feedforward_channels=256),
     }
-    num_extra_tokens = 0
     teacher_input = 'student_embedding'
     embedding_modules = ('token_embed', 'pos_embed', 'ln_embed')
 
