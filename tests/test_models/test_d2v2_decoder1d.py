@@ -82,11 +82,20 @@ def test_projection_shape_and_input_dropout():
     assert torch.equal(seen['in'][0].T[[0, 2]], torch.ones(2, 16))
 
 
+def test_one_projection_is_a_plain_linear():
+    """fairseq's checkpoint layout: ``proj.weight`` for one layer."""
+    dec = D2V2ConvDecoder1d(16, embed_dims=32, projection_layers=1)
+    assert isinstance(dec.proj, torch.nn.Linear)
+    assert 'proj.weight' in dec.state_dict()
+
+
 def test_bad_settings_name_the_key():
     with pytest.raises(ValueError, match='model.neck.groups'):
         D2V2ConvDecoder1d(10, embed_dims=16, groups=4)
     with pytest.raises(ValueError, match='model.neck.input_dropout'):
         D2V2ConvDecoder1d(16, input_dropout=1.)
+    with pytest.raises(ValueError, match='model.neck.projection_ratio'):
+        D2V2ConvDecoder1d(16, projection_layers=2, projection_ratio=0.)
     dec = D2V2ConvDecoder1d(4, embed_dims=4, num_layers=1)
     _, ids_restore = mask_to_ids(torch.tensor([[False, True, False]]))
     with pytest.raises(ValueError, match='sequence layout'):

@@ -60,6 +60,35 @@ def test_eval_mode_and_indivisible_batches_are_plain_bn():
     x = torch.randn(5, c, 4, 4)
     torch.testing.assert_close(split.eval()(x), bn.eval()(x))
     torch.testing.assert_close(split.train()(x), bn.train()(x))
+    x = torch.randn(8, c, 4, 4)  # divisible, still plain BN in eval
+    torch.testing.assert_close(split.eval()(x), bn.eval()(x))
+
+
+def test_defaults_shapes_and_cumulative_momentum():
+    """8 groups by default (MoCo's demo); 2-D to 5-D inputs; without
+    running statistics each group uses its own batch statistics; with
+    momentum=None the running statistics are the cumulative average."""
+    assert SplitBatchNorm(3).num_splits == 8
+    split = _pair(3, 2).eval()
+    for shape in ((4, 3), (4, 3, 5), (4, 3, 2, 2, 2)):
+        assert split(torch.randn(shape)).shape == shape
+    for shape in ((3, ), (1, 4, 3, 2, 2, 2)):
+        with pytest.raises(ValueError, match='2D to 5D'):
+            split(torch.randn(shape))
+    free = SplitBatchNorm(3, num_splits=2, track_running_stats=False)
+    x = torch.randn(4, 3, 5)
+    out = free.train()(x)
+    group = x[0::2]
+    ref = (group - group.mean((0, 2), keepdim=True)) / torch.sqrt(
+        group.var((0, 2), unbiased=False, keepdim=True) + free.eps)
+    torch.testing.assert_close(out[0::2], ref, atol=1e-5, rtol=1e-5)
+    cumulative = SplitBatchNorm(3, num_splits=2, momentum=None).train()
+    batches = [torch.randn(4, 3, 3) + i for i in range(2)]
+    for b in batches:
+        cumulative(b)
+    want = sum(
+        sum(b[j::2].mean((0, 2)) for j in range(2)) / 2 for b in batches) / 2
+    torch.testing.assert_close(cumulative.running_mean, want)
 
 
 def test_gradients_flow_and_checkpoints_are_bn_checkpoints():

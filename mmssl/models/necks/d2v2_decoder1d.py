@@ -74,7 +74,7 @@ class D2V2ConvDecoder1d(BaseModule):
             'model.neck.projection_ratio',
             name,
             low=0,
-            inclusive=(False, True))
+            inclusive=False)
         check_float(
             input_dropout,
             'model.neck.input_dropout',
