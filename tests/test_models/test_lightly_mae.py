@@ -78,9 +78,25 @@ def test_training_lowers_the_loss():
     assert losses[-1] < 0.8 * losses[0]
 
 
+def test_defaults_are_maes_vit_b_recipe():
+    """ViT-B/16 at 224 px (197 tokens) and MAE's 512-wide, 8-block,
+    16-head decoder."""
+    with torch.device('meta'):
+        model = MODELS.build(dict(type='mmssl.LightlyMAE'))
+    assert model.patch_size == 16 and model.sequence_length == 197
+    assert model.mask_ratio == 0.75 and model.norm_pix
+    decoder = model.decoder
+    assert decoder.decoder_embed.out_features == 512
+    assert len(decoder.decoder_blocks) == 8
+    assert decoder.decoder_blocks[0].attn.num_heads == 16
+
+
 def test_bad_settings():
+    assert _peer(mask_ratio=0.).mask_ratio == 0
     with pytest.raises(ValueError, match='mask_ratio'):
         _peer(mask_ratio=1.0)
+    with pytest.raises(ValueError, match='mask_ratio'):
+        _peer(mask_ratio=-0.1)
     with pytest.raises(ValueError, match='mode="loss"'):
         _peer()(torch.randn(1, 3, 32, 32), mode='predict')
 
