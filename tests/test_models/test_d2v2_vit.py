@@ -213,6 +213,7 @@ def test_inputs_the_patch_size_does_not_divide_are_refused(size):
 
 
 def frozen(bb):
+    """Owners of the frozen parameters: a top-level name or layers.i."""
     return {
         n.split('.')[0] +
         ('.' + n.split('.')[1] if n.startswith('layers') else '')
