@@ -400,3 +400,96 @@ def test_class_aware_sampler_on_unified_concat():
         # the class drawn is one of the image's classes
         counts[list(set(concat.get_cat_ids(i)))] += 1
     assert counts.min() >= 3
+
+
+def test_source_names_and_mapping_header():
+    from mmssl.datasets.unidet import source_name
+    assert source_name('oid_boxable_leaf') == 'oid'
+    assert source_name('mvd_name') == 'mvd'
+    # a column that is only a suffix keeps its name
+    assert source_name('_leaf') == '_leaf'
+    cols, rows = read_mapping_csv('key,coco\ncat,cat\n')  # one source
+    assert cols == dict(coco='coco') and rows[0].names == dict(coco='cat')
+    for header in ('key', 'name,coco', ''):
+        with pytest.raises(LabelSpaceError, match='header must be "key,'):
+            read_mapping_csv(header + '\ncat,cat\n')
+    with pytest.raises(
+            LabelSpaceError, match="'key' and 'key' name the "
+            "same source 'key'"):
+        read_mapping_csv('key,key\ncat,cat\n')
+    with pytest.raises(
+            LabelSpaceError,
+            match="columns 'oid_leaf' and "
+            "'oid_name' name the same source 'oid'"):
+        read_mapping_csv('key,oid_leaf,oid_name\ncat,a,b\n')
+
+
+def test_hierarchy_file_needs_a_label_name(tmp_path):
+    for bad in ([dict(LabelName='/m/a')], dict(Subcategory=[])):
+        (tmp_path / 'h.json').write_text(json.dumps(bad))
+        with pytest.raises(
+                LabelSpaceError, match='nested object with '
+                '"LabelName"'):
+            read_hierarchy(str(tmp_path / 'h.json'))
+
+
+def test_cycle_away_from_the_first_class():
+    # the search starts at 'bird' (sorted first after the root-level
+    # 'animal_super'), which sits below a cat <-> dog cycle
+    tree = dict(
+        LabelName='/m/root',
+        Subcategory=[
+            dict(
+                LabelName='/m/cat',
+                Subcategory=[
+                    dict(
+                        LabelName='/m/dog',
+                        Subcategory=[
+                            dict(LabelName='/m/cat'),
+                            dict(LabelName='/m/bird')
+                        ])
+                ])
+        ])
+    with pytest.raises(
+            LabelSpaceError,
+            match=r"^hierarchy cycle: 'dog' -> "
+            r"'cat' -> 'dog' \(parent -> child\)$"):
+        _build(TOY_CSV, tree)
+
+
+def test_edit_that_contradicts_the_hierarchy():
+    # putting the animal class under its own descendant 'dog'
+    with pytest.raises(
+            LabelSpaceError,
+            match=r"^edited hierarchy: 'animal_super' is both an ancestor "
+            r"and a descendant of 'animal_super'$"):
+        _toy(dict(inserted={'animal_super': 'dog'}))
+
+
+def test_flat_space_has_no_hierarchy_source():
+    cols, rows = read_mapping_csv(TOY_CSV)
+    flat = build_label_space(rows, dict(oid=None, coco=None))
+    assert flat['hierarchy_source'] is None
+    assert not flat['ancestors'].any() and not flat['descendants'].any()
+    assert _toy()['hierarchy_source'] == 'oid'
+
+
+def test_remap_counts_and_unified_categories():
+    space = _toy()
+    coco = dict(
+        images=[dict(id=1)],
+        annotations=[
+            dict(id=1, image_id=1, category_id=3),
+            dict(id=2, image_id=1, category_id=9),
+            dict(id=3, image_id=1, category_id=9)
+        ],
+        categories=[dict(id=3, name='dog'),
+                    dict(id=9, name='zebra')])
+    out, stats = remap_coco(coco, space, 'coco')
+    assert stats == dict(kept=1, dropped=2, dropped_classes=['zebra'])
+    assert out['categories'] == [
+        dict(id=i + 1, name=n, supercategory=n) for i, n in enumerate(
+            ['animal_super', 'bird', 'bird_super', 'cat', 'dog'])
+    ]
+    assert out['categories'][0]['id'] == 1
+    assert out['info'] == dict(unified_source='coco')

@@ -223,7 +223,6 @@ class UnifiedConcatDataset(ConcatDataset):
         Returns:
             list[int]: mmdet labels (0-based unified ids), one per instance.
         """
-        if not self._fully_initialized:
-            self.full_init()
+        # mmengine's ``_get_ori_dataset_idx`` runs ``full_init`` first
         dataset_idx, sample_idx = self._get_ori_dataset_idx(idx)
         return self._cat_ids(self.datasets[dataset_idx], sample_idx)
