@@ -2,9 +2,11 @@
 """Synthetic label noise, the noisy-label wrapper data set and CIFAR-format
 copies."""
 import json
+import os
 
 import numpy as np
 import pytest
+from mmengine.dataset import BaseDataset
 from PIL import Image
 
 # yapf: disable
@@ -277,3 +279,226 @@ def test_instance_noise_wrapper_reads_images(tmp_path, source):
     again = NoisyLabelDataset(
         cfg, noise_type='instance', noise_rate=0.4, image_size=8)
     assert np.array_equal(ds.get_gt_labels(), again.get_gt_labels())
+
+
+def test_wrapper_defaults_follow_the_functions(tmp_path):
+    from mmssl.datasets.label_noise import image_features
+    cfg, _ = _folder(tmp_path, n=30)
+    ds = NoisyLabelDataset(cfg)  # symmetric, rate 0: the clean labels
+    assert ds.noise_type == 'symmetric' and ds.realised_noise_rate == 0
+    clean = ds.get_clean_labels()
+    sym = NoisyLabelDataset(cfg, noise_rate=0.5)
+    assert np.array_equal(sym.get_gt_labels(),
+                          symmetric_noise(clean, 3, 0.5, 0, False))
+    inst = NoisyLabelDataset(cfg, noise_type='instance', noise_rate=0.4)
+    items = [inst.get_data_info(i) for i in range(len(inst))]
+    feats = image_features(items, 32)
+    assert np.array_equal(inst.get_gt_labels(),
+                          instance_noise(clean, feats, 3, 0.4, 0, 0.1))
+
+
+def test_wrapper_argument_errors(tmp_path):
+    with pytest.raises(ValueError, match='dataset must be the config dict'):
+        NoisyLabelDataset(dict(data_prefix=str(tmp_path)), noise_rate=0.2)
+    with pytest.raises(ValueError, match='norm_std'):
+        NoisyLabelDataset(dict(type='x'), noise_type='instance', norm_std=0.)
+
+
+def test_instance_rate_zero_reads_no_image(tmp_path, monkeypatch):
+    import mmssl.datasets.noisy_labels as module
+    cfg, _ = _folder(tmp_path, n=6)
+
+    def fail(*args, **kwargs):
+        raise AssertionError('the images were read')
+
+    monkeypatch.setattr(module, 'image_features', fail)
+    ds = NoisyLabelDataset(cfg, noise_type='instance', noise_rate=0.)
+    assert ds.realised_noise_rate == 0
+
+
+def test_cifar10_classes_give_the_default_mapping(tmp_path):
+    from mmpretrain.datasets.categories import CIFAR10_CATEGORIES
+
+    from mmssl.datasets.label_noise import CIFAR10_ASYM_MAPPING
+    rng = np.random.default_rng(0)
+    root = tmp_path / 'cifar_names'
+    for name in CIFAR10_CATEGORIES:  # alphabetical: the folder order
+        (root / name).mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(
+            root / name / '0.png')
+    cfg = dict(type='mmpretrain.CustomDataset', data_prefix=str(root))
+    ds = NoisyLabelDataset(cfg, noise_type='asymmetric', noise_rate=0.5)
+    assert ds.metainfo['classes'] == tuple(CIFAR10_CATEGORIES)
+    assert ds.noise_mapping == CIFAR10_ASYM_MAPPING
+
+
+@pytest.mark.parametrize('noise_type,kwargs,keys', [
+    ('symmetric', dict(exclude_true=True), dict(exclude_true=True)),
+    ('asymmetric', dict(mapping={0: 1}), dict(mapping=[[0, 1]])),
+    ('instance', dict(image_size=8,
+                      norm_std=0.2), dict(image_size=8, norm_std=0.2)),
+])
+def test_noise_file_records_the_type_settings(tmp_path, noise_type, kwargs,
+                                              keys):
+    cfg, _ = _folder(tmp_path, n=12)
+    path = tmp_path / 'noise.json'  # in a folder that exists already
+    NoisyLabelDataset(
+        cfg,
+        noise_type=noise_type,
+        noise_rate=0.3,
+        noise_file=str(path),
+        **kwargs)
+    saved = json.loads(path.read_text())
+    others = {'exclude_true', 'mapping', 'image_size', 'norm_std'} - set(keys)
+    assert all(saved[k] == v for k, v in keys.items())
+    assert not others & set(saved)
+    assert saved['noise_type'] == noise_type
+
+
+def test_noise_file_of_another_kind_is_refused(tmp_path):
+    cfg, _ = _folder(tmp_path, n=6)
+    for content in (dict(labels=[0] * 6), 5):
+        path = tmp_path / 'other.json'
+        path.write_text(json.dumps(content))
+        with pytest.raises(
+                ValueError,
+                match='neither a noise file of this '
+                'class nor a JSON list of labels'):
+            NoisyLabelDataset(cfg, noise_rate=0.2, noise_file=str(path))
+
+
+def test_noisy_mask_marks_the_changed_labels(tmp_path):
+    cfg, _ = _folder(tmp_path, n=30)
+    ds = NoisyLabelDataset(cfg, noise_rate=0.3, exclude_true=True)
+    changed = ds.get_clean_labels() != ds.get_gt_labels()
+    assert changed.sum() == 9
+    assert np.array_equal(ds.noisy_mask, changed)
+
+
+@pytest.mark.parametrize('classes', [20, 21])
+def test_logged_transition_matrix(tmp_path, monkeypatch, classes):
+    import mmssl.datasets.noisy_labels as module
+    logged = []
+    monkeypatch.setattr(module, 'print_log',
+                        lambda msg, **kwargs: logged.append(msg))
+    cfg, _ = _folder(tmp_path, n=3 * classes, classes=classes, size=8)
+    ds = NoisyLabelDataset(cfg, noise_rate=0.5, exclude_true=True)
+    msg = logged[-1]
+    assert msg.startswith('NoisyLabelDataset: symmetric noise, requested '
+                          'rate 0.5, realised noise rate')
+    if classes == 20:  # the whole matrix, one line per row, 3 decimals
+        lines = msg.split('\n')
+        assert lines[1] == 'transition matrix (rows: clean, columns: noisy):'
+        assert len(lines) == 2 + 20
+        assert '0.333' in msg and '0.3333' not in msg
+    else:  # the diagonal's range only
+        diag = np.diag(ds.transition)
+        assert '\n' not in msg
+        assert msg.endswith(
+            f'; transition matrix diagonal in [{diag.min():.3f}, '
+            f'{diag.max():.3f}], mean {diag.mean():.3f}')
+
+
+class _Arrays(BaseDataset):
+    """Labelled 8 x 8 images, with or without class names."""
+
+    def __init__(self, labels, classes=None, pipeline=()):
+        self.labels = labels
+        super().__init__(
+            metainfo=dict(classes=classes) if classes else None,
+            pipeline=pipeline,
+            serialize_data=False)
+
+    def load_data_list(self):
+        return [
+            dict(img=np.full((8, 8, 3), i, np.uint8), gt_label=y)
+            for i, y in enumerate(self.labels)
+        ]
+
+
+def _meta(folder):
+    import pickle
+    with open(folder + '/batches.meta', 'rb') as f:
+        return pickle.load(f)
+
+
+def test_cifar_copy_layout_and_class_names(tmp_path):
+    train = dict(type=_Arrays, labels=[0, 1, 2] * 7 + [0, 1])
+    folder = make_cifar_copy(train, str(tmp_path / 'a'), size=8)
+    # CIFAR-10's files, python-2 pickles (protocol 2)
+    assert sorted(os.listdir(folder)) == [
+        'batches.meta', 'data_batch_1', 'data_batch_2', 'data_batch_3',
+        'data_batch_4', 'data_batch_5', 'test_batch'
+    ]
+    with open(folder + '/data_batch_1', 'rb') as f:
+        assert f.read(2) == b'\x80\x02'
+    meta = _meta(folder)
+    # 23 items in five batches of 5, 5, 5, 4, 4; classes named by index
+    assert meta['num_cases_per_batch'] == 5
+    assert meta['label_names'] == ['0', '1', '2'] and meta['num_vis'] == 192
+    # writing into the same folder again replaces the copy
+    make_cifar_copy(train, str(tmp_path / 'a'), size=8)
+    # the test split's class names serve both
+    test = dict(type=_Arrays, labels=[1], classes=('x', 'y', 'z'))
+    folder = make_cifar_copy(
+        dict(type=_Arrays, labels=[0, 1]),
+        str(tmp_path / 'b'),
+        size=8,
+        test_dataset_cfg=test)
+    assert _meta(folder)['label_names'] == ['x', 'y', 'z']
+    # the largest label of either split sets the count
+    folder = make_cifar_copy(
+        dict(type=_Arrays, labels=[4, 0]),
+        str(tmp_path / 'c'),
+        size=8,
+        test_dataset_cfg=dict(type=_Arrays, labels=[1]))
+    assert _meta(folder)['label_names'] == ['0', '1', '2', '3', '4']
+    with pytest.raises(ValueError, match=r'label 2 is outside the 2 classes'):
+        make_cifar_copy(
+            dict(type=_Arrays, labels=[0, 2], classes=('x', 'y')),
+            str(tmp_path / 'd'))
+    with pytest.raises(
+            ValueError, match='src_dataset_cfg must be a data set '
+            'config dict'):
+        make_cifar_copy(dict(labels=[0]), str(tmp_path / 'e'))
+
+
+def test_cifar_format_reads_the_meta(tmp_path):
+    import pickle
+    cfg, _ = _folder(tmp_path, n=10, size=16)
+    folder = make_cifar_copy(cfg, str(tmp_path / 'copy'), size=16)
+    small = CIFARFormatDataset(data_root=str(tmp_path / 'copy'))
+    assert small.metainfo['classes'] == ('c0', 'c1', 'c2')
+    # a meta file without num_vis is CIFAR's 32 x 32
+    folder = make_cifar_copy(cfg, str(tmp_path / 'c32'))
+    meta = _meta(folder)
+    del meta['num_vis']
+    with open(folder + '/batches.meta', 'wb') as f:
+        pickle.dump(meta, f, protocol=2)
+    ds = CIFARFormatDataset(data_root=str(tmp_path / 'c32'))
+    assert ds.get_data_info(0)['img'].shape == (32, 32, 3)
+    # a missing batch is refused, never downloaded
+    os.remove(folder + '/data_batch_2')
+    with pytest.raises(RuntimeError):
+        CIFARFormatDataset(data_root=str(tmp_path / 'c32'))
+
+
+def test_classes_counted_from_labels_without_names(tmp_path):
+    ds = NoisyLabelDataset(
+        dict(type=_Arrays, labels=[0, 3, 1, 3]), noise_rate=0.5)
+    assert ds.num_classes == 4 and ds.transition.shape == (4, 4)
+    one = NoisyLabelDataset(dict(type=_Arrays, labels=[0, 0]))
+    assert one.num_classes == 2  # at least two classes
+
+
+def test_logged_mapping_of_asymmetric_noise(tmp_path, monkeypatch):
+    import mmssl.datasets.noisy_labels as module
+    logged = []
+    monkeypatch.setattr(module, 'print_log',
+                        lambda msg, **kwargs: logged.append(msg))
+    cfg, _ = _folder(tmp_path, n=6, size=8)
+    NoisyLabelDataset(
+        cfg, noise_type='asymmetric', noise_rate=0.5, mapping={0: 2})
+    assert ', mapping {0: 2}\ntransition matrix' in logged[-1]
+    NoisyLabelDataset(cfg, noise_rate=0.5)
+    assert 'mapping' not in logged[-1]
