@@ -130,6 +130,13 @@ class TestFrozenEvalHook(RunnerTestCase):
         # iterations 5, 10 and 12 (the last one)
         assert len(hub.get_scalar('frozen/knn_top1').data[0]) == 3
         assert 'frozen/linear_top1' not in hub.log_scalars
+        scalars = osp.join(runner.log_dir, 'vis_data', 'scalars.json')
+        with open(scalars) as f:
+            records = [json.loads(line) for line in f]
+        frozen = [r['step'] for r in records if 'frozen/knn_top1' in r]
+        assert frozen == [5, 10, 12]  # the iterations just ended
+        with open(osp.join(runner.log_dir, f'{runner.timestamp}.log')) as f:
+            assert 'Iter(frozen) [5]' in f.read()
 
     def test_hook_changes_nothing_in_training(self):
         """Same weights with or without the hook: modes and RNG restored."""
@@ -192,3 +199,21 @@ class TestFrozenEvalHook(RunnerTestCase):
                 pool='max',
                 train_dataloader=eval_loader(0),
                 val_dataloader=eval_loader(1))
+
+
+def test_defaults_and_argument_handling():
+    from types import SimpleNamespace
+    hook = FrozenEvalHook()
+    # the kNN protocol of InstDisc / DINO: 20 neighbours, temperature 0.07
+    assert hook.k == 20 and hook.temperature == 0.07
+    assert hook.seed == 0 and hook.linear_cfg == {}
+    assert FrozenEvalHook(linear_cfg=dict(epochs=3)).linear_cfg == dict(
+        epochs=3)
+    with pytest.raises(ValueError, match='temperature'):
+        FrozenEvalHook(temperature=0.)
+    # frozen_eval must hold both loaders
+    for frozen in (dict(train_dataloader=eval_loader(0)),
+                   dict(val_dataloader=eval_loader(1))):
+        runner = SimpleNamespace(cfg=dict(frozen_eval=frozen))
+        with pytest.raises(ValueError, match='no frozen_eval = dict'):
+            FrozenEvalHook().before_train(runner)

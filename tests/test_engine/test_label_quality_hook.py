@@ -252,3 +252,220 @@ def test_resume_across_quality_refreshes_is_exact(tmp_path):
     ha, hc = a['label_quality_hook'], c['label_quality_hook']
     assert ha['epochs'] == hc['epochs'] == [2, 3]  # average_last=2
     assert torch.equal(ha['history'], hc['history'])
+
+
+def test_defaults_are_divide_mix_settings():
+    hook = LabelQualityHook()
+    assert hook.interval == 1 and hook.start_epoch is None
+    assert hook.gmm == dict(max_iter=10, tol=1e-2, reg_covar=5e-4)
+    assert hook.average_last == 1 and hook.seed == 0
+    assert hook.save_plots and hook.plot_dir == 'label_quality'
+    assert LabelQualityHook(start_epoch=0).start_epoch == 0
+    with pytest.raises(ValueError, match='start_epoch'):
+        LabelQualityHook(start_epoch=-1)
+
+
+def test_refresh_epochs_follow_start_and_interval(tmp_path, monkeypatch):
+    root = write_cifar_format(str(tmp_path / 'data'))
+    model = BrightnessModel(30).eval()
+    runner = fake_runner(tmp_path, model, root)
+    hook = LabelQualityHook(interval=3)
+    hook.before_train(runner)
+    refreshed = []
+    monkeypatch.setattr(hook, 'refresh',
+                        lambda runner, epoch: refreshed.append(epoch))
+    for epoch in range(9):
+        runner.epoch = epoch
+        hook.before_train_epoch(runner)
+    assert refreshed == [1, 4, 7]
+
+
+def test_model_without_warmup_needs_start_epoch(tmp_path):
+    root = write_cifar_format(str(tmp_path / 'data'))
+    model = BrightnessModel(30)
+    del model.warmup_epochs
+    runner = fake_runner(tmp_path, model, root)
+    with pytest.raises(
+            ValueError,
+            match='start_epoch is needed for a model '
+            'without warmup_epochs'):
+        LabelQualityHook().before_train(runner)
+    hook = LabelQualityHook(start_epoch=2)
+    hook.before_train(runner)
+    assert hook.start_epoch == 2
+
+
+def test_derived_loader_needs_a_dataset_config(tmp_path):
+    root = write_cifar_format(str(tmp_path / 'data'))
+    runner = fake_runner(tmp_path, BrightnessModel(30), root)
+    runner.cfg.train_dataloader = dict(batch_size=2)
+    with pytest.raises(
+            ValueError, match='train_dataloader, which must be a '
+            'config dict'):
+        LabelQualityHook().before_train(runner)
+
+
+def test_quality_pass_reads_unaugmented_batches(tmp_path):
+    """A data preprocessor that mixes batches in training mode changes
+    nothing: the pass runs it in test mode."""
+    root = write_cifar_format(str(tmp_path / 'data'))
+    quality = []
+    for augments in (None, dict(augments=dict(type='Mixup', alpha=1.))):
+        model = BrightnessModel(30).eval()
+        model.data_preprocessor.batch_augments = None
+        model.data_preprocessor.to_onehot = True  # what Mixup needs
+        model.data_preprocessor.num_classes = C
+        if augments is not None:
+            from mmpretrain.models.utils import RandomBatchAugment
+            model.data_preprocessor.batch_augments = RandomBatchAugment(
+                **augments)
+        runner = fake_runner(tmp_path, model, root)
+        hook = LabelQualityHook(save_plots=False)
+        hook.before_train(runner)
+        quality.append(hook.refresh(runner, 1))
+    np.testing.assert_array_equal(quality[0], quality[1])
+
+
+@pytest.mark.parametrize('bad', [5, -1])
+def test_sample_idx_outside_the_set(tmp_path, bad):
+    from mmpretrain.structures import DataSample
+    model = BrightnessModel(5).eval()
+    samples = [
+        DataSample(metainfo=dict(sample_idx=i)).set_gt_label(0)
+        for i in (0, bad)
+    ]
+    batch = dict(
+        inputs=[torch.zeros(3, SIDE, SIDE, dtype=torch.uint8)] * 2,
+        data_samples=samples)
+    hook = LabelQualityHook()
+    hook._loader = type('Loader', (), {
+        'dataset': range(5),
+        '__iter__': lambda self: iter([batch])
+    })()
+    with pytest.raises(
+            IndexError, match=f'sample_idx {bad} outside '
+            'the 5 items'):
+        hook._losses(model)
+
+
+def test_unknown_clean_labels_give_the_plain_metrics(tmp_path):
+    root = write_cifar_format(str(tmp_path / 'data'))
+    model = BrightnessModel(30).eval()
+    runner = fake_runner(tmp_path, model, root)
+    # PackInputs' default meta keys drop gt_label_clean
+    hook = LabelQualityHook(pipeline=[dict(type='PackInputs')])
+    hook.before_train(runner)
+    w = hook.refresh(runner, 1)
+    assert set(
+        runner.visualizer.scalars) == {'quality/mean', 'quality/selected'}
+    assert runner.visualizer.scalars['quality/selected'] == pytest.approx(
+        float((w > 0.5).mean()))
+
+
+def _result():
+    """Six samples: clean labels known for all but the fifth; the third and
+    the fourth are noisy; w = 0.5 is not selected."""
+    w = np.array([0.9, 0.5, 0.8, 0.2, 0.1, 0.7])
+    result = dict(
+        loss=torch.tensor([0.1, 0.7, 0.2, 2.0, 1.5, 0.3]),
+        noisy=torch.tensor([0, 1, 2, 0, 1, 2]),
+        clean=torch.tensor([0, 1, 1, 2, -1, 2]))
+    return w, result
+
+
+def test_metrics_by_hand():
+    w, result = _result()
+    metrics = LabelQualityHook._metrics(w, result)
+    assert metrics == pytest.approx({
+        'quality/mean': 3.2 / 6,
+        'quality/selected': 0.5,
+        'quality/noise_rate': 0.4,
+        'quality/mean_clean': 0.7,
+        'quality/mean_noisy': 0.5,
+        'quality/auroc': 4 / 6,  # clean above noisy in 4 of 6 pairs
+    })
+    result['clean'] = result['noisy'].clone()  # every label clean
+    assert set(LabelQualityHook._metrics(w, result)) == {
+        'quality/mean', 'quality/selected', 'quality/noise_rate',
+        'quality/mean_clean'
+    }
+    result['clean'] = (result['noisy'] + 1) % 3  # every label noisy
+    metrics = LabelQualityHook._metrics(w, result)
+    assert 'quality/mean_clean' not in metrics
+    assert 'quality/auroc' not in metrics
+    assert metrics['quality/mean_noisy'] == pytest.approx(3.2 / 6)
+
+
+def test_plot_groups_clean_and_noisy_samples(tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+    from PIL import Image
+    drawn, axes = [], []
+    hist = Axes.hist
+
+    def record(self, values, *args, label=None, **kwargs):
+        drawn.append((label, sorted(round(float(v), 3) for v in values)))
+        counts, bins, patches = hist(
+            self, values, *args, label=label, **kwargs)
+        axes.append((self, bins, counts.sum() == len(values)))
+        return counts, bins, patches
+
+    monkeypatch.setattr(Axes, 'hist', record)
+    w, result = _result()
+    path = LabelQualityHook.plot(result, w, str(tmp_path / 'p' / 'a.png'), 0)
+    assert Image.open(path).size == (720, 256)  # 9 x 3.2 inches at 80 dpi
+    assert drawn == [('clean labels', [0.1, 0.3, 0.7]),
+                     ('noisy labels', [0.2, 2.0]),
+                     ('clean labels', [0.5, 0.7, 0.9]),
+                     ('noisy labels', [0.2, 0.8])]
+    assert [ax.get_xlabel() for ax, _, _ in axes
+            ] == ['cross-entropy'] * 2 + ['label quality w'] * 2
+    assert len(axes[0][0].figure.axes) == 2
+    # 40 bins over all samples' values, no sample left out
+    for (_, bins, all_in), low, high in zip(axes, (0.1, 0.1, 0.1, 0.1),
+                                            (2.0, 2.0, 0.9, 0.9)):
+        assert len(bins) == 41 and all_in
+        assert bins[0] == pytest.approx(low, abs=1e-6)
+        assert 0 < bins[-1] - high < 1e-6
+    drawn.clear()
+    result['clean'][:] = -1
+    LabelQualityHook.plot(result, w, str(tmp_path / 'p' / 'b.png'), 0)
+    assert [(label, len(v)) for label, v in drawn] == [('all samples', 6)] * 2
+
+
+def test_refresh_without_before_train(tmp_path):
+    root = write_cifar_format(str(tmp_path / 'data'))
+    model = BrightnessModel(30).eval()
+    runner = fake_runner(tmp_path, model, root)
+    hook = LabelQualityHook(save_plots=False)
+    w = hook.refresh(runner, 1)  # builds its loader first
+    assert hook.start_epoch == 1 and w.shape == (30, )
+    assert torch.equal(model.label_quality, torch.as_tensor(w).float())
+
+
+def _broadcast_losses(x):
+    """Rank 0 has the losses, the others None; everyone gets rank 0's."""
+    from mmengine.dist import get_rank
+    hook = LabelQualityHook()
+    hook._loader = SimpleNamespace(dataset=range(4))
+    w, result = _result()
+    result = {k: v[:4] for k, v in result.items()}
+    out = hook._broadcast(result if get_rank() == 0 else None,
+                          torch.nn.Linear(1, 1))
+    return {k: v.double() for k, v in out.items()}
+
+
+def test_losses_are_broadcast_from_rank_0():
+    from mmssl.testing.dist import run_distributed
+    out = run_distributed(_broadcast_losses, [torch.zeros(2, 1)])
+    _, result = _result()
+    for key, value in result.items():
+        assert torch.equal(out[key], value[:4].double()), key
+
+
+def test_checkpoint_before_any_refresh():
+    ckpt = {}
+    LabelQualityHook().before_save_checkpoint(None, ckpt)
+    assert ckpt['label_quality_hook']['history'].numel() == 0
+    hook = LabelQualityHook()
+    hook.after_load_checkpoint(None, ckpt)
+    assert hook.history == [] and hook.history_epochs == []

@@ -208,10 +208,11 @@ class LabelQualityHook(Hook):
                         reduction='none')
                     idx = torch.tensor(
                         [int(s.metainfo['sample_idx']) for s in samples])
-                    if int(idx.min()) < 0 or int(idx.max()) >= n:
+                    outside = idx[(idx < 0) | (idx >= n)]
+                    if len(outside):
                         raise IndexError(
                             f'{type(self).__name__}: sample_idx '
-                            f'{int(idx.max())} outside the {n} items')
+                            f'{int(outside[0])} outside the {n} items')
                     loss[idx] = ce.cpu()
                     noisy[idx] = labels.cpu().long()
                     clean[idx] = torch.tensor([
