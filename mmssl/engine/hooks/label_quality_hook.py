@@ -212,7 +212,9 @@ class LabelQualityHook(Hook):
                     if len(outside):
                         raise IndexError(
                             f'{type(self).__name__}: sample_idx '
-                            f'{int(outside[0])} outside the {n} items')
+                            f'{int(outside[0])} outside the {n} items; the '
+                            "hook's dataloader must read the training set "
+                            f'itself, whose sample_idx run from 0 to {n - 1}')
                     loss[idx] = ce.cpu()
                     noisy[idx] = labels.cpu().long()
                     clean[idx] = torch.tensor([
