@@ -171,11 +171,15 @@ def test_getattr_is_allowed_only_while_mmssl_loads(tmp_path, monkeypatch):
         torch.load(path, weights_only=True)
 
 
-@pytest.mark.parametrize('content,why', [
-    (b'', 'the file is empty'),
-    (b'model = dict(type="MAE")\n', 'it is a text file'),
-    (b'\x00\x01binary junk', 'no torch checkpoint format'),
-])
+@pytest.mark.parametrize(
+    'content,why',
+    [
+        (b'', 'the file is empty'),
+        (b'model = dict(type="MAE")\n', 'it is a text file'),
+        (b'\x00\x01binary junk', 'no torch checkpoint format'),
+        # not ASCII: shown as bytes, not decoded
+        ('été notes'.encode('utf-8'), "starts with the bytes b'\\xc3\\xa9t"),
+    ])
 def test_not_a_checkpoint(tmp_path, content, why):
     path = tmp_path / 'notes.pth'
     path.write_bytes(content)
@@ -200,6 +204,12 @@ def test_other_pickles_and_zips_are_not_checkpoints(tmp_path):
         zf.writestr('a.txt', 'hi')
     with pytest.raises(CheckpointFileError, match='without the data.pkl'):
         safe_torch_load(str(archive))
+    # data.pkl must be a record of the archive's one top folder
+    for name in ('notes/readme.txt', '/data.pkl', 'a/b/data.pkl'):
+        with zipfile.ZipFile(archive, 'w') as zf:
+            zf.writestr(name, 'hi')
+        with pytest.raises(CheckpointFileError, match='without the data.pkl'):
+            safe_torch_load(str(archive))
 
 
 @pytest.mark.parametrize('legacy', [False, True])
@@ -301,3 +311,43 @@ def test_torchscript_reader_refuses_other_files(tmp_path):
     torch.save({'w': torch.ones(1)}, path)
     with pytest.raises(CheckpointFileError, match='not a TorchScript'):
         load_torchscript_state_dict(path)
+
+
+def test_history_buffer_getattr_answers_its_statistics_only():
+    from mmssl.utils.checkpoint import _history_buffer_getattr
+    for name in ('min', 'max', 'current', 'mean'):
+        assert _history_buffer_getattr(HistoryBuffer,
+                                       name) is getattr(HistoryBuffer, name)
+    for obj, name in ((HistoryBuffer, 'update'), (HistoryBuffer, '__init__'),
+                      (np.ndarray, 'mean'), (os, 'system')):
+        with pytest.raises(UnsafeCheckpointError, match=repr(name)):
+            _history_buffer_getattr(obj, name)
+
+
+def test_errors_name_the_source_of_a_cached_file(tmp_path):
+    path = tmp_path / 'ckpt.pth'
+    path.write_bytes(b'<html>Not Found</html>')
+    url = 'https://example.org/ckpt.pth'
+    with pytest.raises(CheckpointFileError) as err:
+        safe_torch_load(str(path), source=url)
+    assert f'{url!r} (cached as {str(path)!r}) is not a checkpoint' in str(
+        err.value)
+    with pytest.raises(CheckpointFileError) as err:
+        safe_torch_load(str(path), source=str(path))
+    assert str(err.value).startswith(f'{str(path)!r} is not a checkpoint')
+
+
+def test_other_runtime_errors_are_not_called_truncation(tmp_path, monkeypatch):
+    """A RuntimeError of torch.load without a sign of a damaged file (here
+    running out of memory) is raised as it is."""
+    path = str(tmp_path / 'a.pth')
+    torch.save({'w': torch.ones(1)}, path)
+
+    def load(*args, **kwargs):
+        raise RuntimeError('[enforce fail at alloc_cpu.cpp:117] DefaultCPU'
+                           'Allocator: not enough memory')
+
+    monkeypatch.setattr(torch, 'load', load)
+    with pytest.raises(RuntimeError, match='not enough memory') as err:
+        safe_torch_load(path)
+    assert not isinstance(err.value, CheckpointFileError)

@@ -191,3 +191,131 @@ def test_sigkill_while_saving_then_resume(tmp_path):
     straight = train_state(_cfg(str(tmp_path / 'straight'), data, 2))
     for k in straight:
         torch.testing.assert_close(resumed[k], straight[k], atol=0, rtol=0)
+
+
+# ------------------------------------------------- remote and local targets
+@pytest.mark.parametrize('filename,kwargs,local', [
+    ('work/epoch_1.pth', {}, True),
+    ('s3://bucket/epoch_1.pth', {}, False),
+    ('http://host/epoch_1.pth', {}, False),
+    ('work/epoch_1.pth', dict(backend_args=dict(backend='petrel')), False),
+    ('work/epoch_1.pth', dict(file_client_args=dict(backend='petrel')), False),
+    ('work/epoch_1.pth', dict(backend_args=dict(backend='local')), True),
+    ('work/epoch_1.pth', dict(file_client_args=dict(backend='disk')), True),
+])
+def test_remote_targets_use_mmengine_saver(tmp_path, monkeypatch, filename,
+                                           kwargs, local):
+    """URIs and non-local backends (in either argument) go to mmengine's
+    own saver, with the arguments they came with; local paths are written
+    atomically here."""
+    from mmengine.runner import checkpoint as ckpt_mod
+    monkeypatch.chdir(tmp_path)
+    calls = []
+
+    def mmengine_save(checkpoint,
+                      filename,
+                      file_client_args=None,
+                      backend_args=None):
+        calls.append((filename, file_client_args, backend_args))
+
+    # without ``_fallback`` the saver mmengine had before mmssl patched it
+    monkeypatch.setattr(
+        ckpt_mod, '_mmssl_orig_save_checkpoint', mmengine_save, raising=False)
+    atomic_save_checkpoint({'w': torch.ones(1)}, filename, **kwargs)
+    if local:
+        assert calls == []
+        assert torch.equal(torch.load(filename)['w'], torch.ones(1))
+    else:
+        assert calls == [(filename, kwargs.get('file_client_args'),
+                          kwargs.get('backend_args'))]
+        assert not osp.exists('work')
+
+
+def test_remote_target_uses_given_fallback(tmp_path, monkeypatch):
+    from mmengine.runner import checkpoint as ckpt_mod
+    monkeypatch.setattr(
+        ckpt_mod,
+        '_mmssl_orig_save_checkpoint',
+        lambda *args, **kwargs: pytest.fail('the given saver is not used'),
+        raising=False)
+    calls = []
+    atomic_save_checkpoint({'w': torch.ones(1)},
+                           's3://bucket/a.pth',
+                           _fallback=lambda *a, **k: calls.append(a[1]))
+    assert calls == ['s3://bucket/a.pth']
+
+
+def test_atomic_write_fsyncs_file_and_folder(tmp_path, monkeypatch):
+    """The content is fsynced before the rename and the folder after it,
+    so that the rename itself survives a power loss."""
+    real_fsync = os.fsync
+    synced = []
+
+    def fsync(fd):
+        synced.append(stat.S_ISDIR(os.fstat(fd).st_mode))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, 'fsync', fsync)
+    atomic_save_checkpoint({'w': torch.ones(1)}, str(tmp_path / 'a.pth'))
+    assert synced == [False, True]
+
+
+# ------------------------------------------------------ max_keep_ckpts
+def _hook_and_runner(work_dir, max_keep_ckpts):
+    """A ``CheckpointHook`` after ``before_train`` and the parts of a runner
+    its ``_save_checkpoint_with_step`` uses."""
+    from types import SimpleNamespace
+
+    from mmengine.hooks import CheckpointHook
+    from mmengine.logging import MessageHub, MMLogger
+    install_atomic_save()
+    hub = MessageHub.get_instance(f'ckpt_rotation_{max_keep_ckpts}_'
+                                  f'{osp.basename(work_dir)}')
+    called = []
+
+    def save_checkpoint(out_dir, filename, *args, **kwargs):
+        atomic_save_checkpoint({'meta': {}}, osp.join(out_dir, filename))
+
+    runner = SimpleNamespace(
+        work_dir=work_dir,
+        message_hub=hub,
+        logger=MMLogger.get_current_instance(),
+        call_hook=called.append,
+        save_checkpoint=save_checkpoint)
+    hook = CheckpointHook(interval=1, max_keep_ckpts=max_keep_ckpts)
+    hook.before_train(runner)
+    return hook, runner, called
+
+
+def _pths(folder):
+    return sorted(
+        osp.basename(p) for p in glob.glob(osp.join(folder, '*.pth')))
+
+
+@pytest.mark.parametrize('max_keep_ckpts,steps,kept', [
+    (1, (1, 2, 2), [2]),
+    (3, (1, 2, 2), [1, 2]),
+    (2, (1, 1, 2), [1, 2]),
+])
+def test_step_saved_twice_is_kept_once(tmp_path, max_keep_ckpts, steps, kept):
+    """``_save_checkpoint`` and ``_save_best_checkpoint`` may both save one
+    step: the second save neither counts it again nor removes it."""
+    work = str(tmp_path)
+    hook, runner, called = _hook_and_runner(work, max_keep_ckpts)
+    for step in steps:
+        hook._save_checkpoint_with_step(runner, step, meta={})
+    assert list(hook.keep_ckpt_ids) == kept
+    assert _pths(work) == [f'epoch_{step}.pth' for step in kept]
+    assert runner.message_hub.get_info('keep_ckpt_ids') == kept
+    assert _last_checkpoint(work) == osp.join(work, f'epoch_{steps[-1]}.pth')
+    assert called == ['before_save_checkpoint_all_ranks'] * 3
+
+
+def test_max_keep_ckpts_0_keeps_every_checkpoint(tmp_path):
+    """As in mmengine, ``max_keep_ckpts`` <= 0 keeps all (no rotation)."""
+    work = str(tmp_path)
+    hook, runner, _ = _hook_and_runner(work, 0)
+    for step in (1, 2, 3):
+        hook._save_checkpoint_with_step(runner, step, meta={})
+    assert _pths(work) == ['epoch_1.pth', 'epoch_2.pth', 'epoch_3.pth']
+    assert 'keep_ckpt_ids' not in runner.message_hub.runtime_info
