@@ -68,12 +68,12 @@ from the checkpoint's ``config.json`` (HuggingFace) or
 """
 import re
 from collections import OrderedDict
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 import torch
 
-from .checkpoint import ConversionError
+from .checkpoint import ConversionError, name_list
 
 __all__ = [
     'AlbertCheckpoint', 'convert_albert', 'detect_albert_layout',
@@ -232,12 +232,6 @@ def _convert_tf_key(key: str, value: torch.Tensor,
     raise KeyError(key)
 
 
-def _name_list(keys: List[str], limit: int = 8) -> str:
-    shown = ', '.join(repr(k) for k in keys[:limit])
-    more = f' (and {len(keys) - limit} more)' if len(keys) > limit else ''
-    return shown + more
-
-
 def convert_albert(state_dict: Dict[str, Any],
                    layout: str = 'auto',
                    vocab_size: Optional[int] = None) -> AlbertCheckpoint:
@@ -288,7 +282,7 @@ def convert_albert(state_dict: Dict[str, Any],
               if layout == 'hf' else 'google-research/albert TF')
     if unknown:
         raise ConversionError(f'{len(unknown)} keys are not in the {source} '
-                              f'layout: {_name_list(unknown)}')
+                              f'layout: {name_list(unknown)}')
     return _assemble(raw, blocks, layout, source, vocab_size)
 
 
@@ -305,7 +299,7 @@ def _assemble(raw: Dict, blocks: set, layout: str, source: str,
         missing.append('encoder blocks (group 0, inner block 0)')
     if missing:
         raise ConversionError(f'the {source} checkpoint lacks '
-                              f'{_name_list(missing)}')
+                              f'{name_list(missing)}')
     groups = 1 + max(g for g, _ in blocks)
     inner = 1 + max(i for _, i in blocks)
     out: 'OrderedDict' = OrderedDict()
@@ -324,7 +318,7 @@ def _assemble(raw: Dict, blocks: set, layout: str, source: str,
                             f'{name}.{leaf}'] = entry
     if absent:
         raise ConversionError(f'the {source} checkpoint lacks '
-                              f'{_name_list(absent)}')
+                              f'{name_list(absent)}')
     word = raw[word_key]
     for key, value in list(raw.items()):
         if isinstance(key, tuple) and key[0] == 'tied':
@@ -501,11 +495,11 @@ def load_albert_state(model: torch.nn.Module,
     if bad or missing or unexpected:
         parts = []
         if bad:
-            parts.append(f'shape mismatches: {_name_list(bad)}')
+            parts.append(f'shape mismatches: {name_list(bad)}')
         if missing:
-            parts.append(f'missing keys: {_name_list(missing)}')
+            parts.append(f'missing keys: {name_list(missing)}')
         if unexpected:
-            parts.append(f'unexpected keys: {_name_list(unexpected)}')
+            parts.append(f'unexpected keys: {name_list(unexpected)}')
         raise ConversionError(
             'the converted ALBERT weights do not fit the model (' +
             '; '.join(parts) + '); build the model with the sizes of '

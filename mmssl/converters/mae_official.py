@@ -58,6 +58,7 @@ from typing import Dict
 import torch
 
 from mmssl.utils.checkpoint import safe_torch_load
+from .checkpoint import name_list
 
 __all__ = ['convert_key', 'convert_official_mae', 'load_official_mae']
 
@@ -125,11 +126,9 @@ def convert_official_mae(state_dict: Dict) -> 'OrderedDict':
         except KeyError:
             unknown.append(key)
     if unknown:
-        shown = ', '.join(repr(k) for k in unknown[:8])
-        more = f' (and {len(unknown) - 8} more)' if len(unknown) > 8 else ''
         raise ValueError(
             f'{len(unknown)} keys are not in the official MAE layout: '
-            f'{shown}{more}')
+            f'{name_list(unknown)}')
     return out
 
 

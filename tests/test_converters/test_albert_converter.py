@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from mmssl.converters.albert import (albert_to_tf_names, convert_albert,
+                                     detect_albert_layout,
                                      encoder_config_from_json,
                                      load_albert_state)
 from mmssl.converters.checkpoint import ConversionError
@@ -328,6 +329,84 @@ def test_errors_name_the_keys_and_sizes():
         encoder_config_from_json(
             dict(HF_CONFIG, num_hidden_groups=1),
             convert_albert(hf_state()).sizes)
+
+
+@pytest.mark.parametrize('keys,layout', [
+    (['a/b', 'c', 'd'], 'hf'),
+    (['a/b', 'c/d', 'e', 'f'], 'hf'),
+    (['a/b', 'c/d', 'e'], 'tf'),
+])
+def test_layout_is_that_of_most_keys(keys, layout):
+    assert detect_albert_layout(dict.fromkeys(keys)) == layout
+    with pytest.raises(ConversionError, match='no weights'):
+        detect_albert_layout({})
+
+
+@pytest.mark.parametrize('layout,count', [('hf', 10), ('hf', 8), ('tf', 9)])
+def test_unknown_keys_are_listed_up_to_8(layout, count):
+    sd = hf_state() if layout == 'hf' else tf_state()
+    sep = '.' if layout == 'hf' else '/'
+    extra = [f'albert{sep}extra{i}{sep}weight' for i in range(count)]
+    for key in extra:
+        sd[key] = np.zeros(1) if layout == 'tf' else torch.zeros(1)
+    with pytest.raises(ConversionError) as err:
+        convert_albert(sd)
+    source = ('HuggingFace ALBERT'
+              if layout == 'hf' else 'google-research/albert TF')
+    shown = ', '.join(repr(k) for k in extra[:8])
+    more = f' (and {count - 8} more)' if count > 8 else ''
+    assert str(err.value) == (f'{count} keys are not in the {source} '
+                              f'layout: {shown}{more}')
+
+
+@pytest.mark.parametrize('key', [
+    'bert/embeddings/LayerNorm/kernel',
+    'bert/pooler/dense/gamma',
+    'bert/embeddings/LayerNorm/output_bias',
+    'cls/seq_relationship/bias',
+])
+def test_tf_leaf_must_fit_its_scope(key):
+    """A LayerNorm holds gamma / beta, a dense layer kernel / bias and an
+    output layer output_weights / output_bias; any other leaf is unknown."""
+    tf = tf_state()
+    tf[key] = np.zeros(3, dtype=np.float32)
+    with pytest.raises(ConversionError, match=f'1 keys .*{key}'):
+        convert_albert(tf)
+
+
+def test_converted_tensors_are_detached():
+    sd = {k: v.clone().requires_grad_() for k, v in hf_state().items()}
+    converted = convert_albert(sd).state_dict
+    assert not any(v.requires_grad for v in converted.values())
+
+
+def test_vocab_size_is_the_word_embedding_rows():
+    assert convert_albert(hf_state(), vocab_size=V).sizes['vocab_size'] == V
+
+
+def test_decoder_bias_without_mlm_bias_is_untied():
+    sd = hf_state()
+    del sd['predictions.bias']
+    with pytest.raises(
+            ConversionError,
+            match="'predictions.decoder.bias' is not tied to "
+            'predictions.bias'):
+        convert_albert(sd)
+
+
+@pytest.mark.parametrize('hf,act,expected', [
+    (True, 'gelu', 'gelu'),
+    (True, 'gelu_new', 'gelu_new'),
+    (False, 'gelu', 'gelu_new'),
+    (False, 'relu', 'relu'),
+])
+def test_activation_of_hf_and_tf_configs(hf, act, expected):
+    """TF ALBERT's ``gelu`` is the tanh approximation; HuggingFace names
+    that one ``gelu_new`` and means the exact one by ``gelu``."""
+    config = dict(HF_CONFIG, hidden_act=act)
+    if not hf:
+        del config['model_type']
+    assert encoder_config_from_json(config)['act'] == expected
 
 
 def test_tool_converts_files(tmp_path):

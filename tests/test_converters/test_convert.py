@@ -433,6 +433,20 @@ def test_no_backbone_keys():
     assert "'encoder.'" in msg  # suggests --prefix
 
 
+def test_unknown_architecture_needs_allow_unknown():
+    ckpt = dict(state_dict={'backbone.blocks.0.w': torch.zeros(2)})
+    with pytest.raises(ConversionError, match='no known architecture'):
+        convert_state_dict(ckpt)
+    sd, info = convert_state_dict(ckpt, allow_unknown=True)
+    assert list(sd) == ['backbone.blocks.0.w'] and info['arch'] == 'unknown'
+    # timm needs a known architecture to name its model
+    with pytest.raises(ConversionError, match='no known architecture'):
+        convert_state_dict(ckpt, 'timm', allow_unknown=True)
+    # a named architecture is required
+    with pytest.raises(ConversionError, match='expected vit: pre-LN ViT'):
+        convert_state_dict(ckpt, arch='vit', allow_unknown=True)
+
+
 def test_other_architecture(sources):
     src, _ = sources['simclr']
     ckpt = safe_torch_load(src)

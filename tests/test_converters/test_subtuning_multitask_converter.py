@@ -12,7 +12,8 @@ from mmengine.config import Config
 
 from mmssl.analysis import make_subtuning_tasks
 from mmssl.converters import (ConversionError, load_subtuning_task,
-                              save_multitask_checkpoint, verify_multitask)
+                              save_multitask_checkpoint, tensor_bytes,
+                              verify_multitask)
 from mmssl.models import MultiTaskSubTuning
 from mmssl.registry import MODELS
 
@@ -209,3 +210,162 @@ def test_config_that_is_no_subtuning_classifier(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "task 'plain'" in err and 'builds a ImageClassifier' in err
     assert 'SubTuningClassifier config' in err
+
+
+def test_tensor_bytes():
+    """Elements times element size, summed over the tensors only."""
+    sd = {
+        'a': torch.zeros(3, 2),
+        'b': torch.zeros(5, dtype=torch.float16),
+        'c': torch.zeros(2, dtype=torch.int64),
+        'meta': 'not a tensor'
+    }
+    assert tensor_bytes(sd) == 3 * 2 * 4 + 5 * 2 + 2 * 8
+
+
+def test_strip_pretrained():
+    from mmssl.converters import strip_pretrained
+    kaiming = dict(type='Kaiming', layer='Conv2d')
+    cfg = dict(
+        type='mmssl.SubTuningClassifier',
+        pretrained='backbone.pth',
+        backbone=dict(
+            type='ResNet',
+            init_cfg=dict(type='Pretrained', checkpoint='a.pth'),
+            stages=[dict(init_cfg=dict(type='PretrainedInit'))]),
+        neck=dict(init_cfg=[dict(type='Pretrained'), kaiming]),
+        head=dict(init_cfg=[dict(type='Pretrained')]),
+        other=dict(init_cfg=kaiming),
+        layers=(dict(init_cfg=dict(type='Pretrained'), depth=2), ))
+    assert strip_pretrained(cfg) == dict(
+        type='mmssl.SubTuningClassifier',
+        backbone=dict(type='ResNet', stages=[{}]),
+        neck=dict(init_cfg=[kaiming]),
+        head={},
+        other=dict(init_cfg=kaiming),
+        layers=(dict(depth=2), ))
+
+
+@pytest.mark.parametrize('in_model', [False, True])
+def test_data_preprocessor_of_the_config(tmp_path, in_model):
+    """A task config's top-level ``data_preprocessor`` is used when its
+    model has none (mmpretrain's configs put it there); the model's own
+    one wins."""
+    triples, _ = _write_tasks(tmp_path, Config(VIT_CFG), VIT_SETS[:1])
+    name, config, checkpoint = triples[0]
+    cfg = Config.fromfile(config)
+    top = dict(cfg.model.data_preprocessor, std=[1.0, 2.0, 3.0])
+    cfg.data_preprocessor = top
+    if not in_model:
+        del cfg.model.data_preprocessor
+    cfg.dump(config)
+    task = load_subtuning_task(name, config, checkpoint)
+    std = task.model.data_preprocessor.std.flatten().tolist()
+    expected = [58.395, 57.12, 57.375] if in_model else [1.0, 2.0, 3.0]
+    assert std == pytest.approx(expected)
+    assert task.model_cfg['data_preprocessor']['std'] == expected
+
+
+def test_missing_checkpoint_is_named(tmp_path):
+    triples, _ = _write_tasks(tmp_path, Config(VIT_CFG), VIT_SETS[:1])
+    name, config, _ = triples[0]
+    missing = str(tmp_path / 'nowhere.pth')
+    with pytest.raises(ConversionError) as err:
+        load_subtuning_task(name, config, missing)
+    assert str(err.value) == (f"task 't0': checkpoint file {missing!r} does "
+                              'not exist')
+
+
+class _Task(torch.nn.Module):
+    """A task model with constant logits ``offset`` (differences are then
+    exact); it keeps the inputs it saw."""
+
+    def __init__(self, offset):
+        super().__init__()
+        self.offset = offset
+        self.seen = []
+
+    def forward(self, inputs, mode='tensor'):
+        self.seen.append(inputs.clone())
+        return torch.full((len(inputs), 1), self.offset)
+
+
+class _Merged(torch.nn.Module):
+    """A merged model whose outputs are off by ``errors[batch_branches]``
+    (an (N, 1) tensor per task, or a number)."""
+
+    def __init__(self, tasks, errors):
+        super().__init__()
+        self.tasks, self.errors = tasks, errors
+        self.batch_branches = 'unchanged'
+
+    def forward(self, inputs, mode='tensor'):
+        err = self.errors[self.batch_branches]
+        return {t.name: t.model(inputs) + err for t in self.tasks}
+
+
+def _fake_tasks(img_sizes=(32, 48)):
+    from mmssl.converters import SubTuningTask
+    return [
+        SubTuningTask(f't{i}', 'cfg.py', 'ckpt.pth', _Task(float(i)),
+                      dict(backbone=dict(img_size=size)), 'mmssl')
+        for i, size in enumerate(img_sizes)
+    ]
+
+
+def test_verify_multitask_inputs():
+    """One batch of 2 standard normal images from seed 0, of the first
+    task's backbone.img_size (or the first of a pair, or 64)."""
+    tasks = _fake_tasks()
+    diffs = verify_multitask(_Merged(tasks, {False: 0., True: 0.}), tasks)
+    x = tasks[1].model.seen[0]
+    assert x.shape == (2, 3, 32, 32)
+    assert torch.equal(
+        x,
+        torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
+    assert diffs == {
+        'branches': {
+            't0': 0.,
+            't1': 0.
+        },
+        'batch_branches': {
+            't0': 0.,
+            't1': 0.
+        }
+    }
+    for sizes, side in (([[40, 40], 48], 40), ([None], 64)):
+        tasks = _fake_tasks(sizes)
+        if sizes[0] is None:
+            tasks[0].model_cfg['backbone'].pop('img_size')
+        verify_multitask(_Merged(tasks, {False: 0., True: 0.}), tasks)
+        assert tasks[0].model.seen[0].shape[-1] == side
+
+
+def test_verify_multitask_differences():
+    """Both forwards are checked (per branch, then batched), each by the
+    largest absolute difference, against atol=1e-6 inclusive; the model's
+    own batch_branches is restored."""
+    tasks = _fake_tasks()
+    small = torch.tensor([[0.], [-0.25]])
+    merged = _Merged(tasks, {False: small, True: 0.5})
+    diffs = verify_multitask(merged, tasks, atol=0.5)
+    assert diffs == {
+        'branches': {
+            't0': 0.25,
+            't1': 0.25
+        },
+        'batch_branches': {
+            't0': 0.5,
+            't1': 0.5
+        }
+    }
+    assert list(diffs) == ['branches', 'batch_branches']
+    assert merged.batch_branches == 'unchanged'
+    with pytest.raises(ConversionError) as err:
+        verify_multitask(merged, tasks, atol=0.4)
+    assert str(err.value).endswith(
+        'above atol=0.4 for t0 (batch_branches: 0.5), t1 (batch_branches: '
+        '0.5)')
+    merged = _Merged(tasks, {False: 1.5e-6, True: 0.})
+    with pytest.raises(ConversionError, match=r'atol=1e-06 for t0 \(bra'):
+        verify_multitask(merged, tasks)
