@@ -487,7 +487,7 @@ def load_albert_state(model: torch.nn.Module,
                 f'vocab_size={own[key].shape[0]}; set the model\'s '
                 'vocab_size to the checkpoint\'s (and use its tokenizer)')
     bad = [
-        f'{k} {tuple(v.shape)} vs model {tuple(own[k].shape)}'
+        f'{k!r} {tuple(v.shape)} vs model {tuple(own[k].shape)}'
         for k, v in state_dict.items() if k in own and v.shape != own[k].shape
     ]
     missing = [k for k in own if k not in state_dict]
@@ -495,7 +495,7 @@ def load_albert_state(model: torch.nn.Module,
     if bad or missing or unexpected:
         parts = []
         if bad:
-            parts.append(f'shape mismatches: {name_list(bad)}')
+            parts.append(f'shape mismatches: {name_list(bad, quote=False)}')
         if missing:
             parts.append(f'missing keys: {name_list(missing)}')
         if unexpected:

@@ -89,10 +89,10 @@ def split_checkpoint(checkpoint: Any) -> Tuple[Dict[str, Any], dict, list]:
     return state_dict, meta, dropped
 
 
-def name_list(keys: List[str], limit: int = 8) -> str:
-    """The first ``limit`` keys, quoted, and how many more there are:
-    ``'a', 'b' (and 3 more)``."""
-    shown = ', '.join(repr(k) for k in keys[:limit])
+def name_list(keys: List[str], limit: int = 8, quote: bool = True) -> str:
+    """The first ``limit`` keys, quoted (unless ``quote=False``), and how
+    many more there are: ``'a', 'b' (and 3 more)``."""
+    shown = ', '.join(repr(k) if quote else k for k in keys[:limit])
     more = f' (and {len(keys) - limit} more)' if len(keys) > limit else ''
     return shown + more
 

@@ -409,6 +409,66 @@ def test_activation_of_hf_and_tf_configs(hf, act, expected):
     assert encoder_config_from_json(config)['act'] == expected
 
 
+def _pretrainer(**backbone):
+    return MODELS.build(
+        dict(
+            type='mmssl.AlbertPretrainer',
+            data_preprocessor=None,
+            backbone=dict(encoder_config_from_json(HF_CONFIG), **backbone)))
+
+
+@pytest.mark.parametrize('change,message', [
+    ('drop', "missing keys: 'backbone.pooler.bias'"),
+    ('add', "unexpected keys: 'backbone.extra'"),
+    ('shape', "shape mismatches: 'backbone.pooler.bias' (3,) vs model (32,)"),
+])
+def test_load_names_what_does_not_fit(change, message):
+    """Each kind of misfit alone is refused, named."""
+    sd = dict(convert_albert(hf_state()).state_dict)
+    if change == 'drop':
+        del sd['backbone.pooler.bias']
+    elif change == 'add':
+        sd['backbone.extra'] = torch.zeros(1)
+    else:
+        sd['backbone.pooler.bias'] = torch.zeros(3)
+    with pytest.raises(ConversionError) as err:
+        load_albert_state(_pretrainer(), sd)
+    assert f'do not fit the model ({message})' in str(err.value)
+
+
+def test_config_defaults_and_projection():
+    """Dropout defaults to 0 when a config leaves it out; an E -> H
+    projection is built when the weights have one, also for E == H."""
+    config = {
+        k: v
+        for k, v in HF_CONFIG.items() if not k.endswith('dropout_prob')
+    }
+    cfg = encoder_config_from_json(config)
+    assert (cfg['dropout'], cfg['attn_dropout']) == (0., 0.)
+    sizes = convert_albert(hf_state()).sizes
+    assert sizes['projection'] and E != H
+    assert 'projection' not in encoder_config_from_json(HF_CONFIG, sizes)
+    square = dict(HF_CONFIG, embedding_size=H)
+    cfg = encoder_config_from_json(square, dict(sizes, embedding_size=H))
+    assert cfg['projection'] is True
+    sizes['projection'] = False
+    assert 'projection' not in encoder_config_from_json(
+        square, dict(sizes, embedding_size=H))
+
+
+def test_tf_names_of_parameters_one_block_per_group():
+    """``inner_group_num`` defaults to 1 (block k is group k); tensors that
+    require a gradient (a model's parameters) are converted too."""
+    sd = {
+        k: v.clone().requires_grad_()
+        for k, v in convert_albert(hf_state()).state_dict.items()
+    }
+    names = albert_to_tf_names(sd)
+    assert 'bert/encoder/transformer/group_3/inner_group_0/attention_1/' \
+        'self/query/kernel' in names
+    assert not any('inner_group_1' in k for k in names)
+
+
 def test_tool_converts_files(tmp_path):
     import importlib.util
     spec = importlib.util.spec_from_file_location(

@@ -78,3 +78,4 @@ def test_name_list_shows_8():
                                         for k in keys[:8]) + ' (and 2 more)'
     assert name_list(keys[:8]) == ', '.join(repr(k) for k in keys[:8])
     assert name_list(keys, limit=1) == "'k0' (and 9 more)"
+    assert name_list(keys, limit=2, quote=False) == 'k0, k1 (and 8 more)'
