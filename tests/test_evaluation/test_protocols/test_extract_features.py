@@ -148,3 +148,142 @@ def test_evaluate_backbone_all_protocols():
         assert torch.equal(value, before[key]), key
     with pytest.raises(ValueError):
         evaluate_backbone(model, train, val, protocols=('svm', ))
+
+
+def test_num_extra_tokens_and_default_pool():
+    from mmssl.evaluation.protocols import num_extra_tokens
+
+    class WithCls(nn.Module):
+        cls_token = nn.Parameter(torch.zeros(1, 1, 2))
+
+    class Distilled(WithCls):
+        num_extra_tokens = 2
+
+    assert num_extra_tokens(WithCls()) == 1
+    assert num_extra_tokens(Distilled()) == 2
+    assert num_extra_tokens(nn.Linear(2, 2)) == 0
+    tokens = torch.arange(12, dtype=torch.float).view(2, 3, 2)
+    assert torch.equal(pool_features(tokens), tokens.mean(1))
+
+
+def test_preprocess_images():
+    from mmssl.evaluation.protocols import preprocess_images
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    bare = preprocess_images(nn.Linear(2, 2), images)
+    assert bare.dtype == torch.float32 and torch.equal(bare, images.float())
+    model = tiny_mae()
+    pre = model.data_preprocessor  # BGR -> RGB, then standardised
+    expected = (images.flip(1).float() - pre.mean) / pre.std
+    torch.testing.assert_close(preprocess_images(model, images), expected)
+
+
+def test_labels_and_inputs_of_a_batch():
+    from mmssl.evaluation.protocols.features import _batch_inputs, _labels_of
+    assert _labels_of([]).shape == (0, ) and _labels_of([]).dtype == \
+        torch.long
+    assert _labels_of(torch.tensor([[1], [0]])).tolist() == [1, 0]
+    assert _labels_of([DataSample().set_gt_label(3), 2]).tolist() == [3, 2]
+    with pytest.raises(
+            ValueError, match=r'one label per image, got '
+            r'gt_label=\[1, 2\]'):
+        _labels_of([DataSample().set_gt_label([1, 2])])
+    views = [torch.zeros(2, 3, 4, 4), torch.ones(2, 3, 4, 4)]
+    assert _batch_inputs(views) is views[0]  # the first view
+    stacked = _batch_inputs([torch.zeros(3, 4, 4), torch.ones(3, 4, 4)])
+    assert stacked.shape == (2, 3, 4, 4) and stacked[1].eq(1).all()
+
+
+def test_extract_features_device_and_progress(monkeypatch):
+    import io
+
+    from mmengine.utils import ProgressBar
+
+    from mmssl.evaluation.protocols import features
+    moved, bars = [], []
+
+    class Bar(ProgressBar):
+
+        def __init__(self, task_num):
+            super().__init__(task_num, file=io.StringIO())
+            bars.append(self)
+
+    class Backbone(nn.Linear):
+
+        def to(self, *args, **kwargs):
+            moved.append(args)
+            return super().to(*args, **kwargs)
+
+    monkeypatch.setattr(features, 'ProgressBar', Bar)
+    data = [dict(inputs=torch.ones(4), data_samples=1)] * 3
+    feats, labels = extract_features(
+        Backbone(4, 2), loader(data), device='cpu', progress=False)
+    assert moved == [('cpu', )] and feats.shape == (3, 2) and not bars
+    extract_features(Backbone(4, 2), loader(data))
+    assert moved == [('cpu', )]  # device None: not moved
+    assert len(bars) == 1 and bars[0].completed == 3  # a progress bar
+
+
+def test_infer_num_classes():
+    data = [dict(inputs=torch.ones(4), data_samples=1)] * 2
+    assert infer_num_classes(torch.tensor([0, 4]), torch.tensor([2])) == 5
+    assert infer_num_classes(loader(data), torch.tensor([0])) == 1
+    assert infer_num_classes(torch.tensor([0, 0])) == 1
+    for empty in ((), (torch.zeros(0, dtype=torch.long), loader(data))):
+        with pytest.raises(ValueError, match='cannot infer'):
+            infer_num_classes(*empty)
+
+
+def test_partial_backbone_checkpoint(tmp_path):
+    """Backbone weights missing from a checkpoint are reported (and keep
+    their initialisation), or refused with strict=True."""
+    trained = tiny_mae(seed=1)
+    state = {
+        f'backbone.{k}': v
+        for k, v in trained.backbone.state_dict().items() if k != 'cls_token'
+    }
+    path = str(tmp_path / 'partial.pth')
+    torch.save(dict(state_dict=state), path)
+    cfg = dict(model=MAE_CFG)
+    model = load_backbone_from_checkpoint(cfg, path)
+    assert torch.equal(model.backbone.ln1.weight, trained.backbone.ln1.weight)
+    assert not torch.equal(model.backbone.cls_token,
+                           trained.backbone.cls_token)
+    with pytest.raises(
+            ValueError, match=r'lacks backbone weights: '
+            r"\['cls_token'\]"):
+        load_backbone_from_checkpoint(cfg, path, strict=True)
+
+
+def test_evaluate_backbone_passes_its_arguments(monkeypatch):
+    """The kNN defaults (k 20, temperature 0.07), finetune_cfg and the
+    seed reach the protocols; progress bars are on by default."""
+    from mmssl.evaluation.protocols import frozen
+    calls = {}
+
+    def extract(model, loader, pool, device, progress):
+        calls.setdefault('progress', []).append(progress)
+        return torch.randn(4, 3), torch.tensor([0, 1, 0, 1])
+
+    def knn(*args):
+        calls['knn'] = args[-2:]
+        return 50.0
+
+    def finetune(*args, **kwargs):
+        calls['finetune'] = kwargs
+        return dict(top1=75.0)
+
+    monkeypatch.setattr(frozen, 'extract_features', extract)
+    monkeypatch.setattr(frozen, 'knn_accuracy', knn)
+    monkeypatch.setattr(frozen, 'finetune_backbone', finetune)
+    out = evaluate_backbone(
+        None,
+        None,
+        None,
+        protocols=('knn', 'finetune'),
+        finetune_cfg=dict(epochs=2, lr=0.5),
+        seed=3)
+    assert (out['knn_top1'], out['finetune_top1']) == (50.0, 75.0)
+    assert calls['knn'] == (20, 0.07)
+    assert calls['finetune'] == dict(
+        pool='auto', seed=3, device=None, epochs=2, lr=0.5)
+    assert calls['progress'] == [True, True]
