@@ -36,6 +36,7 @@ def _vit(width, patch=16, img=224, layers=2):
 def test_standard_vit_sizes(width, heads, patch, timm_name):
     info = arch_info(_vit(width, patch), 'vit')
     assert (info['embed_dims'], info['num_heads']) == (width, heads)
+    assert info['in_channels'] == 3 and info['final_norm'] is True
     assert (info['patch_size'], info['img_size']) == (patch, 224)
     assert info['feedforward_channels'] == 4 * width
     name, kwargs = _timm_vit_model(info)
@@ -142,3 +143,19 @@ def test_timm_vit_model_fallbacks(monkeypatch):
     monkeypatch.setitem(sys.modules, 'timm', None)  # import timm fails
     assert _timm_vit_model(arch_info(_vit(192, 8, 64), 'vit'))[0] == \
         'vit_tiny_patch8_64'
+
+
+def test_final_norm_and_missing_stages():
+    """``final_norm`` is read for pre-LN ViTs only; a ResNet without its
+    last stage has three stage depths."""
+    sd = _vit(192)
+    del sd['ln1.weight']
+    assert arch_info(sd, 'vit')['final_norm'] is False
+    assert 'final_norm' not in arch_info(sd, 'd2v2-vit')
+    resnet = {
+        k: v
+        for k, v in _resnet('basic', (2, 2, 2, 2)).items()
+        if not k.startswith('layer4.')
+    }
+    info = arch_info(resnet, 'resnet')
+    assert info['stage_blocks'] == (2, 2, 2) and info['depth'] is None

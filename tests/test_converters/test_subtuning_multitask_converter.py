@@ -333,7 +333,7 @@ def test_verify_multitask_inputs():
             't1': 0.
         }
     }
-    for sizes, side in (([[40, 40], 48], 40), ([None], 64)):
+    for sizes, side in (([[40, 56], 48], 40), ([None], 64)):
         tasks = _fake_tasks(sizes)
         if sizes[0] is None:
             tasks[0].model_cfg['backbone'].pop('img_size')

@@ -287,3 +287,47 @@ def test_evaluate_backbone_passes_its_arguments(monkeypatch):
     assert calls['finetune'] == dict(
         pool='auto', seed=3, device=None, epochs=2, lr=0.5)
     assert calls['progress'] == [True, True]
+    evaluate_backbone(None, None, None, protocols=('finetune', ))
+    assert calls['finetune']['seed'] == 0
+
+
+def test_pool_and_forward_edge_cases():
+    """Only extra tokens: nothing to average; a list of outputs: the last
+    is pooled; a forward without a signature gets no mask argument."""
+    from mmssl.evaluation.protocols import forward_backbone
+    with pytest.raises(
+            ValueError,
+            match='no patch tokens to average: 1 '
+            'tokens, 1 of them extra'):
+        pool_features(torch.ones(2, 1, 3), 'mean', 1)
+
+    class TwoOutputs(nn.Module):
+
+        def forward(self, x, mask='given'):
+            assert mask is None  # the unmasked path
+            return (x * 0, x + 1)
+
+    x = torch.ones(2, 3)
+    assert torch.equal(forward_backbone(TwoOutputs(), x), x + 1)
+    relu = nn.Module()
+    relu.forward = torch.relu  # a builtin: inspect finds no signature
+    assert torch.equal(forward_backbone(relu, -x), torch.zeros(2, 3))
+
+
+def test_preprocessor_runs_in_test_mode():
+    """preprocess_images and extract_features call the model's data
+    preprocessor with training=False (no batch augmentation)."""
+    from mmssl.evaluation.protocols import preprocess_images
+    model = tiny_mae()
+    flags = []
+    model.data_preprocessor.register_forward_pre_hook(
+        lambda module, args: flags.append(args[1]))
+    preprocess_images(model, torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
+    extract_features(model, loader(image_data(4)), progress=False)
+    assert flags == [False, False, False]
+
+
+def test_bare_model_config(tmp_path):
+    """A config that is the model config itself (no ``model`` key)."""
+    model = load_backbone_from_checkpoint(MAE_CFG, None)
+    assert type(model.backbone).__name__ == 'MAEViT'

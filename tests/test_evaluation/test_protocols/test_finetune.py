@@ -195,7 +195,7 @@ def test_finetune_optimizer_schedule_and_loss(monkeypatch):
     assert torch.equal(ln_w, torch.ones(8)) and not ln_b.any()
     assert not fc_b.any()
     fc_w = decayed['params'][1]
-    assert 0.003 < fc_w.std() < 0.03
+    assert 0.007 < fc_w.std() < 0.014  # std 0.01 (16 draws)
     steps = 3 * 5  # 18 samples in batches of 4: 4 + a last one of 2
     assert spy.lrs == pytest.approx([
         0.1 * 0.5 * (1 + math.cos(math.pi * s / steps)) for s in range(steps)
