@@ -106,3 +106,57 @@ def test_dense_probe_reports_val_and_train():
         lr=0.05)
     assert out['feature_dim'] == 3
     assert out['mIoU'] > 95 and out['train_mIoU'] > 95
+
+
+def test_nested_outputs_first_map_and_bilinear_resize():
+    """A nested output gives its first map; maps are resized bilinearly
+    without corner alignment ([0, 1] -> [0, .25, .75, 1]); by default to a
+    16 x 16 grid, 64 images per forward."""
+
+    class Nested(nn.Module):
+
+        def __init__(self):
+            super().__init__()
+            self.batches = []
+
+        def forward(self, x):
+            self.batches.append(len(x))
+            ramp = torch.tensor([0., 1.]).expand(len(x), 1, 2, 2)
+            return [(ramp, torch.full_like(ramp, 7.))]
+
+    backbone = Nested()
+    feats = extract_dense_features(backbone, torch.zeros(65, 3, 2, 2), grid=4)
+    assert feats.shape == (65, 1, 4, 4)
+    assert feats[0, 0, 0].tolist() == [0., 0.25, 0.75, 1.]
+    assert backbone.batches == [64, 1]
+    assert extract_dense_features(Nested(), torch.zeros(1, 3, 2,
+                                                        2)).shape[-1] == 16
+
+
+def test_probe_initialisation_and_defaults():
+    """Before any step the 1x1 conv has U(-1/sqrt(C), 1/sqrt(C)) weights
+    and a zero bias, the standardisation the training set's statistics;
+    the defaults are iters 300, lr 0.01, weight_decay 1e-4, batch 64 and
+    seed 0."""
+    gen = torch.Generator().manual_seed(0)
+    feats = torch.randn(6, 64, 2, 2, generator=gen) * 3 + 1
+    labels = torch.randint(0, 5, (6, 4, 4), generator=gen)
+    probe = train_dense_probe(feats, labels, 5, iters=0)
+    weight = probe.conv.weight.detach()
+    assert weight.shape == (5, 64, 1, 1)
+    assert 0.95 / 8 < weight.abs().max() <= 1 / 8
+    assert abs(float(weight.mean())) < 0.02 and not probe.conv.bias.any()
+    torch.testing.assert_close(probe.mean, feats.mean((0, 2, 3), True))
+    torch.testing.assert_close(probe.std, feats.std((0, 2, 3), keepdim=True))
+    default = train_dense_probe(feats[:, :4], labels, 5)
+    explicit = train_dense_probe(
+        feats[:, :4],
+        labels,
+        5,
+        iters=300,
+        lr=0.01,
+        weight_decay=1e-4,
+        batch_size=64,
+        seed=0)
+    assert torch.equal(default.conv.weight.detach(),
+                       explicit.conv.weight.detach())
