@@ -160,3 +160,59 @@ def test_probe_initialisation_and_defaults():
         seed=0)
     assert torch.equal(default.conv.weight.detach(),
                        explicit.conv.weight.detach())
+
+
+def test_probe_standardises_then_projects():
+    gen = torch.Generator().manual_seed(2)
+    feats = torch.randn(4, 3, 2, 2, generator=gen) * 5 + 2
+    labels = torch.randint(0, 2, (4, 4, 4), generator=gen)
+    labels[0] = 255  # ignored
+    probe = train_dense_probe(feats, labels, 2, iters=3)
+    x = torch.randn(2, 3, 2, 2, generator=gen)
+    expected = probe.conv((x - feats.mean((0, 2, 3), True)) / feats.std(
+        (0, 2, 3), keepdim=True))
+    torch.testing.assert_close(probe(x), expected)
+
+
+def test_dense_probe_defaults_and_resizing(monkeypatch):
+    """dense_probe's defaults (grid 16, 300 Adam steps at lr 0.01 with
+    weight decay 1e-4, seed 0, no predictions kept); every resize is
+    bilinear without corner alignment; predictions are made 256 maps at a
+    time."""
+    import importlib
+    module = importlib.import_module(
+        'mmssl.evaluation.protocols.dense_probe')  # not the function
+    calls, corners = {}, []
+    real_interpolate = nn.functional.interpolate
+
+    def interpolate(*args, **kwargs):
+        corners.append((kwargs['mode'], kwargs['align_corners']))
+        return real_interpolate(*args, **kwargs)
+
+    def extract(backbone, images, grid):
+        calls['grid'] = grid
+        return torch.randn(len(images), 2, 4, 4)
+
+    real_train = module.train_dense_probe
+
+    def train(*args, **kwargs):
+        calls['train'] = kwargs
+        probe = real_train(*args, **dict(kwargs, iters=2))
+        forward = probe.forward
+        probe.forward = lambda x: calls.setdefault('batches', []).append(
+            len(x)) or forward(x)
+        return probe
+
+    monkeypatch.setattr(module.F, 'interpolate', interpolate)
+    monkeypatch.setattr(module, 'extract_dense_features', extract)
+    monkeypatch.setattr(module, 'train_dense_probe', train)
+    labels = torch.randint(0, 2, (300, 8, 8))
+    images = torch.zeros(300, 3, 8, 8)
+    out = dense_probe(None, (images[:257], labels[:257]),
+                      (images[257:], labels[257:]), 2)
+    assert calls['grid'] == 16
+    assert calls['train'] == dict(
+        iters=300, lr=0.01, weight_decay=1e-4, seed=0)
+    assert 'predictions' not in out
+    assert calls['batches'][-2:] == [256, 1]  # the 257 training maps
+    assert set(corners) == {('bilinear', False)}
