@@ -73,7 +73,8 @@ from typing import Any, Dict, NamedTuple, Optional, Tuple
 import numpy as np
 import torch
 
-from .checkpoint import ConversionError, name_list
+from mmssl.utils.validation import name_list
+from .checkpoint import ConversionError
 
 __all__ = [
     'AlbertCheckpoint', 'convert_albert', 'detect_albert_layout',

@@ -15,7 +15,7 @@ import torch
 __all__ = [
     'BACKBONE_PREFIX', 'PRETRAINED', 'TRAINING_STATE', 'ConversionError',
     'Converted', 'split_checkpoint', 'describe_keys', 'extract_prefixed',
-    'name_list', 'rename_prefixes'
+    'rename_prefixes'
 ]
 
 BACKBONE_PREFIX = 'backbone.'
@@ -87,14 +87,6 @@ def split_checkpoint(checkpoint: Any) -> Tuple[Dict[str, Any], dict, list]:
                              for k, v in state_dict.items()
                              if isinstance(v, torch.Tensor))
     return state_dict, meta, dropped
-
-
-def name_list(keys: List[str], limit: int = 8, quote: bool = True) -> str:
-    """The first ``limit`` keys, quoted (unless ``quote=False``), and how
-    many more there are: ``'a', 'b' (and 3 more)``."""
-    shown = ', '.join(repr(k) if quote else k for k in keys[:limit])
-    more = f' (and {len(keys) - limit} more)' if len(keys) > limit else ''
-    return shown + more
 
 
 def describe_keys(keys, limit: int = 12) -> str:

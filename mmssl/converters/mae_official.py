@@ -58,7 +58,7 @@ from typing import Dict
 import torch
 
 from mmssl.utils.checkpoint import safe_torch_load
-from .checkpoint import name_list
+from mmssl.utils.validation import name_list
 
 __all__ = ['convert_key', 'convert_official_mae', 'load_official_mae']
 

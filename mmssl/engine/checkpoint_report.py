@@ -11,7 +11,8 @@ from typing import Any, Dict, List, Tuple
 import torch
 from mmengine.logging import print_log
 
-from .tool_errors import EXTRACT_BACKBONE, ToolError, _quiet, _quote_list
+from mmssl.utils.validation import name_list
+from .tool_errors import EXTRACT_BACKBONE, ToolError, _quiet
 
 __all__ = [
     'StateDictReport', 'CheckpointMismatchError', 'compare_state_dict',
@@ -58,17 +59,18 @@ class StateDictReport:
         ]
         if self.missing:
             parts.append(f'{len(self.missing)} missing from the checkpoint '
-                         f'(e.g. {_quote_list(self.missing, limit)})')
+                         f'(e.g. {name_list(self.missing, limit)})')
         if self.unexpected:
             parts.append(
                 f'{len(self.unexpected)} unexpected in the checkpoint '
-                f'(e.g. {_quote_list(self.unexpected, limit)})')
+                f'(e.g. {name_list(self.unexpected, limit)})')
         if self.mismatched:
-            shown = ', '.join(
+            shown = name_list([
                 f'{k!r}: checkpoint {tuple(a)} vs model {tuple(b)}'
-                for k, a, b in self.mismatched[:limit])
-            if len(self.mismatched) > limit:
-                shown += f', ... ({len(self.mismatched) - limit} more)'
+                for k, a, b in self.mismatched
+            ],
+                              limit,
+                              quote=False)
             parts.append(f'{len(self.mismatched)} with a different shape '
                          f'({shown})')
         return '; '.join(parts)

@@ -21,7 +21,7 @@ import pickle
 import re
 import sys
 import warnings
-from typing import Any, Callable, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Iterator, List, Optional
 
 __all__ = [
     'ToolError', 'ConfigFileError', 'CfgOptionsError', 'UnknownTypeError',
@@ -63,13 +63,6 @@ class UnknownTypeError(ToolError):
         self.registry = registry
         self.scope = scope
         self.suggestions = suggestions
-
-
-def _quote_list(names: Sequence[str], limit: int = 5) -> str:
-    shown = ', '.join(repr(n) for n in list(names)[:limit])
-    if len(names) > limit:
-        shown += f', ... ({len(names) - limit} more)'
-    return shown
 
 
 @contextlib.contextmanager

@@ -16,9 +16,9 @@ reads in one line.
 """
 import math
 import numbers
-from typing import Any, Iterable, Optional, Tuple, Union
+from typing import Any, Iterable, Optional, Sequence, Tuple, Union
 
-__all__ = ['check_int', 'check_float', 'check_choice']
+__all__ = ['check_int', 'check_float', 'check_choice', 'name_list']
 
 
 def _subject(key: str, owner: Optional[str], note: Optional[str]) -> str:
@@ -159,3 +159,15 @@ def check_choice(value: Any,
         raise ValueError(f'{_subject(key, owner, note)} must be one of '
                          f'{choices}, got {value!r}')
     return value
+
+
+def name_list(names: Sequence[Any], limit: int = 8, quote: bool = True) -> str:
+    """The first ``limit`` names of an error message, quoted (``repr``,
+    unless ``quote=False``), and how many more there are::
+
+        'a', 'b' (and 3 more)
+    """
+    names = list(names)
+    shown = ', '.join(repr(n) if quote else str(n) for n in names[:limit])
+    more = f' (and {len(names) - limit} more)' if len(names) > limit else ''
+    return shown + more

@@ -1,10 +1,9 @@
 # Copyright (c) mmssl contributors. All rights reserved.
-"""split_checkpoint, describe_keys, name_list and extract_prefixed of
+"""split_checkpoint, describe_keys and extract_prefixed of
 mmssl.converters.checkpoint."""
 import torch
 
 from mmssl.converters import describe_keys, extract_prefixed, split_checkpoint
-from mmssl.converters.checkpoint import name_list
 
 
 def test_bare_state_dict_keeps_its_weights():
@@ -70,12 +69,3 @@ def test_extract_prefixed_adds_the_dot():
     kept, dropped = extract_prefixed(sd, 'backbone')
     assert list(kept) == ['w']
     assert dropped == {'backbone_ema': 1, 'neck': 2}
-
-
-def test_name_list_shows_8():
-    keys = [f'k{i}' for i in range(10)]
-    assert name_list(keys) == ', '.join(repr(k)
-                                        for k in keys[:8]) + ' (and 2 more)'
-    assert name_list(keys[:8]) == ', '.join(repr(k) for k in keys[:8])
-    assert name_list(keys, limit=1) == "'k0' (and 9 more)"
-    assert name_list(keys, limit=2, quote=False) == 'k0, k1 (and 8 more)'

@@ -189,3 +189,18 @@ def test_test_tool_rejects_pretraining_config(test_tool, tiny_mae_config,
     msg = str(exc.value)
     assert 'test_dataloader, test_cfg, test_evaluator' in msg
     assert 'eval_frozen.py' in msg
+
+
+def test_report_summary_lists_the_first_keys():
+    from mmssl.engine.checkpoint_report import StateDictReport
+    report = StateDictReport(
+        matched=['a'],
+        missing=[f'm{i}' for i in range(7)],
+        unexpected=['u'],
+        mismatched=[(f's{i}', (1, ), (2, )) for i in range(6)],
+        num_model_keys=14)
+    assert report.summary(limit=2) == (
+        '1 of 14 model keys matched; 7 missing from the checkpoint (e.g. '
+        "'m0', 'm1' (and 5 more)); 1 unexpected in the checkpoint (e.g. 'u'); "
+        "6 with a different shape ('s0': checkpoint (1,) vs model (2,), "
+        "'s1': checkpoint (1,) vs model (2,) (and 4 more))")

@@ -84,3 +84,14 @@ def test_check_choice():
         check_choice('max', 'pool', 'Hook', ['auto', 'mean'])
     assert str(err.value) == ("Hook: pool must be one of ('auto', 'mean'), "
                               "got 'max'")
+
+
+def test_name_list_shows_8():
+    from mmssl.utils.validation import name_list
+    keys = [f'k{i}' for i in range(10)]
+    assert name_list(keys) == ', '.join(repr(k)
+                                        for k in keys[:8]) + ' (and 2 more)'
+    assert name_list(keys[:8]) == ', '.join(repr(k) for k in keys[:8])
+    assert name_list(keys, limit=1) == "'k0' (and 9 more)"
+    assert name_list(iter(keys), limit=2, quote=False) == 'k0, k1 (and 8 more)'
+    assert name_list([]) == ''
