@@ -278,21 +278,6 @@ class D2V2AudioEncoder(D2V2EncoderBase):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
-    def _parse_arch(self, arch: Union[str, dict]) -> dict:
-        if isinstance(arch, str):
-            if arch not in self.arch_zoo:
-                raise ValueError(
-                    f'model.backbone.arch={arch!r} is unknown; choose from '
-                    f'{sorted(self.arch_zoo)} or give a dict')
-            return dict(self.arch_zoo[arch])
-        needed = {
-            'embed_dims', 'num_layers', 'num_heads', 'feedforward_channels'
-        }
-        if not isinstance(arch, dict) or not needed <= set(arch):
-            raise ValueError(f'model.backbone.arch as a dict needs the keys '
-                             f'{sorted(needed)}, got {arch!r}')
-        return dict(arch)
-
     # ------------------------------------------------------------ lengths
     @property
     def receptive_field(self) -> int:
@@ -443,16 +428,8 @@ class D2V2AudioEncoder(D2V2EncoderBase):
         """
         if mask is None or mask is False:
             return self.forward_plain(x)
-        if tokens is None:
-            tokens, _ = self.embed(x)
-        B, N, C = tokens.shape
-        mask = mask.flatten(1).to(tokens.device).bool()
-        if mask.shape != (B * num_clones, N):
-            raise ValueError(
-                f'mask of shape {tuple(mask.shape)} does not fit {B} samples '
-                f'x {num_clones} clones of {N} frames')
-        if num_clones > 1:
-            tokens = tokens.repeat_interleave(num_clones, dim=0)
+        tokens, mask = self._clone_tokens(x, mask, num_clones, tokens,
+                                          'frames')
         ids_keep, ids_restore = mask_to_ids(mask, num_keep)
         pos = self.positions(tokens * (~mask).unsqueeze(-1).to(tokens.dtype))
         x = self.context(

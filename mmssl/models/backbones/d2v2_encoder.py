@@ -22,7 +22,7 @@ and sets ``self.layers`` (a ``ModuleList`` of blocks returning ``(x, ffn
 output)``, e.g. :class:`~mmssl.models.backbones.D2V2Block`),
 ``embed_dims`` and ``num_layers``.
 """
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
@@ -49,6 +49,25 @@ class D2V2EncoderBase(BaseBackbone):
     num_extra_tokens = 0
     teacher_input = 'raw'
     embedding_modules: Tuple[str, ...] = ()
+    arch_zoo: Dict[str, dict] = {}
+
+    def _parse_arch(self, arch: Union[str, dict]) -> dict:
+        """A copy of ``arch_zoo[arch]`` (names in any case), or of the
+        ``arch`` dict after checking it has the four sizes."""
+        if isinstance(arch, str):
+            key = arch.lower()
+            if key not in self.arch_zoo:
+                raise ValueError(
+                    f'model.backbone.arch={arch!r} is unknown; choose from '
+                    f'{sorted(self.arch_zoo)} or give a dict')
+            return dict(self.arch_zoo[key])
+        needed = {
+            'embed_dims', 'num_layers', 'num_heads', 'feedforward_channels'
+        }
+        if not isinstance(arch, dict) or not needed <= set(arch):
+            raise ValueError(f'model.backbone.arch as a dict needs the keys '
+                             f'{sorted(needed)}, got {arch!r}')
+        return dict(arch)
 
     def init_weights(self) -> None:
         """Load ``init_cfg`` (e.g. pretrained weights) if given; each
@@ -111,6 +130,36 @@ class D2V2EncoderBase(BaseBackbone):
         """
         if mask is None or mask is False:
             return self.forward_plain(x)
+        tokens, mask = self._clone_tokens(x, mask, num_clones, tokens)
+        ids_keep, ids_restore = mask_to_ids(mask, num_keep)
+        x = self.context(gather_tokens(tokens, ids_keep))
+        for layer in self.layers:
+            x, _ = layer(x)
+        return x, mask, ids_restore
+
+    def _clone_tokens(
+            self,
+            x: torch.Tensor,
+            mask: torch.Tensor,
+            num_clones: int,
+            tokens: Optional[torch.Tensor] = None,
+            unit: str = 'tokens') -> Tuple[torch.Tensor, torch.Tensor]:
+        """The student's tokens, each sample repeated for its clones.
+
+        Args:
+            x (Tensor): A batch of B inputs (embedded if ``tokens`` is None).
+            mask (Tensor): (B * M, N) or (B * M, *layout), True = removed.
+            num_clones (int): M.
+            tokens (Tensor, optional): (B, N, C) ``embed(x)``.
+            unit (str): What a token is, for the error message.
+
+        Returns:
+            tuple: tokens (B * M, N, C) (sample b's clones adjacent), mask
+            (B * M, N) bool on the tokens' device.
+
+        Raises:
+            ValueError: ``mask`` is not (B * M, N).
+        """
         if tokens is None:
             tokens, _ = self.embed(x)
         B, N, _ = tokens.shape
@@ -118,14 +167,10 @@ class D2V2EncoderBase(BaseBackbone):
         if mask.shape != (B * num_clones, N):
             raise ValueError(
                 f'mask of shape {tuple(mask.shape)} does not fit {B} samples '
-                f'x {num_clones} clones of {N} tokens')
+                f'x {num_clones} clones of {N} {unit}')
         if num_clones > 1:
             tokens = tokens.repeat_interleave(num_clones, dim=0)
-        ids_keep, ids_restore = mask_to_ids(mask, num_keep)
-        x = self.context(gather_tokens(tokens, ids_keep))
-        for layer in self.layers:
-            x, _ = layer(x)
-        return x, mask, ids_restore
+        return tokens, mask
 
     def forward_targets(self,
                         x: torch.Tensor,

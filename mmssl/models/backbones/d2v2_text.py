@@ -175,21 +175,6 @@ class D2V2TextEncoder(D2V2EncoderBase):
         self.pooler = nn.Linear(C, C) if with_pooler else None
         self._bert_init()
 
-    def _parse_arch(self, arch: Union[str, dict]) -> dict:
-        if isinstance(arch, str):
-            if arch not in self.arch_zoo:
-                raise ValueError(
-                    f'model.backbone.arch={arch!r} is unknown; choose from '
-                    f'{sorted(self.arch_zoo)} or give a dict')
-            return dict(self.arch_zoo[arch])
-        needed = {
-            'embed_dims', 'num_layers', 'num_heads', 'feedforward_channels'
-        }
-        if not isinstance(arch, dict) or not needed <= set(arch):
-            raise ValueError(f'model.backbone.arch as a dict needs the keys '
-                             f'{sorted(needed)}, got {arch!r}')
-        return dict(arch)
-
     def _bert_init(self) -> None:
         """BERT init: Linear and Embedding N(0, 0.02), zero biases, the
         padding row zero, LayerNorm (1, 0)."""

@@ -323,22 +323,6 @@ class D2V2ViT(D2V2EncoderBase):
         self._reference_init()
         self._freeze_stages()
 
-    def _parse_arch(self, arch: Union[str, dict]) -> dict:
-        if isinstance(arch, str):
-            key = arch.lower()
-            if key not in self.arch_zoo:
-                raise ValueError(
-                    f'model.backbone.arch={arch!r} is unknown; choose from '
-                    f'{sorted(set(self.arch_zoo))} or give a dict')
-            return dict(self.arch_zoo[key])
-        needed = {
-            'embed_dims', 'num_layers', 'num_heads', 'feedforward_channels'
-        }
-        if not isinstance(arch, dict) or not needed <= set(arch):
-            raise ValueError(f'model.backbone.arch as a dict needs the keys '
-                             f'{sorted(needed)}, got {arch!r}')
-        return dict(arch)
-
     # ------------------------------------------------------------ init
     def _reference_init(self) -> None:
         """fairseq's init: BERT Linear, Xavier patch embed, N(0, 1) CLS."""
