@@ -36,7 +36,7 @@ from mmssl.registry import DATASETS
 from mmssl.utils.validation import check_choice, check_float, check_int
 from .albert_pretrain import (SINGLE_SENTENCE_MODES, Segment,
                               document_segments, instances_from_document)
-from .embedded_text import ensure_embedded_text
+from .embedded_text import embedded_corpus_args
 from .text_corpus import check_corpus_file, iter_documents
 from .tokenizer import SentencePieceTokenizer, build_tokenizer
 
@@ -480,13 +480,7 @@ class EmbeddedTextStreamingDataset(AlbertStreamingPretrainDataset):
                  split: str = 'train',
                  vocab_size: int = 2000,
                  **kwargs) -> None:
-        owner = type(self).__name__
-        split = check_choice(split, 'split', owner, ('train', 'val'))
-        for key in ('ann_file', 'tokenizer'):
-            if key in kwargs:
-                raise TypeError(
-                    f'{owner}: {key} comes from data_root and vocab_size; use '
-                    'mmssl.AlbertStreamingPretrainDataset for another corpus')
-        paths = ensure_embedded_text(data_root, vocab_size)
         super().__init__(
-            ann_file=paths[split], tokenizer=paths['tokenizer'], **kwargs)
+            **embedded_corpus_args(
+                type(self).__name__, data_root, split, vocab_size, kwargs,
+                'mmssl.AlbertStreamingPretrainDataset'), **kwargs)

@@ -40,7 +40,7 @@ from mmengine.logging import print_log
 
 from mmssl.registry import DATASETS
 from mmssl.utils.validation import check_choice, check_int
-from .embedded_text import ensure_embedded_text
+from .embedded_text import embedded_corpus_args
 from .text_corpus import read_documents
 from .tokenizer import CLS_ID, SEP_ID, SentencePieceTokenizer, build_tokenizer
 
@@ -203,13 +203,7 @@ class EmbeddedTextBlockDataset(TextBlockDataset):
                  split: str = 'train',
                  vocab_size: int = 2000,
                  **kwargs) -> None:
-        owner = type(self).__name__
-        split = check_choice(split, 'split', owner, ('train', 'val'))
-        for key in ('ann_file', 'tokenizer'):
-            if key in kwargs:
-                raise TypeError(f'{owner}: {key} comes from data_root and '
-                                'vocab_size; use mmssl.TextBlockDataset for '
-                                'another corpus')
-        paths = ensure_embedded_text(data_root, vocab_size)
         super().__init__(
-            ann_file=paths[split], tokenizer=paths['tokenizer'], **kwargs)
+            **embedded_corpus_args(
+                type(self).__name__, data_root, split, vocab_size, kwargs,
+                'mmssl.TextBlockDataset'), **kwargs)

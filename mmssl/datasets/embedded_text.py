@@ -31,7 +31,7 @@ from .tokenizer import train_sentencepiece
 
 __all__ = [
     'EmbeddedPairTaskDataset', 'EmbeddedTextPretrainDataset',
-    'ensure_embedded_text'
+    'embedded_corpus_args', 'ensure_embedded_text'
 ]
 
 PAIR_TASK_FOLDER = 'next_sentence'
@@ -79,6 +79,41 @@ def ensure_embedded_text(root: str = 'data/embedded_text',
     return paths
 
 
+def embedded_corpus_args(owner: str, data_root: str, split: str,
+                         vocab_size: int, kwargs: dict,
+                         general: str) -> Dict[str, str]:
+    """``ann_file`` and ``tokenizer`` of a dataset on the embedded corpus.
+
+    Makes (or reuses) the corpus and its tokenizer
+    (:func:`ensure_embedded_text`) for a dataset class that reads a corpus
+    split; the class passes the two paths on to its general parent.
+
+    Args:
+        owner (str): The dataset class, for the messages.
+        data_root (str): The embedded text folder.
+        split (str): ``'train'`` or ``'val'``.
+        vocab_size (int): Pieces of the tokenizer.
+        kwargs (dict): The other arguments given to the dataset.
+        general (str): The registered parent that takes any corpus, named
+            in the error.
+
+    Returns:
+        dict: ``ann_file`` (the split's text file) and ``tokenizer`` (the
+        SentencePiece model).
+
+    Raises:
+        ValueError: ``split`` is not ``'train'`` or ``'val'``.
+        TypeError: ``kwargs`` sets ``ann_file`` or ``tokenizer``.
+    """
+    split = check_choice(split, 'split', owner, ('train', 'val'))
+    for key in ('ann_file', 'tokenizer'):
+        if key in kwargs:
+            raise TypeError(f'{owner}: {key} comes from data_root and '
+                            f'vocab_size; use {general} for another corpus')
+    paths = ensure_embedded_text(data_root, vocab_size)
+    return dict(ann_file=paths[split], tokenizer=paths['tokenizer'])
+
+
 @DATASETS.register_module()
 class EmbeddedTextPretrainDataset(AlbertPretrainDataset):
     """:class:`AlbertPretrainDataset` on the embedded corpus, with the
@@ -99,16 +134,10 @@ class EmbeddedTextPretrainDataset(AlbertPretrainDataset):
                  split: str = 'train',
                  vocab_size: int = 2000,
                  **kwargs) -> None:
-        owner = type(self).__name__
-        split = check_choice(split, 'split', owner, ('train', 'val'))
-        for key in ('ann_file', 'tokenizer'):
-            if key in kwargs:
-                raise TypeError(f'{owner}: {key} comes from data_root and '
-                                f'vocab_size; use mmssl.AlbertPretrainDataset '
-                                f'for another corpus')
-        paths = ensure_embedded_text(data_root, vocab_size)
         super().__init__(
-            ann_file=paths[split], tokenizer=paths['tokenizer'], **kwargs)
+            **embedded_corpus_args(
+                type(self).__name__, data_root, split, vocab_size, kwargs,
+                'mmssl.AlbertPretrainDataset'), **kwargs)
 
 
 @DATASETS.register_module()
