@@ -169,10 +169,8 @@ def set_default_dataloader_cfg(
             continue
         merged = ConfigDict(
             pin_memory=torch.cuda.is_available(),
+            persistent_workers=True,
             collate_fn=dict(type='default_collate'))
-        if persistent_workers is not False and loader.get('num_workers',
-                                                          0) > 0:
-            merged.persistent_workers = True
         merged.update(loader)
         if pin_memory is False:
             merged.pin_memory = False
