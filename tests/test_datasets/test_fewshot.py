@@ -91,3 +91,50 @@ def test_fgvc_and_list_formats(tmp_path):
         ann_file='val.txt',
         classnames_file='classnames.txt')
     assert ds.metainfo['classes'] == ('tench', 'goldfish')
+
+
+def test_one_shot_and_classes_with_exactly_k_items():
+    labels = [0, 0, 0, 1, 1, 1, 1, 1]
+    one = sample_few_shot(labels, 1, seed=3)
+    assert Counter(labels[i] for i in one) == {0: 1, 1: 1}
+    # class 0 has exactly K = 3 items: kept without a draw, so the draw of
+    # class 1 is the first of the seeded generator
+    import random
+    rng = random.Random(5)
+    expected = [0, 1, 2] + sorted(rng.sample([3, 4, 5, 6, 7], 3))
+    assert sample_few_shot(labels, 3, seed=5) == expected
+
+
+def _labels(ds):
+    return [ds.get_data_info(i)['gt_label'] for i in range(len(ds))]
+
+
+def test_few_shot_defaults_and_labels_of_all_classes(split_root):
+    inner = dict(
+        type='mmssl.CoOpSplitDataset',
+        data_root=str(split_root),
+        split_file='split_zhou_OxfordPets.json',
+        split='train')
+    default = FewShotDataset(inner, num_shots=2)
+    assert default.seed == 1
+    assert [default.get_data_info(i)['img_path'] for i in range(10)] == [
+        FewShotDataset(inner, num_shots=2, seed=1).get_data_info(i)['img_path']
+        for i in range(10)
+    ]
+    # 'all' keeps the labels of the inner data set
+    full = FewShotDataset(inner)
+    assert _labels(full) == [i % 5 for i in range(40)]
+
+
+def test_split_file_alone_and_class_names_without_ids(split_root):
+    ds = CoOpSplitDataset(
+        str(split_root), split_file='split_zhou_OxfordPets.json', ann_file='')
+    assert len(ds) == 40
+    with pytest.raises(ValueError, match='needs split_file, or ann_file'):
+        CoOpSplitDataset(str(split_root), ann_file='val.txt')
+    # a class-name line without an id is the name itself
+    (split_root / 'names.txt').write_text('n01 tench\ngoldfish\n')
+    (split_root / 'val.txt').write_text('x.JPEG 1\n')
+    ds = CoOpSplitDataset(
+        str(split_root), ann_file='val.txt', classnames_file='names.txt')
+    assert ds.metainfo['classes'] == ('tench', 'goldfish')

@@ -105,3 +105,29 @@ def test_subset_errors(tmp_path):
     (tmp_path / 'a.png').write_bytes(b'')
     with pytest.raises(ValueError, match='without gt_label|no items'):
         LabelFractionDataset(unlabelled, fraction=0.5)
+
+
+def _items(ds):
+    return [ds.get_data_info(i)['img_path'] for i in range(len(ds))]
+
+
+def test_documented_defaults_and_bounds(tmp_path):
+    inner = _inner(tmp_path)
+    assert _items(LabelFractionDataset(inner, fraction=0.2)) == _items(
+        LabelFractionDataset(inner, fraction=0.2, seed=0))
+    default = KFoldDataset(inner)
+    assert (default.num_folds, default.fold, default.part,
+            default.seed) == (5, 0, 'train', 42)
+    assert _items(default) == _items(
+        KFoldDataset(inner, num_folds=5, fold=0, part='train', seed=42))
+    # the smallest values allowed: 2 folds, seed 0, one item per fold
+    two = KFoldDataset(inner, num_folds=2, fold=1, part='val', seed=0)
+    assert len(two) == 30
+    small = _inner(tmp_path, n=3)
+    parts = [
+        KFoldDataset(small, num_folds=3, fold=f, part='val') for f in range(3)
+    ]
+    assert [len(ds) for ds in parts] == [1, 1, 1]
+    # a config dict needs its type
+    with pytest.raises(ValueError, match='must be the config dict'):
+        LabelFractionDataset(dict(data_root='data'))

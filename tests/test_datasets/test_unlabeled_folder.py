@@ -220,3 +220,79 @@ def test_skip_record_copies_are_independent(folder):
     assert restored.corrupt_files == [bad]
     subset = ds.get_subset([0, 1])
     assert subset.num_corrupt == 0 and len(subset) == 2
+
+
+class _FlakyEntry:
+    """A directory entry whose ``is_dir`` / ``is_file`` raise OSError."""
+
+    def __init__(self, entry, fails):
+        self._entry, self._fails = entry, fails
+        self.name, self.path = entry.name, entry.path
+
+    def is_dir(self):
+        if 'is_dir' in self._fails:
+            raise OSError('is_dir failed')
+        return self._entry.is_dir()
+
+    def is_file(self):
+        if 'is_file' in self._fails:
+            raise OSError('is_file failed')
+        return self._entry.is_file()
+
+
+def test_left_out_counts_and_unreadable_entries(tmp_path, monkeypatch):
+    from mmssl.datasets import unlabeled_folder
+    root = tmp_path / 'images'
+    _image(root / 'a' / 'x.png')
+    _image(root / 'weird.png')  # is_dir fails: still a file
+    _image(root / 'flaky.png')  # is_file fails: left out as broken
+    _image(root / 'u' / 'y.png')  # the folder cannot be listed
+    (root / '._x.png').write_bytes(b'junk')
+    _image(root / '.thumbs' / 't.png')
+    (root / '.DS_Store').write_bytes(b'\x00')  # neither image nor folder
+    (root / 'a' / 'loop').symlink_to(root, target_is_directory=True)
+    (root / 'b').symlink_to(root / 'a', target_is_directory=True)
+    (root / 'd1.png').symlink_to(tmp_path / 'nothing1.png')
+    (root / 'd2.png').symlink_to(tmp_path / 'nothing2.png')
+    (root / 'x2.png').symlink_to(root / 'a' / 'x.png')
+    (root / 'x3.png').symlink_to(root / 'a' / 'x.png')
+    scandir = unlabeled_folder.os.scandir
+    fails = {'weird.png': ('is_dir', ), 'flaky.png': ('is_file', )}
+
+    def flaky_scandir(path):
+        if osp.basename(path) == 'u':
+            raise PermissionError(13, 'Permission denied', path)
+        return [
+            _FlakyEntry(e, fails[e.name]) if e.name in fails else e
+            for e in scandir(path)
+        ]
+
+    monkeypatch.setattr(unlabeled_folder.os, 'scandir', flaky_scandir)
+    log = tmp_path / 'log.txt'
+    with _logged_lines(log):
+        ds = _build(root)
+    assert _relpaths(ds, root) == ['weird.png', 'x2.png']
+    line = [t for t in log.read_text().splitlines() if 'left out' in t]
+    assert line == [
+        f"UnlabeledImageFolder: 2 images under '{root}'; left out: 2 hidden "
+        "files or folders (names starting with '.', e.g. '._x.jpg'), 2 "
+        'folders reached again through symbolic links (loops or second '
+        'links), 2 links to images found already, 4 broken links or '
+        'unreadable folders'
+    ]
+
+
+def test_nothing_corrupt_before_the_file_list_is_loaded(folder):
+    ds = _build(folder, lazy_init=True)
+    assert ds.num_corrupt == 0 and ds.corrupt_files == []
+
+
+def test_a_missing_root_is_named_as_missing(tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        _build(tmp_path / 'nowhere')
+    assert str(info.value).startswith(
+        'UnlabeledImageFolder: the image folder `data_root` = '
+        f"'{tmp_path / 'nowhere'}' does not exist or is not a folder. Set")
+    (tmp_path / 'file.png').write_bytes(b'x')
+    with pytest.raises(FileNotFoundError, match='is not a folder'):
+        _build(tmp_path / 'file.png')
