@@ -47,12 +47,16 @@ def test_coop_split_dataset(split_root):
         CoOpSplitDataset(str(split_root), 'split_zhou_Missing.json')
 
 
-def test_few_shot_base_novel(split_root):
-    inner = dict(
+def _pets_train(split_root):
+    return dict(
         type='mmssl.CoOpSplitDataset',
         data_root=str(split_root),
         split_file='split_zhou_OxfordPets.json',
         split='train')
+
+
+def test_few_shot_base_novel(split_root):
+    inner = _pets_train(split_root)
     base = FewShotDataset(inner, num_shots=2, seed=1, subsample='base')
     assert len(base) == 6  # 3 base classes x 2 shots
     assert base.metainfo['classes'] == ('abyssinian', 'american bulldog',
@@ -110,11 +114,7 @@ def _labels(ds):
 
 
 def test_few_shot_defaults_and_labels_of_all_classes(split_root):
-    inner = dict(
-        type='mmssl.CoOpSplitDataset',
-        data_root=str(split_root),
-        split_file='split_zhou_OxfordPets.json',
-        split='train')
+    inner = _pets_train(split_root)
     default = FewShotDataset(inner, num_shots=2)
     assert default.seed == 1
     assert [default.get_data_info(i)['img_path'] for i in range(10)] == [
