@@ -163,3 +163,128 @@ def test_embedded_pair_task(tok, tmp_path):
     capped = make_embedded_pair_task(
         corpus, tmp_path / 'p3', max_train=11, **kw)
     assert capped['sizes']['train'] == dict(rows=10, positive=5)
+
+
+def test_truncation_drops_from_a_on_a_tie():
+    from mmssl.datasets import truncate_longest_first
+    assert truncate_longest_first([1, 2], [3, 4], 3) == ([1], [3, 4])
+    assert truncate_longest_first([1], [3, 4, 5], 3) == ([1], [3, 4])
+    assert truncate_longest_first([1, 2], [3], 5) == ([1, 2], [3])
+
+
+def test_max_length_default_and_smallest(tok, tmp_path):
+    pair = _write(tmp_path / 'p.tsv', ['sentence1', 'sentence2', 'label'],
+                  [[A, B, '1']])
+    single = _write(tmp_path / 's.tsv', ['sentence', 'label'], [[A, '1']])
+    assert GLUEDataset(pair, tok).max_length == 128
+    # room for the special tokens and one token of each text
+    assert len(GLUEDataset(pair, tok, max_length=5)[0]['input_ids']) == 5
+    assert len(
+        GLUEDataset(single, tok, task='single',
+                    max_length=3)[0]['input_ids']) == 3
+    with pytest.raises(
+            ValueError, match='max_length must be an integer >= '
+            '5'):
+        GLUEDataset(pair, tok, max_length=4)
+    with pytest.raises(
+            ValueError, match='max_length must be an integer >= '
+            '3'):
+        GLUEDataset(single, tok, task='single', max_length=2)
+
+
+def test_blank_rows_are_skipped_and_malformed_rows_counted(
+        tok, tmp_path, monkeypatch):
+    from mmssl.datasets import glue
+    logged = []
+    monkeypatch.setattr(glue, 'print_log',
+                        lambda msg, **kw: logged.append(msg))
+    path = tmp_path / 'b.tsv'
+    path.write_text('sentence\tlabel\n'
+                    f'{A}\t1\n'
+                    '\n'
+                    '   \n'
+                    'only one column\n'
+                    f'{B}\n'
+                    f'{B}\t0\n')
+    ds = GLUEDataset(str(path), tok, task='single', skip_malformed=True)
+    assert [ds[i]['line'] for i in range(len(ds))] == [2, 7]
+    assert logged == [f'GLUEDataset: skipped 2 malformed rows of {path}']
+    with pytest.raises(
+            ValueError, match='line 5 has 1 columns and lacks '
+            "column 'label'"):
+        GLUEDataset(str(path), tok, task='single')
+    logged.clear()
+    GLUEDataset(
+        _write(tmp_path / 'ok.tsv', ['sentence', 'label'], [[A, '1']]),
+        tok,
+        task='single',
+        skip_malformed=True)
+    assert logged == []
+
+
+def _docs():
+    letters = 'abcdefghij'
+    return [[f'{c}{i}' for i in range(n)]
+            for c, n in zip(letters, (2, 3, 5, 8, 13, 4, 6, 7, 9, 3))]
+
+
+def test_pair_rows_by_their_invariants():
+    from mmssl.datasets.glue import _pair_rows
+    docs = _docs()
+    rows = _pair_rows(docs, np.random.default_rng(0))
+    where = {
+        s: (d, i)
+        for d, doc in enumerate(docs)
+        for i, s in enumerate(doc)
+    }
+    labels = [label for _, _, label in rows]
+    assert labels.count(0) == labels.count(1) > 0
+    used_docs = set()
+    for s1, s2, label in rows:
+        (d1, i1), (d2, i2) = where[s1], where[s2]
+        assert d1 == d2  # one document
+        used_docs.add(d1)
+        assert i1 < len(docs[d1]) - 1  # never the last sentence first
+        if label:
+            assert i2 == i1 + 1
+        else:
+            assert i2 not in (i1, i1 + 1)
+    assert 0 not in used_docs  # 2 sentences: no negative possible
+    # a document of exactly 3 sentences gives rows
+    rows3 = [
+        _pair_rows([['x0', 'x1', 'x2']] * 4, np.random.default_rng(s))
+        for s in range(10)
+    ]
+    assert any(rows3)
+    # an odd limit: half of it (rounded down) per class
+    capped = _pair_rows(docs, np.random.default_rng(0), limit=7)
+    assert sorted(label for _, _, label in capped) == [0] * 3 + [1] * 3
+
+
+def test_pair_task_seed_key_and_rebuilds(tmp_path, monkeypatch):
+    import hashlib
+
+    from mmssl.datasets import glue
+    docs = {'train': _docs(), 'val': [['y0', 'y1']]}  # no dev rows
+    monkeypatch.setattr(
+        glue, 'make_embedded_corpus', lambda root, **kw: dict(
+            files={s: s
+                   for s in docs}, sizes={s: dict(sha1=s)
+                                          for s in docs}))
+    monkeypatch.setattr(glue, 'read_documents', lambda path: docs[path])
+    out = tmp_path / 'pairs'
+    made = make_embedded_pair_task('corpus', str(out))
+    assert made['sizes']['dev'] == dict(rows=0, positive=0)
+    assert made['majority_rate'] == 0.5  # of the split that has rows
+    # seed 0 by default; each split's rows from sha1('<seed>-<split>')
+    seed = int.from_bytes(hashlib.sha1(b'0-train').digest()[:8], 'big')
+    rows = glue._pair_rows(docs['train'], np.random.default_rng(seed))
+    lines = (out / 'train.tsv').read_text().splitlines()
+    assert lines == ['sentence1\tsentence2\tlabel'
+                     ] + [f'{a}\t{b}\t{label}' for a, b, label in rows]
+    # reused while up to date; rebuilt when forced or a file is missing
+    assert not make_embedded_pair_task('corpus', str(out))['generated']
+    assert make_embedded_pair_task('corpus', str(out), force=True)['generated']
+    (out / 'dev.tsv').unlink()
+    assert make_embedded_pair_task('corpus', str(out))['generated']
+    assert make_embedded_pair_task('corpus', str(out), seed=1)['generated']
