@@ -74,3 +74,10 @@ def test_build_from_config():
     assert small.symbols == ['<blank>', '|', 'A', 'B']
     assert CharCTCVocab.build(None) == vocab
     assert CharCTCVocab.build(small) is small
+
+
+def test_equal_only_to_a_vocabulary_of_the_same_symbols():
+    from mmssl.datasets.char_vocab import CharCTCVocab
+    assert CharCTCVocab() == CharCTCVocab()
+    assert CharCTCVocab() != CharCTCVocab('AB')
+    assert CharCTCVocab() != 'ABC' and CharCTCVocab() != None  # noqa: E711

@@ -140,3 +140,86 @@ def test_build_looks_under_data_root(folder, tmp_path, monkeypatch):
         build_tokenizer('nope.model', data_root=str(other))
     assert "'nope.model' is neither a file nor one under data_root" in str(
         err.value) and 'train_tokenizer.py' in str(err.value)
+
+
+class _FakeSpm:
+    """sentencepiece stood in for: records the training call; a processor
+    with ``size`` pieces named by ``pieces``."""
+
+    def __init__(self, size=0, pieces=()):
+        self.calls, self.seeds = [], []
+        self.size, self.pieces = size, list(pieces)
+        fake = self
+
+        class Trainer:
+
+            @staticmethod
+            def train(**kwargs):
+                fake.calls.append(kwargs)
+
+        class Processor:
+
+            def Load(self, path):
+                pass
+
+            def GetPieceSize(self):
+                return fake.size
+
+            def IdToPiece(self, idx):
+                return fake.pieces[idx]  # IndexError past the end
+
+        self.SentencePieceTrainer = Trainer
+        self.SentencePieceProcessor = Processor
+
+    def set_random_generator_seed(self, seed):
+        self.seeds.append(seed)
+
+
+def test_training_options_and_defaults(tmp_path, monkeypatch):
+    from mmssl.datasets import tokenizer
+    fake = _FakeSpm()
+    monkeypatch.setattr(tokenizer, '_spm', lambda: fake)
+    corpus = tmp_path / 'c.txt'
+    corpus.write_text('a b c\n')
+    prefix = str(tmp_path / 'out' / 'spm')
+    # the smallest vocabulary: the 5 special pieces and one more
+    assert train_sentencepiece(str(corpus), prefix, 6) == prefix + '.model'
+    call = fake.calls[0]
+    assert fake.seeds == [0]
+    assert call['vocab_size'] == 6 and call['input'] == [str(corpus)]
+    assert (call['max_sentence_length'], call['shuffle_input_sentence'],
+            call['input_sentence_size'], call['num_threads'],
+            call['minloglevel']) == (8192, False, 0, 1, 2)
+    assert (call['pad_id'], call['unk_id'], call['bos_id'],
+            call['eos_id']) == (0, 1, -1, -1)
+    assert call['user_defined_symbols'] == ['[CLS]', '[SEP]', '[MASK]']
+    assert call['normalization_rule_name'] == 'nmt_nfkc_cf'
+    train_sentencepiece(
+        str(corpus), prefix, 6, lower_case=False, seed=3, num_threads=4)
+    assert fake.seeds[-1] == 3
+    assert fake.calls[-1]['normalization_rule_name'] == 'nmt_nfkc'
+    assert fake.calls[-1]['num_threads'] == 4  # options override
+    with pytest.raises(
+            ValueError, match='vocab_size must be an integer >= '
+            '6'):
+        train_sentencepiece(str(corpus), prefix, 5)
+
+
+def test_a_model_with_fewer_pieces_than_the_special_ids(tmp_path, monkeypatch):
+    from mmssl.datasets import tokenizer
+    fake = _FakeSpm(3, ['<pad>', '<unk>', '[CLS]'])
+    monkeypatch.setattr(tokenizer, '_spm', lambda: fake)
+    model = tmp_path / 'short.model'
+    model.write_bytes(b'x')
+    with pytest.raises(
+            ValueError, match=r'has None at id 3, expected '
+            r"'\[SEP\]'"):
+        SentencePieceTokenizer(str(model))
+
+
+def test_decode_keeps_unknown_pieces_and_drops_the_other_specials(tok):
+    ids = tok.encode('the parser reads lines')
+    assert tok.decode([tok.cls_id] + ids + [tok.sep_id, tok.pad_id]) == \
+        tok.sp.DecodeIds(ids)
+    assert tok.decode(ids + [tok.unk_id]) == tok.sp.DecodeIds(
+        ids + [tok.unk_id]) != tok.sp.DecodeIds(ids)
