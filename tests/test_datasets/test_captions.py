@@ -39,3 +39,75 @@ def test_captions_replay_the_stored_images(tmp_path):
     # cached: a second data set reads the same descriptions
     again = EmbeddedCaptionDataset(data_root=root, split='train')
     assert again.get_data_info(7)['captions'] == info['captions']
+
+
+def test_colour_name_thresholds():
+    import colorsys
+
+    # value below 1/4 is black (63.75 / 255 is exactly 1/4: not black)
+    assert colour_name((63, 63, 63)) == 'black'
+    assert colour_name((63.75, 63.75, 63.75)) == 'gray'
+    assert colour_name((100, 100, 100)) == 'gray'
+    # saturation below 0.2 is white / gray (above / at most 0.8 value)
+    assert colour_name((204, 204, 204)) == 'gray'
+    assert colour_name((205, 205, 205)) == 'white'
+    assert colour_name((255, 255, 255)) == 'white'
+    assert colour_name((255, 205, 205)) == 'white'  # s = 0.196
+    assert colour_name((255, 200, 200)) == 'red'
+    # hue bounds, half a degree either side
+    names = [
+        'red', 'orange', 'yellow', 'green', 'cyan', 'blue', 'purple', 'pink',
+        'red'
+    ]
+    for k, bound in enumerate((15, 45, 70, 165, 200, 255, 290, 335)):
+        for hue, name in ((bound - .5, names[k]), (bound + .5, names[k + 1])):
+            rgb = [255 * c for c in colorsys.hsv_to_rgb(hue / 360, 1, 1)]
+            assert colour_name(rgb) == name, (hue, rgb)
+
+
+def test_description_of_a_hand_made_scene(monkeypatch):
+    """The main shape is the first of the image's class wider than a fifth
+    of the side; its colour is the mean of its visible pixels, its size
+    'large' above 0.35 of the side; the other objects are distractors."""
+    from mmssl.datasets import captions
+    from mmssl.datasets.embedded_shapes import SHAPE_CLASSES, TEXTURES
+    S = 20
+    label = 3  # image 3 of the split has class 3
+    objects = [
+        dict(label=label, radius=0.2 * S),  # not wider than a fifth
+        dict(label=5, radius=0.5 * S),
+        dict(label=label, radius=0.35 * S),  # the main shape
+        dict(label=label, radius=0.4 * S),
+    ]
+    img = np.zeros((S, S, 3), np.uint8)
+    img[...] = (0, 0, 250)  # blue elsewhere
+    inst = np.zeros((S, S), np.int64)
+    img[2:8, 2:8] = (250, 10, 10)  # object 2 (id 3) is red where visible
+    inst[2:8, 2:8] = 3
+    img[10:12, 10:12] = (10, 200, 10)
+    inst[10:12, 10:12] = 2  # object 1 (id 2) is green
+
+    def render(rng, objs, size):
+        for k in range(len(objs)):  # object k gets texture k
+            rng.choice(len(TEXTURES), p=np.eye(len(TEXTURES))[k])
+        return img, inst, None
+
+    monkeypatch.setattr(captions, 'sample_cls_scene',
+                        lambda rng, lab, size: objects)
+    monkeypatch.setattr(captions, 'render_scene', render)
+    desc = describe_cls_image(0, 'train', label, S)
+    assert desc['label'] == label and desc['shape'] == SHAPE_CLASSES[label]
+    assert desc['colour'] == 'red'
+    assert desc['size'] == 'small'  # 0.35 of the side is not above it
+    assert desc['distractors'] == [
+        SHAPE_CLASSES[o['label']] for o in objects[:2] + objects[3:]
+    ]
+    assert desc['texture'] == TEXTURES[2]
+    objects[2]['radius'] = 0.36 * S
+    assert describe_cls_image(0, 'train', label, S)['size'] == 'large'
+    img[2:8, 2:8] = (120, 120, 120)  # the mean, not the sum: gray
+    assert describe_cls_image(0, 'train', label, S)['colour'] == 'gray'
+    # a main shape hidden behind others: the whole image's mean colour
+    inst[inst == 3] = 4
+    assert describe_cls_image(0, 'train', label, S)['colour'] == colour_name(
+        img.reshape(-1, 3).mean(0))

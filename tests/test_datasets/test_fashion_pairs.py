@@ -29,7 +29,7 @@ def _cfg(root, **kw):
 
 def test_pairs_are_deterministic_and_of_other_classes(data_root):
     ds = DATASETS.build(_cfg(data_root))
-    assert len(ds) == 12
+    assert len(ds) == 12 and ds.reference_offset == 1
     infos = [ds.get_data_info(i) for i in range(len(ds))]
     for info in infos:
         assert info['garment_label'] != info['reference_label']
@@ -89,3 +89,37 @@ def test_bad_input_is_named(data_root, tmp_path):
         DATASETS.build(_cfg(root, num_pairs=1))
     assert len(DATASETS.build(_cfg(root, num_pairs=1,
                                    check_images=False))) == 1
+
+
+def test_reference_is_the_next_image_of_another_class_after_the_offset(
+        data_root):
+    n = len(SHAPE_CLASSES)
+    ds = DATASETS.build(_cfg(data_root, reference_offset=n))
+    infos = [ds.get_data_info(i) for i in range(len(ds))]
+    # the image n places on has the same class: the one after it is used
+    assert infos[0]['reference_path'] == infos[n + 1]['garment_path']
+    assert all(i['garment_label'] != i['reference_label'] for i in infos)
+
+
+def test_mask_resized_by_area_half_a_pixel_is_garment(tmp_path):
+    from mmssl.datasets.fashion_pairs import LoadFashionPair
+    for name in ('g.png', 'r.png'):
+        Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / name)
+    mask = np.zeros((16, 16), np.uint8)
+    mask[0, 0:2] = 1  # half of output pixel (0, 0)
+    mask[0:2, 2] = 1  # a quarter of (0, 1) ...
+    mask[0, 3] = 1  # ... and another quarter: half
+    mask[2:4, 4:6] = 1
+    mask[2, 4] = 0  # three quarters of (1, 2)
+    mask[6, 6] = 1  # a quarter of (3, 3): background
+    out = LoadFashionPair(size=8).transform(
+        dict(
+            garment_path=str(tmp_path / 'g.png'),
+            reference_path=str(tmp_path / 'r.png'),
+            gt_mask=mask))
+    assert out['garment'].shape == out['reference'].shape == (3, 8, 8)
+    expected = torch.zeros(1, 8, 8)
+    expected[0, 0, 0] = expected[0, 0, 1] = expected[0, 1, 2] = 1
+    assert torch.equal(out['gt_mask'], expected)
+    with pytest.raises(ValueError, match='size must be an integer >= 8'):
+        LoadFashionPair(size=7)
