@@ -111,3 +111,42 @@ def test_description_of_a_hand_made_scene(monkeypatch):
     inst[inst == 3] = 4
     assert describe_cls_image(0, 'train', label, S)['colour'] == colour_name(
         img.reshape(-1, 3).mean(0))
+
+
+def test_caption_cache_is_read_only_when_key_and_count_match(tmp_path):
+    """The cached descriptions are used when both the generation key and the
+    number of images match; a cache of another key or another count is
+    rebuilt from the images."""
+    import json
+
+    from mmssl.datasets.captions import _load_descriptions
+    root = str(tmp_path / 'emb')
+    make_embedded_data(root, seed=3, img_size=32, num_train=4, num_val=4)
+    fresh = _load_descriptions(root, 'train')
+    assert len(fresh) == 4
+    path = osp.join(root, 'cls', 'meta', 'captions_train.json')
+    with open(path) as f:
+        stored = json.load(f)
+    marked = [dict(d, shape='marker') for d in fresh]
+
+    def write(key, items):
+        with open(path, 'w') as f:
+            json.dump(dict(key=key, items=items), f)
+
+    # same key and count: the cache is read as it is
+    write(stored['key'], marked)
+    assert [d['shape']
+            for d in _load_descriptions(root, 'train')] == ['marker'] * 4
+    # same key, one item fewer: rebuilt
+    write(stored['key'], marked[:3])
+    assert _load_descriptions(root, 'train') == fresh
+    # another key, the right count: rebuilt
+    write(dict(stored['key'], seed=99), marked)
+    assert _load_descriptions(root, 'train') == fresh
+    # no key at all: rebuilt
+    with open(path, 'w') as f:
+        json.dump(dict(items=marked), f)
+    assert _load_descriptions(root, 'train') == fresh
+    # and the rebuilt cache was written back
+    with open(path) as f:
+        assert json.load(f)['items'] == fresh
