@@ -83,3 +83,16 @@ def test_metric_default_split_of_an_odd_class_count():
     metric.process(
         {}, [DataSample().set_pred_score(scores[0]).set_gt_label(2).to_dict()])
     assert math.isnan(metric.evaluate(1)['base_novel/base'])
+
+
+def test_metric_keeps_no_autograd_graph():
+    scores, labels = _hand_example()
+    metric = BaseNovelAccuracy(num_base=2)
+    leaf = scores.clone().requires_grad_()
+    metric.process({}, [
+        DataSample().set_pred_score(s).set_gt_label(int(y)).to_dict()
+        for s, y in zip(leaf * 2, labels)
+    ])
+    assert not any(r['score'].requires_grad for r in metric.results)
+    assert metric.evaluate(len(labels))['base_novel/base'] == pytest.approx(
+        200 / 3)

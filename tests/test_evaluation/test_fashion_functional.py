@@ -123,3 +123,22 @@ def test_auroc_threshold_and_one_sided_masks():
     # one pixel on either side is enough
     assert mask_score_auroc(score, torch.tensor([[1., 1.], [1., 0.]])) == 1.0
     assert mask_score_auroc(score, torch.tensor([[0., 0.], [0., 1.]])) == 0.0
+
+
+def test_key_self_similarity_by_hand():
+    # per token cosine: (3, 4) and (4, -3) are orthogonal, (6, 8) is (3, 4)
+    keys = torch.tensor([[[3., 4.], [4., -3.], [6., 8.]]])
+    expected = torch.tensor([[1., 0., 1.], [0., 1., 0.], [1., 0., 1.]])
+    assert torch.allclose(key_self_similarity(keys)[0], expected, atol=1e-6)
+    # each image of a batch on its own
+    two = torch.cat([keys, torch.tensor([[[1., 0.], [1., 1.], [0., 2.]]])])
+    sim = key_self_similarity(two)
+    assert sim.shape == (2, 3, 3)
+    assert torch.allclose(sim[0], expected, atol=1e-6)
+    assert sim[1, 0, 1].item() == pytest.approx(2**-0.5)
+    assert sim[1, 0, 2].item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_token_mask_of_a_cls_token_alone():
+    # no patch at all: only [CLS], which never counts as garment
+    assert _token_mask(torch.ones(1, 1, 4, 4), 1).tolist() == [False]

@@ -104,3 +104,19 @@ def test_mask_score_auroc_hand_example():
         ])
     out = metric.compute_metrics(metric.results)
     assert out['mask_score_auroc'] == 0.0  # inverted score
+
+
+def test_garment_is_the_first_input_and_empty_masks_are_counted():
+    garment, result, pred, gt = _pair()
+    metric = FashionTransferMetric()
+    # the second input (the reference) is far from the result everywhere
+    pair = torch.stack([garment, torch.ones(3, 4, 4)])
+    metric.process(
+        dict(inputs=[pair, pair]),
+        [dict(pred_img=result, pred_mask=pred, gt_mask=gt)] * 2)
+    metric.process(
+        dict(inputs=[pair]),
+        [dict(pred_img=result, pred_mask=pred, gt_mask=gt, empty_mask=True)])
+    out = metric.compute_metrics(metric.results)
+    assert out['background_l1'] == pytest.approx(0.5 / 12)
+    assert out['empty_masks'] == 1 and out['num_pairs'] == 3

@@ -102,3 +102,35 @@ def test_runner_builds_the_metric_from_a_config_dict():
                 dict(type='mmssl.MLMSOPMetric')):
         evaluator = Runner.build_evaluator(None, cfg)
         assert type(evaluator.metrics[0]).__name__ == cfg['type'][6:]
+
+
+def test_f1_is_that_of_the_positive_class():
+    # class 1: tp 1, fp 1, fn 0 -> F1 2 / 3; class 0 would be 4 / 5
+    out = _run(GLUEMetric(scores='f1'), _cls([1, 1, 0, 0], [1, 0, 0, 0]))
+    assert out == {'f1': pytest.approx(200 / 3)}
+
+
+def test_predictions_that_require_grad_are_read():
+    samples = [
+        dict(
+            pred_value=torch.tensor(p, requires_grad=True),
+            gt_label=torch.tensor(g))
+        for p, g in ((1., 1.), (2., 3.), (3., 4.))
+    ]
+    out = _run(GLUEMetric(scores='spearman'), samples)
+    assert out == {'spearman': pytest.approx(100.)}
+
+
+def test_mlm_without_masked_positions_and_sop_by_hand():
+    samples = [
+        dict(
+            mlm_correct=0,
+            mlm_total=0,
+            sop_pred=torch.tensor(p),
+            sop_label=torch.tensor(g)) for p, g in ((1, 1), (0, 0), (0, 1))
+    ]
+    # no masked position: 0 %, not a division by zero; SOP 2 of 3 right
+    assert _run(MLMSOPMetric(), samples) == {
+        'mlm_accuracy': 0.,
+        'sop_accuracy': pytest.approx(200 / 3)
+    }

@@ -64,3 +64,26 @@ def test_bad_shapes_raise():
         representation_health(torch.ones(1, 4))
     with pytest.raises(ValueError):
         effective_rank(torch.ones(4))
+
+
+def test_small_matrices_keep_their_rank():
+    # singular values 0.1 each sum to 0.3: small, but not zero
+    assert effective_rank(0.1 * torch.eye(3)) == pytest.approx(3.0)
+    assert effective_rank(1e-3 * torch.eye(2)) == pytest.approx(2.0)
+
+
+def test_effective_rank_centres_only_when_asked():
+    # rows (1, 0) and (1, 2): centred they are (0, -1) and (0, 1), rank 1
+    x = torch.tensor([[1., 0.], [1., 2.]])
+    assert effective_rank(x, center=True) == pytest.approx(1.0)
+    assert effective_rank(x) > 1.5
+
+
+def test_std_min_and_std_mean_by_hand():
+    # normalised rows (0.6, 0.8) and (0.6, -0.8): stds 0 and 0.8
+    health = representation_health(torch.tensor([[3., 4.], [3., -4.]]))
+    assert health['std_min'] == pytest.approx(0.0, abs=1e-12)
+    assert health['std_mean'] == pytest.approx(0.4)
+    # two features are enough; their centred rank bound is 1
+    assert health['effective_rank'] == pytest.approx(1.0)
+    assert health['rank_ratio'] == pytest.approx(1.0)

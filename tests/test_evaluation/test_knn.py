@@ -74,3 +74,71 @@ def test_bad_arguments_raise():
         knn_classify(TRAIN, LABELS, torch.ones(1, 3), 2)
     with pytest.raises(ValueError):
         knn_classify(TRAIN, LABELS[:2], TEST, 2)
+
+
+def _at_cosines(cosines):
+    """Unit vectors in 2-D with the given cosines to the test point (1, 0)."""
+    c = torch.tensor(cosines, dtype=torch.float64)
+    return torch.stack([c, (1 - c**2).sqrt()], dim=1).float()
+
+
+def test_default_k_is_20():
+    # 10 neighbours of class 1 at cosine 0.99, 50 of class 0 at 0.98: the 20
+    # nearest hold 10 of each (class 1 wins on similarity), 40 would hold 30
+    # of class 0 (10 e^(0.99 / 0.07) < 30 e^(0.98 / 0.07))
+    train = _at_cosines([0.99] * 10 + [0.98] * 50)
+    labels = torch.tensor([1] * 10 + [0] * 50)
+    assert knn_classify(train, labels, TEST, 2).tolist() == [1]
+    assert knn_classify(train, labels, TEST, 2, k=40).tolist() == [0]
+    assert knn_accuracy(train, labels, TEST, torch.tensor([1]), 2) == 100.0
+
+
+def test_default_temperature_is_0_07():
+    # 20 neighbours: 5 of class 1 at cosine 1, 15 of class 0 at 0.9;
+    # T = 0.07: 5 e^14.3 > 15 e^12.9, T = 0.14: 5 e^7.1 < 15 e^6.4
+    train = _at_cosines([1.0] * 5 + [0.9] * 15)
+    labels = torch.tensor([1] * 5 + [0] * 15)
+    assert knn_classify(train, labels, TEST, 2).tolist() == [1]
+    assert knn_classify(
+        train, labels, TEST, 2, temperature=0.14).tolist() == [0]
+    assert knn_accuracy(train, labels, TEST, torch.tensor([1]), 2) == 100.0
+
+
+def test_default_chunk_size():
+    import inspect
+    assert inspect.signature(
+        knn_classify).parameters['chunk_size'].default == 1024
+
+
+def test_each_feature_is_normalised_on_its_own():
+    # rows scaled differently: cosine neighbours are unchanged (a
+    # normalisation over the set instead would favour the long rows)
+    labels = torch.tensor([0, 1, 2])
+    scaled = TRAIN * torch.tensor([[0.1], [10.], [1.]])
+    test = torch.tensor([[1.0, 0.0], [8.0, 6.0]])
+    assert knn_classify(scaled, labels, test, 3, k=1).tolist() == [0, 1]
+    assert knn_classify(
+        TRAIN, labels, test * torch.tensor([[3.], [0.1]]), 3,
+        k=1).tolist() == [0, 1]
+
+
+def test_set_sizes_at_the_edges():
+    # one training feature is enough; none is refused
+    one = knn_classify(TRAIN[:1], LABELS[:1], TEST, 2)
+    assert one.tolist() == [0]
+    with pytest.raises(ValueError, match='at least one training feature'):
+        knn_classify(torch.ones(0, 2), torch.ones(0), TEST, 2)
+    # no test feature: an empty prediction; its accuracy is refused, one
+    # test feature has one
+    empty = knn_classify(TRAIN, LABELS, torch.ones(0, 2), 2)
+    assert empty.shape == (0, ) and empty.dtype == torch.long
+    with pytest.raises(ValueError, match='at least one test feature'):
+        knn_accuracy(TRAIN, LABELS, torch.ones(0, 2), torch.ones(0), 2)
+    assert knn_accuracy(TRAIN, LABELS, TEST, torch.tensor([0]), 2, k=1) == 100
+    # features of another rank, on either side
+    with pytest.raises(ValueError, match='2-D'):
+        knn_classify(TRAIN[None], LABELS, TEST, 2)
+    with pytest.raises(ValueError, match='2-D'):
+        knn_classify(TRAIN, LABELS, TEST[None], 2)
+    with pytest.raises(ValueError, match='test_labels'):
+        knn_accuracy(TRAIN, LABELS, TEST, torch.tensor([0, 1]), 2)

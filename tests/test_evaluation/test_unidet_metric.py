@@ -126,3 +126,55 @@ def test_wrong_classes_lower_map_and_missing_source(embedded):
     with pytest.raises(ValueError, match="'coco' is not in the label space"):
         bad.process({}, [])
     assert np.isfinite(res['source_b/bbox_mAP'])
+
+
+def test_setup_defaults_and_the_recorded_rows(embedded, monkeypatch):
+    """mmdet's CocoMetric is built once per source (bbox, classwise off,
+    proposal numbers 100 / 300 / 1000 by default); each image records its
+    (width, height) from ``ori_shape = (H, W)`` and how many boxes of
+    classes its source lacks were dropped."""
+    import mmdet.evaluation
+    root, path = embedded
+    space = json.load(open(path))
+    built = []
+    coco_metric = mmdet.evaluation.CocoMetric
+
+    def spy(**kwargs):
+        built.append(kwargs)
+        return coco_metric(**kwargs)
+
+    monkeypatch.setattr(mmdet.evaluation, 'CocoMetric', spy)
+    metric = _metric(root, path)
+    star = space['classes'].index('star')  # source_a has no star
+    samples = _samples(root, space, 'source_a', extra=star)
+    sample = dict(samples[0], ori_shape=(30, 50))
+    labels = sample['pred_instances']['labels']
+    pred = dict(
+        sample['pred_instances'],
+        bboxes=torch.cat([sample['pred_instances']['bboxes']] * 2),
+        scores=torch.ones(2 * len(labels)),
+        labels=torch.cat([labels, labels]))
+    metric.process({}, [dict(sample, pred_instances=pred)])
+    metric.process({}, samples[1:])
+    assert len(built) == 2  # once per source, not once per batch
+    assert all(b['metric'] == 'bbox' and b['classwise'] is False
+               and tuple(b['proposal_nums']) == (100, 300, 1000)
+               for b in built)
+    src, gt, result = metric.results[0]
+    assert src == 'source_a'
+    assert gt == dict(width=50, height=30, img_id=sample['img_id'])
+    assert result['dropped'] == 2  # the star box, twice
+    assert len(result['labels']) == 2 * (len(labels) - 1)
+
+
+def test_a_fresh_metric_computes_the_collected_results(embedded):
+    """In distributed evaluation the metric that computes may not be the
+    one that processed every result: it reads the label space itself."""
+    root, path = embedded
+    space = json.load(open(path))
+    worker = _metric(root, path)
+    worker.process({}, _samples(root, space, 'source_b'))
+    fresh = _metric(root, path)
+    res = fresh.compute_metrics(worker.results)
+    assert res['source_b/bbox_mAP'] == pytest.approx(1.0)
+    assert res['mean/bbox_mAP'] == pytest.approx(1.0)

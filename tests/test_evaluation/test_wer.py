@@ -77,3 +77,10 @@ def test_metric_prefix_and_missing_key():
     bad.set_field('A', 'transcript', dtype=str)
     with pytest.raises(KeyError, match='pred_text'):
         WERMetric().process(None, [bad])
+
+
+def test_one_side_a_single_string_is_refused():
+    with pytest.raises(TypeError, match='lists'):
+        wer(['A B'], 'A B')
+    with pytest.raises(TypeError, match='lists'):
+        cer('A B', ['A B'])

@@ -37,7 +37,7 @@ def effective_rank(x: Tensor, center: bool = False) -> float:
         raise ValueError(f'x must be 2-D (N, C), got {tuple(x.shape)}')
     x = x.detach().double()
     if center:
-        x = x - x.mean(dim=0, keepdim=True)
+        x = x - x.mean(dim=0)
     s = torch.linalg.svdvals(x)
     total = s.sum()
     if total <= 0:

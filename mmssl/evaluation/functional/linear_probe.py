@@ -36,8 +36,8 @@ def standardize_features(train_feats: Tensor,
         ``(x - mean_train) / std_train``.
     """
     train_feats = train_feats.float()
-    mean = train_feats.mean(dim=0, keepdim=True)
-    std = train_feats.std(dim=0, unbiased=False, keepdim=True).clamp_min(eps)
+    mean = train_feats.mean(dim=0)  # (C, )
+    std = train_feats.std(dim=0, unbiased=False).clamp_min(eps)
     return (train_feats - mean) / std, (test_feats.float() - mean) / std
 
 

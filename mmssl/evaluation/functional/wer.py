@@ -22,9 +22,10 @@ def edit_distance(a: Sequence, b: Sequence) -> int:
         a, b = b, a
     prev = list(range(len(b) + 1))
     for i, x in enumerate(a, start=1):
-        cur = [i] + [0] * len(b)
+        cur = [i]
         for j, y in enumerate(b, start=1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
+            cur.append(
+                min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
         prev = cur
     return prev[-1]
 

@@ -12,7 +12,7 @@ __all__ = ['BaseNovelAccuracy', 'harmonic_mean', 'base_novel_accuracy']
 
 
 def harmonic_mean(base: float, novel: float) -> float:
-    """``H = 2 B N / (B + N)`` (0 when both are 0)."""
+    """``H = 2 B N / (B + N)`` (0 when both are 0, nan when either is)."""
     return 0.0 if base + novel == 0 else 2 * base * novel / (base + novel)
 
 
@@ -37,15 +37,13 @@ def base_novel_accuracy(scores: torch.Tensor, labels: torch.Tensor,
         num_novel_images=int((~is_base).sum()))
     base = novel = float('nan')
     if is_base.any():
-        pred = scores[is_base][:, :num_base].argmax(-1)
+        pred = scores[is_base][:, :num_base].argmax(1)
         base = (pred == labels[is_base]).float().mean().item() * 100
     if (~is_base).any():
-        pred = scores[~is_base][:, num_base:].argmax(-1) + num_base
+        pred = scores[~is_base][:, num_base:].argmax(1) + num_base
         novel = (pred == labels[~is_base]).float().mean().item() * 100
-    hm = harmonic_mean(base, novel) if not (math.isnan(base) or
-                                            math.isnan(novel)) else \
-        float('nan')
-    out.update(base=base, novel=novel, hm=hm)
+    # a nan part (no images) makes the harmonic mean nan
+    out.update(base=base, novel=novel, hm=harmonic_mean(base, novel))
     return out
 
 
@@ -80,7 +78,7 @@ class BaseNovelAccuracy(BaseMetric):
             self.results.append(
                 dict(
                     score=ds['pred_score'].detach().cpu(),
-                    label=int(ds['gt_label'].view(-1)[0])))
+                    label=int(ds['gt_label'].item())))
 
     def compute_metrics(self, results: List[dict]) -> dict:
         scores = torch.stack([r['score'] for r in results])

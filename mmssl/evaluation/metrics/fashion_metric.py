@@ -112,6 +112,6 @@ class FashionTransferMetric(BaseMetric):
             out[k] = sum(vals) / len(vals) if vals else float('nan')
         # pairs whose automatic mask was empty (editor on_empty_mask=
         # 'no_mask'); their mask IoU counts as 0 above
-        out['empty_masks'] = int(sum(r.get('empty_mask', 0.) for r in results))
+        out['empty_masks'] = int(sum(r['empty_mask'] for r in results))
         out['num_pairs'] = len(results)
         return out
