@@ -37,6 +37,13 @@ SINGLE_SENTENCE_MODES = ('split_tokens', 'random_doc', 'skip')
 Segment = Tuple[np.ndarray, np.ndarray]
 
 
+def _join(segments: List[Segment]) -> Segment:
+    """The segments' ids and word starts, each concatenated (empty for no
+    segment)."""
+    return (np.concatenate([np.zeros(0, np.int64)] + [s[0] for s in segments]),
+            np.concatenate([np.zeros(0, bool)] + [s[1] for s in segments]))
+
+
 def truncate_pair(a: List[Segment], b: List[Segment], max_tokens: int,
                   rng: np.random.Generator) -> Tuple[Segment, Segment]:
     """Concatenate and truncate segments A and B to ``max_tokens`` in all.
@@ -47,10 +54,8 @@ def truncate_pair(a: List[Segment], b: List[Segment], max_tokens: int,
     Returns:
         tuple: ``(ids_a, starts_a), (ids_b, starts_b)``.
     """
-    ids_a = np.concatenate([s[0] for s in a]) if a else np.zeros(0, np.int64)
-    st_a = np.concatenate([s[1] for s in a]) if a else np.zeros(0, bool)
-    ids_b = np.concatenate([s[0] for s in b]) if b else np.zeros(0, np.int64)
-    st_b = np.concatenate([s[1] for s in b]) if b else np.zeros(0, bool)
+    ids_a, st_a = _join(a)
+    ids_b, st_b = _join(b)
     lo_a, hi_a, lo_b, hi_b = 0, len(ids_a), 0, len(ids_b)
     while (hi_a - lo_a) + (hi_b - lo_b) > max_tokens:
         front = rng.random() < 0.5
@@ -117,11 +122,13 @@ def pair_item(a: Segment, b: Segment, label: int, single: bool) -> dict:
     :class:`AlbertPretrainDataset`): ``input_ids`` / ``token_type_ids``
     ``(T,)`` int64, ``word_starts`` ``(T,)`` bool, ``sop_label``,
     ``single_sentence``; ``T = len(A) + len(B) + 3``."""
-    ids = np.concatenate([[CLS_ID], a[0], [SEP_ID], b[0],
+    (ids_a, starts_a), (ids_b, starts_b) = a, b
+    ids = np.concatenate([[CLS_ID], ids_a, [SEP_ID], ids_b,
                           [SEP_ID]]).astype(np.int64)
-    starts = np.concatenate([[True], a[1], [True], b[1], [True]]).astype(bool)
+    starts = np.concatenate([[True], starts_a, [True], starts_b,
+                             [True]]).astype(bool)
     types = np.zeros(len(ids), dtype=np.int64)
-    types[len(a[0]) + 2:] = 1
+    types[len(ids_a) + 2:] = 1
     return dict(
         input_ids=ids,
         token_type_ids=types,

@@ -33,6 +33,7 @@ is about 0.9 MB of text in ~2,650 documents (10,500 sentences), built
 in about five seconds.
 """
 import ast
+import codecs
 import hashlib
 import importlib.util
 import inspect
@@ -115,7 +116,7 @@ def _prose_sentences(doc: str) -> List[str]:
     sentences = []
     for para in re.split(r'\n\s*\n', inspect.cleandoc(doc)):
         lines = para.split('\n')
-        if not lines or lines[0][:1].isspace():
+        if lines[0][:1].isspace():
             continue  # an indented (code / literal) block
         if any(ln.lstrip().startswith(('>>>', '... ')) for ln in lines):
             continue  # a doctest
@@ -156,7 +157,7 @@ def docstring_documents(modules: Sequence[str],
                                   (ast.Module, ast.ClassDef, ast.FunctionDef,
                                    ast.AsyncFunctionDef)):
                     continue
-                doc = ast.get_docstring(node, clean=False)
+                doc = ast.get_docstring(node)
                 if not doc:
                     continue
                 sentences = _prose_sentences(doc)
@@ -328,6 +329,17 @@ def _decode_line(path: str, raw: bytes, offset: int, line: int) -> str:
             'to UTF-8 plain text, one sentence per line') from None
 
 
+def _complete_chars(data: bytes) -> bytes:
+    """``data`` without a UTF-8 character cut off at its end (bytes that
+    are not UTF-8 are kept, for :func:`_decode_line` to report)."""
+    decoder = codecs.getincrementaldecoder('utf-8')()
+    try:
+        decoder.decode(data, final=False)
+    except UnicodeDecodeError:
+        return data
+    return data[:len(data) - len(decoder.getstate()[0])]
+
+
 def check_corpus_file(path: str, probe_bytes: int = 1 << 16) -> None:
     """Refuse a corpus file that is missing, has no bytes, or whose first
     ``probe_bytes`` bytes are binary (cheap checks before a long read; the
@@ -346,7 +358,7 @@ def check_corpus_file(path: str, probe_bytes: int = 1 << 16) -> None:
         head = f.read(probe_bytes)
     if len(head) == probe_bytes:  # keep whole lines (or whole characters)
         cut = head.rfind(b'\n')
-        head = head[:cut + 1] if cut >= 0 else head[:-3]
+        head = head[:cut + 1] if cut >= 0 else _complete_chars(head)
     offset = 0
     for number, raw in enumerate(head.split(b'\n'), 1):
         _decode_line(path, raw, offset, number)

@@ -360,3 +360,33 @@ def test_dataset_defaults_and_max_documents(files):
     assert len(all_docs) > 2
     for got, want in zip(docs, all_docs[:2]):
         assert [s[0].tolist() for s in got] == [s[0].tolist() for s in want]
+
+
+def test_random_doc_of_a_single_document_skips_a_lone_sentence():
+    """With no other document to draw B from, a one-sentence chunk makes
+    no pair (it is not drawn from the document itself)."""
+    from mmssl.datasets.albert_pretrain import instances_from_document
+    docs = [[_seg([10, 11, 12], [1, 1, 1])]]
+    for seed in range(5):
+        assert instances_from_document(
+            docs, 0, np.random.default_rng(seed),
+            single_sentence='random_doc') == []
+
+
+def test_a_pair_with_an_empty_side_is_dropped():
+    """max_seq_length 4 (below the data set's minimum; no short target, which
+    would need 2 tokens) leaves room for one token: truncation empties one
+    side of every pair, and such pairs are not items; 5 tokens keep one
+    token a side (a pair per sentence: each fills the target of 2)."""
+    from mmssl.datasets.albert_pretrain import instances_from_document
+    docs = [[_seg([10, 11], [1, 1]), _seg([20, 21], [1, 1])]]
+    for seed in range(5):
+        assert instances_from_document(
+            docs,
+            0,
+            np.random.default_rng(seed),
+            max_seq_length=4,
+            short_seq_prob=0.) == []
+        items = instances_from_document(
+            docs, 0, np.random.default_rng(seed), max_seq_length=5)
+        assert [len(item['input_ids']) for item in items] == [5, 5]
