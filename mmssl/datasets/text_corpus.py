@@ -356,9 +356,8 @@ def check_corpus_file(path: str, probe_bytes: int = 1 << 16) -> None:
         raise _empty_file_error(path)
     with open(path, 'rb') as f:
         head = f.read(probe_bytes)
-    if len(head) == probe_bytes:  # keep whole lines (or whole characters)
-        cut = head.rfind(b'\n')
-        head = head[:cut + 1] if cut >= 0 else _complete_chars(head)
+    if len(head) == probe_bytes:  # the file goes on: whole characters only
+        head = _complete_chars(head)
     offset = 0
     for number, raw in enumerate(head.split(b'\n'), 1):
         _decode_line(path, raw, offset, number)

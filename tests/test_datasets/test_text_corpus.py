@@ -264,6 +264,10 @@ def test_check_corpus_file_keeps_whole_lines_and_characters(tmp_path, cut):
     path.write_bytes(b'abc\xffdefghijklmnop\n')
     with pytest.raises(ValueError, match='not UTF-8'):
         check_corpus_file(str(path), probe_bytes=cut)
+    # and so is a character cut off by the end of a file the probe holds
+    path.write_bytes('a😀'.encode()[:-1])
+    with pytest.raises(ValueError, match='not UTF-8'):
+        check_corpus_file(str(path), probe_bytes=cut)
 
 
 def test_iter_corpus_lines_longest_line(tmp_path):
