@@ -80,3 +80,25 @@ def test_clear_errors(tmp_path):
         f.write(f'{keys[6]} 14\n')  # the last entry wins: out of range
     with pytest.raises(ValueError, match='label 14'):
         Clothing1M(root, split='clean_test')
+
+
+def test_category_names_file_and_label_file_lines(tmp_path):
+    """``category_names_eng.txt`` names the classes when present (and must
+    name 14); a label file's malformed line is named by its 1-based
+    number."""
+    root = str(tmp_path)
+    keys = _fake(root)
+    names = [f'kind {i}' for i in range(14)]
+    with open(osp.join(root, 'category_names_eng.txt'), 'w') as f:
+        f.write('\n'.join(names) + '\n\n')
+    assert Clothing1M(root).metainfo['classes'] == tuple(names)
+    with open(osp.join(root, 'category_names_eng.txt'), 'w') as f:
+        f.write('\n'.join(names[:13]) + '\n')
+    with pytest.raises(ValueError, match='names 13 classes'):
+        Clothing1M(root)
+    os.remove(osp.join(root, 'category_names_eng.txt'))
+    assert Clothing1M(root).metainfo['classes'] == tuple(CLOTHING1M_CLASSES)
+    with open(osp.join(root, 'noisy_label_kv.txt'), 'w') as f:
+        f.write(f'{keys[0]} 1\n\n{keys[1]} 2 extra\n')
+    with pytest.raises(ValueError, match='line 3 of'):
+        Clothing1M(root)
