@@ -158,15 +158,18 @@ def render_utterance(wave: np.ndarray, peak: float, snr_db: float,
         np.ndarray: int16 ``(T',)`` at 16 kHz.
     """
     from scipy.signal import resample_poly
-    x = resample_poly(wave.astype(np.float64) / 32768., 320, 441)
-    loud = np.flatnonzero(np.abs(x) > 0.01 * max(np.abs(x).max(), 1e-9))
-    if len(loud):
-        margin = AUDIO_RATE // 10
-        x = x[max(0, loud[0] - margin):loud[-1] + margin + 1]
-    top = np.abs(x).max() if len(x) else 0.
-    if top > 0:
-        x = x * (peak / top)
-    power = float(np.mean(x**2)) if len(x) else 0.
+
+    if len(wave) == 0:
+        return np.zeros(0, np.int16)
+    # the input's scale does not matter: the peak is set below
+    x = resample_poly(wave.astype(np.float64), 320, 441)
+    top = np.abs(x).max()
+    if top == 0:  # silence stays silence
+        return np.zeros(len(x), np.int16)
+    loud = np.flatnonzero(np.abs(x) > 0.01 * top)
+    margin = AUDIO_RATE // 10
+    x = x[max(0, loud[0] - margin):loud[-1] + margin + 1] * (peak / top)
+    power = float(np.mean(x**2))
     rng = np.random.default_rng(list(noise_seed))
     x = x + rng.normal(0., np.sqrt(power / 10**(snr_db / 10.)), len(x))
     return np.round(np.clip(x, -1., 32767 / 32768.) * 32768.).astype(np.int16)
