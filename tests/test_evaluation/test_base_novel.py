@@ -96,3 +96,15 @@ def test_metric_keeps_no_autograd_graph():
     assert not any(r['score'].requires_grad for r in metric.results)
     assert metric.evaluate(len(labels))['base_novel/base'] == pytest.approx(
         200 / 3)
+
+
+def test_metric_refuses_a_multi_label_gt_label():
+    metric = BaseNovelAccuracy(num_base=2)
+    with pytest.raises(ValueError, match=r'one class index .*shape \(2,\)'):
+        metric.process(
+            {},
+            [dict(pred_score=torch.rand(4), gt_label=torch.tensor([0, 3]))])
+    # a 0-d label is one index too
+    metric.process({},
+                   [dict(pred_score=torch.rand(4), gt_label=torch.tensor(1))])
+    assert metric.results[-1]['label'] == 1

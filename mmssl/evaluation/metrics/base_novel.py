@@ -75,10 +75,17 @@ class BaseNovelAccuracy(BaseMetric):
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         for ds in data_samples:
+            label = torch.as_tensor(ds['gt_label'])
+            if label.numel() != 1:
+                raise ValueError(
+                    'BaseNovelAccuracy: gt_label must be one class index '
+                    f'per image, got shape {tuple(label.shape)}; base / '
+                    'novel accuracy is single-label (use a single-label '
+                    'data set such as mmssl.CoOpSplitDataset)')
             self.results.append(
                 dict(
                     score=ds['pred_score'].detach().cpu(),
-                    label=int(ds['gt_label'].item())))
+                    label=int(label.item())))
 
     def compute_metrics(self, results: List[dict]) -> dict:
         scores = torch.stack([r['score'] for r in results])
