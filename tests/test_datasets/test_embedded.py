@@ -1,5 +1,7 @@
 # Copyright (c) mmssl contributors. All rights reserved.
 """The embedded data generator: determinism, formats, label spaces, locks."""
+import hashlib
+import inspect
 import json
 import multiprocessing as mp
 import os
@@ -15,6 +17,7 @@ import mmssl.datasets.embedded as embedded
 from mmssl.datasets import (SHAPE_CLASSES, SHAPE_HIERARCHY,
                             UNIDET_LABEL_SPACES, ensure_embedded_data,
                             load_embedded_meta, make_embedded_data)
+from mmssl.datasets.embedded_shapes import render_scene, sample_det_scene
 
 SMALL = dict(img_size=64, num_train=40, num_val=12)
 
@@ -212,3 +215,197 @@ def test_regenerate_only_when_needed(tmp_path, monkeypatch):
     assert load_embedded_meta(root)['params']['seed'] == 5
     with pytest.raises(ValueError):
         make_embedded_data(root, num_train=0)
+
+
+def _digest(root):
+    """sha1 of every file but ``meta.json``: PNGs by their decoded pixels
+    (independent of the PNG encoder), the rest byte for byte."""
+    sha = hashlib.sha1()
+    for rel, data in sorted(_files(root).items()):
+        sha.update(rel.encode())
+        if rel.endswith('.png'):
+            with Image.open(osp.join(root, rel)) as img:
+                pixels = np.asarray(img)
+            sha.update(str(pixels.shape).encode() + pixels.tobytes())
+        else:
+            sha.update(data)
+    return sha.hexdigest()
+
+
+def test_output_is_pinned_to_the_generator_version(data_root):
+    """The version contract: results recorded on the embedded data are
+    comparable only while its content is. A change of this digest is a
+    change of the data set: bump ``EMBEDDED_VERSION`` with it."""
+    assert embedded.EMBEDDED_VERSION == '1.0'
+    assert _digest(data_root) == EMBEDDED_1_0_DIGEST, (
+        'the embedded data changed: bump EMBEDDED_VERSION and re-pin')
+
+
+EMBEDDED_1_0_DIGEST = '8a6524c01acc410bc2836decb0a3c80ce6c56299'
+
+
+def test_image_streams_are_independent():
+    first = {
+        stream: embedded._rng(0, stream, 'train', 0).uniform()
+        for stream in ('cls', 'det', 'source_a', 'source_b')
+    }
+    assert len(set(first.values())) == 4
+    assert embedded._rng(0, 'det', 'val', 0).uniform() != first['det']
+    assert embedded._rng(0, 'det', 'train', 1).uniform() != first['det']
+    assert embedded._rng(1, 'det', 'train', 0).uniform() != first['det']
+
+
+def test_hidden_instances_are_not_annotated():
+    """An object is annotated if at least 4 pixels and a fifth of its own
+    area are visible."""
+    cases = [  # (visible pixels, full area, kept)
+        (4, 10., True), (3, 10., False), (3, 1., False), (20, 100., True),
+        (19, 100., False), (39, 200., False), (40, 200., True)
+    ]
+    for visible, full, kept in cases:
+        inst = np.zeros((20, 20), dtype=np.int64)
+        inst.flat[:visible] = 2
+        objects = [dict(label=0), dict(label=1)]
+        out = embedded._instances(inst, objects, np.array([5., full]))
+        assert [k for k, _ in out] == ([1] if kept else []), (visible, full)
+        if kept:
+            assert out[0][1].dtype == bool and out[0][1].sum() == visible
+    # the kept objects of a drawn scene: what the annotations hold
+    rng = np.random.default_rng(3)
+    objects = sample_det_scene(rng, range(9), 32)
+    _, inst, full = render_scene(rng, objects, 32)
+    kept = embedded._instances(inst, objects, full)
+    for k, mask in kept:
+        assert (mask == (inst == k + 1)).all()
+
+
+@pytest.mark.parametrize('folder', ['det', 'unidet/source_b'])
+def test_annotation_and_image_ids(data_root, folder):
+    with open(
+            osp.join(data_root, folder, 'annotations',
+                     'instances_train.json')) as f:
+        coco = json.load(f)
+    assert [a['id'] for a in coco['annotations']] == \
+        list(range(1, len(coco['annotations']) + 1))
+    assert [i['id'] for i in coco['images']] == \
+        list(range(1, len(coco['images']) + 1))
+    assert [i['file_name'] for i in coco['images']] == \
+        [f'{i:06d}.png' for i in range(len(coco['images']))]
+    assert coco['info']['version'] == embedded.EMBEDDED_VERSION
+    # only the detection folder has a segmentation twin
+    assert sorted(os.listdir(osp.join(data_root, 'unidet'))) == \
+        ['label_spaces.json', 'source_a', 'source_b']
+
+
+def test_smallest_data_set_and_progress(tmp_path, capsys, monkeypatch):
+    """One image a split: every derived split still gets one; the
+    progress bar counts every image written."""
+    with pytest.raises(ValueError, match='img_size'):
+        make_embedded_data(
+            str(tmp_path / 'tiny'), img_size=7, num_train=1, num_val=1)
+    bars = []
+
+    class Bar:
+
+        def __init__(self, task_num):
+            self.task_num, self.completed = task_num, 0
+            bars.append(self)
+
+        def update(self):
+            self.completed += 1
+
+    monkeypatch.setattr(embedded, 'ProgressBar', Bar)
+    capsys.readouterr()
+    meta = make_embedded_data(
+        str(tmp_path / 'tiny'), img_size=8, num_train=1, num_val=1)
+    assert bars == [] and capsys.readouterr().out == ''  # unless asked
+    assert meta['counts']['cls'] == {'train': 1, 'val': 1}
+    assert meta['counts']['det'] == {'train': 1, 'val': 1}
+    assert meta['counts']['source_a'] == {'train': 1, 'val': 1}
+    assert meta['counts']['source_b'] == {'train': 1, 'val': 1}
+    make_embedded_data(
+        str(tmp_path / 'shown'), num_train=8, num_val=4, show_progress=True)
+    total = 8 + 4 + (4 + 2) + 2 * (2 + 1)
+    assert [(b.task_num, b.completed) for b in bars] == [(total, total)]
+    assert capsys.readouterr().out == '\n'  # the line after the bar
+
+
+def test_a_missing_part_is_not_a_data_set(tmp_path):
+    root = str(tmp_path / 'data')
+    make_embedded_data(root, seed=0, **SMALL)
+    for part in ('cls', 'det', 'seg', 'unidet'):
+        os.rename(osp.join(root, part), osp.join(root, 'moved'))
+        assert load_embedded_meta(root) is None, part
+        os.rename(osp.join(root, 'moved'), osp.join(root, part))
+        assert load_embedded_meta(root) is not None
+    import shutil
+    shutil.rmtree(osp.join(root, 'seg'))
+    assert make_embedded_data(root, seed=0, **SMALL)['generated']
+    assert load_embedded_meta(root) is not None
+
+
+def _try_lock(path, queue):
+    import fcntl
+    with open(path, 'a+') as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            queue.put('held')
+        else:
+            queue.put('free')
+
+
+def test_file_lock_excludes_other_processes(tmp_path):
+    ctx = mp.get_context('fork')
+    queue = ctx.Queue()
+    lock = str(tmp_path / '.lock')
+
+    def other():
+        proc = ctx.Process(target=_try_lock, args=(lock, queue))
+        proc.start()
+        proc.join(30)
+        return queue.get(timeout=30)
+
+    with embedded._file_lock(str(tmp_path)):
+        assert other() == 'held'
+    assert other() == 'free'
+
+
+def test_ensure_makes_the_default_when_missing_or_stale(tmp_path, monkeypatch):
+    made = []
+    monkeypatch.setattr(embedded, 'make_embedded_data',
+                        lambda root, **kw: made.append((root, kw)) or {})
+    root = str(tmp_path / 'data')
+    ensure_embedded_data(root)  # nothing there: the default data set
+    assert made == [(root, {})]
+    ensure_embedded_data(root, seed=3)  # arguments: always made
+    assert made[-1] == (root, dict(seed=3))
+    monkeypatch.undo()
+    make_embedded_data(root, **SMALL)
+    monkeypatch.setattr(embedded, 'make_embedded_data',
+                        lambda root, **kw: made.append((root, kw)) or {})
+    made.clear()
+    kept = ensure_embedded_data(root)
+    assert made == [] and not kept['generated']
+    assert kept['root'] == osp.abspath(root)
+    with open(osp.join(root, 'meta.json')) as f:
+        meta = json.load(f)
+    meta['params']['version'] = '0.9'
+    with open(osp.join(root, 'meta.json'), 'w') as f:
+        json.dump(meta, f)
+    ensure_embedded_data(root)
+    assert made == [(root, {})]
+
+
+def test_defaults():
+    params = inspect.signature(make_embedded_data).parameters
+    assert {
+        k: p.default
+        for k, p in params.items() if k != 'root'
+    } == dict(
+        seed=0,
+        img_size=64,
+        num_train=2000,
+        num_val=500,
+        force=False,
+        show_progress=False)

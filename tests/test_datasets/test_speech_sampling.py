@@ -57,6 +57,20 @@ def test_sentences_and_their_optional_tail(draws):
     assert all(len(s.split()) == 4 for s in short if s not in with_tail)
     assert 0.3 < len(with_tail) / len(short) < 0.5
     assert 0.2 < len(short) / len(sentences) < 0.3  # one shape of four
+    # "<subject> DIDN'T FIND <object>" (+ a tail with probability 0.4)
+    negs = ("DIDN'T", "DOESN'T", "CAN'T", "WON'T", "ISN'T")
+    neg = [s for s in sentences if s.split()[3] in negs]
+    neg_tail = [s for s in neg if s.endswith(tails)]
+    assert 0.2 < len(neg) / len(sentences) < 0.3
+    assert 0.3 < len(neg_tail) / len(neg) < 0.5
+    assert all(len(s.split()) == 8 for s in neg if s not in neg_tail)
+    # "<subject> SAW <object>": with a tail 40 % of the time, and a shape of
+    # its own that always has one: 0.4 / 2 + 1 / 2 = 70 %
+    verb = [s for s in sentences if s not in short and s not in neg]
+    verb_tail = [s for s in verb if s.endswith(tails)]
+    assert 0.45 < len(verb) / len(sentences) < 0.55
+    assert 0.62 < len(verb_tail) / len(verb) < 0.78
+    assert all(len(s.split()) == 7 for s in verb if s not in verb_tail)
 
 
 def test_voices_text_and_noise_seed(draws):
