@@ -6,6 +6,7 @@ import json
 import multiprocessing as mp
 import os
 import os.path as osp
+import time
 
 import numpy as np
 import pytest
@@ -368,7 +369,15 @@ def test_file_lock_excludes_other_processes(tmp_path):
 
     with embedded._file_lock(str(tmp_path)):
         assert other() == 'held'
-    assert other() == 'free'
+        # a process forked meanwhile shares the open lock file ...
+        child = ctx.Process(target=time.sleep, args=(20, ))
+        child.start()
+    try:
+        # ... and does not keep the lock once it is given back
+        assert other() == 'free'
+    finally:
+        child.terminate()
+        child.join()
 
 
 def test_ensure_makes_the_default_when_missing_or_stale(tmp_path, monkeypatch):
