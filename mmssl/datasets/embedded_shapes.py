@@ -121,7 +121,7 @@ def _polygon_mask(points: np.ndarray, size: int) -> np.ndarray:
 def _random_colour(rng: np.random.Generator) -> np.ndarray:
     """A random RGB colour ``(3,)`` in [0, 255] from HSV."""
     h, s, v = rng.uniform(0, 1), rng.uniform(0.25, 1), rng.uniform(0.3, 1)
-    i = int(h * 6) % 6
+    i = int(h * 6)  # h < 1
     f = h * 6 - int(h * 6)
     p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
     rgb = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i]

@@ -86,16 +86,18 @@ def test_reductions_over_the_run(tmp_path):
     recs = [
         dict(step=1, acc=30.0),
         dict(step=2, acc=40.0),
-        dict(step=3, acc=35.0)
+        dict(step=3, acc=38.0)
     ]
-    assert last_value(recs, 'acc') == 35.0
+    assert last_value(recs, 'acc') == 38.0  # the last one by default
     assert last_value(recs, 'acc@max') == 40.0
     assert last_value(recs, 'acc@min') == 30.0
     assert last_value(recs, 'acc@first') == 30.0
     assert last_value(recs, 'other@max') is None
-    assert last_value(recs, 'acc@sum') == 105.0
+    assert last_value(recs, 'acc@sum') == 108.0
     assert last_value(recs, 'acc@sum:2') == 70.0  # steps 1 and 2
     assert last_value(recs, 'acc@sum:0') is None
+    # a record without a step counts as step 0
+    assert last_value([dict(acc=5.), dict(step=1, acc=7.)], 'acc@sum:0') == 5.
     for bad in ('acc@sum:x', 'acc@max:2'):
         with pytest.raises(ValueError, match='@sum:STEP'):
             last_value(recs, bad)
@@ -105,5 +107,5 @@ def test_reductions_over_the_run(tmp_path):
         _write_run(root, 'a', seed,
                    [dict(step=r['step'], acc=r['acc'] + shift) for r in recs])
     summary = summarize_study(root, ['a'], [0, 1], ['acc', 'acc@max'])
-    assert summary['a']['acc']['mean'] == 40.0
+    assert summary['a']['acc']['mean'] == 43.0
     assert summary['a']['acc@max']['per_seed'] == {0: 40.0, 1: 50.0}

@@ -41,7 +41,11 @@ def test_class_table():
     assert SHAPE_PARENT['semicircle'] == 'round'
     assert SHAPE_PARENT['hexagon'] == 'polygon'
     assert SHAPE_PARENT['cross'] == 'spiky'
-    assert len(es.SHAPE_PALETTE) == len(SHAPE_CLASSES)
+    # display colours: distinct RGB triples, none the black background
+    palette = es.SHAPE_PALETTE
+    assert len(palette) == len(SHAPE_CLASSES) == len(set(palette))
+    assert all(len(c) == 3 and all(0 <= v <= 255 for v in c) for c in palette)
+    assert (0, 0, 0) not in palette
 
 
 def test_circle_and_rotation_and_centre():
@@ -301,6 +305,15 @@ def test_backgrounds(monkeypatch):
             assert call['shape'] == (40, 40) and call['scale'] == 40
             assert call['colour'] is colour
             kinds.append(call['kind'])
+    # a light colour: the noise stays in [0, 255] (no uint8 wrap-around)
+    noisy = [
+        s for s in range(60) if BACKGROUNDS[_rng(s).integers(3)] == 'noise'
+    ]
+    light, dark = np.full(3, 250.), np.full(3, 5.)
+    for seed in noisy:
+        bg = es._background(_rng(seed), 16, light)
+        assert bg.min() >= 195 and bg.max() <= 255
+    assert min(es._background(_rng(s), 16, dark).min() for s in noisy) == 0
     counts = {k: kinds.count(k) for k in BACKGROUNDS}
     assert all(70 < n < 130 for n in counts.values()), counts
     # the noise grid: 3 to 8 cells of 20 to 50 levels of spread
@@ -390,6 +403,23 @@ def test_render_anti_aliasing_and_instance_votes(monkeypatch):
     np.testing.assert_array_equal(inst, expected_inst)
     # 6 x 7 canvas pixels
     assert area.tolist() == [10.5]
+    # a shape over the top-left border is cut there, its first row and
+    # column drawn; one over the bottom-right border likewise
+    borders = [((3., 2.), 0, 3 * 5), ((10.5, 9.), 7, 4 * 4)]
+    for centre, pixel, visible in borders:
+        obj = dict(label=4, center=centre, radius=2., angle=0.)
+        img, inst, area = render_scene(_rng(), [obj], 8)
+        assert inst[pixel, pixel] == 1 and img[pixel, pixel, 0] == 200
+        assert area[0] == visible / 4
+    # values past [0, 255] (a bright noise texture) are clipped, not wrapped
+    monkeypatch.setattr(
+        es, '_texture', lambda rng, shape, colour, kind, scale: np.full(
+            (*shape, 3), 300., np.float32))
+    monkeypatch.setattr(
+        es, '_background', lambda rng, size, colour: np.full(
+            (size, size, 3), -20., np.float32))
+    img, _, _ = render_scene(_rng(), [obj], 8)
+    assert img[7, 7, 0] == 255 and img[0, 0, 0] == 0
 
 
 def test_render_order_area_and_contrast(monkeypatch):
@@ -477,6 +507,11 @@ def test_cls_scene_layout():
                 assert 8 <= r <= 14
                 labels_seen.add((label, o['label']))
     np.testing.assert_allclose(counts / 3000, [0.3, 0.4, 0.3], atol=0.03)
+    angles = [
+        o['angle'] for s in range(300)
+        for o in sample_cls_scene(_rng(s), 0, 100)
+    ]
+    assert min(angles) < 0.1 and max(angles) > 2 * math.pi - 0.1
     assert abs(front - behind) < 0.1 * (front + behind)
     # every other class appears as a distractor of every class
     assert labels_seen == {(a, b)
@@ -504,6 +539,11 @@ def test_det_scene_layout():
                 apart += math.dist(o['center'], p['center']) > 0.6 * (
                     r + p['radius'])
     np.testing.assert_allclose(counts / 3000, 1 / 3, atol=0.03)
+    angles = [
+        o['angle'] for s in range(300)
+        for o in sample_det_scene(_rng(s), (2, 5, 7), 100)
+    ]
+    assert min(angles) < 0.1 and max(angles) > 2 * math.pi - 0.1
     assert sorted(set(labels)) == [2, 5, 7]
     freq = np.array([labels.count(c) for c in (2, 5, 7)]) / len(labels)
     np.testing.assert_allclose(freq, 1 / 3, atol=0.03)
