@@ -54,6 +54,11 @@ def test_summary_reads_the_last_value_and_alternative_keys(tmp_path):
     table = study_table(summary, ['accuracy/top1'])
     assert '| apl | 25.00 ± 7.07 (2) |' in table
     assert '| base | - |' in table
+    # each seed's value after the spread, in seed order
+    table = study_table(summary, ['accuracy/top1'], digits=1, per_seed=True)
+    assert '| apl | 25.0 ± 7.1 (2): 20.0, 30.0 |' in table
+    assert table.splitlines()[0] == '| arm | accuracy/top1 |'
+    assert table.splitlines()[1] == '| --- | --- |'
 
 
 def test_latest_log_and_mean_curves(tmp_path):
