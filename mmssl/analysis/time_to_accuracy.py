@@ -238,20 +238,18 @@ def time_to_reach(records: Sequence[dict], metric: str,
     Between two evaluations the curve is interpolated linearly; None when
     the target is never reached.
     """
-    prev_t, prev_v = 0.0, None
+    prev = None  # (seconds, value) of the last evaluation below target
     for rec in records:
-        if rec['train_s'] == 0 and rec.get(metric, -1) < target:
-            prev_t, prev_v = 0.0, rec.get(metric)
-            continue
-        t, v = rec['train_s'], rec.get(metric)
+        v = rec.get(metric)
         if v is None:
             continue
+        t = rec['train_s']
         if v >= target:
-            if prev_v is None or v == prev_v:
+            if prev is None:
                 return t
-            frac = (target - prev_v) / (v - prev_v)
-            return prev_t + max(0.0, min(1.0, frac)) * (t - prev_t)
-        prev_t, prev_v = t, v
+            prev_t, prev_v = prev
+            return prev_t + (target - prev_v) / (v - prev_v) * (t - prev_t)
+        prev = (t, v)
     return None
 
 

@@ -62,7 +62,7 @@ def _step(hook, runner, clock, seconds, batch, loss=None):
 
 
 def test_evaluates_at_the_time_points_without_the_pauses(monkeypatch):
-    hook, clock, seen = _hook(monkeypatch, 10., [10., 5.])
+    hook, clock, seen = _hook(monkeypatch, 10., [10., 6.])
     runner = _Runner(max_iters=100, world_size=2)
     hook.before_train(runner)
     batch = dict(inputs=torch.zeros(4, 3, 2, 2))
@@ -86,13 +86,15 @@ def test_late_points_run_once_and_the_last_iteration_counts(monkeypatch):
     hook, clock, _ = _hook(monkeypatch, 100., [1., 2., 3., 50.], pause=0.)
     runner = _Runner(max_iters=3)
     hook.before_train(runner)
-    batch = dict(inputs=[torch.zeros(5, 1), torch.zeros(5, 1)])
-    _step(hook, runner, clock, 4., batch)  # three points passed at once
+    # views of a batch: the first one's size counts
+    batch = dict(inputs=[torch.zeros(5, 1), torch.zeros(3, 1)])
+    _step(hook, runner, clock, 4.0004, batch)  # three points at once
     assert [r['train_s'] for r in hook.records] == [0., 4.]
     assert hook.eval_points_s == [50.]
     _step(hook, runner, clock, 1., batch)  # not due
     assert len(hook.records) == 2
-    _step(hook, runner, clock, 1., batch)  # the last iteration
+    _step(hook, runner, clock, 0.9996, batch)  # the last iteration
+    # seconds rounded to hundredths
     assert [r['train_s'] for r in hook.records] == [0., 4., 6.]
     assert [r['images'] for r in hook.records] == [0, 5, 15]
     assert not runner.train_loop.stop_training  # within the budget
