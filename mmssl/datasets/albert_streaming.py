@@ -263,14 +263,15 @@ class AlbertStreamingPretrainDataset(IterableDataset):
     def _resolve_files(ann_file: Union[str, Sequence[str]],
                        data_root: str) -> List[str]:
         owner = 'AlbertStreamingPretrainDataset'
-        names = [ann_file] if isinstance(ann_file, str) else list(ann_file)
+        names = [ann_file] if isinstance(ann_file, str) else []
+        if isinstance(ann_file, (list, tuple)):
+            names = list(ann_file)
         if not names or not all(isinstance(n, str) for n in names):
             raise ValueError(f'{owner}: ann_file must be a file name or a '
                              f'non-empty list of them, got {ann_file!r}')
         files = []
         for name in names:
-            if data_root and not osp.isabs(name):
-                name = osp.join(data_root, name)
+            name = osp.join(data_root, name)  # an absolute name as given
             if glob.has_magic(name):
                 matches = sorted(glob.glob(name))
                 if not matches:

@@ -355,6 +355,91 @@ def test_length_and_shard_errors(files, tmp_path, monkeypatch):
     assert len(list(_build(files, corpus=[one_doc, files[1]]))) > 10
 
 
+def test_pass_counter_slots_and_streams(files):
+    """Each number of workers has its own pass-counter slots, none shared,
+    all inside the counter; the three random streams of a pass differ."""
+    slots = [
+        streaming._slot(n, w) for n in range(1, streaming.MAX_WORKERS + 1)
+        for w in range(n)
+    ]
+    assert streaming._slot(0, 0) == 1  # no workers: the process itself
+    assert sorted(slots) == list(range(2, 2 + len(slots)))
+    ds = _build(files)
+    assert len(ds._passes) == 2 + len(slots)
+    ds._begin_pass(streaming.MAX_WORKERS, streaming.MAX_WORKERS - 1)
+    with pytest.raises(ValueError, match='num_workers=65 .* 64 workers'):
+        ds._begin_pass(streaming.MAX_WORKERS + 1, 0)
+    for epoch, shard in ((0, 0), (0, 1), (2, 0)):
+        draws = {
+            ds._generator(epoch, shard, stream).random()
+            for stream in (streaming._PAIRS, streaming._SHUFFLE,
+                           streaming._FILES)
+        }
+        assert len(draws) == 3
+    # epoch 0 of one shard draws its pairs as AlbertPretrainDataset does
+    assert ds._generator(0, 0, streaming._PAIRS).random() == \
+        np.random.default_rng(ds.seed).random()
+
+
+def test_document_buffer():
+    fifo = streaming._DocumentBuffer(2, None)
+    fifo.add((0, 1), ['a'])
+    fifo.add((0, 5), ['b'])
+    with pytest.raises(RuntimeError, match='full'):
+        fifo.add((0, 9), ['c'])
+    assert fifo.next_index() == 0
+    fifo.remove(0)
+    assert list(fifo.ids) == [(0, 5)] and list(fifo.docs) == [['b']]
+    # a shuffle buffer takes any one and keeps the others
+    shuffled = streaming._DocumentBuffer(3, np.random.default_rng(0))
+    for k in range(3):
+        shuffled.add((0, k), [k])
+    taken = shuffled.next_index()
+    shuffled.remove(taken)
+    assert len(shuffled) == 2 and (0, taken) not in shuffled.ids
+    assert [d[0] for d in shuffled.docs] == [i for _, i in shuffled.ids]
+
+
+def test_file_order_and_names(files, tmp_path):
+    third = _write(tmp_path, 'third.txt', b'one sentence here.\nand two.\n')
+    corpus = [files[0], files[1], third]
+    kept = _build(files, corpus=corpus, shuffle=False)
+    assert all(kept.file_order(e) == [0, 1, 2] for e in range(8))
+    mixed = _build(files, corpus=corpus)
+    orders = {tuple(mixed.file_order(e)) for e in range(8)}
+    assert len(orders) > 1 and all(sorted(o) == [0, 1, 2] for o in orders)
+    # names relative to data_root, absolute ones as given
+    rel = _build(files, corpus='third.txt', data_root=str(tmp_path))
+    assert rel.files == [third]
+    absolute = _build(files, corpus=[third, files[0]], data_root='/nowhere')
+    assert absolute.files == [third, files[0]]
+    for bad in ([], [third, 3], 7):
+        with pytest.raises(ValueError, match='non-empty list'):
+            _build(files, corpus=bad)
+
+
+def test_defaults():
+    import inspect
+    params = inspect.signature(AlbertStreamingPretrainDataset).parameters
+    assert {
+        k: p.default
+        for k, p in params.items() if k not in ('ann_file', 'tokenizer')
+    } == dict(
+        max_seq_length=512,
+        short_seq_prob=0.1,
+        single_sentence='split_tokens',
+        truncate_long_sentences=False,
+        buffer_docs=1000,
+        shuffle=True,
+        shard_by='document',
+        max_line_bytes=1 << 20,
+        max_documents=None,
+        num_samples=None,
+        seed=0,
+        data_root='',
+        pipeline=())
+
+
 # -- the config ---------------------------------------------------------------
 
 
