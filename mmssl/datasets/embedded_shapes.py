@@ -90,6 +90,7 @@ def shape_polygon(name: str, rng: np.random.Generator, center: Sequence[float],
         pts = np.stack([outer, inner], axis=1).reshape(-1, 2)
     elif name == 'cross':
         w = radius * rng.uniform(0.22, 0.34)
+        # arm length; its tips lie at most 0.6 % outside the circumradius
         r = radius / math.sqrt(1 + (w / radius)**2)
         pts = np.array([(w, w), (w, r), (-w, r), (-w, w), (-r, w), (-r, -w),
                         (-w, -w), (-w, -r), (w, -r), (w, -w), (r, -w), (r, w)])
@@ -122,7 +123,7 @@ def _random_colour(rng: np.random.Generator) -> np.ndarray:
     """A random RGB colour ``(3,)`` in [0, 255] from HSV."""
     h, s, v = rng.uniform(0, 1), rng.uniform(0.25, 1), rng.uniform(0.3, 1)
     i = int(h * 6)  # h < 1
-    f = h * 6 - int(h * 6)
+    f = h * 6 - i
     p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
     rgb = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i]
     return np.array(rgb) * 255
