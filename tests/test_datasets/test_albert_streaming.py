@@ -140,8 +140,13 @@ def test_random_doc_takes_the_other_document_from_the_buffer(files):
 
 def test_invariants_with_shuffle_and_workers(files):
     ds = _build(files, max_seq_length=48, buffer_docs=16, seed=1)
-    items = [item for _, item in _load(ds, num_workers=2)]
+    loaded = _load(ds, num_workers=2)
+    items = [item for _, item in loaded]
     assert len(items) > 400
+    # a worker's k-th item is sample k * shards + shard
+    for worker in (0, 1):
+        idx = [i['sample_idx'] for w, i in loaded if w == worker]
+        assert idx == list(range(worker, 2 * len(idx), 2))
     labels = np.array([i['sop_label'] for i in items])
     # SOP coin: 50 % within 4 standard errors
     assert abs(labels.mean() - 0.5) < 4 * 0.5 / math.sqrt(len(labels))
@@ -418,8 +423,20 @@ def test_file_order_and_names(files, tmp_path):
             _build(files, corpus=bad)
 
 
+def test_a_corpus_without_pairs_is_refused(files, tmp_path):
+    singles = _write(tmp_path, 'singles.txt',
+                     b'only one sentence.\n\nanother single one.\n')
+    with pytest.raises(ValueError, match='no sentence pairs'):
+        list(_build(files, corpus=singles, single_sentence='skip'))
+
+
 def test_defaults():
     import inspect
+    embedded = inspect.signature(
+        streaming.EmbeddedTextStreamingDataset).parameters
+    assert (embedded['data_root'].default, embedded['split'].default,
+            embedded['vocab_size'].default) == ('data/embedded_text', 'train',
+                                                2000)
     params = inspect.signature(AlbertStreamingPretrainDataset).parameters
     assert {
         k: p.default
