@@ -69,6 +69,20 @@ def test_epochs_keep_shares_and_iteration_warmups():
             param_scheduler=[dict(type='MultiStepLR', begin=0, end=12)]))
     sched = rescale_schedule(cfg, epochs=1).param_scheduler[0]
     assert (sched.begin, sched.end) == (0, 1)
+    # validation at most every run; an end of 1e8 or more is "to the end"
+    cfg = Config(
+        dict(
+            train_cfg=dict(max_epochs=12, val_interval=5),
+            param_scheduler=[
+                dict(type='ConstantLR', begin=6, end=10**8),
+                dict(type='ConstantLR', begin=6, end=10**8 - 1)
+            ]))
+    out = rescale_schedule(cfg, epochs=2)
+    assert out.train_cfg.val_interval == 2
+    assert out.param_scheduler[0] == dict(
+        type='ConstantLR', begin=1, end=10**8)
+    assert out.param_scheduler[1].end == round((10**8 - 1) / 6)
+    assert rescale_schedule(cfg, epochs=24).train_cfg.val_interval == 5
 
 
 def test_iters_make_an_iteration_run():
@@ -94,6 +108,11 @@ def test_iters_make_an_iteration_run():
 def test_bad_requests_are_refused(kwargs):
     with pytest.raises(ValueError, match='rescale_schedule'):
         rescale_schedule(_cfg(), **kwargs)
+    # the length named as given
+    with pytest.raises(ValueError, match='epochs'):
+        rescale_schedule(_cfg(), epochs=0)
+    with pytest.raises(ValueError, match='iters'):
+        rescale_schedule(_cfg(), iters=0, iters_per_epoch=4)
     iter_cfg = Config(dict(train_cfg=dict(max_iters=100)))
     with pytest.raises(ValueError, match='epoch-based config'):
         rescale_schedule(iter_cfg, epochs=3)
@@ -141,6 +160,13 @@ def test_iters_per_epoch_uses_the_runner_scope(monkeypatch):
     assert iters_per_epoch(cfg) == 3
     cfg.train_dataloader.drop_last = True
     assert iters_per_epoch(cfg) == 2
+    # a data set smaller than a batch (or empty) is still one iteration
+    cfg.train_dataloader.batch_size = 16
+    assert iters_per_epoch(cfg) == 1
+    cfg.train_dataloader.drop_last = False
+    monkeypatch.setattr(DATASETS, 'build', lambda cfg: [])
+    assert iters_per_epoch(cfg) == 1
+    monkeypatch.setattr(DATASETS, 'build', build)
     cfg.default_scope = 'mmpretrain'
     iters_per_epoch(cfg)
-    assert seen == ['mmengine', 'mmengine', 'mmpretrain']
+    assert seen == ['mmengine'] * 3 + ['mmpretrain']
