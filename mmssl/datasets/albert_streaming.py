@@ -374,7 +374,7 @@ class AlbertStreamingPretrainDataset(IterableDataset):
                 f'{owner}: shard_by=\'file\' with {len(order)} file(s) for '
                 f'{num_shards} shards (ranks x data-loader workers); give at '
                 "least one file per shard, or use shard_by='document'")
-        total, own = 0, 0
+        total, own = 0, False
         for position, index in enumerate(order):
             if self.shard_by == 'file' and position % num_shards != shard:
                 continue
@@ -383,7 +383,7 @@ class AlbertStreamingPretrainDataset(IterableDataset):
                 mine = self.shard_by == 'file' or total % num_shards == shard
                 total += 1
                 if mine:
-                    own += 1
+                    own = True
                     encoded = self.tokenizer.encode([t for _, t in doc])
                     segments = document_segments(doc, encoded, self.tokenizer,
                                                  self.max_seq_length,
@@ -395,7 +395,7 @@ class AlbertStreamingPretrainDataset(IterableDataset):
                     break
             if total == self.max_documents:
                 break
-        if own == 0:
+        if not own:
             raise ValueError(
                 f'{owner}: shard {shard} of {num_shards} (ranks x data-loader '
                 f'workers) got no document of the {total} read from '

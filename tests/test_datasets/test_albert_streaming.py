@@ -176,8 +176,9 @@ def test_two_workers_see_every_document_once(files, shard_by):
         shards.setdefault(worker, []).append(item)
     owner = _check_once_per_pass(shards, expected)
     assert set(owner.values()) == {0, 1}
-    if shard_by == 'file':  # one file per worker
-        assert all(owner[d] == owner[(d[0], 1)] for d in owner)
+    if shard_by == 'file':  # worker k reads the k-th file of the pass
+        order = ds.file_order(0)
+        assert all(owner[d] == order.index(d[0]) for d in owner)
 
 
 def test_faked_world_size_two_sees_every_document_once(files, monkeypatch):
@@ -241,6 +242,12 @@ def test_workers_count_passes(files, persistent):
     again = _load(fresh, num_workers=2)
     assert [w for w, _ in again] == [w for w, _ in pass1]
     assert _same([i for _, i in again], [i for _, i in pass1])
+    # the process itself and one worker count their passes apart: both
+    # first passes are epoch 0
+    alone = _build(files, buffer_docs=16)
+    in_process = list(alone)
+    one_worker = [i for _, i in _load(alone, num_workers=1)]
+    assert _same(in_process, one_worker)
 
 
 # -- memory -------------------------------------------------------------------
@@ -418,6 +425,16 @@ def test_file_order_and_names(files, tmp_path):
     assert rel.files == [third]
     absolute = _build(files, corpus=[third, files[0]], data_root='/nowhere')
     assert absolute.files == [third, files[0]]
+    for name in ('g-b.txt', 'g-a.txt'):
+        _write(tmp_path, name, b'one sentence here.\nand two.\n')
+    globbed = _build(
+        files, corpus=['g-*.txt', 'third.txt'], data_root=str(tmp_path))
+    assert globbed.files == [
+        str(tmp_path / n) for n in ('g-a.txt', 'g-b.txt', 'third.txt')
+    ]
+    _build(files, corpus=third, max_seq_length=5)  # [CLS] a [SEP] b [SEP]
+    with pytest.raises(ValueError, match='max_seq_length'):
+        _build(files, corpus=third, max_seq_length=4)
     for bad in ([], [third, 3], 7):
         with pytest.raises(ValueError, match='non-empty list'):
             _build(files, corpus=bad)
