@@ -170,3 +170,41 @@ def test_iters_per_epoch_uses_the_runner_scope(monkeypatch):
     cfg.default_scope = 'mmpretrain'
     iters_per_epoch(cfg)
     assert seen == ['mmengine'] * 3 + ['mmpretrain']
+
+
+def test_scheduler_fields_and_floors():
+    """Missing fields keep their defaults; every length stays >= 1."""
+    cfg = Config(
+        dict(
+            train_cfg=dict(max_epochs=30),
+            model=dict(ema=dict(anneal_iters=10)),
+            param_scheduler=[
+                dict(type='ConstantLR'),  # no begin, no end
+                dict(type='CosineAnnealingLR', T_max=3, begin=27, end=28),
+                dict(type='LinearLR', begin=3, end=4),
+            ]))
+    # whole epochs: no iteration conversion unless the scheduler asks
+    out = rescale_schedule(cfg, epochs=1, iters_per_epoch=1)
+    const, cosine, linear = out.param_scheduler
+    assert const == dict(type='ConstantLR', begin=0)
+    assert 'by_epoch' not in cosine and cosine.T_max == 1
+    assert (cosine.begin, cosine.end) == (1, 2)  # one epoch at least
+    assert isinstance(linear.begin,
+                      int) and (linear.begin, linear.end) == (0, 1)
+    assert out.model.ema.anneal_iters == 1
+    # converted to iterations: at least one iteration of T_max
+    conv = Config(
+        dict(
+            train_cfg=dict(max_epochs=30),
+            param_scheduler=dict(
+                type='CosineAnnealingLR',
+                T_max=3,
+                begin=0,
+                end=3,
+                convert_to_iter_based=True)))
+    sched = rescale_schedule(conv, epochs=1, iters_per_epoch=1).param_scheduler
+    assert sched.by_epoch is False and sched.T_max == 1
+    # fractional epochs for mmengine to convert, T_max too
+    frac = rescale_schedule(conv, epochs=5).param_scheduler
+    assert (frac.begin, frac.end, frac.T_max) == (0, 0.5, 0.5)
+    assert frac.convert_to_iter_based
