@@ -192,6 +192,8 @@ def test_scheduler_fields_and_floors():
     assert isinstance(linear.begin,
                       int) and (linear.begin, linear.end) == (0, 1)
     assert out.model.ema.anneal_iters == 1
+    longer = rescale_schedule(cfg, epochs=60, iters_per_epoch=1)
+    assert longer.param_scheduler[0] == dict(type='ConstantLR', begin=0)
     # converted to iterations: at least one iteration of T_max
     conv = Config(
         dict(
