@@ -3,6 +3,7 @@
 in-memory one, every document once per pass over workers and ranks,
 seeded epochs, a bounded buffer, clear errors, and the streaming config
 through mmengine's Runner."""
+import inspect
 import math
 import os.path as osp
 from types import SimpleNamespace
@@ -448,7 +449,6 @@ def test_a_corpus_without_pairs_is_refused(files, tmp_path):
 
 
 def test_defaults():
-    import inspect
     embedded = inspect.signature(
         streaming.EmbeddedTextStreamingDataset).parameters
     assert (embedded['data_root'].default, embedded['split'].default,

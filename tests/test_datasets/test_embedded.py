@@ -6,6 +6,7 @@ import json
 import multiprocessing as mp
 import os
 import os.path as osp
+import shutil
 import time
 
 import numpy as np
@@ -339,7 +340,6 @@ def test_a_missing_part_is_not_a_data_set(tmp_path):
         assert load_embedded_meta(root) is None, part
         os.rename(osp.join(root, 'moved'), osp.join(root, part))
         assert load_embedded_meta(root) is not None
-    import shutil
     shutil.rmtree(osp.join(root, 'seg'))
     assert make_embedded_data(root, seed=0, **SMALL)['generated']
     assert load_embedded_meta(root) is not None
