@@ -61,7 +61,7 @@ from torch.utils.flop_counter import (FlopCounterMode, conv_flop_count,
                                       sdpa_flop_count)
 
 from mmssl.engine.config_options import CFG_OPTIONS_HELP, CfgOptionsAction
-from mmssl.engine.machine_cfg import AMP_WRAPPERS
+from mmssl.engine.machine_cfg import is_amp_wrapper, to_fp32_wrapper
 from mmssl.utils.config import default_scope_of
 from mmssl.utils.validation import check_int
 from .step_memory import StepMemory, machine_info, state_bytes, sync_device
@@ -251,11 +251,10 @@ def build_train_model(cfg: Config, device: Union[str, torch.device] = 'cpu'):
     model.to(device)
     model.train()
     wrapper_cfg = copy.deepcopy(cfg.optim_wrapper)
-    amp = wrapper_cfg.get('type', 'OptimWrapper') in AMP_WRAPPERS
-    if amp and device.type != 'cuda':
-        wrapper_cfg['type'] = 'OptimWrapper'
-        for key in ('loss_scale', 'dtype', 'use_fsdp'):
-            wrapper_cfg.pop(key, None)
+    if device.type == 'cuda':
+        amp = is_amp_wrapper(wrapper_cfg)
+    else:  # no fp16 / bf16 autocast on CPU
+        to_fp32_wrapper(wrapper_cfg)
         amp = False
     with _quiet_logs():
         optim_wrapper = build_optim_wrapper(model, wrapper_cfg)

@@ -78,18 +78,16 @@ class StepMemory:
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
+        self._hwm = device.type != 'cuda' and _reset_peak_rss()
         if device.type == 'cuda':
             self.method = ('torch.cuda.max_memory_allocated - '
                            'memory_allocated before the step')
-            self._hwm = False
         else:
-            self._hwm = _reset_peak_rss()
             source = 'VmHWM' if self._hwm else 'VmRSS sampled every 1 ms'
             self.method = (f'process RSS growth ({source} - VmRSS before '
                            'the step, after malloc_trim)')
         self._stop = threading.Event()
         self._thread = None
-        self._peak_kib = 0
 
     def _sample(self) -> None:
         while not self._stop.wait(0.001):

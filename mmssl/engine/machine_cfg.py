@@ -17,11 +17,34 @@ from mmengine.logging import print_log
 from .tool_errors import ToolError
 
 __all__ = [
-    'AMP_WRAPPERS', 'configure_amp', 'configure_test_amp',
-    'configure_distributed', 'set_default_dataloader_cfg', 'build_runner'
+    'AMP_WRAPPERS', 'is_amp_wrapper', 'to_fp32_wrapper', 'configure_amp',
+    'configure_test_amp', 'configure_distributed',
+    'set_default_dataloader_cfg', 'build_runner'
 ]
 
 AMP_WRAPPERS = ('AmpOptimWrapper', 'mmengine.AmpOptimWrapper')
+_AMP_ONLY_KEYS = ('loss_scale', 'dtype', 'use_fsdp')
+
+
+def is_amp_wrapper(wrapper: dict) -> bool:
+    """Whether an ``optim_wrapper`` config builds an ``AmpOptimWrapper``."""
+    return wrapper.get('type', 'OptimWrapper') in AMP_WRAPPERS
+
+
+def to_fp32_wrapper(wrapper: dict) -> bool:
+    """Make an ``AmpOptimWrapper`` config a plain ``OptimWrapper`` one, in
+    place (its ``loss_scale``, ``dtype`` and ``use_fsdp`` dropped).
+
+    Returns:
+        bool: whether ``wrapper`` was an ``AmpOptimWrapper`` config (else it
+        is left as it is).
+    """
+    if not is_amp_wrapper(wrapper):
+        return False
+    wrapper['type'] = 'OptimWrapper'
+    for key in _AMP_ONLY_KEYS:
+        wrapper.pop(key, None)
+    return True
 
 
 def configure_amp(cfg: Config, enable: bool) -> Config:
@@ -40,7 +63,7 @@ def configure_amp(cfg: Config, enable: bool) -> Config:
         if wrapper is None:
             raise ToolError('--amp needs an optim_wrapper in the config')
         if cuda:
-            if wrapper.get('type', 'OptimWrapper') not in AMP_WRAPPERS:
+            if not is_amp_wrapper(wrapper):
                 wrapper['type'] = 'AmpOptimWrapper'
             wrapper.setdefault('loss_scale', 'dynamic')
             return cfg
@@ -49,11 +72,7 @@ def configure_amp(cfg: Config, enable: bool) -> Config:
             'fp32 (AmpOptimWrapper needs a GPU; autocast on CPU is slow)',
             logger='current',
             level=logging.WARNING)
-    if not cuda and wrapper is not None and wrapper.get(
-            'type') in AMP_WRAPPERS:
-        wrapper['type'] = 'OptimWrapper'
-        for key in ('loss_scale', 'dtype', 'use_fsdp'):
-            wrapper.pop(key, None)
+    if not cuda and wrapper is not None and to_fp32_wrapper(wrapper):
         print_log(
             'The config uses AmpOptimWrapper but CUDA is not available: '
             'using OptimWrapper (fp32) instead',

@@ -273,3 +273,23 @@ def test_build_runner_honours_runner_type(monkeypatch):
     assert machine_cfg.build_runner(_cfg(runner_type='X')) == 'custom'
     assert built == ['from_cfg', 'registry']
     assert compiled == ['runner', 'custom']
+
+
+def test_to_fp32_wrapper_changes_only_amp_wrappers():
+    plain = dict(type='OptimWrapper', optimizer=dict(type='SGD'), dtype='x')
+    assert not machine_cfg.is_amp_wrapper(plain)
+    assert not machine_cfg.is_amp_wrapper(dict(optimizer=dict(type='SGD')))
+    assert not machine_cfg.to_fp32_wrapper(plain)
+    assert plain == dict(
+        type='OptimWrapper', optimizer=dict(type='SGD'), dtype='x')
+    amp = dict(
+        type='mmengine.AmpOptimWrapper',
+        optimizer=dict(type='SGD'),
+        loss_scale='dynamic',
+        dtype='bfloat16',
+        use_fsdp=False,
+        accumulative_counts=2)
+    assert machine_cfg.is_amp_wrapper(amp)
+    assert machine_cfg.to_fp32_wrapper(amp)
+    assert amp == dict(
+        type='OptimWrapper', optimizer=dict(type='SGD'), accumulative_counts=2)
