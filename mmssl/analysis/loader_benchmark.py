@@ -154,11 +154,9 @@ def _time_loader(loader, batches: int, warmup: int, repeat: int, tick) -> dict:
     try:
         start = time.perf_counter()
         first_batch_s = None
-        done = 0
         window_start = start
         for _ in range(warmup):
             next(stream)
-            done += 1
             tick()
             if first_batch_s is None:
                 first_batch_s = time.perf_counter() - start
@@ -169,7 +167,6 @@ def _time_loader(loader, batches: int, warmup: int, repeat: int, tick) -> dict:
             for _ in range(batches):
                 batch = next(stream)
                 count += batch_images(batch)
-                done += 1
                 tick()
                 if first_batch_s is None:
                     first_batch_s = time.perf_counter() - start
