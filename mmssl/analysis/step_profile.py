@@ -172,7 +172,7 @@ def profile_train_step(cfg: Union[str, Config, dict],
         if getattr(e, attr, 0) > 0 and not e.key.startswith('ProfilerStep') and
         (not on_cuda or _is_kernel(e))
     ]
-    total_us = sum(getattr(e, attr) for e in events) or 1.
+    total_us = sum(getattr(e, attr) for e in events)
     families = defaultdict(float)
     rows = []
     for e in sorted(events, key=lambda e: -getattr(e, attr)):

@@ -2,12 +2,14 @@
 """The training-step profiler: families, phases, the tool; the graph-break
 and recompilation counts on toy models."""
 import contextlib
+import inspect
 import itertools
 from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn as nn
+from mmengine.config import Config
 
 import mmssl.analysis.step_profile as step_profile
 from mmssl.analysis.step_profile import (PHASES, explain_graph_breaks,
@@ -63,6 +65,9 @@ def test_profile_numbers_are_per_step():
         assert r['pct'] == pytest.approx(
             100. * r['self_ms'] / res['step_ms'], rel=1e-6)
     assert ops['aten::conv2d']['calls'] == 1
+    assert all(r['self_ms'] > 0 for r in res['ops'])  # no idle operators
+    shares = list(res['families'].values())
+    assert shares == sorted(shares, reverse=True)
     assert ops['Optimizer.step#AdamW.step']['calls'] == 1
 
 
@@ -72,7 +77,8 @@ def test_time_phases_splits_each_step_and_averages(monkeypatch):
     step, in order."""
     calls = []
     model = SimpleNamespace(
-        data_preprocessor=lambda data, training: calls.append('pre') or data,
+        data_preprocessor=lambda data, training: calls.append(
+            ('pre', training)) or data,
         _run_forward=lambda batch, mode: calls.append(mode) or dict(loss=1.),
         parse_losses=lambda losses: (losses['loss'], {}))
     optim_wrapper = SimpleNamespace(
@@ -86,7 +92,80 @@ def test_time_phases_splits_each_step_and_averages(monkeypatch):
     ms = time_phases(model, optim_wrapper, {}, 3, torch.device('cpu'))
     assert list(ms) == list(PHASES)
     assert [ms[p] for p in PHASES] == pytest.approx([1., 2., 3., 4.])
-    assert calls == ['pre', 'loss', 'backward', 'step', 'zero_grad'] * 3
+    assert calls == [('pre', True), 'loss', 'backward', 'step', 'zero_grad'
+                     ] * 3
+
+
+def test_defaults_and_config_names():
+    params = inspect.signature(profile_train_step).parameters
+    assert {
+        k: params[k].default
+        for k in ('batch_size', 'steps', 'warmup', 'device', 'threads', 'top',
+                  'seed')
+    } == dict(
+        batch_size=None,
+        steps=3,
+        warmup=3,
+        device='cpu',
+        threads=None,
+        top=15,
+        seed=0)
+    params = inspect.signature(explain_graph_breaks).parameters
+    assert {
+        k: params[k].default
+        for k in ('batch_size', 'seed', 'steps')
+    } == dict(
+        batch_size=2, seed=0, steps=3)
+    assert step_profile._cfg_name(Config(dict(a=1))) == 'config'
+    assert step_profile._cfg_name(Config.fromfile(MAE_TINY)).endswith(MAE_TINY)
+
+
+def test_format_profile_columns():
+    result = dict(
+        time_kind='cpu',
+        step_ms=12.34,
+        batch_size=4,
+        compiled=True,
+        families={
+            'matmul': 75.,
+            'other': 25.
+        },
+        phase_ms={
+            'forward': 4.,
+            'backward': 8.
+        },
+        ops=[
+            dict(
+                name='aten::mm',
+                family='matmul',
+                self_ms=9.5,
+                pct=75.,
+                calls=3.),
+            dict(
+                name='x' * 100,
+                family='other',
+                self_ms=3.085,
+                pct=25.,
+                calls=1.),
+        ])
+    lines = format_profile(result)
+    assert lines[:3] == [
+        'self cpu time per step 12.3 ms (batch 4, compiled)',
+        'families: matmul 75.0 %, other 25.0 %',
+        'phases (ms/step, timed apart): forward 4.0, backward 8.0'
+    ]
+    width = 70  # names are cut at 70 characters
+    assert lines[3] == ('operator'.ljust(width) + '  ' + 'family'.ljust(12) +
+                        ' ' + 'ms/step'.rjust(8) + ' ' + '%'.rjust(6) + ' ' +
+                        'calls'.rjust(6))
+    assert lines[4] == ('aten::mm'.ljust(width) + '  ' + 'matmul'.ljust(12) +
+                        ' ' + '9.50'.rjust(8) + ' ' + '75.0'.rjust(6) + ' ' +
+                        '3'.rjust(6))
+    assert lines[5].startswith('x' * 70 + '  other ')
+    short = format_profile(dict(result, ops=result['ops'][:1], compiled=False))
+    assert short[0].endswith('(batch 4)')
+    assert short[3].startswith('operator  family ')  # at least 8 wide
+    assert short[4].startswith('aten::mm  matmul ')
 
 
 def test_is_kernel():
@@ -112,6 +191,7 @@ class _ToyModel(nn.Module):
         self.calls = 0
 
     def data_preprocessor(self, data, training):
+        assert training, 'batches are prepared as for training'
         return data
 
     def forward(self, inputs, data_samples=None, mode='loss'):
@@ -154,7 +234,8 @@ def test_graph_breaks_are_counted_once_per_place(toy):
     assert res['breaks'] >= 2 and res['graphs'] == res['breaks'] + 1
     assert res['recompiles'] == 0
     assert len(res['reasons']) == 1
-    assert 'item()' in res['reasons'][0]['reason']
+    # the first line of dynamo's message only
+    assert res['reasons'][0]['reason'].startswith('Unsupported Tensor.item()')
     assert 'in _scalar' in res['reasons'][0]['where']
     assert res['recompile_reasons'] == []
     assert toy.seeds == [5, 5, 6, 7]
