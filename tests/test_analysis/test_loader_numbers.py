@@ -89,9 +89,9 @@ def test_defaults():
 
 
 def test_windows_first_batch_epochs_and_shutdown(clock):
-    # start 0; warm-up batch: first batch at 1.5, window starts at 2;
-    # windows end at 5 and 9
-    clock([0., 1.5, 2., 5., 9.])
+    # start 10; warm-up batch: first batch at 11.5, window starts at 12;
+    # windows end at 15 and 19
+    clock([10., 11.5, 12., 15., 19.])
     workers = Workers()
     loader = Loader([4, 4, 3], workers)
     ticks = []
