@@ -65,6 +65,20 @@ def _is_kernel(event) -> bool:
     return kind is not None and 'CPU' not in str(kind)
 
 
+def _counted_events(averages, attr: str, on_cuda: bool) -> list:
+    """The profiler averages whose self time ``attr`` makes up the step.
+
+    Events without time and ``ProfilerStep#N`` spans are left out. On CUDA
+    only the kernels count (an operator's self device time is its kernels'
+    time again); on the CPU every operator's self time counts once.
+    """
+    return [
+        e for e in averages
+        if getattr(e, attr, 0) > 0 and not e.key.startswith('ProfilerStep') and
+        (not on_cuda or _is_kernel(e))
+    ]
+
+
 def _sync(device: torch.device) -> None:
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
@@ -165,13 +179,7 @@ def profile_train_step(cfg: Union[str, Config, dict],
         attr = 'self_device_time_total' if all(
             hasattr(e, 'self_device_time_total')
             for e in averages) else 'self_cuda_time_total'
-    # on CUDA count the kernels only (an operator's self device time is its
-    # kernels' time again); on the CPU every operator's self time counts once
-    events = [
-        e for e in averages
-        if getattr(e, attr, 0) > 0 and not e.key.startswith('ProfilerStep') and
-        (not on_cuda or _is_kernel(e))
-    ]
+    events = _counted_events(averages, attr, on_cuda)
     total_us = sum(getattr(e, attr) for e in events)
     families = defaultdict(float)
     rows = []

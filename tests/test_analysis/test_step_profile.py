@@ -168,6 +168,27 @@ def test_format_profile_columns():
     assert short[4].startswith('aten::mm  matmul ')
 
 
+def test_counted_events():
+    cpu, cuda = torch.autograd.DeviceType.CPU, torch.autograd.DeviceType.CUDA
+
+    def event(key, us, kind=cpu):
+        return SimpleNamespace(key=key, t=us, device_type=kind)
+
+    averages = [
+        event('aten::mm', 5),
+        event('aten::view', 0),
+        event('ProfilerStep#3', 9),
+        event('sm90_gemm', 4, cuda),
+        event('idle_kernel', 0, cuda),
+        SimpleNamespace(key='no_time'),
+    ]
+    counted = step_profile._counted_events
+    assert [e.key for e in counted(averages, 't', False)
+            ] == ['aten::mm', 'sm90_gemm']
+    assert [e.key for e in counted(averages, 't', True)] == ['sm90_gemm']
+    assert [e.key for e in counted([event('a', 1)], 't', False)] == ['a']
+
+
 def test_is_kernel():
     kernel = SimpleNamespace(device_type=torch.autograd.DeviceType.CUDA)
     operator = SimpleNamespace(device_type=torch.autograd.DeviceType.CPU)
