@@ -4,7 +4,9 @@ names, the settings fingerprint, the data description, the run config and
 the progress bar."""
 import hashlib
 import inspect
+import json
 import os.path as osp
+from types import SimpleNamespace
 
 import pytest
 from mmengine.config import Config
@@ -131,3 +133,44 @@ def test_progress_counts_every_run(tmp_path):
     quiet = _evaluator(tmp_path)
     with quiet.progress(4, 'profile'):
         assert quiet._bar is None
+
+
+def test_a_run_records_its_seconds_and_ticks_the_bar(tmp_path, monkeypatch):
+    from test_subtuning_search import FakeRuns
+    monkeypatch.setattr(search, 'train_run', FakeRuns())
+    clock = iter([100., 103.456789])
+    monkeypatch.setattr(search, 'time',
+                        SimpleNamespace(time=lambda: next(clock)))
+    ev = _evaluator(tmp_path, progress=True)
+    with ev.progress(2, 'profile'):
+        ev(('layer4.1', ))
+        assert ev._bar.postfix == 'layer4.1'
+        ev(('layer4.1', ))  # from the cache
+        assert ev._bar.postfix == 'layer4.1 (cached)'
+        assert ev._bar.n == 2
+    run = ev.results['layer4.1']
+    assert run['accuracy'] == pytest.approx(0.60)
+    record = json.loads(
+        (tmp_path / 'profile' / 'layer4.1' / 'result.json').read_text())
+    assert record['runs']['fold0/seed0']['seconds'] == 3.46
+    # indented JSON, two spaces
+    text = (tmp_path / 'profile' / 'layer4.1' / 'result.json').read_text()
+    assert text == json.dumps(record, indent=2)
+
+
+@pytest.mark.parametrize('quiet', [True, False])
+def test_a_failed_run_names_its_output_when_quiet(tmp_path, monkeypatch,
+                                                  quiet):
+    from test_subtuning_search import FakeRuns
+    monkeypatch.setattr(search, 'train_run', FakeRuns(fail_at=1))
+    ev = _evaluator(tmp_path, quiet=quiet)
+    with pytest.raises(RuntimeError, match='killed') as exc:
+        ev(('layer4.1', ))
+    notes = getattr(exc.value, '__notes__', [])
+    if quiet:
+        assert notes == [
+            "the run's output: " + osp.join(
+                str(tmp_path), 'profile', 'layer4.1', 'fold0', 'stdout.log')
+        ]
+    else:
+        assert notes == []
