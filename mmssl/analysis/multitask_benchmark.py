@@ -411,7 +411,6 @@ def _interleaved_run(cases: List[_Case], iters: int, warmup: int, repeat: int,
                     []).append(_time(lambda: case.run(arm), iters, device))
     rows = []
     for index, case in enumerate(cases):
-        case.multi.batch_branches = False
         separate_bytes = _model_bytes(case.models)
         held = _model_bytes([case.multi])
         used = _unique_bytes(case.multi.merged_state_dict().values())

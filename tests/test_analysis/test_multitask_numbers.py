@@ -227,3 +227,23 @@ def test_case_arms_set_the_branch_mode():
     assert case.run('separate') == dict(a=(7, 'tensor'), b=(7, 'tensor'))
     assert case.run('multitask_batched') == dict(batched=True)
     assert case.run('multitask') == dict(batched=False)
+
+
+def test_markdown_table_cells():
+    row = dict(
+        blocks='layer4.1',
+        tasks=2,
+        arm='multitask',
+        latency_ms=12.345,
+        speedup=None,
+        forward_mem_mib=3.0,
+        param_mib=1.5,
+        peak_mem_mib=4.5,
+        max_abs_diff=2e-7)
+    lines = mb.format_markdown([row]).splitlines()
+    assert lines[0] == ('| blocks | T | arm | latency ms | separate / arm | '
+                        'forward MiB | weights MiB | peak MiB | max diff |')
+    assert lines[1] == '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: ' \
+        '| ---: |'
+    assert lines[2] == ('| layer4.1 | 2 | multitask | 12.35 | - | 3.0 | 1.50 '
+                        '| 4.5 | 2.0e-07 |')
