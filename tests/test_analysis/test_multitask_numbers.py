@@ -243,7 +243,7 @@ def test_markdown_table_cells():
     lines = mb.format_markdown([row]).splitlines()
     assert lines[0] == ('| blocks | T | arm | latency ms | separate / arm | '
                         'forward MiB | weights MiB | peak MiB | max diff |')
-    assert lines[1] == '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: ' \
-        '| ---: |'
+    assert lines[1] == ('| --- | --- | --- | ---: | ---: | ---: | ---: | '
+                        '---: | ---: |')
     assert lines[2] == ('| layer4.1 | 2 | multitask | 12.35 | - | 3.0 | 1.50 '
                         '| 4.5 | 2.0e-07 |')
