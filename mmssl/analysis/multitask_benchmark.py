@@ -171,6 +171,8 @@ def make_subtuning_tasks(cfg: Union[str, Config, dict],
     its tuned blocks' weights and BatchNorm statistics are perturbed
     (``w += noise * std(w) * N(0, 1)``, ``running_var *= exp(noise *
     N(0, 1))``) and its neck and head re-initialised, with a seed per task.
+    A constant tensor (a fresh BatchNorm's weight, bias and running mean in
+    a random trunk) has no spread to scale the noise by and stays as it is.
 
     Args:
         cfg (str | Config | dict): A config whose ``model`` is a
