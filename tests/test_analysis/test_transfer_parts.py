@@ -1,0 +1,144 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+"""Parts of the transfer pipeline without training: data roots, hooks, the
+fine-tuning config's backbone, a stage's command and failure, the latest
+checkpoint and the results table."""
+import os.path as osp
+import sys
+from types import SimpleNamespace
+
+import pytest
+from mmengine.config import Config
+
+from mmssl.analysis import transfer
+
+
+class Logger:
+
+    def __init__(self):
+        self.lines = []
+
+    def info(self, msg):
+        self.lines.append(msg)
+
+
+def test_data_root_reaches_loaders_with_one_and_the_coco_evaluator():
+    cfg = Config(
+        dict(
+            train_dataloader=dict(dataset=dict(data_root='a', x=1)),
+            val_dataloader=dict(dataset=dict(type='Wrapper')),
+            val_evaluator=dict(type='CocoMetric', ann_file='old.json'),
+            test_evaluator=dict(type='IoUMetric')))
+    transfer._set_data_root(cfg, '/data')
+    assert cfg.train_dataloader.dataset == dict(data_root='/data', x=1)
+    assert cfg.val_dataloader.dataset == dict(type='Wrapper')
+    assert cfg.val_evaluator.ann_file == osp.join('/data', 'det',
+                                                  'annotations',
+                                                  'instances_val.json')
+    assert cfg.test_evaluator == dict(type='IoUMetric')
+    assert cfg.data_root == '/data'
+
+
+def test_frozen_eval_hooks_are_dropped():
+    cfg = Config(
+        dict(custom_hooks=[
+            dict(type='mmssl.FrozenEvalHook'),
+            dict(type='EMAHook'),
+        ]))
+    transfer._drop_frozen_eval(cfg)
+    assert cfg.custom_hooks == [dict(type='EMAHook')]
+    cfg = Config(dict(custom_hooks=None))
+    transfer._drop_frozen_eval(cfg)
+    assert cfg.custom_hooks == []
+
+
+def test_finetune_config_backbone_init(tmp_path):
+    src = transfer.method_configs('simclr', 'seg')['finetune']
+    args = SimpleNamespace(
+        data_root='data/embedded',
+        finetune_cfg_options=None,
+        finetune_epochs=None)
+    plain = Config.fromfile(osp.join(transfer.REPO, src))
+    cfg = transfer.write_finetune_config(src, str(tmp_path / 'a.py'), None,
+                                         args)
+    assert cfg.model.backbone.init_cfg is None
+    assert cfg.train_cfg == plain.train_cfg  # the schedule as written
+    cfg = transfer.write_finetune_config(src, str(tmp_path / 'b.py'),
+                                         '/ckpt/backbone.pth', args)
+    assert cfg.model.backbone.init_cfg == dict(
+        type='Pretrained', prefix='backbone.', checkpoint='/ckpt/backbone.pth')
+    written = Config.fromfile(str(tmp_path / 'b.py'))
+    assert written.model.backbone.init_cfg.checkpoint == '/ckpt/backbone.pth'
+
+
+def test_run_stage_shows_the_command_and_the_failure(tmp_path):
+    logger = Logger()
+    script = osp.join(transfer.REPO, 'tools', 'train.py')
+    seconds = transfer.run_stage('pretrain',
+                                 [sys.executable, '-c', 'print(1)', script],
+                                 str(tmp_path / 'ok.log'), logger)
+    assert seconds >= 0
+    assert logger.lines[0] == ('[pretrain] python -c print(1) ' +
+                               osp.join('tools', 'train.py'))
+    assert (tmp_path / 'ok.log').read_text() == '1\n'
+    code = 'for i in range(40): print(f"line {i}")\nraise SystemExit(3)'
+    with pytest.raises(transfer.PipelineError) as exc:
+        transfer.run_stage('test', [sys.executable, '-c', code],
+                           str(tmp_path / 'bad.log'), logger)
+    message = str(exc.value)
+    assert message.startswith('test failed (exit 3), see ')
+    assert 'line 10\n' in message and 'line 39\n' in message
+    assert 'line 9\n' not in message  # the last 30 lines only
+
+
+def test_latest_checkpoint(tmp_path):
+    assert transfer._latest_checkpoint(str(tmp_path)) is None
+    ckpt = tmp_path / 'epoch_1.pth'
+    ckpt.write_bytes(b'x')
+    (tmp_path / 'last_checkpoint').write_text(f'{ckpt}\n')
+    assert transfer._latest_checkpoint(str(tmp_path)) == str(ckpt)
+    # a path relative to the repository
+    relative = transfer.method_configs('simclr', 'seg')['finetune']
+    (tmp_path / 'last_checkpoint').write_text(relative)
+    assert transfer._latest_checkpoint(str(tmp_path)) == osp.join(
+        transfer.REPO, relative)
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'gone.pth'))
+    assert transfer._latest_checkpoint(str(tmp_path)) is None
+
+
+def test_results_table():
+    assert transfer.format_table([]) == ''
+    records = [
+        dict(
+            method='random',
+            pretrain_config=None,
+            pretrain_epochs=None,
+            value=12.345,
+            metric='mIoU',
+            stages=dict(finetune=dict(seconds=40.4))),
+        dict(
+            method='simclr',
+            pretrain_config='configs/simclr/x.py',
+            pretrain_epochs=None,
+            value=20.,
+            metric='mIoU',
+            stages=dict(
+                pretrain=dict(seconds=0., pretrain_seconds=300.2),
+                finetune=dict(seconds=41.))),
+        dict(
+            method='mae',
+            pretrain_config='configs/mae/x.py',
+            pretrain_epochs=5,
+            value=15.,
+            metric='mIoU',
+            stages=dict(
+                pretrain=dict(seconds=99.6), finetune=dict(seconds=39.))),
+    ]
+    assert transfer.format_table(records).splitlines() == [
+        '| method | pretraining | mIoU | pretrain s | fine-tune s |',
+        '| --- | --- | --- | --- | --- |',
+        '| random | none (random init) | 12.35 | 0 | 40 |',
+        '| simclr | config epochs | 20.00 | 300 | 41 |',
+        '| mae | 5 epochs | 15.00 | 100 | 39 |',
+    ]
+    assert transfer.suffix(SimpleNamespace(tag='b')) == '_b'
+    assert transfer.suffix(SimpleNamespace(tag=None)) == ''
