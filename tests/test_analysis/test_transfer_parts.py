@@ -73,12 +73,13 @@ def test_finetune_config_backbone_init(tmp_path):
 def test_run_stage_shows_the_command_and_the_failure(tmp_path):
     logger = Logger()
     script = osp.join(transfer.REPO, 'tools', 'train.py')
-    seconds = transfer.run_stage('pretrain',
-                                 [sys.executable, '-c', 'print(1)', script],
-                                 str(tmp_path / 'ok.log'), logger)
-    assert seconds >= 0
+    outside = str(tmp_path / 'work')  # not under the repository: as given
+    seconds = transfer.run_stage(
+        'pretrain', [sys.executable, '-c', 'print(1)', script, outside],
+        str(tmp_path / 'ok.log'), logger)
+    assert 0 <= seconds < 3600
     assert logger.lines[0] == ('[pretrain] python -c print(1) ' +
-                               osp.join('tools', 'train.py'))
+                               osp.join('tools', 'train.py') + ' ' + outside)
     assert (tmp_path / 'ok.log').read_text() == '1\n'
     code = 'for i in range(40): print(f"line {i}")\nraise SystemExit(3)'
     with pytest.raises(transfer.PipelineError) as exc:
@@ -133,6 +134,8 @@ def test_results_table():
             stages=dict(
                 pretrain=dict(seconds=99.6), finetune=dict(seconds=39.))),
     ]
+    assert transfer.format_table(records[:1]).splitlines()[0] == (
+        '| method | pretraining | mIoU | pretrain s | fine-tune s |')
     assert transfer.format_table(records).splitlines() == [
         '| method | pretraining | mIoU | pretrain s | fine-tune s |',
         '| --- | --- | --- | --- | --- |',
