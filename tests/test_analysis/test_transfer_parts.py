@@ -2,6 +2,7 @@
 """Parts of the transfer pipeline without training: data roots, hooks, the
 fine-tuning config's backbone, a stage's command and failure, the latest
 checkpoint and the results table."""
+import json
 import os.path as osp
 import sys
 from types import SimpleNamespace
@@ -145,3 +146,86 @@ def test_results_table():
     ]
     assert transfer.suffix(SimpleNamespace(tag='b')) == '_b'
     assert transfer.suffix(SimpleNamespace(tag=None)) == ''
+
+
+def _fake_stage(calls):
+    """``run_stage`` that writes a checkpoint where train.py would."""
+
+    def run(name, cmd, log_file, logger):
+        calls.append(name)
+        work_dir = cmd[cmd.index('--work-dir') + 1]
+        ckpt = osp.join(work_dir, f'epoch_{len(calls)}.pth')
+        with open(ckpt, 'wb') as f:
+            f.write(b'x')
+        with open(osp.join(work_dir, 'last_checkpoint'), 'w') as f:
+            f.write(ckpt)
+        return 5.
+
+    return run
+
+
+def test_pretraining_is_reused_unless_forced_or_changed(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(transfer, 'run_stage', _fake_stage(calls))
+    config = transfer.method_configs('simclr', 'seg')['pretrain']
+    args = SimpleNamespace(
+        data_root='data/embedded',
+        pretrain_cfg_options=None,
+        pretrain_epochs=None,
+        force=False,
+        work_dir=str(tmp_path))
+
+    def run():
+        record = dict(stages={})
+        ckpt = transfer.pretrain('simclr', config, args, Logger(), record)
+        return ckpt, record['stages']['pretrain']
+
+    first, stage = run()
+    assert calls == ['pretrain'] and stage['seconds'] == 5.
+    again, stage = run()  # the same config: reused, nothing trained
+    assert calls == ['pretrain'] and again == first
+    assert stage == dict(
+        seconds=0.,
+        reused=first,
+        config=osp.join(
+            str(tmp_path), 'simclr', 'pretrain', 'pretrain_config.py'),
+        pretrain_seconds=5.)
+    args.force = True
+    forced, _ = run()
+    assert calls == ['pretrain'] * 2 and forced != first
+    args.force = False
+    args.pretrain_cfg_options = {'train_cfg.max_epochs': 2}
+    run()  # another config: trained again
+    assert calls == ['pretrain'] * 3
+
+
+def test_a_detection_record(tmp_path, monkeypatch):
+    """box mAP in percent, the given checkpoint as a free stage, the total
+    seconds and the record file."""
+
+    def finetune(method, task, config, backbone, args, logger, record):
+        record['stages']['finetune'] = dict(seconds=10.26)
+        record['stages']['test'] = dict(seconds=2.)
+        return {'coco/bbox_mAP': 0.12345}
+
+    def convert(method, ckpt, target, args, logger, record):
+        record['stages']['convert'] = dict(seconds=1.)
+        return f'{ckpt}.{target}'
+
+    monkeypatch.setattr(transfer, 'finetune_and_test', finetune)
+    monkeypatch.setattr(transfer, 'convert', convert)
+    args = SimpleNamespace(
+        pretrain_epochs=None,
+        finetune_epochs=None,
+        tag=None,
+        data_root='data/embedded',
+        checkpoint='/given.pth',
+        pretrain_only=False,
+        work_dir=str(tmp_path))
+    record = transfer.run_method('simclr', 'det', args, Logger())
+    assert record['stages']['pretrain'] == dict(
+        seconds=0., checkpoint='/given.pth', given=True)
+    assert record['metric'] == 'box mAP' and record['value'] == 12.35
+    assert record['seconds'] == 13.3
+    path = tmp_path / 'det_simclr.json'
+    assert path.read_text() == json.dumps(record, indent=2)
