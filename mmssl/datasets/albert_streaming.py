@@ -271,7 +271,7 @@ class AlbertStreamingPretrainDataset(IterableDataset):
                              f'non-empty list of them, got {ann_file!r}')
         files = []
         for name in names:
-            name = osp.join(data_root, name)  # an absolute name as given
+            name = osp.join(data_root or '', name)  # absolute: as given
             if glob.has_magic(name):
                 matches = sorted(glob.glob(name))
                 if not matches:

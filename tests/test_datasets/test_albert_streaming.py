@@ -426,6 +426,9 @@ def test_file_order_and_names(files, tmp_path):
     assert rel.files == [third]
     absolute = _build(files, corpus=[third, files[0]], data_root='/nowhere')
     assert absolute.files == [third, files[0]]
+    # data_root=None (as configs may write it) is no folder
+    resolve = AlbertStreamingPretrainDataset._resolve_files
+    assert resolve([third], None) == [third]
     for name in ('g-b.txt', 'g-a.txt'):
         _write(tmp_path, name, b'one sentence here.\nand two.\n')
     globbed = _build(
