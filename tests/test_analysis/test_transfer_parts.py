@@ -229,3 +229,54 @@ def test_a_detection_record(tmp_path, monkeypatch):
     assert record['seconds'] == 13.3
     path = tmp_path / 'det_simclr.json'
     assert path.read_text() == json.dumps(record, indent=2)
+
+
+def test_finetune_and_test_twice_in_one_folder(tmp_path, monkeypatch):
+    """The fine-tuning trains without validation, tests its last checkpoint
+    into ``test_metrics.json`` and records both stages; a second run (the
+    same method, task and tag) goes into the same folder again."""
+    calls = []
+    train = _fake_stage(calls)
+
+    def run(name, cmd, log_file, logger):
+        if name == 'finetune':
+            assert cmd[-1] == '--no-validate'
+            return train(name, cmd, log_file, logger)
+        calls.append(name)
+        with open(cmd[cmd.index('--out') + 1], 'w') as f:
+            json.dump({'mIoU': 10. + len(calls)}, f)
+        return 3.
+
+    monkeypatch.setattr(transfer, 'run_stage', run)
+    src = transfer.method_configs('simclr', 'seg')['finetune']
+    args = SimpleNamespace(
+        data_root='data/embedded',
+        finetune_cfg_options=None,
+        finetune_epochs=None,
+        tag='b',
+        work_dir=str(tmp_path))
+    work_dir = osp.join(str(tmp_path), 'simclr', 'seg_b')
+    for n in (1, 2):
+        record = dict(stages={})
+        metrics = transfer.finetune_and_test('simclr', 'seg', src, None, args,
+                                             Logger(), record)
+        assert metrics == {'mIoU': 10. + 2 * n}
+        cfg_path = osp.join(work_dir, 'finetune_config.py')
+        ckpt = osp.join(work_dir, f'epoch_{2 * n - 1}.pth')
+        assert record['stages']['finetune'] == dict(
+            seconds=5.,
+            config=cfg_path,
+            checkpoint=ckpt,
+            command=[
+                transfer.TRAIN, cfg_path, '--work-dir', work_dir,
+                '--no-validate'
+            ])
+        metrics_file = osp.join(work_dir, 'test_metrics.json')
+        assert record['stages']['test'] == dict(
+            seconds=3.,
+            metrics_file=metrics_file,
+            command=[
+                transfer.TEST, cfg_path, ckpt, '--work-dir', work_dir, '--out',
+                metrics_file, '--out-item', 'metrics'
+            ])
+    assert calls == ['finetune', 'test'] * 2
