@@ -1,7 +1,7 @@
 # Copyright (c) mmssl contributors. All rights reserved.
-"""The time-budget hook, the time to a target and the comparison of methods,
-on a fake clock and fake runs (the real runs are in
-test_time_to_accuracy.py)."""
+"""The time-budget hook, the time to a target and the comparison of methods
+on a fake clock and fake runs; the speed probe and a budget run on a fake
+runner (the real runs are in test_time_to_accuracy.py)."""
 import pytest
 import torch
 from mmengine.config import Config
@@ -183,3 +183,141 @@ def test_compare_is_relative_to_the_first_method(monkeypatch, tmp_path):
 def test_budget_run_needs_a_frozen_eval():
     with pytest.raises(KeyError, match='frozen_eval'):
         pretrain_under_budget(Config(dict(model=dict())), 1.)
+
+
+class _TrainRunner(_Runner):
+    """Trains on the fake clock: ``seconds[i]`` for iteration ``i`` (1 s
+    past the list), batches of 8 images."""
+
+    def __init__(self, cfg, clock, seconds=()):
+        super().__init__(cfg.train_cfg.max_iters)
+        self.cfg, self.clock, self.seconds = cfg, clock, list(seconds)
+        self.hooks = []
+
+    def register_hook(self, hook):
+        self.hooks.append(hook)
+
+    def train(self):
+        for hook in self.hooks:
+            if hasattr(hook, 'before_train'):
+                hook.before_train(self)
+        batch = dict(inputs=torch.zeros(8, 3, 4, 4))
+        for i in range(self.max_iters):
+            self.iter = i
+            self.clock.now += self.seconds[i] if i < len(self.seconds) else 1.
+            for hook in self.hooks:
+                hook.after_train_iter(self, i, batch)
+            if self.train_loop.stop_training:
+                break
+
+
+def _pretrain_cfg():
+    return Config(
+        dict(
+            model=dict(type='M', ema=dict(anneal_iters=50)),
+            train_cfg=dict(type='EpochBasedTrainLoop', max_epochs=10),
+            train_dataloader=dict(
+                batch_size=8, sampler=dict(type='DefaultSampler')),
+            val_dataloader=dict(batch_size=8),
+            param_scheduler=[
+                dict(type='CosineAnnealingLR', by_epoch=True, T_max=10)
+            ],
+            default_hooks=dict(
+                checkpoint=dict(type='CheckpointHook', interval=1),
+                logger=dict(type='LoggerHook', interval=10)),
+            custom_hooks=[
+                dict(type='mmssl.EMAHook'),
+                dict(type='mmssl.ReconstructionVisHook'),
+                dict(type='mmssl.FrozenEvalHook')
+            ],
+            frozen_eval=dict(
+                train_dataloader=dict(split='train'),
+                val_dataloader=dict(split='val'))))
+
+
+def _fake_runs(monkeypatch, tmp_path, seconds=()):
+    clock = _Clock()
+    monkeypatch.setattr(tta.time, 'perf_counter', clock)
+    monkeypatch.setattr(tta.tempfile, 'mkdtemp',
+                        lambda prefix: str(tmp_path / prefix))
+    runners = []
+
+    def build(cfg):
+        runners.append(_TrainRunner(cfg, clock, seconds))
+        return runners[-1]
+
+    monkeypatch.setattr(tta, 'build_runner', build)
+    return clock, runners
+
+
+def test_the_probe_times_the_iterations_after_its_warmup(
+        monkeypatch, tmp_path):
+    _, runners = _fake_runs(monkeypatch, tmp_path, [50, 20, 10, 2, 2, 3, 5])
+    cfg = _pretrain_cfg()
+    assert tta.probe_iter_time(cfg, iters=4, warmup=3) == 3.
+    run = runners[0].cfg
+    assert run.train_cfg == dict(type='IterBasedTrainLoop', max_iters=7)
+    assert run.train_dataloader.sampler == dict(
+        type='InfiniteSampler', shuffle=True)
+    assert run.param_scheduler == [] and run.log_level == 'WARNING'
+    assert run.work_dir == str(tmp_path / 'tta_probe_')
+    assert run.default_hooks.checkpoint is None  # nothing written
+    assert run.custom_hooks == [dict(type='mmssl.EMAHook')]
+    assert cfg.train_cfg.type == 'EpochBasedTrainLoop'  # a copy was run
+    assert len(cfg.custom_hooks) == 3
+    # one timed iteration: the one after the warm-up
+    assert tta.probe_iter_time(cfg, iters=1, warmup=2) == 10.
+
+
+def test_a_budget_run_sizes_its_schedule_and_evaluates_in_time(
+        monkeypatch, tmp_path):
+    _, runners = _fake_runs(monkeypatch, tmp_path)
+    monkeypatch.setattr(tta, 'iters_per_epoch', lambda cfg: 10)
+    built = []
+    monkeypatch.setattr(tta, 'build_eval_dataloader',
+                        lambda loader: built.append(loader) or loader.split)
+    evals = []
+
+    def evaluate(model, train, val, protocols, progress):
+        evals.append((train, val, tuple(protocols), progress))
+        return dict(knn_top1=float(len(evals)))
+
+    monkeypatch.setattr(tta, 'evaluate_backbone', evaluate)
+    cfg = _pretrain_cfg()
+    # 4 img/s at batch 8: 2 s an iteration, 9 s of budget -> 4 iterations
+    out = pretrain_under_budget(
+        cfg,
+        9.,
+        img_per_s=4.,
+        num_evals=3,
+        protocols=('knn', ),
+        work_dir=str(tmp_path / 'run'),
+        seed=7)
+    assert out['total_iters'] == 4 and out['probe_iter_s'] == 2.
+    run = runners[0].cfg
+    assert run.train_cfg == dict(type='IterBasedTrainLoop', max_iters=4)
+    # the cosine decay spans the 4 iterations, the EMA anneal 50 of 100
+    assert run.param_scheduler[0].T_max == 4
+    assert run.model.ema.anneal_iters == 2
+    assert run.work_dir == str(tmp_path / 'run')
+    assert run.randomness == dict(seed=7) and run.log_level == 'INFO'
+    assert run.default_hooks.checkpoint == dict(
+        type='CheckpointHook', interval=10**9, save_last=False)
+    assert run.default_hooks.logger == dict(type='LoggerHook', interval=50)
+    assert run.custom_hooks == [dict(type='mmssl.EMAHook')]
+    assert 'val_dataloader' not in run and 'val_dataloader' in cfg
+    assert [b.split for b in built] == ['train', 'val']
+    assert evals[0] == ('train', 'val', ('knn', ), False)
+    # time points 3, 6 and 9 s; the run ends after 4 iterations of 1 s
+    records = out['records']
+    assert [(r['train_s'], r['iter'], r['images'])
+            for r in records] == [(0., 0, 0), (3., 3, 24), (4., 4, 32)]
+    assert [r['knn_top1'] for r in records] == [1., 2., 3.]
+    # without a speed the probe sizes the run; a tiny budget runs 2
+    monkeypatch.setattr(tta, 'probe_iter_time', lambda cfg: 100.)
+    out = pretrain_under_budget(cfg, 9., work_dir=str(tmp_path / 'b'))
+    assert out['total_iters'] == 2 and out['probe_iter_s'] == 100.
+    assert runners[-1].cfg.randomness == dict(seed=0)
+    # no work dir: a temporary one
+    pretrain_under_budget(cfg, 9., img_per_s=4.)
+    assert runners[-1].cfg.work_dir == str(tmp_path / 'tta_')
