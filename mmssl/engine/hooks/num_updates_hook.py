@@ -41,5 +41,7 @@ class NumUpdatesHook(Hook):
                           runner,
                           batch_idx: int,
                           data_batch: Optional[dict] = None) -> None:
+        # an OptimWrapper checks that its count is at least 1; several
+        # optimizers (OptimWrapperDict) have none and step every iteration
         counts = getattr(runner.optim_wrapper, '_accumulative_counts', 1)
-        self._model(runner).set_num_updates(runner.iter // max(counts, 1))
+        self._model(runner).set_num_updates(runner.iter // counts)
