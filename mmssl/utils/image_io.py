@@ -54,7 +54,8 @@ def load_fashion_image(path: str, size: int) -> torch.Tensor:
 
     Conversions: grayscale (and palette) images become RGB by repeating the
     channel; 16-bit grayscale images are scaled to 8 bits (not clipped);
-    images with alpha are composited onto a white background; any size is
+    images with alpha (an alpha channel or a transparent colour) are
+    composited onto a white background; any size is
     resized to ``size x size`` (Lanczos), ignoring the aspect ratio, as the
     reference code does.
 
@@ -78,9 +79,9 @@ def load_fashion_image(path: str, size: int) -> torch.Tensor:
             img.load()
             if img.mode in _MODES_16BIT + ('I', 'F'):
                 img = _to_8bit(img, path)
-            if img.mode in ('RGBA', 'LA',
-                            'PA') or (img.mode == 'P'
-                                      and 'transparency' in img.info):
+            # an alpha channel, or a transparent colour (palette index,
+            # grey level or RGB triple) of a PNG / GIF
+            if img.mode in ('RGBA', 'LA', 'PA') or 'transparency' in img.info:
                 img = img.convert('RGBA')
                 bg = Image.new('RGBA', img.size, (255, 255, 255, 255))
                 img = Image.alpha_composite(bg, img)
