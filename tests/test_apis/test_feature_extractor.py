@@ -182,3 +182,29 @@ def test_clear_errors(tmp_path):
         MMSSLFeatureExtractor(str(tmp_path / 'missing.py'))
     with pytest.raises(ValueError, match='pool'):
         MMSSLFeatureExtractor(_mae_cfg(), pool='max')
+
+
+def test_several_stages_pool_the_last_one():
+    """A backbone with two outputs: both are returned per image, the pooled
+    feature is the global average of the last; one image a batch by
+    default; a config without a default scope is read in mmpretrain's."""
+    model = tiny_simclr_cfg()
+    model['backbone']['out_indices'] = (2, 3)
+    extractor = MMSSLFeatureExtractor(
+        dict(model=model), img_size=32, crop_pct=1.0)
+    assert extractor.scope == 'mmpretrain'
+    images = [
+        np.random.RandomState(i).randint(0, 255, (32, 32, 3), np.uint8)
+        for i in range(3)
+    ]
+    batches = list(extractor.preprocess(images))
+    assert [b['inputs'].shape[0] for b in batches] == [1, 1, 1]
+    feat = extractor(images[:1])[0]
+    assert [s.shape for s in feat['stages']] == [(32, 2, 2), (64, 1, 1)]
+    torch.testing.assert_close(feat['pooled'], feat['stages'][1].mean((1, 2)))
+
+
+@pytest.mark.parametrize('crop_pct', [0., 1.5])
+def test_crop_fraction_outside_0_to_1_is_refused(crop_pct):
+    with pytest.raises(ValueError, match='crop_pct'):
+        derive_test_pipeline(Config(_mae_cfg()), crop_pct=crop_pct)
