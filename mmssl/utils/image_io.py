@@ -83,7 +83,7 @@ def load_fashion_image(path: str, size: int) -> torch.Tensor:
             # grey level or RGB triple) of a PNG / GIF
             if img.mode in ('RGBA', 'LA', 'PA') or 'transparency' in img.info:
                 img = img.convert('RGBA')
-                bg = Image.new('RGBA', img.size, (255, 255, 255, 255))
+                bg = Image.new('RGBA', img.size, 'white')
                 img = Image.alpha_composite(bg, img)
             img = img.convert('RGB')
     except (UnidentifiedImageError, OSError) as err:
