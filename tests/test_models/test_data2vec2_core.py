@@ -30,7 +30,7 @@ def samples(batch_size, num_masks=3):
 
 
 def test_random_token_masker_exact_counts_and_independence():
-    gen = RandomTokenMasker(mask_ratio=0.48, num_masks=8)
+    gen = RandomTokenMasker()  # the text recipe: 48 % removed, 8 masks
     masks = gen(3, (50, ), torch.device('cpu'))
     assert masks.shape == (3, 8, 50) and masks.dtype == torch.bool
     # int(50 * 0.52) = 26 kept, 24 removed in every row
