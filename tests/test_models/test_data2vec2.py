@@ -343,6 +343,13 @@ def test_regression_loss_equals_hand_computation():
         F.smooth_l1_loss(pred, target, beta=0.5, reduction='sum').item() /
         math.sqrt(8) / 5,
         rel=1e-5)
+    # leading axes are rows; no rows (nothing masked) is a zero loss
+    rows = d2v2_regression_loss(
+        pred.view(1, 5, 8), target.view(1, 5, 8), reduction='none')
+    assert rows.shape == (5, ) and rows.sum().item() == pytest.approx(
+        ref.item() * 5, rel=1e-5)
+    empty = d2v2_regression_loss(torch.zeros(0, 8), torch.zeros(0, 8))
+    assert empty.item() == 0.
 
 
 def test_head_loss_equals_hand_computation():

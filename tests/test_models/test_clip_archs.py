@@ -1,0 +1,42 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+"""The CLIP architectures: OpenAI's are open_clip's configs of the released
+weights (QuickGELU), the tiny ones are pinned by their parameter counts."""
+import open_clip
+import pytest
+
+from mmssl.models.clip.clip_model import CLIP_ARCHS, build_clip
+
+
+def _plain(cfg):
+    """A config with lists as tuples and unset (None) fields dropped."""
+    return {
+        k: tuple(v) if isinstance(v, list) else v
+        for k, v in cfg.items() if v is not None
+    }
+
+
+@pytest.mark.parametrize('name, reference',
+                         [('RN50', 'RN50-quickgelu'),
+                          ('ViT-B/16', 'ViT-B-16-quickgelu')])
+def test_openai_archs_are_those_of_the_released_weights(name, reference):
+    ref = open_clip.get_model_config(reference)
+    arch = CLIP_ARCHS[name]
+    assert arch['embed_dim'] == ref['embed_dim']
+    assert arch['quick_gelu'] is ref['quick_gelu'] is True
+    assert _plain(arch['vision']) == _plain(ref['vision_cfg'])
+    text = dict(ref['text_cfg'])
+    assert text.pop('vocab_size') == 49408  # open_clip's default
+    assert arch['text'] == text
+
+
+@pytest.mark.parametrize('name, params', [('tiny-rn', 4595673),
+                                          ('tiny-vit', 3429441)])
+def test_tiny_archs(name, params):
+    """64-d embeddings of 32 px images and 24-token texts, plain GELU; the
+    parameter count pins every width and depth (the token embedding,
+    49408 x 64, is most of it)."""
+    model = build_clip(name)
+    assert sum(p.numel() for p in model.parameters()) == params
+    assert model.context_length == 24
+    assert tuple(model.text_projection.shape) == (64, 64)
+    assert type(model.transformer.resblocks[0].mlp.gelu).__name__ == 'GELU'
