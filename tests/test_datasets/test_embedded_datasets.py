@@ -10,6 +10,7 @@ import torch
 
 from mmssl.datasets import (SHAPE_CLASSES, UNIDET_LABEL_SPACES,
                             make_embedded_data)
+from mmssl.datasets.embedded_shapes import SHAPE_PALETTE
 
 SMALL = dict(img_size=64, num_train=40, num_val=12)
 
@@ -119,6 +120,9 @@ def test_seg_dataset(data_root):
             ]))
     assert len(ds) == 20
     assert ds.metainfo['classes'] == ('background', ) + SHAPE_CLASSES
+    # the background black, then the shapes' palette
+    assert ds.metainfo['palette'] == [[0, 0, 0]
+                                      ] + [list(c) for c in SHAPE_PALETTE]
     sample = ds[0]
     assert sample['inputs'].shape == (3, 64, 64)
     seg = sample['data_samples'].gt_sem_seg.data

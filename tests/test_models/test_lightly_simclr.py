@@ -48,7 +48,9 @@ def test_the_peer_optimises_mmssl_s_objective():
 
 
 def test_bad_settings_and_input():
-    with pytest.raises(ValueError, match='depth must be one of'):
+    with pytest.raises(
+            ValueError,
+            match=r'depth must be one of \[18, 34, 50, 101, 152\], got 20'):
         _peer(depth=20)
     model = _peer()
     with pytest.raises(ValueError, match='two view batches'):

@@ -23,8 +23,8 @@ from mmengine.model import BaseModel
 from mmssl.registry import MODELS
 from .lightly_mae import _INSTALL_HINT
 
-#: torchvision ResNet depths and their pooled feature widths
-RESNET_WIDTHS = {18: 512, 34: 512, 50: 2048, 101: 2048, 152: 2048}
+#: torchvision ResNet depths
+RESNET_DEPTHS = (18, 34, 50, 101, 152)
 
 
 def _import_lightly():
@@ -72,13 +72,13 @@ class LightlySimCLR(BaseModel):
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor)
         torchvision, loss_cls, head_cls = _import_lightly()
-        if depth not in RESNET_WIDTHS:
+        if depth not in RESNET_DEPTHS:
             raise ValueError(f'model.depth must be one of '
-                             f'{sorted(RESNET_WIDTHS)}, got {depth!r}')
+                             f'{list(RESNET_DEPTHS)}, got {depth!r}')
         resnet = getattr(torchvision.models, f'resnet{depth}')()
         # lightly's benchmark: the ResNet without its fc layer
         self.backbone = nn.Sequential(*list(resnet.children())[:-1])
-        width = RESNET_WIDTHS[depth]
+        width = resnet.fc.in_features  # the pooled feature width
         self.projection_head = head_cls(width, hidden_dim or width, out_dim)
         self.criterion = loss_cls(temperature=temperature)
 
