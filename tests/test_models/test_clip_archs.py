@@ -1,10 +1,13 @@
 # Copyright (c) mmssl contributors. All rights reserved.
 """The CLIP architectures: OpenAI's are open_clip's configs of the released
-weights (QuickGELU), the tiny ones are pinned by their parameter counts."""
+weights (QuickGELU), the tiny ones are pinned by their parameter counts; a
+checkpoint of another architecture does not fit."""
 import open_clip
 import pytest
+import torch
 
-from mmssl.models.clip.clip_model import CLIP_ARCHS, build_clip
+from mmssl.models.clip.clip_model import (CLIP_ARCHS, build_clip,
+                                          load_clip_checkpoint)
 
 
 def _plain(cfg):
@@ -40,3 +43,31 @@ def test_tiny_archs(name, params):
     assert model.context_length == 24
     assert tuple(model.text_projection.shape) == (64, 64)
     assert type(model.transformer.resblocks[0].mlp.gelu).__name__ == 'GELU'
+
+
+def test_an_arch_dict_without_quick_gelu_uses_gelu():
+    arch = {
+        k: v
+        for k, v in CLIP_ARCHS['tiny-rn'].items() if k != 'quick_gelu'
+    }
+    model = build_clip(arch)
+    assert type(model.transformer.resblocks[0].mlp.gelu).__name__ == 'GELU'
+
+
+def test_a_checkpoint_with_a_missing_key_or_another_shape_does_not_fit(
+        tmp_path):
+    model = build_clip('tiny-vit')
+    state = model.state_dict()
+    missing = dict(state)
+    missing.pop('ln_final.weight')
+    reshaped = dict(state, text_projection=torch.zeros(64, 32))
+    for name, ckpt, found in (('missing', missing, '1 missing keys'),
+                              ('reshaped', reshaped, 'text_projection')):
+        path = str(tmp_path / f'{name}.pth')
+        torch.save(
+            dict(state_dict={
+                f'clip.{k}': v
+                for k, v in ckpt.items()
+            }), path)
+        with pytest.raises(RuntimeError, match=f'does not fit.*{found}'):
+            load_clip_checkpoint(build_clip('tiny-vit'), path)
