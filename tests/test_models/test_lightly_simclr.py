@@ -90,3 +90,15 @@ def test_peer_config_takes_the_mmssl_lars_exclusions():
     for name, p in model.named_parameters():
         is_norm = p.dim() == 1  # BN weights and biases
         assert (id(p) in excluded) == is_norm, name
+
+
+def test_defaults_are_lightly_s_resnet50_benchmark():
+    """ResNet-50 (2048-d features), a 2048-d hidden layer, 128-d
+    projections, temperature 0.1."""
+    model = MODELS.build(dict(type='mmssl.LightlySimCLR'))
+    linears = [(m.in_features, m.out_features)
+               for m in model.projection_head.modules()
+               if isinstance(m, torch.nn.Linear)]
+    assert linears == [(2048, 2048), (2048, 128)]
+    assert model.criterion.temperature == 0.1
+    assert sum(p.numel() for p in model.backbone.parameters()) == 23508032
