@@ -37,6 +37,11 @@ def test_frozen_stages_stay_frozen_in_train_mode(frozen):
             for m in parts] == [True] * (frozen + 1) + [False] * (4 - frozen)
     assert [m.training
             for m in parts] == [False] * (frozen + 1) + [True] * (4 - frozen)
+    # BatchNorm trains in the stages that train (norm_eval is off)
+    last = [
+        m for m in net.stages[3].modules() if isinstance(m, nn.BatchNorm2d)
+    ]
+    assert [m.training for m in last] == [frozen < 4] * len(last)
 
 
 def test_norm_eval_keeps_batchnorm_statistics():
