@@ -32,9 +32,9 @@ def test_openai_archs_are_those_of_the_released_weights(name, reference):
     assert arch['text'] == text
 
 
-@pytest.mark.parametrize('name, params', [('tiny-rn', 4595673),
-                                          ('tiny-vit', 3429441)])
-def test_tiny_archs(name, params):
+@pytest.mark.parametrize('name, params, image_heads',
+                         [('tiny-rn', 4595673, 8), ('tiny-vit', 3429441, 2)])
+def test_tiny_archs(name, params, image_heads):
     """64-d embeddings of 32 px images and 24-token texts, plain GELU; the
     parameter count pins every width and depth (the token embedding,
     49408 x 64, is most of it)."""
@@ -43,6 +43,14 @@ def test_tiny_archs(name, params):
     assert model.context_length == 24
     assert tuple(model.text_projection.shape) == (64, 64)
     assert type(model.transformer.resblocks[0].mlp.gelu).__name__ == 'GELU'
+    # attention heads: 64 (ResNet pooling) or 32 (ViT) channels wide in the
+    # image tower, 2 in the text tower
+    visual = model.visual
+    pool = getattr(visual, 'attnpool', None)
+    heads = pool.num_heads if pool is not None else \
+        visual.transformer.resblocks[0].attn.num_heads
+    assert heads == image_heads
+    assert model.transformer.resblocks[0].attn.num_heads == 2
 
 
 def test_an_arch_dict_without_quick_gelu_uses_gelu():
