@@ -75,6 +75,7 @@ def test_the_temperature_is_clamped_before_the_loss(start, max_scale, used):
 
 def test_tensor_mode_gives_unit_image_features():
     model = _model().eval()
+    assert model.max_log_scale == pytest.approx(math.log(100.))  # CLIP's
     imgs = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         feats = model(imgs)
