@@ -9,6 +9,7 @@ from mmengine.visualization import Visualizer
 
 import mmssl.analysis.train_in_process as tip
 from mmssl.analysis.train_in_process import train_run
+from mmssl.engine.runner_utils import UnknownTypeError
 
 
 class FakeRunner:
@@ -78,7 +79,8 @@ def test_the_last_validation_and_the_release(tmp_path, monkeypatch):
 def test_a_config_that_cannot_be_built(tmp_path):
     log = tmp_path / 'logs' / 'run.log'
     log.parent.mkdir()
-    with pytest.raises(Exception, match=r"NoSuchModel.*'my_config\.py'"):
+    with pytest.raises(
+            UnknownTypeError, match=r"NoSuchModel.*'my_config\.py'"):
         train_run(_cfg('tip-c', tmp_path), 'my_config.py', str(log))
     assert log.exists()
     assert _named('tip-c') == [False] * 3

@@ -133,7 +133,7 @@ def test_write_outputs_all_or_nothing(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ['metrics.json', 'x.png']
     # again into the same folder; a picture that cannot be encoded leaves
     # the earlier files and no temporary folder behind
-    with pytest.raises(Exception):
+    with pytest.raises(RuntimeError):
         image_io.write_outputs(
             str(out),
             {
