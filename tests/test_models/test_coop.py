@@ -42,6 +42,10 @@ def test_end_layout_and_only_ctx_trains():
     assert pl.ctx.grad is not None and pl.ctx.grad.abs().sum() > 0
     assert all(p.grad is None for n, p in model.named_parameters()
                if n != 'prompt_learner.ctx')
+    # the name tokens are recomputed from the names, never saved
+    assert dict(tokens.state_dict()) == {}
+    assert [k for k in model.state_dict()
+            if not k.startswith('clip.')] == ['prompt_learner.ctx']
     model.eval()
     model.train()  # the default mode is training
     assert model.prompt_learner.training
