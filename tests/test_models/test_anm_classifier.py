@@ -252,3 +252,84 @@ def test_mask_seed_stream_is_reproducible_and_advances():
     assert torch.equal(torch.stack(ra), torch.stack(rb))
     assert not torch.equal(ra[0], ra[1])  # the step moves the stream
     assert int(a.mask_steps) == 2
+
+
+def test_defaults_are_the_references():
+    """T 0.5, rec weight 0.02, prior and masked-view weights 1, 10 warm-up
+    epochs, the last backbone output, mmpretrain's soft cross-entropy."""
+    p = torch.tensor([[0.6, 0.3, 0.1]])
+    onehot = torch.tensor([[0., 1., 0.]])
+    w = torch.tensor([0.25])
+    assert torch.allclose(sharpen(p), sharpen(p, 0.5))
+    assert torch.allclose(
+        refine_targets(onehot, p, w), sharpen(w * onehot + (1 - w) * p, 0.5))
+    cfg = _cfg()
+    cfg.pop('warmup_epochs')
+    model = MODELS.build(cfg)
+    assert (model.sharpen_temperature, model.loss_rec_weight,
+            model.loss_mask_weight, model.loss_prior_weight,
+            model.warmup_epochs, model.mask_feature_index,
+            model.mask_seed) == (0.5, 0.02, 1.0, 1.0, 10, -1, None)
+    assert type(model.soft_loss).__name__ == 'CrossEntropyLoss'
+    assert model.soft_loss.use_soft
+    # without masking the quality buffer is empty
+    plain = MODELS.build(
+        _cfg(masking=False, decoder=False, num_train_samples=None))
+    assert plain.label_quality.shape == (0, )
+
+
+def test_argument_bounds():
+    """The smallest allowed values build; the first refused ones do not."""
+    for key, ok in (('warmup_epochs', 0), ('mask_seed', 0),
+                    ('loss_mask_weight', 0.5), ('loss_rec_weight', 0.),
+                    ('loss_prior_weight', 0.), ('sharpen_temperature', 1e-3),
+                    ('mask_feature_index', -1), ('mask_feature_index', 0)):
+        assert getattr(MODELS.build(_cfg(**{key: ok})), key) == ok, key
+    for key, bad in (('warmup_epochs', -1), ('mask_seed',
+                                             -1), ('loss_mask_weight', -0.5),
+                     ('sharpen_temperature', 0.), ('mask_feature_index', True),
+                     ('mask_feature_index', False), ('mask_feature_index', -2),
+                     ('mask_feature_index', 0.)):
+        with pytest.raises(ValueError, match=f'model.{key}'):
+            MODELS.build(_cfg(**{key: bad}))
+
+
+def test_quality_and_index_checks_at_their_edges():
+    model = MODELS.build(_cfg())
+    model.update_label_quality([0, 9], [0., 1.])  # both ends allowed
+    assert model.label_quality[[0, 9]].tolist() == [0., 1.]
+    # a negative index beside valid ones is found (the min, not the max)
+    with pytest.raises(IndexError, match='sample_idx -1 '):
+        model.update_label_quality([3, -1], [0.5, 0.5])
+    for bad in (float('nan'), float('inf'), -1e-3, 1.001):
+        with pytest.raises(ValueError, match=r'finite and in \[0, 1\]'):
+            model.update_label_quality([1], [bad])
+
+
+def test_schedule_check_only_in_training_epochs():
+    """Past the warm-up without a refresh: an error in a training epoch
+    only (not in a validation loop, nor outside a runner)."""
+    model = MODELS.build(_cfg())
+    hub = MessageHub.get_instance(f'anm_test_{uuid.uuid4().hex}')
+    x = torch.randn(2, 3, SIDE, SIDE)
+    try:
+        hub.update_info('loop_stage', 'val')
+        hub.update_info('epoch', 5)
+        model.loss(x, _samples([0, 1], [0, 1]))
+        hub.update_info('loop_stage', 'train')
+        hub.pop_info('epoch')
+        model.loss(x, _samples([0, 1], [0, 1]))
+    finally:
+        hub.pop_info('loop_stage')
+
+
+def test_mask_seed_of_rank_and_step(monkeypatch):
+    """The masking generator's seed is a fixed function of (mask_seed,
+    rank, step): a resumed run draws the same rectangles."""
+    import mmssl.models.classifiers.anm_classifier as anm_cls
+    monkeypatch.setattr(anm_cls, 'get_dist_info', lambda: (3, 4))
+    big = 2**62 + 5
+    model = MODELS.build(_cfg(mask_seed=big))
+    model.mask_steps += 2
+    expected = (big * 1000003 + 3 * 7919 + 2 * 104729) % (2**63 - 1)
+    assert model._generator().initial_seed() == expected

@@ -161,7 +161,7 @@ class ANMClassifier(ImageClassifier):
             'model.sharpen_temperature',
             name,
             low=0.,
-            inclusive=(False, True))
+            inclusive=False)
         self.warmup_conf_penalty = check_float(
             warmup_conf_penalty, 'model.warmup_conf_penalty', name, low=0.)
         outs = getattr(self.backbone, 'out_indices', [None])
