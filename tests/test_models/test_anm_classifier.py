@@ -333,3 +333,32 @@ def test_mask_seed_of_rank_and_step(monkeypatch):
     model.mask_steps += 2
     expected = (big * 1000003 + 3 * 7919 + 2 * 104729) % (2**63 - 1)
     assert model._generator().initial_seed() == expected
+
+
+def test_warmup_confidence_penalty_by_hand():
+    """DivideMix's penalty for asymmetric noise: ``c * mean_b sum_c p log p``
+    of the softmax over the classes; no term at its default weight 0."""
+    x = torch.randn(3, 3, SIDE, SIDE)
+    samples = _samples([0, 2, 1], [0, 1, 2])
+    torch.manual_seed(0)
+    model = MODELS.build(_cfg())
+    assert set(model.loss(x, samples)) == {'loss_cls'}
+    torch.manual_seed(0)
+    model = MODELS.build(_cfg(warmup_conf_penalty=0.7))
+    losses = model.loss(x, samples)
+    with torch.no_grad():
+        p = F.softmax(model.head(model.neck(model.backbone(x))), dim=1)
+    expected = 0.7 * (p * torch.log(p)).sum(1).mean()
+    assert set(losses) == {'loss_cls', 'loss_penalty'}
+    torch.testing.assert_close(losses['loss_penalty'].detach(), expected)
+    assert losses['loss_penalty'] < 0  # minus the entropy
+
+
+def test_prior_weight_zero_drops_the_term():
+    model = MODELS.build(_cfg(loss_prior_weight=0.))
+    model.update_label_quality([0, 1], [0.5, 0.5])
+    losses = model.loss(
+        torch.randn(2, 3, SIDE, SIDE), _samples([0, 1], [0, 1]))
+    assert set(losses) == {
+        'loss_cls', 'loss_mask', 'loss_rec', 'quality', 'rho'
+    }
