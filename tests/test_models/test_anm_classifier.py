@@ -303,7 +303,7 @@ def test_quality_and_index_checks_at_their_edges():
         model.update_label_quality([3, -1], [0.5, 0.5])
     for bad in (float('nan'), float('inf'), -1e-3, 1.001):
         with pytest.raises(ValueError, match=r'finite and in \[0, 1\]'):
-            model.update_label_quality([1], [bad])
+            model.update_label_quality([1, 2], [0.5, bad])
 
 
 def test_schedule_check_only_in_training_epochs():
@@ -317,6 +317,9 @@ def test_schedule_check_only_in_training_epochs():
         hub.update_info('epoch', 5)
         model.loss(x, _samples([0, 1], [0, 1]))
         hub.update_info('loop_stage', 'train')
+        model.eval()  # e.g. a loss computed by a hook
+        model.loss(x, _samples([0, 1], [0, 1]))
+        model.train()
         hub.pop_info('epoch')
         model.loss(x, _samples([0, 1], [0, 1]))
     finally:
@@ -356,9 +359,10 @@ def test_warmup_confidence_penalty_by_hand():
 
 def test_prior_weight_zero_drops_the_term():
     model = MODELS.build(_cfg(loss_prior_weight=0.))
-    model.update_label_quality([0, 1], [0.5, 0.5])
+    model.update_label_quality([0, 1], [0.5, 0.2])
     losses = model.loss(
         torch.randn(2, 3, SIDE, SIDE), _samples([0, 1], [0, 1]))
     assert set(losses) == {
         'loss_cls', 'loss_mask', 'loss_rec', 'quality', 'rho'
     }
+    assert losses['quality'].item() == pytest.approx(0.35)  # the mean w
