@@ -341,8 +341,8 @@ def test_mask_seed_of_rank_and_step(monkeypatch):
 def test_warmup_confidence_penalty_by_hand():
     """DivideMix's penalty for asymmetric noise: ``c * mean_b sum_c p log p``
     of the softmax over the classes; no term at its default weight 0."""
-    x = torch.randn(3, 3, SIDE, SIDE)
-    samples = _samples([0, 2, 1], [0, 1, 2])
+    x = torch.randn(4, 3, SIDE, SIDE)  # B != C: the sum is over classes
+    samples = _samples([0, 2, 1, 1], [0, 1, 2, 3])
     torch.manual_seed(0)
     model = MODELS.build(_cfg())
     assert set(model.loss(x, samples)) == {'loss_cls'}
