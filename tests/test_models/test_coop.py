@@ -440,3 +440,19 @@ def test_predicted_label_is_the_highest_score():
     scores = torch.stack([ds.pred_score for ds in out])
     labels = torch.stack([ds.pred_label for ds in out]).view(-1)
     assert torch.equal(labels, scores.argmax(-1))
+
+
+def test_cached_name_tokens_follow_the_context_device():
+    """The cached prompts of a name set are moved to the context's device
+    when they are used (the cache is not a submodule)."""
+    model = _model(n_ctx=4)
+    tokens = model._name_tokens('all')
+    assert model._name_tokens('all') is tokens  # cached
+    pl = model.prompt_learner
+    pl.ctx = torch.nn.Parameter(pl.ctx.detach().to('meta'))  # "moved"
+    again = model._name_tokens('all')
+    assert again is tokens
+    assert {
+        t.device.type
+        for t in (again.token_ids, again.prefix, again.suffix)
+    } == {'meta'}
