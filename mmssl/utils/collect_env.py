@@ -1,5 +1,8 @@
 # Copyright (c) mmssl contributors. All rights reserved.
-"""Describe the environment: versions, devices, whether mmcv's ops work."""
+"""Describe the environment: versions, devices, whether mmcv's ops work.
+
+``python tools/misc/check_env.py`` prints it.
+"""
 from collections import OrderedDict
 from importlib import metadata
 
@@ -26,8 +29,3 @@ def collect_env() -> 'OrderedDict[str, str]':
     import mmssl
     env['mmssl'] = mmssl.__version__
     return env
-
-
-if __name__ == '__main__':
-    for k, v in collect_env().items():
-        print(f'{k}: {v}')

@@ -1,5 +1,7 @@
 # Copyright (c) mmssl contributors. All rights reserved.
 """collect_env: the stack's versions and an mmcv-ops smoke test."""
+import os.path as osp
+import runpy
 from importlib import metadata
 
 import mmcv.ops
@@ -37,3 +39,13 @@ def test_missing_package_and_broken_ops_are_reported(monkeypatch):
     assert 'diffusers' not in env and 'mmdet' in env
     assert env['mmcv ops'] == ("NOT AVAILABLE: RuntimeError('nms_impl: not "
                                "compiled with CPU support')")
+
+
+def test_check_env_tool_prints_it(capsys):
+    tool = osp.join(
+        osp.dirname(__file__), '..', '..', 'tools', 'misc', 'check_env.py')
+    runpy.run_path(tool, run_name='__main__')
+    lines = capsys.readouterr().out.splitlines()
+    assert f'mmssl: {mmssl.__version__}' == lines[-1]
+    assert 'mmcv ops: ok (nms kept [0])' in lines
+    assert f"mmengine: {metadata.version('mmengine')}" in lines
