@@ -221,6 +221,8 @@ def test_build_errors():
 
 
 def test_missing_refresh_after_warmup_is_an_error():
+    """Past the warm-up without a refresh: an error in a training epoch
+    only (not in a validation loop, in eval mode, or outside a runner)."""
     model = MODELS.build(_cfg())
     hub = MessageHub.get_instance(f'anm_test_{uuid.uuid4().hex}')
     x = torch.randn(2, 3, SIDE, SIDE)
@@ -231,6 +233,14 @@ def test_missing_refresh_after_warmup_is_an_error():
         hub.update_info('epoch', 2)
         with pytest.raises(RuntimeError, match='mmssl.LabelQualityHook'):
             model.loss(x, _samples([0, 1], [0, 1]))
+        model.eval()  # e.g. a loss computed by a hook
+        model.loss(x, _samples([0, 1], [0, 1]))
+        model.train()
+        hub.update_info('loop_stage', 'val')
+        model.loss(x, _samples([0, 1], [0, 1]))
+        hub.update_info('loop_stage', 'train')
+        hub.pop_info('epoch')
+        model.loss(x, _samples([0, 1], [0, 1]))
     finally:
         hub.pop_info('loop_stage')
 
@@ -304,26 +314,6 @@ def test_quality_and_index_checks_at_their_edges():
     for bad in (float('nan'), float('inf'), -1e-3, 1.001):
         with pytest.raises(ValueError, match=r'finite and in \[0, 1\]'):
             model.update_label_quality([1, 2], [0.5, bad])
-
-
-def test_schedule_check_only_in_training_epochs():
-    """Past the warm-up without a refresh: an error in a training epoch
-    only (not in a validation loop, nor outside a runner)."""
-    model = MODELS.build(_cfg())
-    hub = MessageHub.get_instance(f'anm_test_{uuid.uuid4().hex}')
-    x = torch.randn(2, 3, SIDE, SIDE)
-    try:
-        hub.update_info('loop_stage', 'val')
-        hub.update_info('epoch', 5)
-        model.loss(x, _samples([0, 1], [0, 1]))
-        hub.update_info('loop_stage', 'train')
-        model.eval()  # e.g. a loss computed by a hook
-        model.loss(x, _samples([0, 1], [0, 1]))
-        model.train()
-        hub.pop_info('epoch')
-        model.loss(x, _samples([0, 1], [0, 1]))
-    finally:
-        hub.pop_info('loop_stage')
 
 
 def test_mask_seed_of_rank_and_step(monkeypatch):
