@@ -14,10 +14,10 @@ def pytest_collection_finish(session):
     """Move everything the test modules imported out of the collector.
 
     With torch, mmcv, mmdet, mmseg and mmpretrain loaded, one full
-    ``gc.collect()`` walks half a million objects (about a second here), and
-    mmengine's ``BaseDataset`` calls it every time it serialises a data list,
-    i.e. for every data set a test builds. Frozen objects are still freed by
-    reference counting; only the cycle collector skips them.
+    ``gc.collect()`` walks half a million objects (about a second on a 2-core
+    CPU), and mmengine's ``BaseDataset`` calls it every time it serialises a
+    data list, i.e. for every data set a test builds. Frozen objects are
+    still freed by reference counting; only the cycle collector skips them.
     """
     gc.collect()
     gc.freeze()
