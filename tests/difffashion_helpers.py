@@ -146,3 +146,26 @@ def images(seed=0, n=1, size=16):
     g = torch.Generator().manual_seed(seed)
     return (torch.rand(n, 3, size, size, generator=g) * 2 - 1,
             torch.rand(n, 3, size, size, generator=g) * 2 - 1)
+
+
+#: a 2-level guided-diffusion UNet (attention at the 8 px level)
+TINY_GD = dict(
+    image_size=16,
+    in_channels=3,
+    model_channels=32,
+    out_channels=6,
+    num_res_blocks=1,
+    attention_resolutions=(2, ),
+    channel_mult=(1, 2),
+    num_head_channels=16,
+    num_classes=4)
+
+
+def random_guided_diffusion(cfg=None, seed=0):
+    """Random guided-diffusion ``UNetModel`` weights of ``cfg``."""
+    from mmssl.converters import guided_diffusion_shapes
+    g = torch.Generator().manual_seed(seed)
+    return {
+        k: torch.randn(s, generator=g) * 0.2
+        for k, s in guided_diffusion_shapes(cfg or TINY_GD).items()
+    }

@@ -7,14 +7,14 @@ Every function takes the backbone weights without prefix and the
 """
 import re
 from collections import OrderedDict
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .arch import VIT_SIZES
 from .checkpoint import PRETRAINED, ConversionError, Converted, describe_keys
 
 __all__ = ['vit_to_mmpretrain', 'vit_to_mmdet', 'vit_to_mmseg', 'vit_to_timm']
 
-_TIMM_VIT_BLOCK = [
+TIMM_VIT_BLOCK = [
     ('ln1.', 'norm1.'),
     ('attn.qkv.', 'attn.qkv.'),
     ('attn.proj.', 'attn.proj.'),
@@ -24,7 +24,7 @@ _TIMM_VIT_BLOCK = [
     ('ffn.layers.1.', 'mlp.fc2.'),
     ('ffn.gamma2.weight', 'ls2.gamma'),
 ]
-_TIMM_VIT_TOP = {
+TIMM_VIT_TOP = {
     'cls_token': 'cls_token',
     'pos_embed': 'pos_embed',
     'patch_embed.projection.weight': 'patch_embed.proj.weight',
@@ -36,6 +36,43 @@ _TIMM_VIT_TOP = {
     'ln2.weight': 'fc_norm.weight',
     'ln2.bias': 'fc_norm.bias',
 }
+
+
+def rename_vit_keys(
+        state_dict: Dict[str, Any], top: Dict[str, str],
+        block: Sequence[Tuple[str, str]],
+        blocks: Tuple[str, str]) -> Tuple['OrderedDict', List[str]]:
+    """Rename ViT weights with a key table.
+
+    Args:
+        state_dict (dict): the weights, without prefix.
+        top (dict): whole names outside the blocks, old -> new.
+        block (list[tuple]): (old, new) name starts inside a block; the
+            first that fits is used.
+        blocks (tuple[str, str]): the old and new name of the block list,
+            e.g. ``('layers', 'blocks')`` for mmpretrain -> timm.
+
+    Returns:
+        tuple: the renamed weights (in the source order) and the keys the
+        table has no name for.
+    """
+    out: 'OrderedDict' = OrderedDict()
+    unknown = []
+    pattern = re.compile(rf'^{re.escape(blocks[0])}\.(\d+)\.(.+)$')
+    for key, value in state_dict.items():
+        new = top.get(key)
+        match = pattern.match(key)
+        if new is None and match:
+            idx, rest = match.groups()
+            for old, repl in block:
+                if rest.startswith(old):
+                    new = f'{blocks[1]}.{idx}.{repl}{rest[len(old):]}'
+                    break
+        if new is None:
+            unknown.append(key)
+        else:
+            out[new] = value
+    return out, unknown
 
 
 def vit_to_mmpretrain(state_dict: Dict[str, Any], info: dict) -> Converted:
@@ -89,21 +126,8 @@ def vit_to_timm(state_dict: Dict[str, Any], info: dict) -> Converted:
     Raises:
         ConversionError: some keys have no timm name (listed).
     """
-    out: 'OrderedDict' = OrderedDict()
-    unknown = []
-    for key, value in state_dict.items():
-        new = _TIMM_VIT_TOP.get(key)
-        match = re.match(r'^layers\.(\d+)\.(.+)$', key)
-        if new is None and match:
-            idx, rest = match.groups()
-            for old, repl in _TIMM_VIT_BLOCK:
-                if rest.startswith(old):
-                    new = f'blocks.{idx}.{repl}{rest[len(old):]}'
-                    break
-        if new is None:
-            unknown.append(key)
-        else:
-            out[new] = value
+    out, unknown = rename_vit_keys(state_dict, TIMM_VIT_TOP, TIMM_VIT_BLOCK,
+                                   ('layers', 'blocks'))
     if unknown:
         raise ConversionError(f'{len(unknown)} ViT weights have no timm name: '
                               f'{describe_keys(unknown)}')
