@@ -3,6 +3,7 @@
 import copy
 
 from .contrastive import tiny_simclr_cfg  # noqa: F401
+from .images import write_image_folder  # noqa: F401
 from .resume import assert_resume_equals_straight  # noqa: F401
 from .resume import train_state, two_view_transform
 

@@ -3,14 +3,13 @@ import importlib.util
 import json
 import os.path as osp
 
-import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
 from mmpretrain.registry import MODELS
-from PIL import Image
 
-from mmssl.testing import tiny_mae_cfg
+from mmssl.engine.tool_errors import ToolError
+from mmssl.testing import tiny_mae_cfg, write_image_folder
 
 TOOL = osp.join(
     osp.dirname(__file__), '..', '..', 'tools', 'analysis_tools',
@@ -28,14 +27,7 @@ def load_tool():
 
 def write_split(root, per_class, seed, classes=(('a', 40), ('b', 200))):
     """ImageNet-style folders: dark images are class a, bright ones b."""
-    rng = np.random.default_rng(seed)
-    for cls, base in classes:
-        folder = root / cls
-        folder.mkdir(parents=True)
-        for i in range(per_class):
-            img = np.clip(base + rng.normal(0, 20, (32, 32, 3)), 0, 255)
-            Image.fromarray(img.astype(np.uint8)).save(folder / f'{i}.png')
-    return str(root)
+    return write_image_folder(root, per_class, seed, classes)
 
 
 def loader_cfg(root):
@@ -105,9 +97,9 @@ def test_missing_eval_data_is_explained(setup):
     tool = load_tool()
     bare = tmp_path / 'bare.py'
     Config(dict(default_scope='mmpretrain', model=MAE_CFG)).dump(str(bare))
-    with pytest.raises(tool.ToolError, match='frozen_eval'):
+    with pytest.raises(ToolError, match='frozen_eval'):
         tool.main([str(bare), ckpt])
-    with pytest.raises(tool.ToolError, match='does not exist'):
+    with pytest.raises(ToolError, match='does not exist'):
         tool.main([cfg, str(tmp_path / 'missing.pth')])
     # the data can come from a separate config
     res = tool.main(
@@ -201,20 +193,6 @@ def test_data_root_split_per_class(setup):
     tool = load_tool()
     root = tmp_path / 'flat'
     write_split(root, 5, seed=6, classes=THREE)
-    frozen, source = tool.folder_frozen_eval(
-        str(root), 16, num_workers=0, val_fraction=0.4, seed=1)
-    assert 'split per class' in source and '0.4' in source
-    train = frozen['train_dataloader']['dataset']['indices']
-    val = frozen['val_dataloader']['dataset']['indices']
-    assert len(val) == 3 * 2 and len(train) == 3 * 3
-    assert sorted(train + val) == list(range(15))
-    # deterministic for a seed, another seed draws another split
-    again, _ = tool.folder_frozen_eval(
-        str(root), 16, num_workers=0, val_fraction=0.4, seed=1)
-    assert again['val_dataloader']['dataset']['indices'] == val
-    other, _ = tool.folder_frozen_eval(
-        str(root), 16, num_workers=0, val_fraction=0.4, seed=2)
-    assert other['val_dataloader']['dataset']['indices'] != val
     res = tool.main([
         cfg, '--random', '--data-root',
         str(root), '--num-workers', '0', '--img-size', '16'
@@ -225,38 +203,9 @@ def test_data_root_split_per_class(setup):
 def test_data_root_errors(setup, capsys):
     tmp_path, cfg, ckpt = setup
     tool = load_tool()
-    ToolError = tool.ToolError
-    with pytest.raises(ToolError, match='does not exist'):
-        tool.folder_frozen_eval(str(tmp_path / 'nowhere'), 32)
-    loose = tmp_path / 'loose'
-    loose.mkdir()
-    Image.new('RGB', (8, 8)).save(loose / 'x.png')
-    with pytest.raises(ToolError, match=r'no class sub-folders \(1 images'):
-        tool.folder_frozen_eval(str(loose), 32)
     half = tmp_path / 'half'
     write_split(half / 'train', 2, seed=0)
-    with pytest.raises(ToolError, match='has train/ but no val/'):
-        tool.folder_frozen_eval(str(half), 32)
     write_split(half / 'val', 2, seed=0, classes=(('a', 40), ('c', 90)))
-    with pytest.raises(
-            ToolError, match=r"only in train/: \['b'\], only in "
-            r"val/: \['c'\]"):
-        tool.folder_frozen_eval(str(half), 32)
-    hidden = tmp_path / 'hidden'
-    write_split(hidden, 2, seed=0)
-    (hidden / '.ipynb_checkpoints').mkdir()
-    with pytest.raises(
-            ToolError, match="'.ipynb_checkpoints' of .* hold no "
-            'images'):
-        tool.folder_frozen_eval(str(hidden), 32)
-    one = tmp_path / 'one'
-    write_split(one, 2, seed=0, classes=(('a', 40), ))
-    with pytest.raises(ToolError, match='at least two'):
-        tool.folder_frozen_eval(str(one), 32)
-    single = tmp_path / 'single'
-    write_split(single, 1, seed=0)
-    with pytest.raises(ToolError, match='has one image'):
-        tool.folder_frozen_eval(str(single), 32)
     # the command line: one error line, exit code 2
     with pytest.raises(SystemExit) as exc:
         tool.run_tool(tool.main, [cfg, '--random', '--data-root', str(half)])

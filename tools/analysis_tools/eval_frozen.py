@@ -47,11 +47,9 @@ same numbers.
 """
 import argparse
 import json
-import os
 import os.path as osp
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
-import numpy as np
 from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
@@ -62,12 +60,12 @@ from mmssl.apis import build_eval_dataloader, evaluate_backbone
 from mmssl.engine.backbone_eval_cli import (add_backbone_args, backbone_rows,
                                             load_eval_model)
 from mmssl.engine.runner_utils import (CFG_OPTIONS_HELP, CfgOptionsAction,
-                                       ToolError, friendly_errors, load_config,
+                                       friendly_errors, load_config,
                                        merge_cfg_options, run_tool)
+from mmssl.evaluation.protocols import (default_img_size, describe_data,
+                                        folder_frozen_eval, format_data,
+                                        frozen_eval_cfg)
 from mmssl.utils.table import format_table as _format_table
-
-#: image extensions of mmpretrain's CustomDataset
-IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif')
 
 # (result key, column title, number format)
 COLUMNS = [('knn_top1', 'kNN top-1', '.2f'),
@@ -174,251 +172,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
             'no checkpoint given: evaluating the random backbone only',
             logger='current')
     return args
-
-
-def _has_frozen_eval(frozen) -> bool:
-    return frozen is not None and 'train_dataloader' in frozen \
-        and 'val_dataloader' in frozen
-
-
-def frozen_eval_cfg(cfg: Config,
-                    data_cfg: Optional[str],
-                    config_path: str = 'CONFIG') -> Tuple[dict, str]:
-    """The ``frozen_eval`` dict to use and where it comes from.
-
-    ``--data-cfg`` wins over CONFIG's own ``frozen_eval``.
-
-    Returns:
-        tuple[dict, str]: the ``frozen_eval`` dict and its source, e.g.
-        ``"the frozen_eval of --data-cfg 'data.py'"``.
-
-    Raises:
-        ToolError: neither has ``train_dataloader`` and ``val_dataloader``.
-    """
-    if data_cfg is not None:
-        frozen = load_config(data_cfg).get('frozen_eval')
-        if not _has_frozen_eval(frozen):
-            raise ToolError(
-                f'--data-cfg {data_cfg!r} has no `frozen_eval = dict('
-                'train_dataloader=..., val_dataloader=...)`: add it, or give '
-                'a labelled image folder with --data-root FOLDER')
-        source = f'the frozen_eval of --data-cfg {data_cfg!r}'
-        if cfg.get('frozen_eval') is not None:
-            source += f' (it replaces the one of {config_path!r})'
-        return frozen, source
-    frozen = cfg.get('frozen_eval')
-    if not _has_frozen_eval(frozen):
-        raise ToolError(
-            f'no evaluation data: {config_path!r} has no `frozen_eval = '
-            'dict(train_dataloader=..., val_dataloader=...)`; add it to the '
-            'config or to a file given with --data-cfg, or give a labelled '
-            'image folder with --data-root FOLDER (one sub-folder per class)')
-    return frozen, f'the frozen_eval of {config_path!r}'
-
-
-# --------------------------------------------------------------------------
-# --data-root: a labelled image folder
-# --------------------------------------------------------------------------
-def _count_images(folder: str) -> int:
-    count = 0
-    for _, _, files in os.walk(folder, followlinks=True):
-        count += sum(f.lower().endswith(IMG_EXTENSIONS) for f in files)
-    return count
-
-
-def _class_folders(folder: str) -> List[str]:
-    """Sorted class sub-folders of ``folder``, each checked to hold images.
-
-    The sub-folders are listed as ``CustomDataset`` lists them (all of them,
-    hidden ones included), since each becomes a class.
-
-    Raises:
-        ToolError: no sub-folders, fewer than two, or one without images.
-    """
-    classes = sorted(
-        entry.name for entry in os.scandir(folder) if entry.is_dir())
-    if not classes:
-        loose = _count_images(folder)
-        raise ToolError(
-            f'--data-root: {folder!r} has no class sub-folders' +
-            (f' ({loose} images lie directly in it)' if loose else '') +
-            '; put the images of each class in a sub-folder named after it '
-            '(FOLDER/<class>/*.jpg, or FOLDER/train/<class>/... and '
-            'FOLDER/val/<class>/...)')
-    empty = [c for c in classes if not _count_images(osp.join(folder, c))]
-    if empty:
-        raise ToolError(
-            '--data-root: the class sub-folder(s) ' +
-            ', '.join(repr(c) for c in empty) + f' of {folder!r} hold no '
-            f'images ({", ".join(IMG_EXTENSIONS)}); every sub-folder is a '
-            'class: remove them or add images')
-    if len(classes) < 2:
-        raise ToolError(f'--data-root: {folder!r} has one class sub-folder '
-                        f'({classes[0]!r}); classification needs at least two')
-    return classes
-
-
-def default_img_size(cfg: Config) -> int:
-    """The backbone's ``img_size``, else the training crop, else 224."""
-    backbone = cfg.get('model', {}).get('backbone', {}) or {}
-    size = backbone.get('img_size') if isinstance(backbone, dict) else None
-    if size is None:
-        dataset = cfg.get('train_dataloader', {}).get('dataset', {}) or {}
-        for step in dataset.get('pipeline', []) or []:
-            if isinstance(step, dict) and 'RandomResizedCrop' in str(
-                    step.get('type', '')):
-                size = step.get('scale')
-                break
-    if isinstance(size, (list, tuple)) and size:
-        size = size[0]
-    return int(size) if isinstance(size, (int, float)) else 224
-
-
-def folder_frozen_eval(root: str,
-                       img_size: int,
-                       batch_size: int = 64,
-                       num_workers: int = 2,
-                       val_fraction: float = 0.2,
-                       seed: int = 0) -> Tuple[dict, str]:
-    """A ``frozen_eval`` dict for a labelled ImageNet-style folder.
-
-    Args:
-        root (str): ``root/train/<class>/...`` and ``root/val/<class>/...``
-            (the same classes in both), or ``root/<class>/...``, split per
-            class.
-        img_size (int): resize (short edge) and centre-crop size.
-        batch_size (int): images per batch.
-        num_workers (int): data-loader workers.
-        val_fraction (float): share of each class held out when ``root``
-            has no ``train/`` and ``val/`` (at least one image per class).
-        seed (int): seed of that split.
-
-    Returns:
-        tuple[dict, str]: the ``frozen_eval`` dict and its source.
-
-    Raises:
-        ToolError: the folder is missing or not laid out as above.
-    """
-    if not osp.isdir(root):
-        raise ToolError(f'--data-root {root!r} does not exist or is not a '
-                        'folder')
-    pipeline = [
-        dict(type='mmpretrain.LoadImageFromFile'),
-        dict(
-            type='mmpretrain.ResizeEdge',
-            scale=img_size,
-            edge='short',
-            backend='pillow',
-            interpolation='bicubic'),
-        dict(type='mmpretrain.CenterCrop', crop_size=img_size),
-        dict(type='mmpretrain.PackInputs')
-    ]
-
-    def loader(folder, **dataset_kwargs):
-        return dict(
-            batch_size=batch_size,
-            num_workers=num_workers,
-            dataset=dict(
-                type='mmpretrain.CustomDataset',
-                data_root=folder,
-                pipeline=pipeline,
-                **dataset_kwargs))
-
-    train_dir, val_dir = osp.join(root, 'train'), osp.join(root, 'val')
-    if osp.isdir(train_dir) or osp.isdir(val_dir):
-        if not (osp.isdir(train_dir) and osp.isdir(val_dir)):
-            have, lack = ('train', 'val') if osp.isdir(train_dir) else \
-                ('val', 'train')
-            raise ToolError(
-                f'--data-root {root!r} has {have}/ but no {lack}/: give both '
-                f'{root}/train/<class>/... and {root}/val/<class>/... (the '
-                'same classes), or only class sub-folders, which are split '
-                'by --val-fraction')
-        train_classes = _class_folders(train_dir)
-        val_classes = _class_folders(val_dir)
-        if train_classes != val_classes:
-            only_train = sorted(set(train_classes) - set(val_classes))
-            only_val = sorted(set(val_classes) - set(train_classes))
-            raise ToolError(
-                f'--data-root {root!r}: train/ and val/ must have the same '
-                'class sub-folders (labels are their sorted positions); '
-                f'only in train/: {only_train or "none"}, only in val/: '
-                f'{only_val or "none"}')
-        frozen = dict(
-            train_dataloader=loader(train_dir), val_dataloader=loader(val_dir))
-        return frozen, f'--data-root {root!r} (train/ and val/)'
-
-    _class_folders(root)
-    from mmpretrain.registry import DATASETS
-    labels = np.asarray(
-        DATASETS.build(
-            dict(type='mmpretrain.CustomDataset', data_root=root,
-                 pipeline=[])).get_gt_labels())
-    rng = np.random.default_rng(seed)
-    train_idx: List[int] = []
-    val_idx: List[int] = []
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        if len(members) < 2:
-            raise ToolError(
-                f'--data-root {root!r}: class {int(label)} has one image; '
-                'splitting needs at least two per class (or give train/ and '
-                'val/ sub-folders)')
-        members = rng.permutation(members)
-        num_val = min(
-            len(members) - 1, max(1, int(round(len(members) * val_fraction))))
-        val_idx += members[:num_val].tolist()
-        train_idx += members[num_val:].tolist()
-    frozen = dict(
-        train_dataloader=loader(root, indices=sorted(train_idx)),
-        val_dataloader=loader(root, indices=sorted(val_idx)))
-    return frozen, (f'--data-root {root!r} (split per class, '
-                    f'--val-fraction {val_fraction}, seed {seed})')
-
-
-def describe_split(loader) -> dict:
-    """Where a built evaluation loader reads from and how much."""
-    dataset = loader.dataset
-    where = getattr(dataset, 'img_prefix', None) or getattr(
-        dataset, 'data_root', None) or ''
-    classes = (getattr(dataset, 'metainfo', None) or {}).get('classes')
-    info = dict(
-        dataset=type(dataset).__name__,
-        folder=str(where).rstrip('/\\') or None,
-        split=getattr(dataset, 'split', None),
-        num_images=len(dataset))
-    if classes:
-        info['classes'] = [str(c) for c in classes]
-    return info
-
-
-def describe_data(source: str, train_loader, val_loader) -> dict:
-    """The data of an evaluation, for the log and ``--out``."""
-    return dict(
-        source=source,
-        train=describe_split(train_loader),
-        val=describe_split(val_loader))
-
-
-def format_data(data: dict) -> str:
-    """One log line per split, naming the data set, folder and counts."""
-    lines = [f'evaluation data: {data["source"]}']
-    for name in ('train', 'val'):
-        split = data[name]
-        text = f'  {name}: {split["dataset"]}'
-        if split.get('folder'):
-            text += f' {split["folder"]!r}'
-        if split.get('split'):
-            text += f' split {split["split"]!r}'
-        text += f', {split["num_images"]} images'
-        classes = split.get('classes')
-        if classes:
-            shown = ', '.join(
-                classes[:10]) + (f', ... ({len(classes) - 10} more)'
-                                 if len(classes) > 10 else '')
-            text += f', {len(classes)} classes ({shown})'
-        lines.append(text)
-    return '\n'.join(lines)
 
 
 def load_model(cfg: Config, checkpoint: Optional[str], device: str):
