@@ -2,7 +2,8 @@
 """Measuring methods against each other: the training-step benchmark,
 the input-pipeline (loader) benchmark,
 pretraining under a time budget (time to accuracy), schedule rescaling and
-the pretrain -> convert -> fine-tune -> test transfer pipeline."""
+the pretrain -> convert -> fine-tune -> test transfer pipeline, and the
+cost of Large-UniDet's class hierarchy."""
 from .benchmark import (benchmark_configs, build_train_model,
                         count_train_flops, measure_matmul_peak)
 from .loader_benchmark import (batch_images, benchmark_loader, loader_summary,
@@ -18,6 +19,8 @@ from .synthetic_batch import make_synthetic_batch
 from .time_to_accuracy import (TimeBudgetHook, compare_time_to_accuracy,
                                pretrain_under_budget, probe_iter_time,
                                time_to_reach)
+from .unidet_cost import (hier_and_flat_detectors, hierarchy_cost,
+                          interleaved_median_ms)
 
 __all__ = [
     'StepMemory', 'TimeBudgetHook', 'benchmark_configs', 'build_train_model',
@@ -33,4 +36,7 @@ __all__ += [
 ]
 __all__ += [
     'batch_images', 'benchmark_loader', 'loader_summary', 'time_transforms'
+]
+__all__ += [
+    'hier_and_flat_detectors', 'hierarchy_cost', 'interleaved_median_ms'
 ]
