@@ -77,24 +77,10 @@ def test_base_to_novel_tool(tmp_path):
     assert osp.isfile(tmp_path / 'curves.png')
 
 
-def _tool():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'base_to_novel',
-        osp.join(ROOT, 'tools', 'analysis_tools', 'base_to_novel.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
-
-
 def test_three_phase_subpt_reads_the_online_runs_subspace(tmp_path):
-    tool = _tool()
-    args = tool.argparse.Namespace(
-        work_dir=str(tmp_path),
-        clip_checkpoint='clip.pth',
-        val_interval=3,
-        cfg_options=None)
-    cfg = tool._cfg(tool.CONFIGS['subpt_3phase'], args, 'subpt_3phase', 30)
+    from mmssl.analysis.base_to_novel import CONFIGS, method_cfg
+    cfg = method_cfg(CONFIGS['subpt_3phase'], str(tmp_path), 'subpt_3phase',
+                     30, 'clip.pth', 3)
     hooks = [h for h in cfg.custom_hooks if h.type == 'mmssl.SubPTHook']
     assert len(hooks) == 1
     # phase C: no online trajectory, U from the subpt run of this work dir
@@ -103,7 +89,8 @@ def test_three_phase_subpt_reads_the_online_runs_subspace(tmp_path):
         str(tmp_path), 'subpt', 'subpt_subspace.pth')
     assert cfg.model.clip.checkpoint == 'clip.pth'
     # the other methods are left as their configs say
-    cfg = tool._cfg(tool.CONFIGS['subpt'], args, 'subpt', 30)
+    cfg = method_cfg(CONFIGS['subpt'], str(tmp_path), 'subpt', 30, 'clip.pth',
+                     3)
     hook = [h for h in cfg.custom_hooks if h.type == 'mmssl.SubPTHook'][0]
     assert (hook.t_early, hook.rank) == (9, 4)
 
