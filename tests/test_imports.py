@@ -6,11 +6,13 @@ The import graph of the ``mmssl`` modules is read with :mod:`ast` from every
 still a dependency, only a hidden one). Nothing is imported to build it, so
 the check does not depend on the optional extras installed.
 
-Four rules:
+Five rules:
 
 * ``mmssl.apis`` is the top floor: no module outside it imports it.
 * ``mmssl.analysis`` is the floor below: only ``mmssl.apis`` imports it.
 * No import cycles among the ``mmssl`` modules.
+* No cycle among what loading a module runs: its load-time imports and the
+  package ``__init__`` files above each of them.
 * No file in ``mmssl/`` over :data:`MAX_LINES` lines.
 """
 import ast
@@ -42,12 +44,34 @@ def _resolve(name: str, known: Dict[str, Path]) -> str:
     return name
 
 
-def _imports(module: str, path: Path, known: Dict[str, Path]) -> Set[str]:
-    """The mmssl modules that ``module`` (file ``path``) imports."""
+def _load_time_statements(body: List[ast.stmt]) -> List[ast.stmt]:
+    """The statements run when a module is loaded: the module's own, and
+    those of its top-level ``if`` / ``try`` blocks (not function or class
+    bodies)."""
+    out: List[ast.stmt] = []
+    for node in body:
+        out.append(node)
+        if isinstance(node, (ast.If, ast.Try)):
+            for block in (node.body, node.orelse,
+                          getattr(node, 'finalbody', [])):
+                out += _load_time_statements(block)
+            for handler in getattr(node, 'handlers', []):
+                out += _load_time_statements(handler.body)
+    return out
+
+
+def _imports(module: str,
+             path: Path,
+             known: Dict[str, Path],
+             load_time: bool = False) -> Set[str]:
+    """The mmssl modules that ``module`` (file ``path``) imports; with
+    ``load_time`` only the imports run when it is loaded."""
     is_pkg = path.name == '__init__.py'
     package = module if is_pkg else module.rpartition('.')[0]
     out = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    nodes = _load_time_statements(tree.body) if load_time else ast.walk(tree)
+    for node in nodes:
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.split('.')[0] == 'mmssl':
@@ -74,6 +98,26 @@ def _imports(module: str, path: Path, known: Dict[str, Path]) -> Set[str]:
 def import_graph() -> Dict[str, Set[str]]:
     known = _modules()
     return {m: _imports(m, p, known) for m, p in known.items()}
+
+
+def load_time_graph() -> Dict[str, Set[str]]:
+    """What loading each module runs: its load-time imports and, for each,
+    the packages above it (Python runs ``a/b/__init__.py`` before
+    ``a/b/c.py``; the root ``mmssl`` package, which imports nothing of its
+    own, is left out)."""
+    known = _modules()
+    graph = {}
+    for m, p in known.items():
+        deps = _imports(m, p, known, load_time=True)
+        for d in list(deps):
+            parts = d.split('.')
+            deps |= {
+                '.'.join(parts[:i])
+                for i in range(2, len(parts))
+                if not _in(m, '.'.join(parts[:i]))
+            }
+        graph[m] = deps
+    return graph
 
 
 def _cycles(graph: Dict[str, Set[str]]) -> List[List[str]]:
@@ -169,3 +213,17 @@ def _module_name_in(path: Path, root: Path) -> str:
     if parts[-1] == '__init__':
         parts = parts[:-1]
     return '.'.join(parts)
+
+
+def test_no_load_time_import_cycles():
+    """A cycle through a package's ``__init__`` breaks the import of a
+    module that starts it (``cannot import name ... from partially
+    initialized module``), even when importing the whole package in
+    another order works; e.g. an evaluation protocol importing
+    ``mmssl.engine.tool_errors`` runs ``mmssl/engine/__init__.py``, whose
+    hooks import the evaluation protocols."""
+    cycles = _cycles(load_time_graph())
+    assert not cycles, (
+        'import cycles when loading mmssl modules (package __init__ files '
+        'included); make one of these imports lazy or move the name:\n  ' +
+        '\n  '.join(' <-> '.join(c) for c in cycles))

@@ -39,7 +39,7 @@ from mmssl.engine.runner_utils import (CFG_OPTIONS_HELP, CfgOptionsAction,
                                        ToolError, friendly_errors, load_config,
                                        merge_cfg_options, run_tool)
 from mmssl.evaluation.protocols import (dense_probe, load_seg_split,
-                                        preprocess_images)
+                                        preprocess_images, set_out_indices)
 from mmssl.utils.table import format_table as _format_table
 from mmssl.visualization import prediction_grid
 
@@ -98,26 +98,6 @@ def to_inputs(model: torch.nn.Module, imgs: np.ndarray) -> torch.Tensor:
     return preprocess_images(model, torch.from_numpy(imgs).permute(0, 3, 1, 2))
 
 
-def set_out_indices(backbone: torch.nn.Module, indices: List[int]) -> None:
-    """Make a built backbone return the outputs ``indices``.
-
-    Set on the built module rather than in the config: pretraining models
-    may insist on one output (the last) at build time.
-    """
-    if not hasattr(backbone, 'out_indices'):
-        raise ToolError(f'{type(backbone).__name__} has no out_indices; '
-                        'drop --out-indices')
-    layers = getattr(backbone, 'layers', getattr(backbone, 'res_layers', []))
-    depth = len(layers)
-    fixed = [i + depth if i < 0 and depth else i for i in indices]
-    bad = [i for i in fixed if i < 0 or (depth and i >= depth)]
-    if bad:
-        raise ToolError(f'--out-indices {indices}: {bad} out of range for a '
-                        f'backbone of {depth} stages / layers')
-    backbone.out_indices = type(backbone.out_indices)(fixed) \
-        if isinstance(backbone.out_indices, (list, tuple)) else fixed
-
-
 def main(argv: Optional[List[str]] = None) -> Dict[str, dict]:
     args = parse_args(argv)
     cfg = merge_cfg_options(
@@ -148,7 +128,10 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, dict]:
             model = load_eval_model(cfg, checkpoint)
         backbone = model.backbone
         if out_indices is not None:
-            set_out_indices(backbone, out_indices)
+            try:
+                set_out_indices(backbone, out_indices)
+            except ValueError as err:
+                raise ToolError(f'--out-indices {out_indices}: {err}') from err
         print_log(
             f'probing the {name} backbone (outputs '
             f'{list(backbone.out_indices)})',

@@ -60,11 +60,11 @@ from mmssl.apis import build_eval_dataloader, evaluate_backbone
 from mmssl.engine.backbone_eval_cli import (add_backbone_args, backbone_rows,
                                             load_eval_model)
 from mmssl.engine.runner_utils import (CFG_OPTIONS_HELP, CfgOptionsAction,
-                                       friendly_errors, load_config,
+                                       ToolError, friendly_errors, load_config,
                                        merge_cfg_options, run_tool)
-from mmssl.evaluation.protocols import (default_img_size, describe_data,
-                                        folder_frozen_eval, format_data,
-                                        frozen_eval_cfg)
+from mmssl.evaluation.protocols import (EvalDataError, default_img_size,
+                                        describe_data, folder_frozen_eval,
+                                        format_data, frozen_eval_cfg)
 from mmssl.utils.table import format_table as _format_table
 
 # (result key, column title, number format)
@@ -189,18 +189,21 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, dict]:
     cfg = merge_cfg_options(
         load_config(args.config), args.cfg_options, args.config)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    if args.data_root is not None:
-        img_size = args.img_size or default_img_size(cfg)
-        frozen, source = folder_frozen_eval(
-            args.data_root,
-            img_size,
-            batch_size=args.batch_size,
-            num_workers=args.num_workers,
-            val_fraction=args.val_fraction,
-            seed=args.seed)
-        source += f', images resized and centre-cropped to {img_size} px'
-    else:
-        frozen, source = frozen_eval_cfg(cfg, args.data_cfg, args.config)
+    try:
+        if args.data_root is not None:
+            img_size = args.img_size or default_img_size(cfg)
+            frozen, source = folder_frozen_eval(
+                args.data_root,
+                img_size,
+                batch_size=args.batch_size,
+                num_workers=args.num_workers,
+                val_fraction=args.val_fraction,
+                seed=args.seed)
+            source += f', images resized and centre-cropped to {img_size} px'
+        else:
+            frozen, source = frozen_eval_cfg(cfg, args.data_cfg, args.config)
+    except EvalDataError as err:
+        raise ToolError(str(err)) from err
 
     rows = backbone_rows(args)
 

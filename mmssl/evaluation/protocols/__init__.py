@@ -5,7 +5,8 @@ linear probe / finetune (:func:`evaluate_backbone`), the data they read
 the metric math they use is in :mod:`mmssl.evaluation.functional`."""
 from .dense_probe import (dense_feature_maps, dense_probe,
                           extract_dense_features, load_seg_split,
-                          predict_dense, segmentation_iou, train_dense_probe)
+                          predict_dense, segmentation_iou, set_out_indices,
+                          train_dense_probe)
 from .eval_data import (EvalDataError, default_img_size, describe_data,
                         folder_frozen_eval, format_data, frozen_eval_cfg)
 from .features import (POOL_MODES, backbone_outputs, extract_features,
@@ -23,7 +24,7 @@ __all__ = [
     'forward_backbone', 'get_backbone', 'get_data_preprocessor',
     'infer_num_classes', 'load_backbone_from_checkpoint', 'load_seg_split',
     'num_extra_tokens', 'pool_features', 'predict_dense', 'preprocess_images',
-    'seeded_rng', 'segmentation_iou', 'train_dense_probe'
+    'seeded_rng', 'segmentation_iou', 'set_out_indices', 'train_dense_probe'
 ]
 __all__ += [
     'EvalDataError', 'default_img_size', 'describe_data', 'folder_frozen_eval',

@@ -23,8 +23,33 @@ from .features import backbone_outputs, num_extra_tokens
 
 __all__ = [
     'dense_feature_maps', 'extract_dense_features', 'load_seg_split',
-    'train_dense_probe', 'segmentation_iou', 'dense_probe'
+    'train_dense_probe', 'segmentation_iou', 'dense_probe', 'set_out_indices'
 ]
+
+
+def set_out_indices(backbone: nn.Module, indices: Sequence[int]) -> None:
+    """Make a built backbone return the outputs ``indices``.
+
+    Set on the built module rather than in the config: pretraining models
+    may insist on one output (the last) at build time. Negative indices
+    count from the last stage / layer; the container type of the
+    backbone's ``out_indices`` (list or tuple) is kept.
+
+    Raises:
+        ValueError: the backbone has no ``out_indices``, or an index is out
+            of range (the depth is named).
+    """
+    if not hasattr(backbone, 'out_indices'):
+        raise ValueError(f'{type(backbone).__name__} has no out_indices')
+    layers = getattr(backbone, 'layers', getattr(backbone, 'res_layers', []))
+    depth = len(layers)
+    fixed = [i + depth if i < 0 and depth else i for i in indices]
+    bad = [i for i in fixed if i < 0 or (depth and i >= depth)]
+    if bad:
+        raise ValueError(f'{bad} out of range for a backbone of {depth} '
+                         'stages / layers')
+    backbone.out_indices = type(backbone.out_indices)(fixed) \
+        if isinstance(backbone.out_indices, (list, tuple)) else fixed
 
 
 def dense_feature_maps(backbone: nn.Module, inputs: Tensor) -> List[Tensor]:

@@ -13,7 +13,9 @@ pretraining config's own key) or is made for an ImageNet-style folder of
 labelled images (:func:`folder_frozen_eval`). :func:`describe_data` says
 what a built pair of loaders reads, for the log and the results file. The
 errors name the command-line options of ``tools/analysis_tools/
-eval_frozen.py``, which is where these inputs come from.
+eval_frozen.py``, which is where these inputs come from. (This module
+imports nothing of :mod:`mmssl.engine` at load time: the engine's hooks
+import the evaluation protocols.)
 """
 import os
 import os.path as osp
@@ -22,14 +24,16 @@ from typing import List, Optional, Tuple
 import numpy as np
 from mmengine.config import Config
 
-from mmssl.engine.tool_errors import ToolError
-
 #: image extensions of mmpretrain's CustomDataset
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif')
 
 
-class EvalDataError(ToolError):
-    """The evaluation data are missing or not laid out as expected."""
+class EvalDataError(ValueError):
+    """The evaluation data are missing or not laid out as expected.
+
+    The message says what to fix; ``eval_frozen.py`` prints it as a user
+    error (``error: ...``, exit status 2).
+    """
 
 
 def _has_frozen_eval(frozen) -> bool:

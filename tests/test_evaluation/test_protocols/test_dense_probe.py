@@ -216,3 +216,33 @@ def test_dense_probe_defaults_and_resizing(monkeypatch):
     assert 'predictions' not in out
     assert calls['batches'][-2:] == [256, 1]  # the 257 training maps
     assert set(corners) == {('bilinear', False)}
+
+
+def test_set_out_indices_on_built_backbones():
+    from mmpretrain.models import ResNet, VisionTransformer
+
+    from mmssl.evaluation.protocols import set_out_indices
+    resnet = ResNet(depth=18, out_indices=(3, ))
+    set_out_indices(resnet, [-1, 0, 2])
+    # negative indices count from the last of the 4 stages; tuple kept
+    assert resnet.out_indices == (3, 0, 2)
+    resnet.eval()  # the outputs come in stage order
+    assert [o.shape[1] for o in resnet(torch.zeros(1, 3, 32, 32))] == \
+        [64, 256, 512]
+    vit = VisionTransformer(
+        arch=dict(
+            embed_dims=16, num_layers=3, num_heads=2, feedforward_channels=32),
+        img_size=16,
+        patch_size=8,
+        out_indices=[-1])
+    set_out_indices(vit, [-3, 1])
+    assert vit.out_indices == [0, 1]
+    with pytest.raises(
+            ValueError,
+            match=r'\[3\] out of range for a '
+            'backbone of 3 stages / layers'):
+        set_out_indices(vit, [0, 3])
+    with pytest.raises(ValueError, match=r'\[-1\] out of range .* 3 stages'):
+        set_out_indices(vit, [-4])
+    with pytest.raises(ValueError, match='Linear has no out_indices'):
+        set_out_indices(torch.nn.Linear(2, 2), [0])
