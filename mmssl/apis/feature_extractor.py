@@ -30,6 +30,7 @@ from mmengine.logging import MMLogger
 from mmengine.registry import TRANSFORMS, DefaultScope
 from mmengine.runner.checkpoint import _load_checkpoint
 
+from mmssl.evaluation.protocols.eval_data import train_image_size
 from mmssl.evaluation.protocols.features import (POOL_MODES, backbone_outputs,
                                                  get_backbone,
                                                  get_data_preprocessor,
@@ -68,22 +69,6 @@ def _type_name(step: dict) -> str:
     return str(step.get('type', '')).split('.')[-1]
 
 
-def _image_size(cfg: Config) -> Optional[int]:
-    """The training image size: the backbone's ``img_size``, else the crop
-    size of the train pipeline."""
-    size = _get(cfg, ('model', 'backbone', 'img_size'))
-    if size is None:
-        pipeline = _get(cfg, ('train_dataloader', 'dataset', 'pipeline'))
-        for step in pipeline or []:
-            if _type_name(step) in ('RandomResizedCrop', 'CenterCrop',
-                                    'RandomCrop', 'Resize'):
-                size = step.get('scale', step.get('crop_size'))
-                break
-    if isinstance(size, (list, tuple)):
-        size = size[0]
-    return int(size) if isinstance(size, (int, float)) else None
-
-
 def derive_test_pipeline(cfg: Config,
                          img_size: Optional[int] = None,
                          crop_pct: float = 0.875) -> List[dict]:
@@ -109,7 +94,7 @@ def derive_test_pipeline(cfg: Config,
             if steps:
                 break
     if not steps:
-        size = img_size or _image_size(cfg)
+        size = img_size or train_image_size(cfg)
         if size is None:
             raise ValueError(
                 'the config has no test pipeline and names no image size '

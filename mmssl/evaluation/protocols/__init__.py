@@ -8,7 +8,8 @@ from .dense_probe import (dense_feature_maps, dense_probe,
                           predict_dense, segmentation_iou, set_out_indices,
                           train_dense_probe)
 from .eval_data import (EvalDataError, default_img_size, describe_data,
-                        folder_frozen_eval, format_data, frozen_eval_cfg)
+                        folder_frozen_eval, format_data, frozen_eval_cfg,
+                        train_image_size)
 from .features import (POOL_MODES, backbone_outputs, extract_features,
                        forward_backbone, get_backbone, get_data_preprocessor,
                        num_extra_tokens, pool_features, preprocess_images)
@@ -28,5 +29,5 @@ __all__ = [
 ]
 __all__ += [
     'EvalDataError', 'default_img_size', 'describe_data', 'folder_frozen_eval',
-    'format_data', 'frozen_eval_cfg'
+    'format_data', 'frozen_eval_cfg', 'train_image_size'
 ]

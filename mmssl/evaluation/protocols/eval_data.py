@@ -120,20 +120,46 @@ def _class_folders(folder: str) -> List[str]:
     return classes
 
 
-def default_img_size(cfg: Config) -> int:
-    """The backbone's ``img_size``, else the training crop, else 224."""
-    backbone = cfg.get('model', {}).get('backbone', {}) or {}
-    size = backbone.get('img_size') if isinstance(backbone, dict) else None
-    if size is None:
-        dataset = cfg.get('train_dataloader', {}).get('dataset', {}) or {}
-        for step in dataset.get('pipeline', []) or []:
-            if isinstance(step, dict) and 'RandomResizedCrop' in str(
-                    step.get('type', '')):
-                size = step.get('scale')
+#: training-pipeline steps whose size is the image size, in the order of
+#: preference: the crops, then a resize
+_SIZE_STEPS = (('RandomResizedCrop', 'CenterCrop', 'RandomCrop'), ('Resize', ))
+
+
+def train_image_size(cfg: Config) -> Optional[int]:
+    """The image size a config trains at, ``None`` if it names none.
+
+    The backbone's ``img_size``; else the size of the first crop of the
+    training pipeline (``RandomResizedCrop`` / ``RandomCrop`` /
+    ``CenterCrop``, their ``scale`` or ``crop_size``); else of its first
+    ``Resize``. Of a (height, width) pair the height.
+    """
+
+    def get(node, *keys):
+        for key in keys:
+            if not isinstance(node, (dict, Config)) or key not in node:
+                return None
+            node = node[key]
+        return node
+
+    size = get(cfg, 'model', 'backbone', 'img_size')
+    pipeline = get(cfg, 'train_dataloader', 'dataset', 'pipeline') or []
+    for kinds in _SIZE_STEPS:
+        if size is not None:
+            break
+        for step in pipeline:
+            name = str(step.get('type', '')).split('.')[-1] \
+                if isinstance(step, dict) else ''
+            if name in kinds:
+                size = step.get('scale', step.get('crop_size'))
                 break
     if isinstance(size, (list, tuple)) and size:
         size = size[0]
-    return int(size) if isinstance(size, (int, float)) else 224
+    return int(size) if isinstance(size, (int, float)) else None
+
+
+def default_img_size(cfg: Config) -> int:
+    """:func:`train_image_size`, else 224."""
+    return train_image_size(cfg) or 224
 
 
 def folder_frozen_eval(root: str,

@@ -8,7 +8,7 @@ from mmssl.engine.tool_errors import ToolError
 from mmssl.evaluation.protocols import (EvalDataError, build_eval_dataloader,
                                         default_img_size, describe_data,
                                         folder_frozen_eval, format_data,
-                                        frozen_eval_cfg)
+                                        frozen_eval_cfg, train_image_size)
 from mmssl.testing import write_image_folder
 
 THREE = (('dark', 30), ('mid', 120), ('light', 220))
@@ -47,6 +47,34 @@ def test_split_per_class_is_seeded_and_covers_every_image(tmp_path):
     assert len(tiny['val_dataloader']['dataset']['indices']) == 3
     most, _ = folder_frozen_eval(str(root), 16, val_fraction=0.99)
     assert len(most['train_dataloader']['dataset']['indices']) == 3
+
+
+def test_folder_defaults(tmp_path):
+    root = tmp_path / 'flat'
+    write_image_folder(root, 5, classes=THREE)
+    frozen, source = folder_frozen_eval(str(root), 16)
+    assert source.endswith('(split per class, --val-fraction 0.2, seed 0)')
+    for loader in frozen.values():
+        assert (loader['batch_size'], loader['num_workers']) == (64, 2)
+    # 20 % of 5 images per class: one held out per class, drawn with seed 0
+    seeded, _ = folder_frozen_eval(str(root), 16, seed=0)
+    assert frozen == seeded
+    assert len(frozen['val_dataloader']['dataset']['indices']) == 3
+
+
+def test_linked_class_folders_count(tmp_path):
+    """Images reached through a linked folder count, as the data set reads
+    them (mmengine's file listing follows links)."""
+    from mmpretrain.datasets import CustomDataset
+    store = tmp_path / 'store'
+    write_image_folder(store, 2, classes=THREE)
+    root = tmp_path / 'linked'
+    for name, _ in THREE:
+        (root / name).mkdir(parents=True)
+        (root / name / 'images').symlink_to(store / name)
+    frozen, _ = folder_frozen_eval(str(root), 16, val_fraction=0.5)
+    assert len(frozen['val_dataloader']['dataset']['indices']) == 3
+    assert len(CustomDataset(data_root=str(root), pipeline=[])) == 6
 
 
 def test_folder_loaders_resize_crop_and_label(tmp_path):
@@ -157,23 +185,37 @@ def test_frozen_eval_cfg_errors(tmp_path):
         frozen_eval_cfg(Config(), str(tmp_path / 'missing.py'), 'mae.py')
 
 
-@pytest.mark.parametrize('cfg, size', [
-    (dict(model=dict(backbone=dict(img_size=96))), 96),
-    (dict(model=dict(backbone=dict(img_size=(80, 80)))), 80),
-    (dict(
-        model=dict(backbone=dict(type='ResNet')),
-        train_dataloader=dict(
-            dataset=dict(pipeline=[
+def _train(*steps):
+    return dict(train_dataloader=dict(dataset=dict(pipeline=list(steps))))
+
+
+@pytest.mark.parametrize(
+    'cfg, size',
+    [
+        (dict(model=dict(backbone=dict(img_size=96))), 96),
+        (dict(model=dict(backbone=dict(img_size=(80, 48)))), 80),
+        # the backbone's size wins over the pipeline's
+        (dict(
+            model=dict(backbone=dict(img_size=40)),
+            **_train(dict(type='RandomResizedCrop', scale=112))), 40),
+        (dict(
+            model=dict(backbone=dict(type='ResNet')),
+            **_train(
                 dict(type='LoadImageFromFile'),
-                dict(type='mmpretrain.RandomResizedCrop', scale=112)
-            ]))), 112),
-    (dict(
-        train_dataloader=dict(
-            dataset=dict(
-                pipeline=[dict(type='RandomResizedCrop', scale=(64, 64))]))),
-     64),
-    (dict(model=dict(backbone=dict(type='ResNet'))), 224),
-    (dict(), 224),
-])
-def test_default_img_size(cfg, size):
-    assert default_img_size(Config(cfg)) == size
+                dict(type='mmpretrain.RandomResizedCrop', scale=112))), 112),
+        (_train(dict(type='RandomResizedCrop', scale=(64, 32))), 64),
+        (_train(dict(type='mmpretrain.CenterCrop', crop_size=72)), 72),
+        (_train(dict(type='RandomCrop', crop_size=(56, 40))), 56),
+        # a crop wins over an earlier resize; a resize alone counts
+        (_train(
+            dict(type='Resize', scale=256),
+            dict(type='RandomCrop', crop_size=200)), 200),
+        (_train('not a step', dict(type='mmpretrain.Resize',
+                                   scale=(48, 64))), 48),
+        (_train(dict(type='RandomFlip')), None),
+        (dict(model=dict(backbone=dict(type='ResNet'))), None),
+        (dict(), None),
+    ])
+def test_train_image_size(cfg, size):
+    assert train_image_size(Config(cfg)) == size
+    assert default_img_size(Config(cfg)) == (size or 224)
