@@ -109,8 +109,8 @@ def _load_cfg(config: Union[str, Config, dict]) -> Config:
         return config
     if isinstance(config, dict):
         return Config(config)
-    from mmssl.engine.config_options import load_config
-    return load_config(config)
+    from mmssl.utils.config import read_config
+    return read_config(config)
 
 
 def _fit_error(state_dict: Dict[str, torch.Tensor], model: torch.nn.Module,

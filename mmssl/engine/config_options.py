@@ -14,15 +14,12 @@ import argparse
 import contextlib
 import importlib
 import inspect
-import os.path as osp
 from typing import Any, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
-from mmssl.utils.config import (MMSSL_PREFIX, close_matches,
-                                enable_mmssl_config_prefix,
-                                missing_config_message, resolve_mmssl_config)
+from mmssl.utils.config import close_matches, read_config
 from .tool_errors import CfgOptionsError, ConfigFileError, _quiet
 
 __all__ = [
@@ -98,22 +95,10 @@ def load_config(path: str) -> Config:
         ConfigFileError: the file (or one of its ``_base_`` files) does not
             exist; the message lists similarly named config files.
     """
-    enable_mmssl_config_prefix()
-    if path.startswith(MMSSL_PREFIX):
-        try:
-            path = resolve_mmssl_config(path)
-        except FileNotFoundError as err:
-            raise ConfigFileError(str(err)) from err
-    if not osp.isfile(path):
-        raise ConfigFileError(missing_config_message(path))
     try:
-        return Config.fromfile(path)
+        return read_config(path)
     except FileNotFoundError as err:
-        raise ConfigFileError(
-            f'config {path!r} could not be loaded: {err} (check the paths in '
-            'its _base_ list: they are relative to the config file, or start '
-            f'with {MMSSL_PREFIX!r} for a config of mmssl\'s configs '
-            'folder)') from err
+        raise ConfigFileError(str(err)) from err
 
 
 # keys the Runner (or the tools / mmengine hooks) read from the top level

@@ -19,7 +19,7 @@ from mmengine.config import Config
 __all__ = [
     'MMSSL_PREFIX', 'close_matches', 'default_scope_of',
     'enable_mmssl_config_prefix', 'missing_config_message',
-    'mmssl_configs_root', 'resolve_mmssl_config'
+    'mmssl_configs_root', 'read_config', 'resolve_mmssl_config'
 ]
 
 #: ``_base_`` / CONFIG prefix naming a config of mmssl's ``configs/`` folder
@@ -119,6 +119,34 @@ def resolve_mmssl_config(path: str) -> str:
             f'{path!r} names {full!r}: ' + missing_config_message(full) +
             f' ({MMSSL_PREFIX!r} paths are relative to {root!r})')
     return full
+
+
+def read_config(path: str) -> Config:
+    """``Config.fromfile`` with a clear message for a missing file.
+
+    ``path`` may also be ``'mmssl::<folder>/<file>.py'`` (a config of
+    mmssl's configs folder), as may the ``_base_`` files of the config.
+    The tools read configs through :func:`mmssl.engine.load_config`, which
+    reports the same messages as user errors.
+
+    Raises:
+        FileNotFoundError: the file (or one of its ``_base_`` files) does
+            not exist; the message lists similarly named config files, or
+            says where ``_base_`` paths are taken from.
+    """
+    enable_mmssl_config_prefix()
+    if path.startswith(MMSSL_PREFIX):
+        path = resolve_mmssl_config(path)
+    if not osp.isfile(path):
+        raise FileNotFoundError(missing_config_message(path))
+    try:
+        return Config.fromfile(path)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(
+            f'config {path!r} could not be loaded: {err} (check the paths in '
+            'its _base_ list: they are relative to the config file, or start '
+            f'with {MMSSL_PREFIX!r} for a config of mmssl\'s configs '
+            'folder)') from err
 
 
 _PREFIX_ENABLED = False

@@ -50,3 +50,24 @@ def test_default_scope_rule():
     from mmengine.config import Config
     assert default_scope_of(Config(dict(default_scope='mmdet'))) == 'mmdet'
     assert default_scope_of(Config(dict())) == 'mmengine'
+
+
+def test_read_config_messages_and_the_tools_error(tmp_path):
+    from mmssl.engine.config_options import load_config
+    from mmssl.engine.tool_errors import ConfigFileError
+    from mmssl.utils.config import read_config
+    cfg = read_config(MMSSL_PREFIX + MAE)
+    assert cfg.model.backbone.patch_size == 8
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        read_config(str(tmp_path / 'nope.py'))
+    broken = tmp_path / 'broken.py'
+    broken.write_text("_base_ = ['missing_base.py']\n")
+    with pytest.raises(
+            FileNotFoundError,
+            match=r'could not be loaded: .*check the paths in its _base_'):
+        read_config(str(broken))
+    # the tools' loader: the same message as a user error
+    with pytest.raises(ConfigFileError, match='check the paths in its _base_'):
+        load_config(str(broken))
+    with pytest.raises(ConfigFileError, match='does not exist'):
+        load_config(str(tmp_path / 'nope.py'))

@@ -14,7 +14,7 @@ labelled images (:func:`folder_frozen_eval`). :func:`describe_data` says
 what a built pair of loaders reads, for the log and the results file. The
 errors name the command-line options of ``tools/analysis_tools/
 eval_frozen.py``, which is where these inputs come from. (This module
-imports nothing of :mod:`mmssl.engine` at load time: the engine's hooks
+imports nothing of :mod:`mmssl.engine`, the floor above: the engine's hooks
 import the evaluation protocols.)
 """
 import os
@@ -23,6 +23,8 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 from mmengine.config import Config
+
+from mmssl.utils.config import read_config
 
 #: image extensions of mmpretrain's CustomDataset
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif')
@@ -54,10 +56,11 @@ def frozen_eval_cfg(cfg: Config,
 
     Raises:
         EvalDataError: neither has ``train_dataloader`` and ``val_dataloader``.
+        FileNotFoundError: ``data_cfg`` (or one of its ``_base_`` files)
+            does not exist.
     """
     if data_cfg is not None:
-        from mmssl.engine.config_options import load_config
-        frozen = load_config(data_cfg).get('frozen_eval')
+        frozen = read_config(data_cfg).get('frozen_eval')
         if not _has_frozen_eval(frozen):
             raise EvalDataError(
                 f'--data-cfg {data_cfg!r} has no `frozen_eval = dict('

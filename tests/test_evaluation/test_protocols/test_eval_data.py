@@ -4,7 +4,6 @@ import pytest
 from mmengine.config import Config
 from PIL import Image
 
-from mmssl.engine.tool_errors import ToolError
 from mmssl.evaluation.protocols import (EvalDataError, build_eval_dataloader,
                                         default_img_size, describe_data,
                                         folder_frozen_eval, format_data,
@@ -181,7 +180,7 @@ def test_frozen_eval_cfg_errors(tmp_path):
     Config(dict(model=dict())).dump(str(bare))
     with pytest.raises(EvalDataError, match=f"--data-cfg '{bare}' has no"):
         frozen_eval_cfg(Config(), str(bare), 'mae.py')
-    with pytest.raises(ToolError, match='missing.py'):
+    with pytest.raises(FileNotFoundError, match='missing.py'):
         frozen_eval_cfg(Config(), str(tmp_path / 'missing.py'), 'mae.py')
 
 
