@@ -1,5 +1,7 @@
 # Copyright (c) mmssl contributors. All rights reserved.
 """The labelled data of a backbone evaluation: configs and image folders."""
+from types import SimpleNamespace
+
 import pytest
 from mmengine.config import Config
 from PIL import Image
@@ -104,6 +106,41 @@ def test_folder_loaders_resize_crop_and_label(tmp_path):
         '(dark, light, mid)')
 
 
+def test_two_images_a_class_split_one_one(tmp_path):
+    root = tmp_path / 'two'
+    write_image_folder(root, 2, classes=THREE)
+    frozen, _ = folder_frozen_eval(str(root), 16, val_fraction=0.5)
+    assert len(frozen['val_dataloader']['dataset']['indices']) == 3
+    assert len(frozen['train_dataloader']['dataset']['indices']) == 3
+
+
+def test_describe_split_names_the_image_folder(tmp_path):
+    """The folder is the data set's image prefix, not its root."""
+    root = tmp_path / 'data'
+    write_image_folder(root / 'val', 1, classes=THREE)
+    loader = build_eval_dataloader(
+        dict(
+            batch_size=3,
+            num_workers=0,
+            dataset=dict(
+                type='mmpretrain.CustomDataset',
+                data_root=str(root),
+                data_prefix='val')),
+        seed=0)
+    data = describe_data('x', loader, loader)
+    assert data['val']['folder'] == str(root / 'val')
+
+    class Rooted(list):
+        """A data set with a root and no image prefix (e.g. mmseg's)."""
+        data_root = '/data/ade/'
+        split = 'validation'
+
+    rooted = describe_data('x', SimpleNamespace(dataset=Rooted([1, 2])),
+                           SimpleNamespace(dataset=Rooted()))
+    assert rooted['train'] == dict(
+        dataset='Rooted', folder='/data/ade', split='validation', num_images=2)
+
+
 def test_format_data_shortens_long_class_lists():
     split = dict(
         dataset='ImageNet',
@@ -111,6 +148,10 @@ def test_format_data_shortens_long_class_lists():
         split='train',
         num_images=20,
         classes=[f'c{i}' for i in range(12)])
+    ten = dict(split, classes=[f'c{i}' for i in range(10)])
+    text = format_data(dict(source='the config', train=ten, val=ten))
+    assert text.splitlines()[1].endswith(
+        '10 classes (c0, c1, c2, c3, c4, c5, c6, c7, c8, c9)')
     text = format_data(dict(source='the config', train=split, val=split))
     assert text.splitlines() == [
         'evaluation data: the config',
