@@ -101,8 +101,16 @@ def convert_dino_vit(state_dict: Dict) -> Tuple['OrderedDict', dict]:
         int(k.split('.')[1]) for k in out if k.startswith('layers.'))
     ffn = out['layers.0.ffn.layers.0.0.weight'].shape[0]
     patch = out['patch_embed.projection.weight'].shape[-1]
-    grid = int(math.isqrt(out['pos_embed'].shape[1] - 1))
-    heads = {192: 3, 384: 6, 768: 12, 1024: 16}.get(dims, max(1, dims // 64))
+    patches = out['pos_embed'].shape[1] - 1
+    grid = math.isqrt(patches)
+    if grid * grid != patches:
+        raise ValueError(
+            f'pos_embed holds {patches + 1} tokens, not a class token and a '
+            'square grid of patches (distillation or register tokens are '
+            'not converted)')
+    # the weights do not hold the number of heads; timm's and DINO's ViTs
+    # (tiny / small / base / large: 3 / 6 / 12 / 16 heads) use 64-d heads
+    heads = max(1, dims // 64)
     vit_cfg = dict(
         type='mmpretrain.VisionTransformer',
         arch=dict(

@@ -79,8 +79,33 @@ def test_dino_vit_state_unwraps():
     assert dino_vit_state(dict(teacher=dict(model=sd)), 'teacher') is sd
     with pytest.raises(KeyError, match=r"no 'teacher' entry .*'student'"):
         dino_vit_state(dict(student=sd), 'teacher')
+    many = {f'k{i}': sd for i in range(10)}
+    with pytest.raises(KeyError) as err:
+        dino_vit_state(many, 'teacher')
+    # the first eight keys, sorted
+    assert err.value.args[0] == (
+        "no 'teacher' entry (has ['k0', 'k1', 'k2', 'k3', 'k4', 'k5', 'k6', "
+        "'k7'])")
     with pytest.raises(KeyError, match="no 'teacher' entry .*Tensor"):
         dino_vit_state(torch.zeros(1), 'teacher')
+
+
+def test_distillation_token_is_refused():
+    torch.manual_seed(0)
+    src = timm.create_model(
+        'deit_tiny_distilled_patch16_224',
+        pretrained=False,
+        img_size=32,
+        depth=1)
+    # its extra token and head left out, the position table still has
+    # a place for the distillation token
+    state = {
+        k: v
+        for k, v in src.state_dict().items()
+        if not k.startswith(('dist_token', 'head_dist'))
+    }
+    with pytest.raises(ValueError, match='pos_embed holds 6 tokens'):
+        convert_dino_vit(state)
 
 
 def test_convert_dino_vit_errors():
