@@ -79,8 +79,8 @@ def hier_and_flat_detectors(config: str) -> Tuple[nn.Module, nn.Module, int]:
     The flat twin is the same config with both hierarchy flags of every
     head's ``loss_cls`` off (``set_pos_parents=False``,
     ``ignore_children=False``): a plain sigmoid BCE over the same label
-    space. The embedded label space is made when the config names it and it
-    is missing.
+    space. The embedded label space (``<data root>/unidet/unified/
+    label_space.json``) is made when the config names it and it is missing.
 
     Returns:
         tuple: the hierarchy detector, the flat one and the number of
@@ -91,14 +91,16 @@ def hier_and_flat_detectors(config: str) -> Tuple[nn.Module, nn.Module, int]:
     from mmengine.registry import init_default_scope
 
     from mmssl.datasets import ensure_embedded_data, prepare_embedded_unidet
+    from mmssl.datasets.unidet import EMBEDDED_UNIFIED_DIR
     cfg = load_config(config)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     # weight-initialisation reports are not wanted here
     MMLogger.get_current_instance().setLevel(logging.ERROR)
     heads = cfg.model.roi_head.bbox_head
     space = heads[0].loss_cls.label_space
-    if not osp.isfile(space) and 'embedded' in space:
-        root = space.split('/unidet/')[0]
+    made = osp.join(EMBEDDED_UNIFIED_DIR, 'label_space.json')
+    if not osp.isfile(space) and space.endswith(made):
+        root = space[:-len(made)] or '.'
         ensure_embedded_data(root)
         prepare_embedded_unidet(root)
     num_classes = heads[0].num_classes

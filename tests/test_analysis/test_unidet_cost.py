@@ -51,7 +51,7 @@ def test_interleaved_median_ms_by_hand(monkeypatch):
     # 1+3, 2+2, 9+9 ms; b: always 5 ms a call
     a = fn('a', [7e-3, 1e-3, 3e-3, 2e-3, 2e-3, 9e-3, 9e-3])
     b = fn('b', 5e-3)
-    ms = interleaved_median_ms([a, b], steps=2, repeat=3, warmup=1)
+    ms = interleaved_median_ms([a, b], steps=2, repeat=3)  # one warm-up
     # per-call means of the windows: a 2, 2, 9 -> median 2; b 5
     assert ms == pytest.approx([2.0, 5.0])
     # warm-up of each first, then the windows in turn
@@ -109,6 +109,57 @@ def _inputs(model, data):
     return out['inputs'], out['data_samples']
 
 
+def test_missing_embedded_label_space_is_made(tmp_path, monkeypatch):
+    """The embedded config names a label space under the embedded data
+    folder: it is made when missing; no other file is made."""
+    import mmssl.datasets
+    made = []
+    ensure = mmssl.datasets.ensure_embedded_data
+    monkeypatch.setattr(mmssl.datasets, 'ensure_embedded_data',
+                        lambda root: made.append(root) or ensure(root))
+    cfg = Config.fromfile(TINY)
+    space = str(tmp_path / 'embedded' / 'unidet' / 'unified' /
+                'label_space.json')
+    for head in cfg.model.roi_head.bbox_head:
+        head.loss_cls.label_space = space
+    path = str(tmp_path / 'tiny.py')
+    cfg.dump(path)
+    _, _, num_classes = hier_and_flat_detectors(path)
+    assert osp.isfile(space) and num_classes == 10
+    assert made == [str(tmp_path / 'embedded') + '/']
+    hier_and_flat_detectors(path)  # there now: not made again
+    for head in cfg.model.roi_head.bbox_head:
+        head.loss_cls.label_space = str(tmp_path / 'rvc' / 'space.json')
+    cfg.dump(path)
+    hier_and_flat_detectors(path)  # the loss reads its file when used
+    assert len(made) == 1 and not osp.exists(tmp_path / 'rvc')
+
+
+def test_detector_cost_batch(tiny_cfg, monkeypatch):
+    """``batch`` 128 px images with three boxes each, no masks."""
+    import mmdet.testing
+    seen = {}
+    demo = mmdet.testing.demo_mm_inputs
+
+    def record(*args, **kwargs):
+        seen.update(args=args, kwargs=kwargs)
+        return demo(*args, **kwargs)
+
+    monkeypatch.setattr(mmdet.testing, 'demo_mm_inputs', record)
+    calls = []
+    monkeypatch.setattr(
+        unidet_cost, 'interleaved_median_ms',
+        lambda fns, steps, repeat: calls.append(
+            (len(fns), steps, repeat)) or [1.0, 1.0])
+    path, _ = tiny_cfg
+    classes, train_ms, infer_ms = unidet_cost.detector_cost(path, 2, 3, 4)
+    assert (classes, train_ms, infer_ms) == (10, [1.0, 1.0], [1.0, 1.0])
+    assert calls == [(2, 3, 4), (2, 3, 4)]
+    assert seen['args'] == (2, [[3, 128, 128]] * 2)
+    assert seen['kwargs'] == dict(
+        num_items=[3, 3], num_classes=10, with_mask=False)
+
+
 def test_hierarchy_cost_rows(tiny_cfg, monkeypatch):
     path, space = tiny_cfg
     # the timings themselves are not the point here: one call each
@@ -145,6 +196,15 @@ def test_hierarchy_cost_rows(tiny_cfg, monkeypatch):
             flat_ms=3.0,
             ratio=1.0)
     ]
+    # the defaults: the README's 1024 RoIs, batch 8, 3 steps, 5 windows
+    seen_detector = []
+    monkeypatch.setattr(
+        unidet_cost, 'detector_cost',
+        lambda *args: seen_detector.append(args) or
+        (10, [4.0, 2.0], [3.0, 3.0]))
+    hierarchy_cost(path)
+    assert seen_detector == [(path, 8, 3, 5)]
+    assert seen[-1] == (space, 1024, 10, 5)
 
 
 def test_tool_prints_and_writes_the_rows(tiny_cfg, tmp_path, capsys):
