@@ -87,6 +87,9 @@ def test_method_cfg_sets_the_protocol(tmp_path):
     assert cfg.default_hooks.checkpoint == dict(
         type='CheckpointHook', interval=12, max_keep_ckpts=1)
     assert cfg.model.n_ctx == 8  # the options are merged last
+    # by default every epoch is evaluated
+    cfg = method_cfg(osp.join(ROOT, CONFIGS['coop']), work, 'coop', 12, 'c')
+    assert cfg.train_cfg.val_interval == 1
 
 
 def test_table_and_plot(tmp_path):
