@@ -102,3 +102,21 @@ def test_tiny_poslabel_config_lowers_both_losses(tmp_path, name):
         cwd=ROOT)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert 'knn_top1' in json.dumps(json.load(open(out)))
+
+
+@pytest.mark.parametrize('name, base', [
+    ('mae-poslabel-apl-nopos_vit-tiny-p8_1xb64-coslr-30e_embedded.py',
+     'poslabel/mae-poslabel-apl_vit-tiny-p8_1xb64-coslr-30e_embedded.py'),
+    ('mae-nopos_vit-tiny-p8_1xb64-coslr-30e_embedded.py',
+     'mae/mae_vit-tiny-p8_1xb64-coslr-30e_embedded.py'),
+])
+def test_nopos_configs_are_their_base_without_the_embedding(name, base):
+    """The no-position-embedding arms of the README's table (b): their
+    base config with ``model.backbone.use_pos_embed=False`` and nothing
+    else, the setting the seed study ran as an arm option."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(CFG_DIR, name)).to_dict()
+    ref = Config.fromfile(osp.join(ROOT, 'configs', base))
+    ref.merge_from_dict({'model.backbone.use_pos_embed': False})
+    assert cfg == ref.to_dict()
+    assert cfg['model']['backbone']['use_pos_embed'] is False
