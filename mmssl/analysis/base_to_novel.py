@@ -8,8 +8,8 @@ one config trained by an mmengine runner (:func:`method_cfg` sets the CLIP
 checkpoint, the schedule length and the evaluation interval); a hook keeps
 each validation's ``base`` / ``novel`` / ``hm`` (:class:`ValRecorder`);
 zero-shot CLIP is the CoOp model before training, its context initialised
-from "a photo of a". :func:`results_table` and :func:`plot_curves` show the
-results.
+from "a photo of a". :func:`results_table` and :func:`plot_base_to_novel`
+show the results.
 """
 import json
 import os
@@ -176,27 +176,20 @@ def results_table(results: Results, epochs: Sequence[int]) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def plot_curves(results: Results, path: str) -> None:
+def plot_base_to_novel(results: Results, path: str) -> str:
     """Base, novel and harmonic-mean accuracy over the epochs, one line a
     method (zero-shot CLIP as a dashed level), saved to ``path``."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), sharex=True)
-    titles = ('base accuracy', 'novel accuracy', 'harmonic mean')
-    for ax, key, title in zip(axes, ('base', 'novel', 'hm'), titles):
-        for method, rows in results.items():
-            if method == 'zeroshot':
-                ax.axhline(
-                    rows[0][key], color='gray', ls='--', label=LABELS[method])
-            else:
-                ax.plot([r['epoch'] for r in rows], [r[key] for r in rows],
-                        label=LABELS[method])
-        ax.set_title(title)
-        ax.set_xlabel('epoch')
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel('top-1 (%)')
-    axes[-1].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    from mmssl.visualization.curves import plot_curve_panels
+    panels, hlines = {}, {}
+    for key, title in (('base', 'base accuracy'), ('novel', 'novel accuracy'),
+                       ('hm', 'harmonic mean')):
+        panels[title] = {
+            LABELS[m]: ([r['epoch'] for r in rows], [r[key] for r in rows])
+            for m, rows in results.items() if m != 'zeroshot'
+        }
+        hlines[title] = {
+            LABELS[m]: rows[0][key]
+            for m, rows in results.items() if m == 'zeroshot'
+        }
+    return plot_curve_panels(
+        panels, path, xlabel='epoch', ylabel='top-1 (%)', hlines=hlines)

@@ -6,12 +6,12 @@ writes) pictures; it imports only :mod:`mmssl.utils` and the host libraries,
 never models, evaluation or apis.
 """
 from .annotate import caption, draw_boxes, labelled_rows
-from .curves import plot_curves
+from .curves import plot_curve_panels, plot_curves
 from .grids import (denormalize_images, grey_out, label_palette, make_grid,
                     prediction_grid, reconstruction_grid, tile_images)
 
 __all__ = [
     'caption', 'draw_boxes', 'labelled_rows', 'plot_curves',
-    'denormalize_images', 'grey_out', 'label_palette', 'make_grid',
-    'prediction_grid', 'reconstruction_grid', 'tile_images'
+    'plot_curve_panels', 'denormalize_images', 'grey_out', 'label_palette',
+    'make_grid', 'prediction_grid', 'reconstruction_grid', 'tile_images'
 ]

@@ -7,7 +7,7 @@ alone. matplotlib is imported when a chart is drawn.
 """
 from typing import Dict, Optional, Sequence, Tuple
 
-__all__ = ['plot_curves']
+__all__ = ['plot_curves', 'plot_curve_panels']
 
 Curve = Tuple[Sequence[float], Sequence[float]]
 
@@ -39,15 +39,64 @@ def plot_curves(curves: Dict[str, Curve],
     from matplotlib.figure import Figure
     fig = Figure(figsize=figsize)
     ax = fig.subplots()
+    _draw(ax, curves, hlines, marker)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    return path
+
+
+def plot_curve_panels(panels: Dict[str, Dict[str, Curve]],
+                      path: str,
+                      xlabel: str = '',
+                      ylabel: str = '',
+                      hlines: Optional[Dict[str, Dict[str, float]]] = None,
+                      marker: str = '',
+                      panel_size: Tuple[float, float] = (4.3, 3.8),
+                      dpi: int = 110) -> str:
+    """Several charts side by side, sharing the x axis, saved to ``path``.
+
+    Args:
+        panels (dict): panel title -> its curves (legend label ->
+            ``(xs, ys)``), as :func:`plot_curves` takes them.
+        path (str): Image file to write.
+        xlabel (str): Label of every x axis.
+        ylabel (str): Label of the first panel's y axis.
+        hlines (dict, optional): panel title -> its dashed reference lines
+            (legend label -> y).
+        marker (str): matplotlib marker of the points; none by default.
+        panel_size (tuple): Size of one panel in inches.
+        dpi (int): Resolution of raster files. Defaults to 110.
+
+    Returns:
+        str: ``path``.
+    """
+    from matplotlib.figure import Figure
+    width, height = panel_size
+    fig = Figure(figsize=(width * len(panels), height))
+    axes = fig.subplots(1, len(panels), sharex=True, squeeze=False)[0]
+    for ax, (title, curves) in zip(axes, panels.items()):
+        _draw(ax, curves, (hlines or {}).get(title), marker, legend=False)
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+    axes[0].set_ylabel(ylabel)
+    axes[-1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    return path
+
+
+def _draw(ax,
+          curves: Dict[str, Curve],
+          hlines: Optional[Dict[str, float]],
+          marker: str,
+          legend: bool = True) -> None:
+    """The lines of one chart: curves, dashed grey levels, grid."""
     for name, (xs, ys) in curves.items():
         ax.plot(list(xs), list(ys), marker=marker, label=name)
     for name, y in (hlines or {}).items():
         ax.axhline(y, color='grey', ls='--', lw=1, label=name)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if curves or hlines:
+    if legend and (curves or hlines):
         ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    return path

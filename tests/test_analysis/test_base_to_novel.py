@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mmssl.analysis.base_to_novel import (CONFIGS, LABELS, method_cfg,
-                                          plot_curves, results_table,
+                                          plot_base_to_novel, results_table,
                                           run_base_to_novel)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -109,6 +109,6 @@ def test_table_and_plot(tmp_path):
         '| CoOp | 3 | 62.0 | 37.0 | 45.0 |',
         '| CoOp (best base) | 2 | 65.0 | 38.0 | 45.0 |',
     ]
-    plot_curves(results, str(tmp_path / 'curves.png'))
+    plot_base_to_novel(results, str(tmp_path / 'curves.png'))
     assert osp.getsize(tmp_path / 'curves.png') > 1000
     assert set(LABELS) >= set(CONFIGS) | {'zeroshot'}

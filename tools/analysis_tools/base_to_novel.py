@@ -23,7 +23,7 @@ import os.path as osp
 import sys
 
 import mmssl  # noqa: F401  (safe weights-only checkpoint loader)
-from mmssl.analysis.base_to_novel import (CONFIGS, LABELS, plot_curves,
+from mmssl.analysis.base_to_novel import (CONFIGS, LABELS, plot_base_to_novel,
                                           results_table, run_base_to_novel)
 from mmssl.engine.runner_utils import (CFG_OPTIONS_HELP, CfgOptionsAction,
                                        tool_main)
@@ -93,7 +93,7 @@ def main(argv=None):
     with open(osp.join(args.work_dir, 'table.md'), 'w') as f:
         f.write(md)
     print(md)
-    plot_curves(results, osp.join(args.work_dir, 'curves.png'))
+    plot_base_to_novel(results, osp.join(args.work_dir, 'curves.png'))
     return 0
 
 
