@@ -17,17 +17,21 @@ eval_frozen.py``, which is where these inputs come from. (This module
 imports nothing of :mod:`mmssl.engine`, the floor above: the engine's hooks
 import the evaluation protocols.)
 """
+import inspect
 import os
 import os.path as osp
 from typing import List, Optional, Tuple
 
 import numpy as np
 from mmengine.config import Config
+from mmpretrain.datasets import CustomDataset
 
 from mmssl.utils.config import read_config
 
-#: image extensions of mmpretrain's CustomDataset
-IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif')
+#: the image extensions mmpretrain's CustomDataset reads by default (the
+#: folder checks count what the data set will find)
+IMG_EXTENSIONS = tuple(
+    inspect.signature(CustomDataset).parameters['extensions'].default)
 
 
 class EvalDataError(ValueError):
@@ -240,11 +244,8 @@ def folder_frozen_eval(root: str,
         return frozen, f'--data-root {root!r} (train/ and val/)'
 
     _class_folders(root)
-    from mmpretrain.registry import DATASETS
     labels = np.asarray(
-        DATASETS.build(
-            dict(type='mmpretrain.CustomDataset', data_root=root,
-                 pipeline=[])).get_gt_labels())
+        CustomDataset(data_root=root, pipeline=[]).get_gt_labels())
     rng = np.random.default_rng(seed)
     train_idx: List[int] = []
     val_idx: List[int] = []
