@@ -73,6 +73,11 @@ def test_tiny_layout_loads_and_matches():
         ref = _legacy_attention(x, sd, 'input_blocks.3.1', heads=4)
         out = unet.down_blocks[1].attentions[0](x)
     torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+    # the mid-block attention keeps guided-diffusion's GroupNorm of 32
+    with torch.no_grad():
+        ref = _legacy_attention(x, sd, 'middle_block.1', heads=4)
+        out = unet.mid_block.attentions[0](x)
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
     # ResBlock with scale-shift norm and a 1x1 skip
     x, emb = torch.randn(2, 32, 8, 8), torch.randn(2, 128)
     with torch.no_grad():
@@ -129,6 +134,13 @@ def test_imagenet256_layout_on_meta():
                 'middle_block.1.proj_out.weight'):
         assert key in shapes, key
     assert len(shapes) == 567
+    # the published model: 256 px RGB in, 6 channels out (eps and the
+    # learned variance), 64-channel attention heads
+    assert shapes['input_blocks.0.0.weight'] == (256, 3, 3, 3)
+    assert shapes['out.2.weight'] == (6, 256, 3, 3)
+    unet_cfg = diffusers_config(cfg)
+    assert (unet_cfg['sample_size'], unet_cfg['attention_head_dim']) == \
+        (256, 64)
 
 
 def test_layout_errors_name_the_keys():
