@@ -45,8 +45,9 @@ def missing_config_message(path: str) -> str:
     """``config file 'x.py' does not exist; did you mean 'y.py'?``.
 
     Similarly named ``.py`` files are searched from the nearest existing
-    folder of ``path`` down (hidden folders, ``work_dirs`` and virtual
-    environments skipped; at most about 5000 files).
+    folder of ``path`` down (hidden folders, ``work_dirs``, virtual
+    environments and the files of Python packages, folders with an
+    ``__init__.py``, skipped; at most about 5000 files).
     """
     msg = f'config file {path!r} does not exist'
     folder = osp.dirname(osp.abspath(path))
@@ -62,6 +63,8 @@ def missing_config_message(path: str) -> str:
             if not d.startswith('.') and d not in ('__pycache__', 'work_dirs',
                                                    '.venv')
         ]
+        if '__init__.py' in files:
+            continue  # a Python package holds code, not configs
         candidates += [
             osp.relpath(osp.join(root, f)) for f in files if f.endswith('.py')
         ]

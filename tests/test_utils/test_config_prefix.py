@@ -71,3 +71,14 @@ def test_read_config_messages_and_the_tools_error(tmp_path):
         load_config(str(broken))
     with pytest.raises(ConfigFileError, match='does not exist'):
         load_config(str(tmp_path / 'nope.py'))
+
+
+def test_missing_config_suggests_configs_not_package_code(tmp_path):
+    (tmp_path / 'configs').mkdir()
+    (tmp_path / 'configs' / 'data_cfg.py').write_text('x = 1\n')
+    (tmp_path / 'pkg').mkdir()
+    (tmp_path / 'pkg' / '__init__.py').write_text('')
+    (tmp_path / 'pkg' / 'data.py').write_text('')
+    msg = missing_config_message(str(tmp_path / 'data.py'))
+    assert 'data_cfg.py' in msg
+    assert osp.join('pkg', 'data.py') not in msg
