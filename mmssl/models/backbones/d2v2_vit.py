@@ -7,7 +7,9 @@ residual add (``AltBlock(layer_norm_first=False)``), with a LayerNorm on the
 embedded input and no final norm. mmpretrain's ``VisionTransformer`` is
 pre-LN, so it cannot load or reproduce these weights; :class:`D2V2ViT` is
 that encoder, built from mmpretrain's / mmcv's parts (``PatchEmbed``,
-``MultiheadAttention``, ``FFN``, ``build_2d_sincos_position_embedding``).
+``MultiheadAttention`` with one ``unbind`` of q, k, v
+(:class:`~mmssl.models.utils.UnbindMultiheadAttention`), ``FFN``,
+``build_2d_sincos_position_embedding``).
 
 It has three entry points:
 
@@ -29,11 +31,11 @@ from mmcv.cnn.bricks import DropPath
 from mmcv.cnn.bricks.transformer import FFN, PatchEmbed
 from mmengine.model import BaseModule
 from mmengine.utils import to_2tuple
-from mmpretrain.models.utils import (MultiheadAttention,
-                                     build_2d_sincos_position_embedding)
+from mmpretrain.models.utils import build_2d_sincos_position_embedding
 
 from mmssl.registry import MODELS
 from mmssl.utils.validation import check_choice, check_int
+from ..utils.attention import UnbindMultiheadAttention
 from .d2v2_encoder import D2V2EncoderBase
 
 
@@ -89,7 +91,7 @@ class D2V2Block(BaseModule):
                  norm_eps: float = 1e-6,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        self.attn = MultiheadAttention(
+        self.attn = UnbindMultiheadAttention(
             embed_dims=embed_dims,
             num_heads=num_heads,
             attn_drop=attn_drop_rate,
@@ -149,10 +151,11 @@ class D2V2Block(BaseModule):
             mask = attn_bias.to(x.dtype)
             if pad is not None:
                 mask = mask.masked_fill(pad, float('-inf'))
+        q, k, v = qkv.unbind(0)
         out = F.scaled_dot_product_attention(
-            qkv[0],
-            qkv[1],
-            qkv[2],
+            q,
+            k,
+            v,
             attn_mask=mask,
             dropout_p=a.attn_drop if self.training else 0.)
         out = a.proj(out.transpose(1, 2).reshape(B, N, a.embed_dims))

@@ -16,6 +16,7 @@ from mmpretrain.models.backbones import SwinTransformer, VisionTransformer
 from mmpretrain.models.utils.attention import WindowMSA
 
 from mmssl.registry import MODELS
+from ..utils.attention import unbind_qkv_attention
 
 
 def check_patch_grid(img_size, patch_size, key: str, owner: str) -> None:
@@ -58,6 +59,7 @@ class PosLabelViT(VisionTransformer):
             'model.backbone',
             type(self).__name__)
         super().__init__(*args, **kwargs)
+        unbind_qkv_attention(self)
         self.use_pos_embed = bool(use_pos_embed)
         if not self.use_pos_embed:
             _zero_buffer(self, 'pos_embed')

@@ -27,6 +27,7 @@ from mmpretrain.structures import DataSample
 
 from mmssl.registry import MODELS
 from ..backbones.poslabel_backbones import check_patch_grid
+from ..utils.attention import unbind_qkv_attention
 from ..utils.drop_path import python_drop_path_rates
 from ..utils.masking import (check_mask_ratio, patchify, random_masking,
                              unpatchify)
@@ -59,6 +60,7 @@ class MAEViT(_MMPretrainMAEViT):
             type(self).__name__)
         super().__init__(*args, mask_ratio=mask_ratio, **kwargs)
         self.use_pos_embed = bool(use_pos_embed)
+        unbind_qkv_attention(self)
 
     def init_weights(self) -> None:
         super().init_weights()
@@ -106,6 +108,7 @@ class MAE(_MMPretrainMAE):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         python_drop_path_rates(self)
+        unbind_qkv_attention(self)
 
     def extract_feat(self, inputs: torch.Tensor):
         """Unmasked backbone features of ``inputs`` (B, 3, H, W)."""
