@@ -23,7 +23,8 @@ from mmssl.utils.config import close_matches, read_config
 from .tool_errors import CfgOptionsError, ConfigFileError, _quiet
 
 __all__ = [
-    'CFG_OPTIONS_HELP', 'CfgOptionsAction', 'load_config', 'merge_cfg_options'
+    'CFG_OPTIONS_HELP', 'CfgOptionsAction', 'load_config', 'merge_cfg_options',
+    'positive_int'
 ]
 
 
@@ -47,6 +48,18 @@ class CfgOptionsAction(DictAction):
                     self, f'expected KEY=VALUE (e.g. '
                     f'optim_wrapper.optimizer.lr=0.01), got {item!r}')
         super().__call__(parser, namespace, values, option_string)
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type=`` of a count: an integer >= 1, else argparse's
+    ``error: argument --x: 'y' is not a positive integer``."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a positive integer')
+    return value
 
 
 def check_one_per_config(parser: argparse.ArgumentParser,

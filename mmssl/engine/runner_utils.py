@@ -35,7 +35,7 @@ from .checkpoint_report import (CheckpointMismatchError, StateDictReport,
                                 check_checkpoint, classifier_shape_mismatches,
                                 compare_state_dict, num_classes_mismatch_lines)
 from .config_options import (CFG_OPTIONS_HELP, CfgOptionsAction, load_config,
-                             merge_cfg_options)
+                             merge_cfg_options, positive_int)
 from .machine_cfg import (build_runner, configure_amp, configure_distributed,
                           configure_test_amp, set_default_dataloader_cfg)
 from .registry_errors import friendly_errors, unknown_type_error
@@ -52,5 +52,6 @@ __all__ = [
     'StateDictReport', 'check_checkpoint', 'run_tool', 'tool_main',
     'print_user_error', 'user_error_message', 'classifier_shape_mismatches',
     'num_classes_mismatch_lines', 'CFG_OPTIONS_HELP', 'MMSSL_PREFIX',
-    'mmssl_configs_root', 'resolve_mmssl_config', 'enable_mmssl_config_prefix'
+    'mmssl_configs_root', 'resolve_mmssl_config', 'enable_mmssl_config_prefix',
+    'positive_int'
 ]

@@ -62,7 +62,8 @@ from mmssl.analysis import (benchmark_configs, benchmark_loader,
                             loader_summary, machine_info)
 from mmssl.analysis.benchmark import add_timing_args
 from mmssl.engine.runner_utils import (ToolError, friendly_errors, load_config,
-                                       merge_cfg_options, run_tool)
+                                       merge_cfg_options, positive_int,
+                                       run_tool)
 from mmssl.utils.table import format_table
 
 # (result key, column title, number format)
@@ -87,16 +88,6 @@ def _worker_count(text: str) -> int:
     return value
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'{text!r} is not a positive integer')
-    return value
-
-
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Time the input pipeline of a config alone (decoded '
@@ -111,14 +102,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         'num_workers)')
     parser.add_argument(
         '--batch-size',
-        type=_positive,
+        type=positive_int,
         default=None,
         help='samples per batch (default: train_dataloader.batch_size)')
     add_timing_args(parser, iters=20, warmup=5, repeat=3, what='batches')
     parser.add_argument(
         '--batches',
         dest='iters',
-        type=_positive,
+        type=positive_int,
         default=argparse.SUPPRESS,
         help='batches per timed window (the same as --iters)')
     parser.add_argument(
@@ -128,12 +119,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         'batch) of the same config and batch size')
     parser.add_argument(
         '--step-iters',
-        type=_positive,
+        type=positive_int,
         default=10,
         help='steps per timed window of --with-step')
     parser.add_argument(
         '--matmul-size',
-        type=_positive,
+        type=positive_int,
         default=None,
         help='matrix side of the matmul peak of --with-step (default 2048 '
         'on CPU, 8192 on CUDA)')

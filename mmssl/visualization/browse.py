@@ -1,0 +1,201 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+"""What a config's data pipeline gives the model, as one picture.
+
+:func:`config_dataset` builds a config's train / val / test data set (as the
+runner builds it, in the config's scope); :func:`sample_tiles` turns one
+packed sample (``dict(inputs=..., data_samples=...)``) into picture tiles:
+every view of a multi-view pipeline (SimCLR's and DenseCL's two crops), the
+class name under each, ground-truth boxes drawn on detection samples and
+the patches of a pipeline mask (``data_samples.mask``, 1 = masked) greyed
+out; :func:`browse_grid` lays the samples out one row each.
+"""
+import copy
+from typing import Any, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.registry import DATASETS, DefaultScope
+from PIL import Image
+
+from mmssl.utils.config import default_scope_of
+from .annotate import caption, draw_boxes, labelled_rows
+from .grids import grey_out, label_palette
+
+__all__ = [
+    'SPLITS', 'config_dataset', 'image_tile', 'sample_tiles', 'browse_grid'
+]
+
+SPLITS = ('train', 'val', 'test')
+
+
+def config_dataset(cfg: Config, split: str = 'train'):
+    """Build ``cfg.<split>_dataloader.dataset`` in the config's scope.
+
+    Args:
+        cfg (Config): A config with that loader.
+        split (str): ``'train'``, ``'val'`` or ``'test'``.
+
+    Raises:
+        ValueError: an unknown split, or a config without that loader.
+    """
+    if split not in SPLITS:
+        raise ValueError(f'split must be one of {SPLITS}, got {split!r}')
+    key = f'{split}_dataloader'
+    loader = cfg.get(key)
+    if not loader or not loader.get('dataset'):
+        have = [s for s in SPLITS if (cfg.get(f'{s}_dataloader') or {})]
+        raise ValueError(
+            f'{cfg.filename or "the config"} has no `{key}.dataset`; its '
+            f'loaders: {", ".join(have) or "none"} (choose one of those '
+            'splits)')
+    with DefaultScope.overwrite_default_scope(default_scope_of(cfg)):
+        dataset = DATASETS.build(copy.deepcopy(loader['dataset']))
+    if hasattr(dataset, 'full_init'):
+        dataset.full_init()
+    return dataset
+
+
+def image_tile(image: torch.Tensor, bgr: bool = True) -> Image.Image:
+    """A (C, H, W) image tensor as an RGB Pillow picture.
+
+    Args:
+        image (Tensor): (C, H, W) with C = 1 or 3; uint8 as packed by
+            OpenMMLab's pipelines, or float (stretched to 0..255 from its
+            own range).
+        bgr (bool): The channels are B, G, R (OpenMMLab's image loaders
+            write them so; the data preprocessor's ``to_rgb`` /
+            ``bgr_to_rgb`` swaps them for the model). Defaults to True.
+
+    Raises:
+        ValueError: not a (C, H, W) image with 1 or 3 channels.
+    """
+    if not isinstance(image, torch.Tensor) or image.dim() != 3 \
+            or image.shape[0] not in (1, 3):
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) \
+            else type(image).__name__
+        raise ValueError(
+            f'a packed input of shape {shape} is not a (C, H, W) image with '
+            '1 or 3 channels: only image pipelines can be browsed (text '
+            'and speech samples are token ids and waveforms)')
+    x = image.detach().cpu()
+    if x.dtype != torch.uint8:
+        x = x.float()
+        lo, hi = x.min(), x.max()
+        x = ((x - lo) / (hi - lo).clamp_min(1e-12) * 255).round().byte()
+    if x.shape[0] == 1:
+        x = x.expand(3, -1, -1)
+    elif bgr:
+        x = x.flip(0)
+    return Image.fromarray(x.permute(1, 2, 0).contiguous().numpy())
+
+
+def _views(inputs: Any) -> List[torch.Tensor]:
+    if isinstance(inputs, (list, tuple)):
+        return list(inputs)
+    return [inputs]
+
+
+def _label(data_sample: Any, classes: Optional[Sequence[str]]) -> str:
+    label = getattr(data_sample, 'gt_label', None)
+    if label is None:
+        return ''
+    idx = int(torch.as_tensor(label).reshape(-1)[0])
+    if classes is not None and 0 <= idx < len(classes):
+        return str(classes[idx])
+    return str(idx)
+
+
+def _boxes(data_sample: Any) -> Tuple[np.ndarray, np.ndarray]:
+    inst = getattr(data_sample, 'gt_instances', None)
+    bboxes = getattr(inst, 'bboxes', None)
+    if bboxes is None:
+        return np.zeros((0, 4)), np.zeros((0, ), dtype=int)
+    bboxes = getattr(bboxes, 'tensor', bboxes)
+    labels = getattr(inst, 'labels', torch.zeros(len(bboxes)))
+    return (torch.as_tensor(bboxes).float().reshape(-1, 4).numpy(),
+            torch.as_tensor(labels).long().reshape(-1).numpy())
+
+
+def _grey_mask(tile: Image.Image, mask: Any) -> Image.Image:
+    """Grey out the cells of a (h, w) patch mask (1 = masked) on a tile
+    whose sides are multiples of the mask's."""
+    mask = torch.as_tensor(mask).bool().cpu().numpy()
+    if mask.ndim != 2:
+        raise ValueError(f'data_samples.mask must be a (h, w) patch mask, '
+                         f'got shape {mask.shape}')
+    h, w = mask.shape
+    if tile.height % h or tile.width % w:
+        raise ValueError(f'a {h}x{w} patch mask does not divide the '
+                         f'{tile.height}x{tile.width} image')
+    pixels = mask.repeat(tile.height // h, 0).repeat(tile.width // w, 1)
+    return Image.fromarray(grey_out(np.asarray(tile)[None], pixels[None])[0])
+
+
+def sample_tiles(sample: dict,
+                 classes: Optional[Sequence[str]] = None,
+                 bgr: bool = True,
+                 scale: int = 1) -> List[Image.Image]:
+    """The picture tiles of one packed sample, one per view.
+
+    Args:
+        sample (dict): ``dict(inputs=..., data_samples=...)`` as a data
+            set returns it: ``inputs`` one (C, H, W) image or a list of
+            views.
+        classes (Sequence[str], optional): Class names for ``gt_label``
+            captions and box names (the data set's ``metainfo['classes']``).
+        bgr (bool): See :func:`image_tile`. Defaults to True.
+        scale (int): Enlarge each tile this many times (nearest), for small
+            images. Defaults to 1.
+
+    Returns:
+        list[PIL.Image.Image]: one tile per view; a caption strip with the
+        class name under each when the sample has a ``gt_label``.
+    """
+    if not isinstance(sample, dict) or 'inputs' not in sample:
+        raise ValueError('a packed sample is a dict with `inputs`, got '
+                         f'{type(sample).__name__}')
+    data_sample = sample.get('data_samples')
+    label = _label(data_sample, classes)
+    boxes, box_labels = _boxes(data_sample)
+    mask = getattr(data_sample, 'mask', None)
+    palette = label_palette(max(int(box_labels.max(initial=0)) + 2, 2))
+    tiles = []
+    for view in _views(sample['inputs']):
+        tile = image_tile(view, bgr)
+        if mask is not None:
+            tile = _grey_mask(tile, mask)
+        if scale != 1:
+            tile = tile.resize((tile.width * scale, tile.height * scale),
+                               Image.NEAREST)
+        if len(boxes):
+            xywh = [(x1 * scale, y1 * scale, (x2 - x1) * scale,
+                     (y2 - y1) * scale) for x1, y1, x2, y2 in boxes]
+            names = [
+                str(classes[k])
+                if classes is not None and 0 <= k < len(classes) else str(k)
+                for k in box_labels
+            ]
+            colours = [
+                tuple(int(c) for c in palette[k + 1]) for k in box_labels
+            ]
+            draw_boxes(tile, xywh, names, colours)
+        if label:
+            tile = caption(tile, label, max_chars=max(tile.width // 6, 4))
+        tiles.append(tile)
+    return tiles
+
+
+def browse_grid(samples: Sequence[Tuple[str, dict]],
+                classes: Optional[Sequence[str]] = None,
+                bgr: bool = True,
+                scale: int = 1) -> Image.Image:
+    """One row per sample, its views side by side, named on the left.
+
+    Args:
+        samples (Sequence[tuple[str, dict]]): ``(row name, packed sample)``.
+        classes, bgr, scale: See :func:`sample_tiles`.
+    """
+    return labelled_rows([(name, sample_tiles(s, classes, bgr, scale))
+                          for name, s in samples],
+                         header=48)

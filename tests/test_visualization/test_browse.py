@@ -1,0 +1,124 @@
+# Copyright (c) mmssl contributors. All rights reserved.
+"""mmssl.visualization.browse: tiles of packed samples, by pixel."""
+import numpy as np
+import pytest
+import torch
+from mmdet.structures import DetDataSample
+from mmengine.config import Config
+from mmengine.structures import InstanceData
+from mmpretrain.structures import DataSample
+
+from mmssl.visualization.browse import (browse_grid, config_dataset,
+                                        image_tile, sample_tiles)
+from mmssl.visualization.grids import label_palette
+
+
+def _solid(c0, c1, c2, size=8):
+    img = torch.zeros(3, size, size, dtype=torch.uint8)
+    img[0], img[1], img[2] = c0, c1, c2
+    return img
+
+
+def test_image_tile_swaps_bgr_and_keeps_rgb():
+    img = _solid(200, 10, 30)  # B, G, R as packed
+    assert np.asarray(image_tile(img))[0, 0].tolist() == [30, 10, 200]
+    assert np.asarray(image_tile(img, bgr=False))[0, 0].tolist() == \
+        [200, 10, 30]
+
+
+def test_image_tile_grey_and_float():
+    grey = torch.arange(16, dtype=torch.uint8).reshape(1, 4, 4)
+    tile = np.asarray(image_tile(grey))
+    assert tile.shape == (4, 4, 3)
+    assert (tile[..., 0] == tile[..., 2]).all()
+    assert tile[1, 2].tolist() == [6, 6, 6]
+    x = torch.linspace(-1, 3, 16).reshape(1, 4, 4)
+    tile = np.asarray(image_tile(x))
+    assert tile[0, 0, 0] == 0 and tile[3, 3, 0] == 255
+    assert tile[0, 1, 0] == round(255 / 15)
+
+
+@pytest.mark.parametrize('bad', [
+    torch.zeros(4, 8, 8),
+    torch.zeros(8, 8),
+    torch.zeros(16000),
+    {
+        'input_ids': torch.zeros(4)
+    },
+])
+def test_image_tile_refuses_what_is_not_an_image(bad):
+    with pytest.raises(ValueError, match='not a \\(C, H, W\\) image'):
+        image_tile(bad)
+
+
+def test_views_side_by_side_with_the_class_caption():
+    views = [_solid(0, 0, 255), _solid(255, 0, 0)]
+    plain = sample_tiles(dict(inputs=views, data_samples=DataSample()))
+    assert len(plain) == 2
+    assert [t.size for t in plain] == [(8, 8), (8, 8)]
+    assert np.asarray(plain[0])[0, 0].tolist() == [255, 0, 0]
+    assert np.asarray(plain[1])[0, 0].tolist() == [0, 0, 255]
+    labelled = sample_tiles(
+        dict(inputs=views, data_samples=DataSample().set_gt_label(1)),
+        classes=['cat', 'dog'],
+        scale=3)
+    # 3x the image, then a 14-pixel caption strip; the image above it kept
+    assert [t.size for t in labelled] == [(24, 38), (24, 38)]
+    assert np.asarray(labelled[0])[23, 23].tolist() == [255, 0, 0]
+    strip = np.asarray(labelled[0])[24:]
+    assert (strip < 128).any() and (strip == 255).any()  # text on white
+
+
+def test_boxes_drawn_in_their_class_colour():
+    sample = DetDataSample()
+    sample.gt_instances = InstanceData(
+        bboxes=torch.tensor([[2., 3., 7., 6.]]), labels=torch.tensor([1]))
+    tile = np.asarray(
+        sample_tiles(
+            dict(inputs=_solid(0, 0, 0, size=10), data_samples=sample),
+            classes=['a', 'b'])[0])
+    colour = label_palette(3)[2].tolist()  # label 1 -> palette entry 2
+    assert tile[3, 2].tolist() == colour  # top-left corner (x1, y1)
+    assert tile[5, 6].tolist() == colour  # bottom-right (x2 - 1, y2 - 1)
+    assert tile[0, 9].tolist() == [0, 0, 0]  # above the box and its name
+    assert tile[4, 0].tolist() == [0, 0, 0]  # left of the box
+
+
+def test_pipeline_mask_greys_its_patches():
+    sample = DataSample()
+    sample.set_field(torch.tensor([[1, 0], [0, 0]]), 'mask')
+    tile = np.asarray(
+        sample_tiles(dict(inputs=_solid(255, 255, 255),
+                          data_samples=sample))[0])
+    assert (tile[:4, :4] == 127).all()
+    assert (tile[4:, :] == 255).all() and (tile[:, 4:] == 255).all()
+    sample.set_field(torch.ones(3, 3), 'mask')
+    with pytest.raises(ValueError, match='3x3 patch mask does not divide'):
+        sample_tiles(dict(inputs=_solid(1, 1, 1), data_samples=sample))
+
+
+def test_browse_grid_one_row_per_sample():
+    samples = [(f'#{i}', dict(inputs=[_solid(i, i, i)] * (i + 1)))
+               for i in range(3)]
+    grid = browse_grid(samples)
+    assert grid.height == 3 * (8 + 4)
+    assert grid.width == 48 + 3 * (8 + 4)
+    with pytest.raises(ValueError, match='dict with `inputs`'):
+        browse_grid([('#0', torch.zeros(3, 8, 8))])
+
+
+def test_config_dataset_names_the_loaders_it_has(tmp_path):
+    cfg = Config(
+        dict(
+            default_scope='mmpretrain',
+            train_dataloader=dict(
+                dataset=dict(
+                    type='mmssl.EmbeddedClsDataset',
+                    data_root=str(tmp_path / 'none'),
+                    split='train'))))
+    with pytest.raises(ValueError, match='split must be one of'):
+        config_dataset(cfg, 'training')
+    with pytest.raises(
+            ValueError, match='no `val_dataloader.dataset`.*'
+            'its loaders: train'):
+        config_dataset(cfg, 'val')
