@@ -5,11 +5,14 @@
 runner builds it, in the config's scope); :func:`sample_tiles` turns one
 packed sample (``dict(inputs=..., data_samples=...)``) into picture tiles:
 every view of a multi-view pipeline (SimCLR's and DenseCL's two crops), the
-class name under each, ground-truth boxes drawn on detection samples and
-the patches of a pipeline mask (``data_samples.mask``, 1 = masked) greyed
-out; :func:`browse_grid` lays the samples out one row each.
+class name (or the caption of an image-text pair) under each, ground-truth
+boxes drawn on detection samples and the patches of a pipeline mask
+(``data_samples.mask``, 1 = masked) greyed out, one tile per mask when the
+pipeline makes several (data2vec 2.0's clones); :func:`browse_grid` lays
+the samples out one row each.
 """
 import copy
+import textwrap
 from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -23,7 +26,8 @@ from .annotate import caption, draw_boxes, labelled_rows
 from .grids import grey_out, label_palette
 
 __all__ = [
-    'SPLITS', 'config_dataset', 'image_tile', 'sample_tiles', 'browse_grid'
+    'SPLITS', 'config_dataset', 'image_tile', 'sample_tiles', 'browse_grid',
+    'auto_scale'
 ]
 
 SPLITS = ('train', 'val', 'test')
@@ -96,7 +100,16 @@ def _views(inputs: Any) -> List[torch.Tensor]:
     return [inputs]
 
 
+def auto_scale(height: int, target: int = 96) -> int:
+    """The smallest whole enlargement that makes ``height`` pixels at
+    least ``target`` (1 for images already that tall)."""
+    return max(1, -(-target // max(int(height), 1)))
+
+
 def _label(data_sample: Any, classes: Optional[Sequence[str]]) -> str:
+    text = getattr(data_sample, 'caption', None)
+    if isinstance(text, str) and text:
+        return text
     label = getattr(data_sample, 'gt_label', None)
     if label is None:
         return ''
@@ -117,13 +130,23 @@ def _boxes(data_sample: Any) -> Tuple[np.ndarray, np.ndarray]:
             torch.as_tensor(labels).long().reshape(-1).numpy())
 
 
-def _grey_mask(tile: Image.Image, mask: Any) -> Image.Image:
-    """Grey out the cells of a (h, w) patch mask (1 = masked) on a tile
-    whose sides are multiples of the mask's."""
+def _masks(mask: Any) -> List[Optional[np.ndarray]]:
+    """A pipeline mask as a list of (h, w) masks: [None] without one, one
+    per clone for an (M, h, w) mask."""
+    if mask is None:
+        return [None]
     mask = torch.as_tensor(mask).bool().cpu().numpy()
-    if mask.ndim != 2:
-        raise ValueError(f'data_samples.mask must be a (h, w) patch mask, '
-                         f'got shape {mask.shape}')
+    if mask.ndim == 2:
+        return [mask]
+    if mask.ndim == 3:
+        return list(mask)
+    raise ValueError('data_samples.mask must be an (h, w) patch mask or '
+                     f'(M, h, w) masks, got shape {tuple(mask.shape)}')
+
+
+def _grey_mask(tile: Image.Image, mask: np.ndarray) -> Image.Image:
+    """Grey out the cells of an (h, w) patch mask (1 = masked) on a tile
+    whose sides are multiples of the mask's."""
     h, w = mask.shape
     if tile.height % h or tile.width % w:
         raise ValueError(f'a {h}x{w} patch mask does not divide the '
@@ -135,7 +158,7 @@ def _grey_mask(tile: Image.Image, mask: Any) -> Image.Image:
 def sample_tiles(sample: dict,
                  classes: Optional[Sequence[str]] = None,
                  bgr: bool = True,
-                 scale: int = 1) -> List[Image.Image]:
+                 scale: Optional[int] = 1) -> List[Image.Image]:
     """The picture tiles of one packed sample, one per view.
 
     Args:
@@ -145,12 +168,15 @@ def sample_tiles(sample: dict,
         classes (Sequence[str], optional): Class names for ``gt_label``
             captions and box names (the data set's ``metainfo['classes']``).
         bgr (bool): See :func:`image_tile`. Defaults to True.
-        scale (int): Enlarge each tile this many times (nearest), for small
-            images. Defaults to 1.
+        scale (int, optional): Enlarge each tile this many times (nearest),
+            for small images; ``None`` enlarges to at least 96 pixels
+            (:func:`auto_scale`). Defaults to 1.
 
     Returns:
-        list[PIL.Image.Image]: one tile per view; a caption strip with the
-        class name under each when the sample has a ``gt_label``.
+        list[PIL.Image.Image]: one tile per view, or per view and mask when
+        ``data_samples.mask`` is (M, h, w); a caption strip under each with
+        the sample's ``caption`` text, else the class name of its
+        ``gt_label``.
     """
     if not isinstance(sample, dict) or 'inputs' not in sample:
         raise ValueError('a packed sample is a dict with `inputs`, got '
@@ -158,13 +184,15 @@ def sample_tiles(sample: dict,
     data_sample = sample.get('data_samples')
     label = _label(data_sample, classes)
     boxes, box_labels = _boxes(data_sample)
-    mask = getattr(data_sample, 'mask', None)
+    masks = _masks(getattr(data_sample, 'mask', None))
     palette = label_palette(max(int(box_labels.max(initial=0)) + 2, 2))
     tiles = []
-    for view in _views(sample['inputs']):
+    for view, mask in ((v, m) for v in _views(sample['inputs'])
+                       for m in masks):
         tile = image_tile(view, bgr)
         if mask is not None:
             tile = _grey_mask(tile, mask)
+        scale = scale or auto_scale(tile.height)
         if scale != 1:
             tile = tile.resize((tile.width * scale, tile.height * scale),
                                Image.NEAREST)
@@ -181,7 +209,9 @@ def sample_tiles(sample: dict,
             ]
             draw_boxes(tile, xywh, names, colours)
         if label:
-            tile = caption(tile, label, max_chars=max(tile.width // 6, 4))
+            text = '\n'.join(textwrap.wrap(label, max(tile.width // 6, 4)))
+            tile = caption(
+                tile, text, 14 * (text.count('\n') + 1), max_chars=len(text))
         tiles.append(tile)
     return tiles
 
@@ -189,7 +219,7 @@ def sample_tiles(sample: dict,
 def browse_grid(samples: Sequence[Tuple[str, dict]],
                 classes: Optional[Sequence[str]] = None,
                 bgr: bool = True,
-                scale: int = 1) -> Image.Image:
+                scale: Optional[int] = 1) -> Image.Image:
     """One row per sample, its views side by side, named on the left.
 
     Args:

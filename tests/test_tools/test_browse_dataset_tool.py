@@ -36,8 +36,11 @@ def test_unlabelled_training_set(tool, tiny_mae_config, tmp_path):
     out = str(tmp_path / 'b.png')
     assert tool.main([tiny_mae_config, '--num', '3', '--out', out]) == out
     grid = Image.open(out)
-    # 3 rows of one 32 px crop, 4 px gaps, a 48 px name column
-    assert grid.size == (48 + 32 + 4, 3 * (32 + 4))
+    # 3 rows of one 32 px crop enlarged 3x (to >= 96 px), 4 px gaps, a
+    # 48 px name column
+    assert grid.size == (48 + 96 + 4, 3 * (96 + 4))
+    tool.main([tiny_mae_config, '--num', '1', '--scale', '1', '--out', out])
+    assert Image.open(out).size == (48 + 32 + 4, 32 + 4)
 
 
 def test_labelled_test_split_scaled(tool, tiny_cls_config, tmp_path):
@@ -62,8 +65,8 @@ def test_two_views_of_the_simclr_config(tool, tmp_path):
         '--out', out, '--cfg-options',
         f'train_dataloader.dataset.data_root={root}'
     ])
-    # two 64 px views per row
-    assert Image.open(out).size == (48 + 2 * (64 + 4), 2 * (64 + 4))
+    # two 64 px views per row, enlarged 2x
+    assert Image.open(out).size == (48 + 2 * (128 + 4), 2 * (128 + 4))
 
 
 def test_errors_name_the_split_and_the_shape(tool, tiny_mae_config, tmp_path):

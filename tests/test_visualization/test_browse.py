@@ -8,8 +8,9 @@ from mmengine.config import Config
 from mmengine.structures import InstanceData
 from mmpretrain.structures import DataSample
 
-from mmssl.visualization.browse import (browse_grid, config_dataset,
-                                        image_tile, sample_tiles)
+from mmssl.visualization.browse import (auto_scale, browse_grid,
+                                        config_dataset, image_tile,
+                                        sample_tiles)
 from mmssl.visualization.grids import label_palette
 
 
@@ -95,6 +96,46 @@ def test_pipeline_mask_greys_its_patches():
     sample.set_field(torch.ones(3, 3), 'mask')
     with pytest.raises(ValueError, match='3x3 patch mask does not divide'):
         sample_tiles(dict(inputs=_solid(1, 1, 1), data_samples=sample))
+
+
+def test_one_tile_per_clone_mask():
+    sample = DataSample()
+    sample.set_field(
+        torch.tensor([[[1, 0], [0, 0]], [[0, 0], [0, 1]]]), 'mask')
+    tiles = [
+        np.asarray(t) for t in sample_tiles(
+            dict(inputs=[_solid(255, 255, 255)] * 2, data_samples=sample))
+    ]
+    assert len(tiles) == 4  # 2 views x 2 masks
+    for view in (0, 2):
+        assert (tiles[view][:4, :4] == 127).all()
+        assert (tiles[view][4:, 4:] == 255).all()
+        assert (tiles[view + 1][4:, 4:] == 127).all()
+        assert (tiles[view + 1][:4, :4] == 255).all()
+    sample.set_field(torch.ones(1, 1, 2, 2), 'mask')
+    with pytest.raises(
+            ValueError, match=r'\(M, h, w\) masks, got shape '
+            r'\(1, 1, 2, 2\)'):
+        sample_tiles(dict(inputs=_solid(1, 1, 1), data_samples=sample))
+
+
+def test_caption_text_wrapped_before_the_class_name():
+    sample = DataSample().set_gt_label(0)
+    sample.set_field('a checkered green circle.', 'caption')
+    tile, = sample_tiles(
+        dict(inputs=_solid(0, 0, 0, size=48), data_samples=sample),
+        classes=['circle'])
+    # 48 px wide: 8 characters a line -> 'a', 'checkere', 'd green',
+    # 'circle.': 4 lines of 14 px
+    lines = len(__import__('textwrap').wrap('a checkered green circle.', 8))
+    assert lines == 4 and tile.size == (48, 48 + 14 * lines)
+
+
+def test_auto_scale_reaches_96_pixels():
+    assert [auto_scale(h) for h in (1, 32, 48, 64, 95, 96, 224)] == \
+        [96, 3, 2, 2, 2, 1, 1]
+    tile, = sample_tiles(dict(inputs=_solid(9, 9, 9, size=32)), scale=None)
+    assert tile.size == (96, 96)
 
 
 def test_browse_grid_one_row_per_sample():

@@ -10,17 +10,20 @@ Usage::
 
 One row per sample (``--num`` samples drawn with ``--seed``, or
 ``--indices``), each view of a multi-view pipeline side by side (SimCLR's
-and DenseCL's two crops), the class name under each view of a labelled
-sample, ground-truth boxes on detection samples (Large-UniDet) and the
-patches of a pipeline mask greyed out. The picture goes to ``--out``
-(default ``work_dirs/browse/<config>_<split>.png``). Image pipelines only:
-text and speech samples are refused with the shape they have.
+and DenseCL's two crops), the class name (or an image-text pair's caption)
+under each view of a labelled sample, ground-truth boxes on detection
+samples (Large-UniDet) and the patches of a pipeline mask greyed out, one
+tile per mask when there are several (data2vec 2.0's clones). Small
+images are enlarged to at least 96 pixels (``--scale`` sets the factor).
+The picture goes to ``--out`` (default
+``work_dirs/browse/<config>_<split>.png``). Image pipelines only: text and
+speech samples are refused with the shape they have.
 
 Example::
 
     python tools/analysis_tools/browse_dataset.py \\
         configs/simclr/simclr_resnet18-tiny_1xb64-coslr-30e_embedded.py \\
-        --num 6 --scale 2
+        --num 6
 """
 import argparse
 import os
@@ -69,8 +72,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--scale',
         type=positive_int,
-        default=1,
-        help='enlarge each image this many times (default: 1)')
+        default=None,
+        help='enlarge each image this many times (default: enough for 96 '
+        'pixels, 1 for larger images)')
     parser.add_argument(
         '--channel-order',
         choices=('bgr', 'rgb'),
