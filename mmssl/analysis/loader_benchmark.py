@@ -35,11 +35,11 @@ import time
 from typing import Any, Iterator, List, Optional, Sequence, Union
 
 from mmengine.config import Config
-from mmengine.registry import DATASETS, DefaultScope
+from mmengine.registry import DefaultScope
 from mmengine.runner import set_random_seed
 
 from mmssl.engine.machine_cfg import set_default_dataloader_cfg
-from mmssl.utils.config import default_scope_of
+from mmssl.utils.config import config_dataset, default_scope_of
 
 __all__ = [
     'benchmark_loader', 'time_transforms', 'batch_images', 'loader_summary'
@@ -344,10 +344,7 @@ def time_transforms(cfg: Union[str, Config, dict],
         ``samples``.
     """
     cfg = _as_config(cfg)
-    with DefaultScope.overwrite_default_scope(default_scope_of(cfg)):
-        dataset = DATASETS.build(copy.deepcopy(cfg[_LOADER].dataset))
-        if hasattr(dataset, 'full_init'):
-            dataset.full_init()
+    dataset = config_dataset(cfg, 'train')
     pipeline = _pipeline_of(dataset)
     if pipeline is None or not hasattr(dataset, 'get_data_info'):
         return dict(

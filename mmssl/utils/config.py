@@ -9,21 +9,26 @@ teaches ``Config`` the ``mmssl::`` prefix; importing :mod:`mmssl` calls it,
 so a plain ``Config.fromfile`` understands such bases after ``import
 mmssl``.
 """
+import copy
 import difflib
 import os
 import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
 from mmengine.config import Config
+from mmengine.registry import DATASETS, DefaultScope
 
 __all__ = [
-    'MMSSL_PREFIX', 'close_matches', 'default_scope_of',
-    'enable_mmssl_config_prefix', 'missing_config_message',
+    'MMSSL_PREFIX', 'SPLITS', 'close_matches', 'config_dataset',
+    'default_scope_of', 'enable_mmssl_config_prefix', 'missing_config_message',
     'mmssl_configs_root', 'read_config', 'resolve_mmssl_config'
 ]
 
 #: ``_base_`` / CONFIG prefix naming a config of mmssl's ``configs/`` folder
 MMSSL_PREFIX = 'mmssl::'
+
+#: the splits of a config's loaders: ``<split>_dataloader``
+SPLITS = ('train', 'val', 'test')
 
 _PACKAGE = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -184,3 +189,31 @@ def default_scope_of(cfg: Config) -> str:
     Runner (data sets, models) use the same rule.
     """
     return cfg.get('default_scope', None) or 'mmengine'
+
+
+def config_dataset(cfg: Config, split: str = 'train'):
+    """Build ``cfg.<split>_dataloader.dataset`` in the config's scope, as
+    the Runner builds it, and ``full_init`` it.
+
+    Args:
+        cfg (Config): A config with that loader.
+        split (str): ``'train'``, ``'val'`` or ``'test'``.
+
+    Raises:
+        ValueError: an unknown split, or a config without that loader.
+    """
+    if split not in SPLITS:
+        raise ValueError(f'split must be one of {SPLITS}, got {split!r}')
+    key = f'{split}_dataloader'
+    loader = cfg.get(key)
+    if not loader or not loader.get('dataset'):
+        have = [s for s in SPLITS if (cfg.get(f'{s}_dataloader') or {})]
+        raise ValueError(
+            f'{cfg.filename or "the config"} has no `{key}.dataset`; its '
+            f'loaders: {", ".join(have) or "none"} (choose one of those '
+            'splits)')
+    with DefaultScope.overwrite_default_scope(default_scope_of(cfg)):
+        dataset = DATASETS.build(copy.deepcopy(loader['dataset']))
+    if hasattr(dataset, 'full_init'):
+        dataset.full_init()
+    return dataset

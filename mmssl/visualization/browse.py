@@ -1,8 +1,7 @@
 # Copyright (c) mmssl contributors. All rights reserved.
 """What a config's data pipeline gives the model, as one picture.
 
-:func:`config_dataset` builds a config's train / val / test data set (as the
-runner builds it, in the config's scope); :func:`sample_tiles` turns one
+:func:`sample_tiles` turns one
 packed sample (``dict(inputs=..., data_samples=...)``) into picture tiles:
 every view of a multi-view pipeline (SimCLR's and DenseCL's two crops), the
 class name (or the caption of an image-text pair) under each, ground-truth
@@ -11,53 +10,17 @@ boxes drawn on detection samples and the patches of a pipeline mask
 pipeline makes several (data2vec 2.0's clones); :func:`browse_grid` lays
 the samples out one row each.
 """
-import copy
 import textwrap
 from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from mmengine.config import Config
-from mmengine.registry import DATASETS, DefaultScope
 from PIL import Image
 
-from mmssl.utils.config import default_scope_of
 from .annotate import caption, draw_boxes, labelled_rows
 from .grids import grey_out, label_palette
 
-__all__ = [
-    'SPLITS', 'config_dataset', 'image_tile', 'sample_tiles', 'browse_grid',
-    'auto_scale'
-]
-
-SPLITS = ('train', 'val', 'test')
-
-
-def config_dataset(cfg: Config, split: str = 'train'):
-    """Build ``cfg.<split>_dataloader.dataset`` in the config's scope.
-
-    Args:
-        cfg (Config): A config with that loader.
-        split (str): ``'train'``, ``'val'`` or ``'test'``.
-
-    Raises:
-        ValueError: an unknown split, or a config without that loader.
-    """
-    if split not in SPLITS:
-        raise ValueError(f'split must be one of {SPLITS}, got {split!r}')
-    key = f'{split}_dataloader'
-    loader = cfg.get(key)
-    if not loader or not loader.get('dataset'):
-        have = [s for s in SPLITS if (cfg.get(f'{s}_dataloader') or {})]
-        raise ValueError(
-            f'{cfg.filename or "the config"} has no `{key}.dataset`; its '
-            f'loaders: {", ".join(have) or "none"} (choose one of those '
-            'splits)')
-    with DefaultScope.overwrite_default_scope(default_scope_of(cfg)):
-        dataset = DATASETS.build(copy.deepcopy(loader['dataset']))
-    if hasattr(dataset, 'full_init'):
-        dataset.full_init()
-    return dataset
+__all__ = ['image_tile', 'sample_tiles', 'browse_grid', 'auto_scale']
 
 
 def image_tile(image: torch.Tensor, bgr: bool = True) -> Image.Image:

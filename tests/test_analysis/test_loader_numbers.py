@@ -275,8 +275,7 @@ class FakeSet:
 
 
 def _fake_build(monkeypatch, dataset):
-    monkeypatch.setattr(lb, 'DATASETS',
-                        types.SimpleNamespace(build=lambda cfg: dataset))
+    monkeypatch.setattr(lb, 'config_dataset', lambda cfg, split: dataset)
 
 
 def _cfg(pipeline):

@@ -4,12 +4,10 @@ import numpy as np
 import pytest
 import torch
 from mmdet.structures import DetDataSample
-from mmengine.config import Config
 from mmengine.structures import InstanceData
 from mmpretrain.structures import DataSample
 
-from mmssl.visualization.browse import (auto_scale, browse_grid,
-                                        config_dataset, image_tile,
+from mmssl.visualization.browse import (auto_scale, browse_grid, image_tile,
                                         sample_tiles)
 from mmssl.visualization.grids import label_palette
 
@@ -146,20 +144,3 @@ def test_browse_grid_one_row_per_sample():
     assert grid.width == 48 + 3 * (8 + 4)
     with pytest.raises(ValueError, match='dict with `inputs`'):
         browse_grid([('#0', torch.zeros(3, 8, 8))])
-
-
-def test_config_dataset_names_the_loaders_it_has(tmp_path):
-    cfg = Config(
-        dict(
-            default_scope='mmpretrain',
-            train_dataloader=dict(
-                dataset=dict(
-                    type='mmssl.EmbeddedClsDataset',
-                    data_root=str(tmp_path / 'none'),
-                    split='train'))))
-    with pytest.raises(ValueError, match='split must be one of'):
-        config_dataset(cfg, 'training')
-    with pytest.raises(
-            ValueError, match='no `val_dataloader.dataset`.*'
-            'its loaders: train'):
-        config_dataset(cfg, 'val')

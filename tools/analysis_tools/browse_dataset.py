@@ -40,7 +40,8 @@ from mmssl.engine.runner_utils import (CFG_OPTIONS_HELP, CfgOptionsAction,
                                        ToolError, friendly_errors, load_config,
                                        merge_cfg_options, positive_int,
                                        run_tool)
-from mmssl.visualization.browse import SPLITS, browse_grid, config_dataset
+from mmssl.utils.config import SPLITS, config_dataset
+from mmssl.visualization.browse import browse_grid
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
