@@ -148,7 +148,10 @@ def sample_tiles(sample: dict,
     label = _label(data_sample, classes)
     boxes, box_labels = _boxes(data_sample)
     masks = _masks(getattr(data_sample, 'mask', None))
-    palette = label_palette(max(int(box_labels.max(initial=0)) + 2, 2))
+    # one palette for the whole data set: the same class, the same colour
+    palette = label_palette(
+        max(len(classes or ()),
+            int(box_labels.max(initial=0)) + 1) + 1)
     tiles = []
     for view, mask in ((v, m) for v in _views(sample['inputs'])
                        for m in masks):

@@ -76,7 +76,8 @@ def test_boxes_drawn_in_their_class_colour():
         sample_tiles(
             dict(inputs=_solid(0, 0, 0, size=10), data_samples=sample),
             classes=['a', 'b'])[0])
-    colour = label_palette(3)[2].tolist()  # label 1 -> palette entry 2
+    # label 1 -> entry 2 of the palette of the 2 classes and background
+    colour = label_palette(3)[2].tolist()
     assert tile[3, 2].tolist() == colour  # top-left corner (x1, y1)
     assert tile[5, 6].tolist() == colour  # bottom-right (x2 - 1, y2 - 1)
     assert tile[0, 9].tolist() == [0, 0, 0]  # above the box and its name
@@ -130,8 +131,8 @@ def test_caption_text_wrapped_before_the_class_name():
 
 
 def test_auto_scale_reaches_96_pixels():
-    assert [auto_scale(h) for h in (1, 32, 48, 64, 95, 96, 224)] == \
-        [96, 3, 2, 2, 2, 1, 1]
+    assert [auto_scale(h) for h in (0, 1, 32, 48, 64, 95, 96, 224)] == \
+        [96, 96, 3, 2, 2, 2, 1, 1]
     tile, = sample_tiles(dict(inputs=_solid(9, 9, 9, size=32)), scale=None)
     assert tile.size == (96, 96)
 
