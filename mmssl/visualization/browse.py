@@ -76,10 +76,12 @@ def _label(data_sample: Any, classes: Optional[Sequence[str]]) -> str:
     label = getattr(data_sample, 'gt_label', None)
     if label is None:
         return ''
-    idx = int(torch.as_tensor(label).reshape(-1)[0])
-    if classes is not None and 0 <= idx < len(classes):
-        return str(classes[idx])
-    return str(idx)
+    names = [
+        str(classes[k])
+        if classes is not None and 0 <= k < len(classes) else str(k)
+        for k in torch.as_tensor(label).reshape(-1).tolist()
+    ]
+    return ', '.join(names)
 
 
 def _boxes(data_sample: Any) -> Tuple[np.ndarray, np.ndarray]:
@@ -138,8 +140,8 @@ def sample_tiles(sample: dict,
     Returns:
         list[PIL.Image.Image]: one tile per view, or per view and mask when
         ``data_samples.mask`` is (M, h, w); a caption strip under each with
-        the sample's ``caption`` text, else the class name of its
-        ``gt_label``.
+        the sample's ``caption`` text, else the class names of its
+        ``gt_label`` (every label of a multi-label sample).
     """
     if not isinstance(sample, dict) or 'inputs' not in sample:
         raise ValueError('a packed sample is a dict with `inputs`, got '

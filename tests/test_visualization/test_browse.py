@@ -130,6 +130,20 @@ def test_caption_text_wrapped_before_the_class_name():
     assert lines == 4 and tile.size == (48, 48 + 14 * lines)
 
 
+def test_caption_names_every_label_and_skips_empty_text(monkeypatch):
+    import mmssl.visualization.browse as browse
+    written = []
+    monkeypatch.setattr(
+        browse, 'caption',
+        lambda tile, text, *a, **k: written.append(text) or tile)
+    multi = DataSample().set_gt_label([1, 3])
+    multi.set_field('', 'caption')
+    sample_tiles(
+        dict(inputs=_solid(0, 0, 0, size=96), data_samples=multi),
+        classes=['a', 'b', 'c'])
+    assert written == ['b, 3']  # label 3 has no name: its index
+
+
 def test_auto_scale_reaches_96_pixels():
     assert [auto_scale(h) for h in (0, 1, 32, 48, 64, 95, 96, 224)] == \
         [96, 96, 3, 2, 2, 2, 1, 1]
