@@ -136,12 +136,12 @@ def test_caption_names_every_label_and_skips_empty_text(monkeypatch):
     monkeypatch.setattr(
         browse, 'caption',
         lambda tile, text, *a, **k: written.append(text) or tile)
-    multi = DataSample().set_gt_label([1, 3])
+    multi = DataSample().set_gt_label([0, 3])
     multi.set_field('', 'caption')
     sample_tiles(
         dict(inputs=_solid(0, 0, 0, size=96), data_samples=multi),
         classes=['a', 'b', 'c'])
-    assert written == ['b, 3']  # label 3 has no name: its index
+    assert written == ['a, 3']  # label 3 has no name: its index
 
 
 def test_auto_scale_reaches_96_pixels():
