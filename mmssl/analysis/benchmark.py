@@ -288,7 +288,8 @@ def benchmark_configs(cfgs: Sequence[Union[str, Config, dict]],
                       device: Union[str, torch.device] = 'cpu',
                       seed: int = 0,
                       matmul_peak: Optional[float] = None,
-                      matmul_size: int = 2048) -> List[dict]:
+                      matmul_size: int = 2048,
+                      rotate: bool = False) -> List[dict]:
     """Time the training step of several configs side by side.
 
     Every config's model and optimizer are built first (same seed), its
@@ -314,12 +315,20 @@ def benchmark_configs(cfgs: Sequence[Union[str, Config, dict]],
             dtype of the first config's steps (:func:`amp_dtype`; fp32 on
             CPU).
         matmul_size (int): Matrix side for measuring the peak.
+        rotate (bool): Start each round one config later (round ``r`` runs
+            the configs from the ``r``-th, wrapping around), so that with a
+            ``repeat`` that is a multiple of the number of configs each
+            config runs in each position of the round equally often; in the
+            given order every round if False (default).
 
     Returns:
         list[dict]: One record per config, in order: ``name``, ``config``,
         ``batch_size``, ``img_size``, ``img_per_s`` (median),
         ``img_per_s_windows``, ``s_per_iter``, ``ratio`` (img/s over the
-        first config's), ``peak_mem_mib``, ``state_mib``, ``step_mem_mib``,
+        first config's), ``paired_ratio`` (the median over rounds of this
+        config's img/s over the first config's in the same round: a slow
+        drift of the machine's speed cancels in it), ``rotate``,
+        ``peak_mem_mib``, ``state_mib``, ``step_mem_mib``,
         ``memory_method``, ``flops_per_img``, ``gflops_per_img``,
         ``model_gflops``, ``matmul_peak_gflops``, ``peak_dtype``,
         ``pct_of_peak``, ``compiled``,
@@ -381,8 +390,9 @@ def benchmark_configs(cfgs: Sequence[Union[str, Config, dict]],
                     times=[],
                     loss=float('nan')))
 
-        for _ in range(repeat):
-            for run in runs:
+        for r in range(repeat):
+            start_at = r % len(runs) if rotate else 0
+            for run in runs[start_at:] + runs[:start_at]:
                 sync_device(device)
                 start = time.perf_counter()
                 run['loss'] = _run_steps(run['model'], run['optim_wrapper'],
@@ -432,8 +442,12 @@ def benchmark_configs(cfgs: Sequence[Union[str, Config, dict]],
                 iters=iters,
                 warmup=warmup,
                 repeat=repeat))
+    first = results[0]['img_per_s_windows']
     for res in results:
         res['ratio'] = res['img_per_s'] / results[0]['img_per_s']
+        res['paired_ratio'] = statistics.median(
+            ips / ref for ips, ref in zip(res['img_per_s_windows'], first))
+        res['rotate'] = bool(rotate)
     return results
 
 

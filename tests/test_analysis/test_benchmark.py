@@ -138,11 +138,22 @@ def test_tool_cli(tmp_path, capsys):
         '1', '--threads', '1', '--matmul-size', '64', '--out',
         str(out), '--cfg-options', 'model.backbone.mask_ratio=0.5'
     ])
-    assert 'GFLOPs/img' in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert 'GFLOPs/img' in text and 'in the given order' in text
     payload = json.loads(out.read_text())
     assert payload['machine']['torch_threads'] == 1
     assert payload['args']['batch_size'] == 2
     assert payload['results'][0]['name'] == osp.splitext(osp.basename(TINY))[0]
+    assert payload['results'][0]['paired_ratio'] == 1.0
+    tool.main([
+        TINY, TINY, '--batch-size', '2', '--iters', '1', '--warmup', '0',
+        '--repeat', '2', '--threads', '1', '--matmul-size', '64', '--rotate',
+        '--out',
+        str(out)
+    ])
+    assert 'each round one config later' in capsys.readouterr().out
+    assert [r['rotate']
+            for r in json.loads(out.read_text())['results']] == [True, True]
 
 
 def test_tool_arm_options_set_one_config_each(tmp_path):

@@ -188,6 +188,10 @@ def test_numbers_from_the_windows(monkeypatch, given_peak):
     assert a['s_per_iter'] == pytest.approx(2 / iters)
     assert b['s_per_iter'] == pytest.approx(3 / iters)
     assert (a['ratio'], b['ratio']) == (1.0, pytest.approx(4 / 3))
+    # per round B / A img/s: (12/6)/(6/2), (12/3)/(6/1), (12/3)/(6/4)
+    assert b['paired_ratio'] == pytest.approx(2 / 3)
+    assert a['paired_ratio'] == 1.0
+    assert not a['rotate'] and not b['rotate']
     # the same network: FLOPs per image do not depend on the batch size
     assert a['flops_per_img'] == pytest.approx(b['flops_per_img'])
     assert a['batch_size'] == 2 and b['batch_size'] == 4
@@ -205,6 +209,59 @@ def test_numbers_from_the_windows(monkeypatch, given_peak):
                 res['peak_mem_mib']) == (3., 2., 5.)
         assert res['memory_method'] == 'fake meter'
         assert (res['iters'], res['warmup'], res['repeat']) == (iters, 2, 3)
+
+
+@pytest.mark.parametrize('rotate', [False, True])
+def test_rotated_rounds(monkeypatch, rotate):
+    """With ``rotate`` round r starts at config r (mod n): three configs,
+    three rounds put each config first, second and third once; each
+    config's windows stay its own."""
+    build = benchmark.build_train_model
+    names = iter('abc')
+
+    def named_build(cfg, device):
+        model, optim_wrapper, amp = build(cfg, device)
+        model._name = next(names)
+        return model, optim_wrapper, amp
+
+    steps = []
+
+    def recording_steps(model, optim_wrapper, data, n):
+        steps.append(model._name)
+        return 0.
+
+    monkeypatch.setattr(benchmark, 'build_train_model', named_build)
+    monkeypatch.setattr(benchmark, '_run_steps', recording_steps)
+    monkeypatch.setattr(benchmark, 'StepMemory', _FakeMeter)
+    monkeypatch.setattr(benchmark, 'state_bytes', lambda m, o: 0)
+    # the k-th window of every round lasts k s, whichever config runs it
+    times = iter([0., 1., 0., 2., 0., 3.] * 3)
+    monkeypatch.setattr(
+        benchmark, 'time',
+        types.SimpleNamespace(perf_counter=lambda: next(times)))
+    results = benchmark_configs(
+        [_tiny(2)] * 3,
+        names=['a', 'b', 'c'],
+        iters=1,
+        warmup=0,
+        repeat=3,
+        threads=1,
+        matmul_peak=1.,
+        rotate=rotate)
+    # warm-up (0 steps) and the memory step per config, then the rounds
+    timed = ''.join(steps[6:])
+    assert timed == ('abcbcacab' if rotate else 'abc' * 3)
+    assert [r['rotate'] for r in results] == [rotate] * 3
+    windows = {r['name']: r['img_per_s_windows'] for r in results}
+    if rotate:
+        assert windows == dict(
+            a=[2., 2 / 3, 1.], b=[1., 2., 2 / 3], c=[2 / 3, 1., 2.])
+        # b / a per round: 1/2, 3, 2/3 -> median 2/3; c / a: 1/3, 3/2, 2
+        assert results[1]['paired_ratio'] == pytest.approx(2 / 3)
+        assert results[2]['paired_ratio'] == pytest.approx(3 / 2)
+    else:
+        assert windows == dict(a=[2.] * 3, b=[1.] * 3, c=[2 / 3] * 3)
+        assert results[2]['paired_ratio'] == pytest.approx(1 / 3)
 
 
 # ------------------------------------------------------------- step memory

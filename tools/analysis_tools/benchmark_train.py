@@ -20,8 +20,13 @@ compare on the model and optimizer step they implement.
 
 The configs run interleaved (A, B, A, B, ...) over ``--repeat`` windows of
 ``--iters`` steps, with the same seed and thread count, so background load
-falls on all of them alike; img/s is the median of the windows. The table
-shows images/s, seconds per step, the ratio to the first config, peak
+falls on all of them alike; img/s is the median of the windows. With
+``--rotate`` each round starts one config later (A, B / B, A / ...), so that
+no config always runs first or after the same one (a ``--repeat`` that is a
+multiple of the number of configs puts each in each position equally
+often). The table shows images/s, seconds per step, the ratio to the first
+config (of the medians) and the paired ratio (the median of the per-round
+ratios, in which a slow drift of the machine's speed cancels), peak
 memory, FLOPs per image of one training step (forward + backward, matrix
 products, convolutions and attention), the model FLOP/s achieved and its
 share of the matmul peak measured on the same device and threads (fp32;
@@ -65,6 +70,7 @@ from mmssl.utils.table import format_table as _format_table
 # (result key, column title, number format)
 COLUMNS = [('num_params', 'params', ',d'), ('img_per_s', 'img/s', '.2f'),
            ('s_per_iter', 's/iter', '.4f'), ('ratio', 'ratio', '.3f'),
+           ('paired_ratio', 'paired', '.3f'),
            ('peak_mem_mib', 'peak MiB', '.1f'),
            ('gflops_per_img', 'GFLOPs/img', '.3f'),
            ('model_gflops', 'GFLOP/s', '.2f'),
@@ -90,6 +96,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         default=None,
         help='matrix side of the matmul peak measurement (default 2048 on '
         'CPU, 8192 on CUDA, where smaller products do not fill the card)')
+    parser.add_argument(
+        '--rotate',
+        action='store_true',
+        help='start each timing round one config later, so that each config '
+        'runs in each position equally often (give a --repeat that is a '
+        'multiple of the number of configs)')
     parser.add_argument(
         '--arm-options',
         nargs='+',
@@ -142,15 +154,19 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
         device=args.device,
         seed=args.seed,
         matmul_size=args.matmul_size
-        or (8192 if args.device.startswith('cuda') else 2048))
+        or (8192 if args.device.startswith('cuda') else 2048),
+        rotate=args.rotate)
     machine['load_average_end'] = machine_info(args.device).get('load_average')
     machine['torch_threads'] = results[0]['threads']
     machine['matmul_peak_gflops'] = results[0]['matmul_peak_gflops']
 
     first = results[0]
     print(format_table(results))
+    order = ('each round one config later'
+             if first['rotate'] else 'in the given order')
     print(f"batch {first['batch_size']}, {first['iters']} steps x "
-          f"{first['repeat']} windows after {first['warmup']} warm-up steps, "
+          f"{first['repeat']} windows after {first['warmup']} warm-up steps "
+          f'(rounds of one window per config, {order}), '
           f"{first['threads']} threads on {machine['device']} "
           f"({machine.get('device_name', machine['cpu'])}); "
           f"{first['peak_dtype']} matmul peak "
