@@ -68,20 +68,41 @@ def test_views_side_by_side_with_the_class_caption():
     assert (strip < 128).any() and (strip == 255).any()  # text on white
 
 
-def test_boxes_drawn_in_their_class_colour():
+@pytest.mark.parametrize('scale', [1, 2])
+def test_boxes_drawn_in_their_class_colour(scale):
+    """(x1, y1, x2, y2) boxes outlined in their class colour at the tile's
+    scale: edges coloured, inside and outside untouched."""
     sample = DetDataSample()
     sample.gt_instances = InstanceData(
-        bboxes=torch.tensor([[2., 3., 7., 6.]]), labels=torch.tensor([1]))
+        bboxes=torch.tensor([[4., 6., 30., 20.], [33., 33., 38., 38.]]),
+        labels=torch.tensor([1, 0]))
     tile = np.asarray(
         sample_tiles(
-            dict(inputs=_solid(0, 0, 0, size=10), data_samples=sample),
-            classes=['a', 'b'])[0])
-    # label 1 -> entry 2 of the palette of the 2 classes and background
-    colour = label_palette(3)[2].tolist()
-    assert tile[3, 2].tolist() == colour  # top-left corner (x1, y1)
-    assert tile[5, 6].tolist() == colour  # bottom-right (x2 - 1, y2 - 1)
-    assert tile[0, 9].tolist() == [0, 0, 0]  # above the box and its name
-    assert tile[4, 0].tolist() == [0, 0, 0]  # left of the box
+            dict(inputs=_solid(0, 0, 0, size=40), data_samples=sample),
+            classes=['a', 'b'],
+            scale=scale)[0])
+    assert tile.shape == (40 * scale, 40 * scale, 3)
+    # label k -> entry k + 1 of the palette of the 2 classes and background
+    colour = [label_palette(3)[k].tolist() for k in (2, 1)]
+    s = scale
+    edges = dict(
+        left=(15 * s, 4 * s),
+        right=(15 * s, 30 * s - 1),
+        top=(6 * s, 20 * s),
+        bottom=(20 * s - 1, 20 * s),
+        second_box=(35 * s, 33 * s))
+    assert {
+        k: tile[yx].tolist()
+        for k, yx in edges.items()
+    } == dict(
+        left=colour[0],
+        right=colour[0],
+        top=colour[0],
+        bottom=colour[0],
+        second_box=colour[1])
+    for yx in [(15 * s, 20 * s), (25 * s, 20 * s), (15 * s, 32 * s),
+               (15 * s, 30 * s), (20 * s, 20 * s)]:  # inside and outside
+        assert tile[yx].tolist() == [0, 0, 0], yx
 
 
 def test_pipeline_mask_greys_its_patches():
@@ -92,9 +113,12 @@ def test_pipeline_mask_greys_its_patches():
                           data_samples=sample))[0])
     assert (tile[:4, :4] == 127).all()
     assert (tile[4:, :] == 255).all() and (tile[:, 4:] == 255).all()
-    sample.set_field(torch.ones(3, 3), 'mask')
-    with pytest.raises(ValueError, match='3x3 patch mask does not divide'):
-        sample_tiles(dict(inputs=_solid(1, 1, 1), data_samples=sample))
+    for shape in [(3, 3), (2, 3), (3, 2)]:
+        sample.set_field(torch.ones(*shape), 'mask')
+        with pytest.raises(
+                ValueError,
+                match=f'{shape[0]}x{shape[1]} patch mask does not divide'):
+            sample_tiles(dict(inputs=_solid(1, 1, 1), data_samples=sample))
 
 
 def test_one_tile_per_clone_mask():
