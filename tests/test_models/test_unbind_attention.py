@@ -47,6 +47,18 @@ def test_same_numbers_as_mmpretrain(kwargs):
         assert torch.equal(a, b)
 
 
+def test_attention_dropout_only_in_training():
+    """With attention dropout the eval-mode outputs equal mmpretrain's
+    (no dropout), and the training-mode ones differ from them."""
+    torch.manual_seed(0)
+    ref = MultiheadAttention(32, 4, attn_drop=0.5).eval()
+    new = UnbindMultiheadAttention(32, 4, attn_drop=0.5).eval()
+    new.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 6, 32)
+    assert torch.equal(new(x), ref(x))
+    assert not torch.allclose(new.train()(x), ref(x))
+
+
 def test_backward_stacks_instead_of_three_selects():
     """The backward has one ``stack`` of the q, k, v gradients and no
     ``select_backward`` (which zero-fills a full projection per view)."""
