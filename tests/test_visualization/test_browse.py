@@ -105,6 +105,22 @@ def test_boxes_drawn_in_their_class_colour(scale):
         assert tile[yx].tolist() == [0, 0, 0], yx
 
 
+def test_box_names_from_the_classes(monkeypatch):
+    import mmssl.visualization.browse as browse
+    named = []
+    monkeypatch.setattr(
+        browse, 'draw_boxes',
+        lambda tile, boxes, names, colours: named.append(list(names)))
+    sample = DetDataSample()
+    sample.gt_instances = InstanceData(
+        bboxes=torch.tensor([[1., 1., 4., 4.]] * 3),
+        labels=torch.tensor([0, 1, 2]))
+    inputs = _solid(0, 0, 0)
+    sample_tiles(dict(inputs=inputs, data_samples=sample), ['a', 'b'])
+    sample_tiles(dict(inputs=inputs, data_samples=sample))
+    assert named == [['a', 'b', '2'], ['0', '1', '2']]
+
+
 def test_pipeline_mask_greys_its_patches():
     sample = DataSample()
     sample.set_field(torch.tensor([[1, 0], [0, 0]]), 'mask')
@@ -168,6 +184,14 @@ def test_caption_names_every_label_and_skips_empty_text(monkeypatch):
     assert written == ['a, 3']  # label 3 has no name: its index
 
 
+def test_narrow_tiles_wrap_captions_at_four_characters():
+    sample = DataSample()
+    sample.set_field('ab cd ef', 'caption')
+    tile, = sample_tiles(
+        dict(inputs=_solid(0, 0, 0, size=12), data_samples=sample))
+    assert tile.size == (12, 12 + 14 * 3)  # 'ab', 'cd', 'ef'
+
+
 def test_auto_scale_reaches_96_pixels():
     assert [auto_scale(h) for h in (0, 1, 32, 48, 64, 95, 96, 224)] == \
         [96, 96, 3, 2, 2, 2, 1, 1]
@@ -180,6 +204,8 @@ def test_browse_grid_one_row_per_sample():
                for i in range(3)]
     grid = browse_grid(samples)
     assert grid.height == 3 * (8 + 4)
+    bgr = browse_grid([('#0', dict(inputs=_solid(200, 0, 0)))])
+    assert np.asarray(bgr)[0, 48].tolist() == [0, 0, 200]  # BGR by default
     assert grid.width == 48 + 3 * (8 + 4)
     with pytest.raises(ValueError, match='dict with `inputs`'):
         browse_grid([('#0', torch.zeros(3, 8, 8))])
