@@ -51,8 +51,9 @@ def parse_args(argv=None):
     parser.add_argument(
         '--amp',
         action='store_true',
-        help='enable automatic-mixed-precision training (needs CUDA; '
-        'ignored with a warning on CPU)')
+        help='enable automatic-mixed-precision training (CUDA; on a CPU '
+        'with AMX bf16 autocast, mmssl.CPUAmpOptimWrapper; ignored with a '
+        'warning on other CPUs)')
     parser.add_argument(
         '--no-validate',
         action='store_true',

@@ -21,7 +21,8 @@ For every config the numbers are:
   device with the same thread count (:func:`measure_matmul_peak`), in the
   dtype the matrix products run in: fp32, or on CUDA the autocast dtype of an
   ``AmpOptimWrapper`` (bf16 / fp16), so that on a GPU ``pct_of_peak`` is the
-  model FLOPs utilisation (MFU) against the card's dense bf16 rate.
+  model FLOPs utilisation (MFU) against the card's dense bf16 rate; bf16 on
+  the CPU with ``amp`` (``mmssl.CPUAmpOptimWrapper``).
   ``peak_dtype`` names it.
 * ``compiled``: a config's ``compile`` setting compiles the model's forward
   pass (:func:`maybe_compile`), after the FLOPs are counted on the eager
@@ -227,17 +228,27 @@ def _as_config(cfg: Union[str, Config, dict]) -> Config:
     return Config(cfg)
 
 
-def build_train_model(cfg: Config, device: Union[str, torch.device] = 'cpu'):
+def build_train_model(cfg: Config,
+                      device: Union[str, torch.device] = 'cpu',
+                      amp: bool = False):
     """Build ``cfg.model`` and its optimizer wrapper for training on device.
 
     The model is built in the config's scope (``default_scope``, else
     ``'mmengine'``, as the Runner does), initialised with
     ``init_weights()`` and put in train mode. On CPU an ``AmpOptimWrapper``
-    becomes a plain ``OptimWrapper`` (no fp16/bf16 autocast on CPU).
+    becomes a plain ``OptimWrapper`` (fp32, as ``tools/train.py`` runs it
+    without ``--amp``); with ``amp`` every wrapper becomes
+    ``mmssl.CPUAmpOptimWrapper`` there (bf16 autocast, as ``--amp`` on a CPU
+    with AMX), and on CUDA a config without mixed precision gets
+    ``AmpOptimWrapper(dtype='bfloat16')``. A config that names
+    ``mmssl.CPUAmpOptimWrapper`` itself keeps it (one arm of a benchmark in
+    bf16: ``optim_wrapper.type=mmssl.CPUAmpOptimWrapper``).
 
     Args:
         cfg (Config): A training config with ``model`` and ``optim_wrapper``.
         device (str | torch.device): Where to train.
+        amp (bool): Mixed precision for every config (see above). Defaults
+            to False: the config's own setting on CUDA, fp32 on CPU.
 
     Returns:
         tuple: ``(model, optim_wrapper, amp)``, ``amp`` telling whether mixed
@@ -252,13 +263,16 @@ def build_train_model(cfg: Config, device: Union[str, torch.device] = 'cpu'):
     model.train()
     wrapper_cfg = copy.deepcopy(cfg.optim_wrapper)
     if device.type == 'cuda':
-        amp = is_amp_wrapper(wrapper_cfg)
-    else:  # no fp16 / bf16 autocast on CPU
+        if amp and not is_amp_wrapper(wrapper_cfg):
+            wrapper_cfg.update(type='AmpOptimWrapper', dtype='bfloat16')
+    else:
         to_fp32_wrapper(wrapper_cfg)
-        amp = False
+        if amp:
+            wrapper_cfg.update(
+                type='mmssl.CPUAmpOptimWrapper', dtype='bfloat16')
     with _quiet_logs():
         optim_wrapper = build_optim_wrapper(model, wrapper_cfg)
-    return model, optim_wrapper, amp
+    return model, optim_wrapper, amp_dtype(optim_wrapper) != torch.float32
 
 
 def _default_names(cfgs: Sequence) -> List[str]:
@@ -289,7 +303,8 @@ def benchmark_configs(cfgs: Sequence[Union[str, Config, dict]],
                       seed: int = 0,
                       matmul_peak: Optional[float] = None,
                       matmul_size: int = 2048,
-                      rotate: bool = False) -> List[dict]:
+                      rotate: bool = False,
+                      amp: bool = False) -> List[dict]:
     """Time the training step of several configs side by side.
 
     Every config's model and optimizer are built first (same seed), its
@@ -312,14 +327,16 @@ def benchmark_configs(cfgs: Sequence[Union[str, Config, dict]],
         seed (int): Seed of the weights, the batch and the masks.
         matmul_peak (float, optional): The matmul peak in GFLOP/s; measured
             before and after the run (the best of both) if None, in the
-            dtype of the first config's steps (:func:`amp_dtype`; fp32 on
-            CPU).
+            dtype of the first config's steps (:func:`amp_dtype`; on CPU
+            fp32, bf16 with ``amp``).
         matmul_size (int): Matrix side for measuring the peak.
         rotate (bool): Start each round one config later (round ``r`` runs
             the configs from the ``r``-th, wrapping around), so that with a
             ``repeat`` that is a multiple of the number of configs each
             config runs in each position of the round equally often; in the
             given order every round if False (default).
+        amp (bool): Every config in mixed precision, on CPU in bf16
+            autocast (:func:`build_train_model`). Defaults to False.
 
     Returns:
         list[dict]: One record per config, in order: ``name``, ``config``,
@@ -352,7 +369,8 @@ def benchmark_configs(cfgs: Sequence[Union[str, Config, dict]],
         for name, cfg, src in zip(names, configs, cfgs):
             bs = batch_size or cfg.train_dataloader.batch_size
             set_random_seed(seed)
-            model, optim_wrapper, amp = build_train_model(cfg, device)
+            model, optim_wrapper, used_amp = build_train_model(
+                cfg, device, amp)
             if peak_dtype is None:
                 peak_dtype = amp_dtype(optim_wrapper)
                 if matmul_peak is None:
@@ -381,7 +399,7 @@ def benchmark_configs(cfgs: Sequence[Union[str, Config, dict]],
                     data=data,
                     batch_size=bs,
                     img_size=list(_img_size(cfg)),
-                    amp=amp,
+                    amp=used_amp,
                     compiled=compiled,
                     flops=flops,
                     state_bytes=state_size,

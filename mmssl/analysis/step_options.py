@@ -6,13 +6,17 @@ from mmengine.config import Config
 
 from mmssl.engine.compile import compile_forward
 from mmssl.engine.machine_cfg import AMP_WRAPPERS
+from mmssl.engine.optimizers import CPUAmpOptimWrapper
 
 __all__ = ['amp_dtype', 'maybe_compile']
 
 
 def amp_dtype(optim_wrapper) -> torch.dtype:
     """The dtype the matrix products of a step run in: an
-    ``AmpOptimWrapper``'s autocast dtype (fp16 unless set), else fp32."""
+    ``AmpOptimWrapper``'s autocast dtype (fp16 unless set), bf16 for
+    ``mmssl.CPUAmpOptimWrapper``, else fp32."""
+    if isinstance(optim_wrapper, CPUAmpOptimWrapper):
+        return optim_wrapper.cast_dtype
     if type(optim_wrapper).__name__ not in AMP_WRAPPERS:
         return torch.float32
     dtype = getattr(optim_wrapper, 'cast_dtype', None)

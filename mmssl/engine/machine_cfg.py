@@ -14,6 +14,7 @@ import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 
+from .optimizers.cpu_amp import cpu_has_amx_bf16
 from .tool_errors import ToolError
 
 __all__ = [
@@ -52,10 +53,15 @@ def configure_amp(cfg: Config, enable: bool) -> Config:
 
     With CUDA, ``--amp`` switches ``optim_wrapper`` to ``AmpOptimWrapper``
     (``loss_scale='dynamic'`` unless set). Without CUDA, mmengine's
-    ``AmpOptimWrapper`` refuses to build and CPU autocast is very slow, so
-    ``--amp`` only logs a warning and training stays in fp32; a config that
-    itself names ``AmpOptimWrapper`` is switched to ``OptimWrapper`` (its
-    ``loss_scale``/``dtype`` dropped), also with a warning.
+    ``AmpOptimWrapper`` refuses to build; on a CPU with AMX tiles
+    (:func:`mmssl.engine.optimizers.cpu_has_amx_bf16`) ``--amp`` switches to
+    ``mmssl.CPUAmpOptimWrapper`` (bf16 autocast, several times faster
+    products than fp32 there; ``loss_scale`` and ``use_fsdp`` dropped, the
+    dtype bf16), on other CPUs, where bf16 is emulated and slower than fp32,
+    it only logs a warning and training stays in fp32. Without ``--amp``, a
+    config that itself names ``AmpOptimWrapper`` is switched to
+    ``OptimWrapper`` (fp32) on a machine without CUDA, with a warning, so a
+    config trains to the same numbers on every CPU.
     """
     wrapper = cfg.get('optim_wrapper')
     cuda = torch.cuda.is_available()
@@ -67,15 +73,29 @@ def configure_amp(cfg: Config, enable: bool) -> Config:
                 wrapper['type'] = 'AmpOptimWrapper'
             wrapper.setdefault('loss_scale', 'dynamic')
             return cfg
+        if cpu_has_amx_bf16():
+            to_fp32_wrapper(wrapper)
+            wrapper['type'] = 'mmssl.CPUAmpOptimWrapper'
+            wrapper['dtype'] = 'bfloat16'
+            print_log(
+                '--amp without CUDA: this CPU has AMX bf16 units, so the '
+                'forward and backward run in bf16 autocast on the CPU '
+                '(mmssl.CPUAmpOptimWrapper; parameters and optimizer state '
+                'stay fp32, no loss scaling)',
+                logger='current',
+                level=logging.INFO)
+            return cfg
         print_log(
-            '--amp is ignored: CUDA is not available, so training stays in '
-            'fp32 (AmpOptimWrapper needs a GPU; autocast on CPU is slow)',
+            '--amp is ignored: CUDA is not available and this CPU has no '
+            'AMX bf16 units (bf16 autocast would be slower than fp32), so '
+            'training stays in fp32',
             logger='current',
             level=logging.WARNING)
     if not cuda and wrapper is not None and to_fp32_wrapper(wrapper):
         print_log(
             'The config uses AmpOptimWrapper but CUDA is not available: '
-            'using OptimWrapper (fp32) instead',
+            'using OptimWrapper (fp32) instead (with --amp, a CPU with AMX '
+            'bf16 units trains in bf16 autocast)',
             logger='current',
             level=logging.WARNING)
     return cfg

@@ -15,9 +15,10 @@ from mmengine.model import BaseDataPreprocessor, BaseModel
 from mmengine.optim import OptimWrapper
 
 from mmssl.analysis import benchmark, step_memory
-from mmssl.analysis.benchmark import (add_timing_args, benchmark_configs,
-                                      build_train_model, count_train_flops,
-                                      measure_matmul_peak)
+from mmssl.analysis.benchmark import (add_timing_args, amp_dtype,
+                                      benchmark_configs, build_train_model,
+                                      count_train_flops, measure_matmul_peak)
+from mmssl.engine.optimizers import CPUAmpOptimWrapper
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 TINY = osp.join(ROOT,
@@ -113,6 +114,23 @@ def test_an_amp_config_trains_in_fp32_on_cpu():
     assert type(wrapper) is OptimWrapper and amp is False
     assert model.training
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'  # not changed
+
+
+def test_amp_on_cpu_is_bf16_autocast_for_every_config():
+    cfg = Config.fromfile(TINY)
+    for wrapper_cfg in (dict(optimizer=dict(type='SGD', lr=0.1)),
+                        dict(
+                            type='AmpOptimWrapper',
+                            loss_scale='dynamic',
+                            optimizer=dict(type='SGD', lr=0.1))):
+        cfg.optim_wrapper = wrapper_cfg
+        _, wrapper, amp = build_train_model(cfg, 'cpu', amp=True)
+        assert type(wrapper) is CPUAmpOptimWrapper and amp is True
+        assert amp_dtype(wrapper) == torch.bfloat16
+    # one arm in bf16: an AmpOptimWrapper config switched by its type alone
+    cfg.optim_wrapper.type = 'mmssl.CPUAmpOptimWrapper'
+    _, wrapper, amp = build_train_model(cfg, 'cpu')
+    assert type(wrapper) is CPUAmpOptimWrapper and amp is True
 
 
 class _FakeMeter:
@@ -219,8 +237,8 @@ def test_rotated_rounds(monkeypatch, rotate):
     build = benchmark.build_train_model
     names = iter('abc')
 
-    def named_build(cfg, device):
-        model, optim_wrapper, amp = build(cfg, device)
+    def named_build(cfg, device, amp):
+        model, optim_wrapper, amp = build(cfg, device, amp)
         model._name = next(names)
         return model, optim_wrapper, amp
 

@@ -44,11 +44,24 @@ def warnings(monkeypatch):
     return logged
 
 
+@pytest.fixture
+def amx(monkeypatch):
+    """``amx(True / False)`` sets whether the CPU has AMX bf16 units."""
+
+    def set_amx(available):
+        monkeypatch.setattr(machine_cfg, 'cpu_has_amx_bf16', lambda: available)
+
+    return set_amx
+
+
 # ---------------------------------------------------------------- --amp
 @pytest.mark.parametrize('amp_type', machine_cfg.AMP_WRAPPERS)
+@pytest.mark.parametrize('has_amx', [False, True])
 def test_a_config_asking_for_amp_gets_fp32_without_cuda(
-        cuda, warnings, amp_type):
+        cuda, amx, warnings, amp_type, has_amx):
+    # without --amp, even a CPU with AMX trains such a config in fp32
     cuda(False)
+    amx(has_amx)
     cfg = _cfg()
     cfg.optim_wrapper.update(
         type=amp_type, loss_scale=512., dtype='float16', use_fsdp=False)
@@ -57,19 +70,55 @@ def test_a_config_asking_for_amp_gets_fp32_without_cuda(
         type='OptimWrapper', optimizer=dict(type='SGD', lr=0.1))
     assert warnings == [(logging.WARNING,
                          'The config uses AmpOptimWrapper but CUDA is not '
-                         'available: using OptimWrapper (fp32) instead')]
+                         'available: using OptimWrapper (fp32) instead '
+                         '(with --amp, a CPU with AMX bf16 units trains in '
+                         'bf16 autocast)')]
 
 
-def test_amp_flag_without_cuda_is_a_warning_and_fp32(cuda, warnings):
+def test_amp_flag_without_cuda_or_amx_is_a_warning_and_fp32(
+        cuda, amx, warnings):
     cuda(False)
+    amx(False)
     cfg = machine_cfg.configure_amp(_cfg(), enable=True)
     assert 'type' not in cfg.optim_wrapper
     assert len(warnings) == 1 and warnings[0][0] == logging.WARNING
     assert warnings[0][1].startswith('--amp is ignored: CUDA is not avail')
+    assert 'no AMX bf16 units' in warnings[0][1]
+    # an AMP config with --amp on such a CPU: fp32 too
+    cfg = _cfg()
+    cfg.optim_wrapper.update(type='AmpOptimWrapper', loss_scale='dynamic')
+    machine_cfg.configure_amp(cfg, enable=True)
+    assert cfg.optim_wrapper == dict(
+        type='OptimWrapper', optimizer=dict(type='SGD', lr=0.1))
     with pytest.raises(ToolError, match='--amp needs an optim_wrapper'):
         machine_cfg.configure_amp(Config(dict()), enable=True)
     # nothing to do without the flag, without CUDA and without a wrapper
     assert machine_cfg.configure_amp(Config(), enable=False).to_dict() == {}
+
+
+@pytest.mark.parametrize('amp_type', [None, *machine_cfg.AMP_WRAPPERS])
+def test_amp_flag_on_a_cpu_with_amx_trains_in_bf16(cuda, amx, warnings,
+                                                   amp_type):
+    cuda(False)
+    amx(True)
+    cfg = _cfg()
+    cfg.optim_wrapper.update(accumulative_counts=2, clip_grad=dict(max_norm=1))
+    if amp_type is not None:
+        # fp16 and its loss scaling have no CPU autocast: bf16 instead
+        cfg.optim_wrapper.update(
+            type=amp_type,
+            loss_scale='dynamic',
+            dtype='float16',
+            use_fsdp=False)
+    machine_cfg.configure_amp(cfg, enable=True)
+    assert cfg.optim_wrapper == dict(
+        type='mmssl.CPUAmpOptimWrapper',
+        dtype='bfloat16',
+        optimizer=dict(type='SGD', lr=0.1),
+        accumulative_counts=2,
+        clip_grad=dict(max_norm=1))
+    assert len(warnings) == 1 and warnings[0][0] == logging.INFO
+    assert 'AMX' in warnings[0][1] and 'CPUAmpOptimWrapper' in warnings[0][1]
 
 
 def test_amp_with_cuda_keeps_a_configs_own_amp_settings(cuda, warnings):

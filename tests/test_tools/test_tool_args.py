@@ -7,7 +7,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmssl.engine import runner_utils
+from mmssl.engine import machine_cfg, runner_utils
 from mmssl.engine.runner_utils import (CfgOptionsError, ConfigFileError,
                                        ToolError)
 
@@ -128,6 +128,7 @@ def test_auto_scale_lr_needs_config_entry(train_tool):
 
 def test_amp_without_cuda_keeps_fp32(train_tool, monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    monkeypatch.setattr(machine_cfg, 'cpu_has_amx_bf16', lambda: False)
     args = train_tool.parse_args(['c.py', '--amp'])
     cfg = train_tool.merge_args(_cfg(), args)
     assert cfg.optim_wrapper.get('type', 'OptimWrapper') == 'OptimWrapper'
@@ -138,6 +139,23 @@ def test_amp_without_cuda_keeps_fp32(train_tool, monkeypatch):
     runner_utils.configure_amp(cfg, enable=False)
     assert cfg.optim_wrapper.type == 'OptimWrapper'
     assert 'loss_scale' not in cfg.optim_wrapper
+
+
+def test_amp_on_a_cpu_with_amx_trains_in_bf16(train_tool, monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    monkeypatch.setattr(machine_cfg, 'cpu_has_amx_bf16', lambda: True)
+    # --amp after --cfg-options: an AmpOptimWrapper set there switches too
+    args = train_tool.parse_args([
+        'c.py', '--amp', '--cfg-options', 'optim_wrapper.type=AmpOptimWrapper'
+    ])
+    cfg = train_tool.merge_args(_cfg(), args)
+    assert cfg.optim_wrapper.type == 'mmssl.CPUAmpOptimWrapper'
+    assert cfg.optim_wrapper.dtype == 'bfloat16'
+    # without --amp the same machine trains in fp32
+    args = train_tool.parse_args(
+        ['c.py', '--cfg-options', 'optim_wrapper.type=AmpOptimWrapper'])
+    cfg = train_tool.merge_args(_cfg(), args)
+    assert cfg.optim_wrapper.type == 'OptimWrapper'
 
 
 def test_amp_with_cuda_uses_amp_wrapper(monkeypatch):
@@ -224,6 +242,7 @@ def test_run_tool_formats_user_errors(capsys):
 
 def test_cfg_options_applied_before_machine_defaults(train_tool, monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    monkeypatch.setattr(machine_cfg, 'cpu_has_amx_bf16', lambda: False)
     args = train_tool.parse_args([
         'c.py', '--amp', '--cfg-options', 'val_dataloader.num_workers=0',
         'optim_wrapper.type=AmpOptimWrapper'

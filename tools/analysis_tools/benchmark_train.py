@@ -6,8 +6,8 @@ Usage::
     python tools/analysis_tools/benchmark_train.py CONFIG [CONFIG ...]
         [--names a b] [--batch-size N] [--iters 20] [--warmup 5]
         [--repeat 3] [--threads N] [--device cpu|cuda] [--seed 0]
-        [--matmul-size N] [--cfg-options ...] [--arm-options ...]
-        [--out result.json]
+        [--matmul-size N] [--rotate] [--amp] [--cfg-options ...]
+        [--arm-options ...] [--out result.json]
 
 Each config's model and optimizer are built as the training would build
 them and fed one synthetic batch of random images of the size the model
@@ -33,8 +33,12 @@ share of the matmul peak measured on the same device and threads (fp32;
 on CUDA with an ``AmpOptimWrapper`` its bf16 / fp16 autocast dtype, i.e. the
 MFU; a config's ``compile`` is applied as the Runner applies it). How
 each number is defined is written in :mod:`mmssl.analysis.benchmark` and
-:mod:`mmssl.analysis.step_memory`. On CPU fp16/bf16 mixed precision is off
-(an ``AmpOptimWrapper`` is run as a plain ``OptimWrapper``).
+:mod:`mmssl.analysis.step_memory`. On CPU an ``AmpOptimWrapper`` runs as a
+plain ``OptimWrapper`` (fp32, as ``tools/train.py`` runs it there), unless
+``--amp`` is given: then every arm trains in bf16 autocast
+(``mmssl.CPUAmpOptimWrapper``, what ``tools/train.py --amp`` uses on a CPU
+with AMX) and the peak is the bf16 one; on CUDA ``--amp`` gives the configs
+without mixed precision ``AmpOptimWrapper(dtype='bfloat16')``.
 
 ``--arm-options`` gives each config its own settings on top of
 ``--cfg-options`` (one quoted ``'KEY=VALUE ...'`` string per config, ``-``
@@ -43,6 +47,13 @@ one run, e.g. eager against compiled::
 
     python tools/analysis_tools/benchmark_train.py CFG CFG \\
         --names eager compiled --arm-options - compile=True
+
+or fp32 against bf16 autocast on the CPU (an ``AmpOptimWrapper`` config
+switches by its type alone)::
+
+    python tools/analysis_tools/benchmark_train.py CFG CFG \
+        --names fp32 bf16 \
+        --arm-options - optim_wrapper.type=mmssl.CPUAmpOptimWrapper
 
 Example (mmssl's MAE vs mmpretrain's on the tiny 64 px config)::
 
@@ -103,6 +114,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         'runs in each position equally often (give a --repeat that is a '
         'multiple of the number of configs)')
     parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='every arm in mixed precision: bf16 autocast on CPU (fast on '
+        'CPUs with AMX), AmpOptimWrapper(bf16) on CUDA where the config has '
+        'none')
+    parser.add_argument(
         '--arm-options',
         nargs='+',
         default=None,
@@ -155,7 +172,8 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
         seed=args.seed,
         matmul_size=args.matmul_size
         or (8192 if args.device.startswith('cuda') else 2048),
-        rotate=args.rotate)
+        rotate=args.rotate,
+        amp=args.amp)
     machine['load_average_end'] = machine_info(args.device).get('load_average')
     machine['torch_threads'] = results[0]['threads']
     machine['matmul_peak_gflops'] = results[0]['matmul_peak_gflops']
