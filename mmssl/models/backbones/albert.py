@@ -32,11 +32,11 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from mmssl.registry import MODELS
 from mmssl.utils.validation import check_choice, check_float, check_int
+from ..utils.attention import scaled_dot_product_attention
 from ..utils.masking import check_token_ids
 
 __all__ = [
@@ -190,7 +190,7 @@ class AlbertAttention(nn.Module):
         def heads(y):  # (B, T, H) -> (B, heads, T, H / heads)
             return y.view(b, t, self.num_heads, -1).transpose(1, 2)
 
-        out = F.scaled_dot_product_attention(
+        out = scaled_dot_product_attention(
             heads(self.query(x)),
             heads(self.key(x)),
             heads(self.value(x)),

@@ -26,7 +26,6 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
 from mmcv.cnn.bricks.transformer import FFN, PatchEmbed
 from mmengine.model import BaseModule
@@ -35,7 +34,8 @@ from mmpretrain.models.utils import build_2d_sincos_position_embedding
 
 from mmssl.registry import MODELS
 from mmssl.utils.validation import check_choice, check_int
-from ..utils.attention import UnbindMultiheadAttention
+from ..utils.attention import (UnbindMultiheadAttention,
+                               scaled_dot_product_attention)
 from .d2v2_encoder import D2V2EncoderBase
 
 
@@ -152,7 +152,7 @@ class D2V2Block(BaseModule):
             if pad is not None:
                 mask = mask.masked_fill(pad, float('-inf'))
         q, k, v = qkv.unbind(0)
-        out = F.scaled_dot_product_attention(
+        out = scaled_dot_product_attention(
             q,
             k,
             v,

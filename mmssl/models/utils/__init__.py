@@ -5,7 +5,8 @@ masking and label quality."""
 from .anm import (AdversarialNoisyMasking, ANMOutput, activation_map, box_mask,
                   box_sizes, erase, mask_ratio, peak_locations, place_boxes,
                   rectangles, soften_labels)
-from .attention import UnbindMultiheadAttention, unbind_qkv_attention
+from .attention import (UnbindMultiheadAttention, scaled_dot_product_attention,
+                        unbind_qkv_attention)
 from .channels_last import conv1d_channels_last
 from .ctc import ctc_greedy_decode
 from .dist import (all_gather_with_grad, concat_all_gather,
@@ -43,5 +44,5 @@ __all__ = [
     'normalise_losses', 'RandomTokenMasker', 'ctc_greedy_decode', 'SpanMasker',
     'block_span_mask', 'span_mask', 'tensor_check', 'visible_count',
     'check_token_ids', 'check_index_range', 'UnbindMultiheadAttention',
-    'unbind_qkv_attention'
+    'unbind_qkv_attention', 'scaled_dot_product_attention'
 ]
