@@ -11,7 +11,7 @@ behind ``mmssl.models.utils.CPU_BF16_ATTENTION_MIN_KEYS``
 (``tools/analysis_tools/benchmark_attention.py``).
 """
 import statistics
-import time
+from time import perf_counter
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -87,11 +87,11 @@ def time_attention(shape: Shape,
 
     step()
     sync_device(device)
-    start = time.perf_counter()
+    start = perf_counter()
     for _ in range(iters):
         step()
     sync_device(device)
-    return (time.perf_counter() - start) / iters * 1e3
+    return (perf_counter() - start) / iters * 1e3
 
 
 def benchmark_attention(shapes: Sequence[Shape],

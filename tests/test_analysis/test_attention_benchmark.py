@@ -61,3 +61,30 @@ def test_cells_interleave_and_medians(monkeypatch):
             for r in res] == [1., 1.5 / 4, 1., 7.5 / 6.5]
     assert [r['dtype'] for r in res] == ['float32', 'bfloat16'] * 2
     assert res[0]['backend'] == 'default' and res[0]['shape'] == list(s1)
+
+
+def test_milliseconds_per_call_by_a_fake_clock(monkeypatch):
+    clock = iter([10., 12.])
+    monkeypatch.setattr(ab, 'perf_counter', lambda: next(clock))
+    calls = []
+    real = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(ab.F, 'scaled_dot_product_attention',
+                        lambda *a: calls.append(1) or real(*a))
+    # 2 s over the 5 timed calls of the default
+    assert ab.time_attention((1, 1, 3, 2)) == pytest.approx(400.)
+    assert len(calls) == 6  # one untimed call first
+
+
+def test_benchmark_defaults(monkeypatch):
+    seen = []
+
+    def fake(shape, dtype, backend, iters, device, seed):
+        seen.append((dtype, backend, iters, seed))
+        return 1.
+
+    monkeypatch.setattr(ab, 'time_attention', fake)
+    res = ab.benchmark_attention([(1, 1, 2, 2)])
+    # fp32 and bf16, PyTorch's backend, 3 rounds of 5 calls, seed 0
+    assert [r['dtype'] for r in res] == ['float32', 'bfloat16']
+    assert len(seen) == 6 and all(s[1:] == (None, 5, 0) for s in seen)
+    assert [r['ms_rounds'] for r in res] == [[1.] * 3] * 2
