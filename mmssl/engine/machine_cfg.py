@@ -57,7 +57,7 @@ def configure_amp(cfg: Config, enable: bool) -> Config:
     (:func:`mmssl.engine.optimizers.cpu_has_amx_bf16`) ``--amp`` switches to
     ``mmssl.CPUAmpOptimWrapper`` (bf16 autocast, several times faster
     products than fp32 there; ``loss_scale`` and ``use_fsdp`` dropped, the
-    dtype bf16), on other CPUs, where bf16 is emulated and slower than fp32,
+    dtype bf16), on other CPUs, which have no bf16 matrix units,
     it only logs a warning and training stays in fp32. Without ``--amp``, a
     config that itself names ``AmpOptimWrapper`` is switched to
     ``OptimWrapper`` (fp32) on a machine without CUDA, with a warning, so a
@@ -87,7 +87,7 @@ def configure_amp(cfg: Config, enable: bool) -> Config:
             return cfg
         print_log(
             '--amp is ignored: CUDA is not available and this CPU has no '
-            'AMX bf16 units (bf16 autocast would be slower than fp32), so '
+            'AMX bf16 units (bf16 autocast would not be faster), so '
             'training stays in fp32',
             logger='current',
             level=logging.WARNING)

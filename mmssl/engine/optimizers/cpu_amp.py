@@ -2,8 +2,8 @@
 """bf16 mixed precision on the CPU.
 
 mmengine's ``AmpOptimWrapper`` refuses to build without a GPU (NPU, MLU,
-MUSA). On most CPUs that costs nothing: bf16 matrix products are emulated
-and slower than fp32. CPUs with AMX tiles (Intel Xeon since the 4th
+MUSA). On a CPU without bf16 matrix units that costs little: bf16
+products are no faster than fp32 there. CPUs with AMX tiles (Intel Xeon since the 4th
 generation) multiply bf16 matrices in hardware, several times faster than
 fp32 (a 2048-side product: about 2,100 against 310-350 GFLOP/s on two
 cores). :class:`CPUAmpOptimWrapper` is the ``OptimWrapper`` that trains in
