@@ -2,10 +2,10 @@
 """bf16 mixed precision on the CPU.
 
 mmengine's ``AmpOptimWrapper`` refuses to build without a GPU (NPU, MLU,
-MUSA). On a CPU without bf16 matrix units that costs little: bf16
-products are no faster than fp32 there. CPUs with AMX tiles (Intel Xeon since the 4th
+MUSA). On a CPU without bf16 matrix units that costs little: bf16 products
+are no faster than fp32 there. CPUs with AMX tiles (Intel Xeon since the 4th
 generation) multiply bf16 matrices in hardware, several times faster than
-fp32 (a 2048-side product: about 2,100 against 310-350 GFLOP/s on two
+fp32 (a 2048-side product: 2,000-2,400 against 310-370 GFLOP/s on two
 cores). :class:`CPUAmpOptimWrapper` is the ``OptimWrapper`` that trains in
 ``torch.autocast('cpu', dtype=torch.bfloat16)`` there: the parameters, their
 gradients and the optimizer state stay fp32, the products of the forward and
