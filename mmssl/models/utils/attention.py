@@ -19,11 +19,12 @@ those of mmpretrain's class.
 except under bf16 autocast on the CPU with fewer than
 :data:`CPU_BF16_ATTENTION_MIN_KEYS` keys: there PyTorch's CPU flash kernel is
 faster in fp32 than in bf16, so the attention runs in fp32 (which is also
-the more precise). Forward + backward, 2 threads, a CPU with AMX: 16.8 ms in
-fp32 against 33.8 ms in bf16 at MAE's decoder shape (B, H, N, d) = (8, 16,
-197, 32), 2.4 against 9.8 ms at its encoder shape (8, 12, 50, 64); level at
-256 keys (d = 64), bf16 faster from 512 keys (72 against 107 ms at (2, 12,
-1024, 64)).
+the more precise). Forward + backward, 2 threads, a CPU with AMX
+(``tools/analysis_tools/benchmark_attention.py``, ``configs/mae/README.md``):
+18.0 ms in fp32 against 32.9 ms in bf16 at MAE's ViT-B decoder shape (B, H,
+N, d) = (8, 16, 197, 32), 2.6 against 9.2 ms at its encoder shape (8, 12,
+50, 64); about level at 256 keys (70.0 against 66.6 ms at (16, 12, 256,
+64)), bf16 faster from 384 keys (97.6 against 65.7 ms at (2, 12, 1024, 64)).
 """
 import torch
 import torch.nn as nn
