@@ -10,7 +10,7 @@ model = dict(
     backbone=dict(
         type='mmssl.MAEViT', arch='b', patch_size=16, mask_ratio=0.75),
     neck=dict(
-        type='MAEPretrainDecoder',
+        type='mmssl.MAEPretrainDecoder',
         patch_size=16,
         in_chans=3,
         embed_dim=768,

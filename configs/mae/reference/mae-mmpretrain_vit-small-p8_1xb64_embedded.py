@@ -1,8 +1,11 @@
 # The peer of configs/mae/mae_vit-small-p8_1xb64-coslr-30e_embedded.py:
 # the same network, data and schedule on mmpretrain's own, unchanged MAE
-# (mmpretrain.MAE + mmpretrain.MAEViT), for side-by-side benchmarks.
+# (mmpretrain.MAE, MAEViT and MAEPretrainDecoder), for side-by-side benchmarks.
 _base_ = '../mae_vit-small-p8_1xb64-coslr-30e_embedded.py'
 
-model = dict(type='mmpretrain.MAE', backbone=dict(type='mmpretrain.MAEViT'))
+model = dict(
+    type='mmpretrain.MAE',
+    backbone=dict(type='mmpretrain.MAEViT'),
+    neck=dict(type='mmpretrain.MAEPretrainDecoder'))
 # mmpretrain's MAE has no `reconstruct`, which the picture hook needs
 custom_hooks = []

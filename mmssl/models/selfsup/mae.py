@@ -11,8 +11,12 @@ missing:
   unmasked feature path.
 * Bad settings (mask ratio outside [0, 1), an image size the patch size does
   not divide) fail when the model is built, naming the key.
-* Masking goes through mmssl's shared :func:`random_masking`, which other
-  methods reuse, and accepts fixed noise (for reproducible pictures).
+* Masking goes through mmssl's shared :func:`masking_ids` (the bookkeeping
+  of :func:`random_masking`), which other methods reuse, and accepts fixed
+  noise (for reproducible pictures). Only the visible patches are embedded
+  (:func:`embed_patches_at`) and, for the loss, only the removed ones are
+  decoded (:class:`mmssl.MAEPretrainDecoder`): the same numbers up to
+  rounding, less work.
 * ``MAE.reconstruct`` returns pictures in image space: with ``norm_pix``
   targets the prediction is un-normalised with each original patch's mean and
   variance, without which norm-pix reconstructions look wrong.
@@ -21,16 +25,19 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 from mmpretrain.models.backbones import VisionTransformer
+from mmpretrain.models.heads import MAEPretrainHead
 from mmpretrain.models.selfsup.mae import MAE as _MMPretrainMAE
 from mmpretrain.models.selfsup.mae import MAEViT as _MMPretrainMAEViT
 from mmpretrain.structures import DataSample
 
 from mmssl.registry import MODELS
 from ..backbones.poslabel_backbones import check_patch_grid
+from ..necks.mae_decoder import MAEPretrainDecoder
 from ..utils.attention import unbind_qkv_attention
 from ..utils.drop_path import python_drop_path_rates
-from ..utils.masking import (check_mask_ratio, patchify, random_masking,
-                             unpatchify)
+from ..utils.masking import (check_mask_ratio, gather_tokens, masking_ids,
+                             patchify, removed_ids, unpatchify)
+from ..utils.patch_embed import embed_patches_at
 
 
 @MODELS.register_module()
@@ -83,10 +90,21 @@ class MAEViT(_MMPretrainMAEViT):
         """
         if mask is None or mask is False:
             return VisionTransformer.forward(self, x)
+        if tuple(x.shape[-2:]) != tuple(self.img_size):
+            raise ValueError(
+                f'{type(self).__name__}: images of {tuple(x.shape[-2:])} px '
+                f'given, the masked path encodes model.backbone.img_size='
+                f'{tuple(self.img_size)} (resize the images or set img_size)')
         B = x.shape[0]
-        x = self.patch_embed(x)[0]
-        x = x + self.pos_embed[:, 1:, :]
-        x, mask, ids_restore, _ = random_masking(x, self.mask_ratio, noise)
+        L = self.patch_resolution[0] * self.patch_resolution[1]
+        mask, ids_restore, ids_keep = masking_ids(B, L, self.mask_ratio, noise,
+                                                  x.device)
+        # only the visible patches are embedded (same numbers as embedding
+        # all of them and gathering, up to rounding)
+        x = embed_patches_at(self.patch_embed, x, ids_keep)
+        x = x + gather_tokens(self.pos_embed[:, 1:, :].expand(B, -1, -1),
+                              ids_keep)
+        mask = mask.to(x.dtype)
         cls_token = self.cls_token + self.pos_embed[:, :1, :]
         x = torch.cat((cls_token.expand(B, -1, -1), x), dim=1)
         for layer in self.layers:
@@ -99,14 +117,24 @@ class MAEViT(_MMPretrainMAEViT):
 class MAE(_MMPretrainMAE):
     """MAE self-supervisor (mmpretrain's, plus reconstruction pictures).
 
-    Use with ``backbone=dict(type='mmssl.MAEViT', ...)`` and mmpretrain's
-    ``MAEPretrainDecoder`` neck and ``MAEPretrainHead`` head. The blocks'
-    drop-path rates are Python floats (:func:`python_drop_path_rates`), so
-    ``compile=True`` traces the forward as one graph.
+    Use with ``backbone=dict(type='mmssl.MAEViT', ...)``,
+    ``neck=dict(type='mmssl.MAEPretrainDecoder', ...)`` and mmpretrain's
+    ``MAEPretrainHead``. With those, and ``predict_removed_only=True`` (the
+    default), the loss decodes the removed patches only (the decoder's last
+    block, norm and prediction layer skip the CLS and visible tokens, whose
+    predictions the loss never reads): the same loss and gradients up to
+    rounding. ``False``, or mmpretrain's decoder, predicts every patch as
+    mmpretrain does. The blocks' drop-path rates are Python floats
+    (:func:`python_drop_path_rates`), so ``compile=True`` traces the forward
+    as one graph.
     """
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self,
+                 *args,
+                 predict_removed_only: bool = True,
+                 **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.predict_removed_only = bool(predict_removed_only)
         python_drop_path_rates(self)
         unbind_qkv_attention(self)
 
@@ -118,9 +146,41 @@ class MAE(_MMPretrainMAE):
              **kwargs) -> Dict[str, torch.Tensor]:
         """Reconstruction loss of one batch of images (B, 3, H, W)."""
         latent, mask, ids_restore = self.backbone(inputs)
-        pred = self.neck(latent, ids_restore)
-        loss = self.head.loss(pred, inputs, mask)
-        return dict(loss=loss)
+        return dict(
+            loss=self.reconstruction_loss(latent, mask, ids_restore, inputs))
+
+    def reconstruction_loss(self, latent: torch.Tensor, mask: torch.Tensor,
+                            ids_restore: torch.Tensor,
+                            inputs: torch.Tensor) -> torch.Tensor:
+        """The head's loss of the decoded ``latent``.
+
+        Args:
+            latent (Tensor): (B, 1 + V, C) encoder output, CLS first.
+            mask (Tensor): (B, L), 1 = removed patch.
+            ids_restore (Tensor): (B, L) from the masking.
+            inputs (Tensor): (B, 3, H, W) the images (the target).
+
+        Returns:
+            Tensor: the scalar loss. With :meth:`_predicts_removed_only`
+            only the removed patches are decoded (the same loss up to
+            rounding, see :class:`mmssl.MAEPretrainDecoder`).
+        """
+        if not self._predicts_removed_only():
+            pred = self.neck(latent, ids_restore)
+            return self.head.loss(pred, inputs, mask)
+        ids = removed_ids(ids_restore, latent.shape[1] - 1)  # (B, M)
+        pred = self.neck(latent, ids_restore, query_ids=ids)  # (B, M, D)
+        target = gather_tokens(self.head.construct_target(inputs), ids)
+        return self.head.loss_module(pred, target,
+                                     pred.new_ones(pred.shape[:2]))
+
+    def _predicts_removed_only(self) -> bool:
+        """Whether the loss can decode the removed patches only: mmssl's
+        decoder and mmpretrain's pixel head (whose loss averages over the
+        removed patches), and ``predict_removed_only`` on."""
+        return (self.predict_removed_only
+                and isinstance(self.neck, MAEPretrainDecoder)
+                and type(self.head) is MAEPretrainHead)
 
     @torch.no_grad()
     def reconstruct(

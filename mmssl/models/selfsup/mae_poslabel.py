@@ -73,8 +73,9 @@ class MAEPosLabel(MAE):
             accuracy, logged only); mmengine logs their sum as ``loss``.
         """
         latent, mask, ids_restore = self.backbone(inputs)
-        pred = self.neck(latent, ids_restore)
-        losses = dict(loss_rec=self.head.loss(pred, inputs, mask))
+        losses = dict(
+            loss_rec=self.reconstruction_loss(latent, mask, ids_restore,
+                                              inputs))
         tokens = latent[:, 1:]  # (B, V, C), CLS dropped
         ids = kept_ids(ids_restore, tokens.shape[1])  # (B, V) grid indices
         losses.update(self.pos_head.loss(tokens, ids))

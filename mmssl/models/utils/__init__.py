@@ -16,9 +16,9 @@ from .ema import LinearAnnealEMA, annealed_decay
 from .label_quality import auroc, gmm_label_quality, normalise_losses
 from .masking import (check_index_range, check_mask_ratio, check_token_ids,
                       gather_tokens, inverse_block_mask, kept_ids, mask_to_ids,
-                      num_visible, patchify, random_mask, random_masking,
-                      tensor_check, unpatchify, unshuffle_tokens,
-                      visible_count)
+                      masking_ids, num_visible, patchify, random_mask,
+                      random_masking, removed_ids, tensor_check, unpatchify,
+                      unshuffle_tokens, visible_count)
 from .poslabel import (abs_pos_labels, full_grid_ids, grid_coords,
                        num_rel_classes, rel_pos_label_matrix, rel_pos_labels,
                        sample_pairs, window_pairs)
@@ -44,5 +44,6 @@ __all__ = [
     'normalise_losses', 'RandomTokenMasker', 'ctc_greedy_decode', 'SpanMasker',
     'block_span_mask', 'span_mask', 'tensor_check', 'visible_count',
     'check_token_ids', 'check_index_range', 'UnbindMultiheadAttention',
-    'unbind_qkv_attention', 'scaled_dot_product_attention'
+    'unbind_qkv_attention', 'scaled_dot_product_attention', 'masking_ids',
+    'removed_ids'
 ]

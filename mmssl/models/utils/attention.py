@@ -97,6 +97,44 @@ class UnbindMultiheadAttention(_MMPretrainMultiheadAttention):
             x = v.squeeze(1) + x
         return x
 
+    def forward_queries(self, x_q: torch.Tensor,
+                        x: torch.Tensor) -> torch.Tensor:
+        """Outputs at a subset of the tokens only.
+
+        ``forward_queries(gather(x), x)`` equals ``gather(forward(x))``
+        (up to rounding): the queries come from ``x_q``, the keys and values
+        from all of ``x``, and the query projection, attention and output
+        projection run on the ``Q`` query tokens only.
+
+        Args:
+            x_q (Tensor): (B, Q, input_dims) the tokens whose outputs are
+                wanted (a subset of ``x``, already normalised as ``x``).
+            x (Tensor): (B, N, input_dims) all tokens.
+
+        Returns:
+            Tensor: (B, Q, embed_dims).
+        """
+        if self.v_shortcut:
+            raise ValueError('forward_queries: v_shortcut attention has one '
+                             'query per token; call forward instead')
+        B, Q, _ = x_q.shape
+        N = x.shape[1]
+        C = self.embed_dims
+        w, b = self.qkv.weight, self.qkv.bias
+        q = F.linear(x_q, w[:C], None if b is None else b[:C])
+        kv = F.linear(x, w[C:], None if b is None else b[C:])
+        q = q.reshape(B, Q, self.num_heads, self.head_dims).transpose(1, 2)
+        k, v = kv.reshape(B, N, 2, self.num_heads,
+                          self.head_dims).permute(2, 0, 3, 1, 4).unbind(0)
+        attn_drop = self.attn_drop if self.training else 0.
+        if self.scaled_dot_product_attention is F.scaled_dot_product_attention:
+            x = scaled_dot_product_attention(q, k, v, dropout_p=attn_drop)
+        else:
+            x = self.scaled_dot_product_attention(q, k, v, dropout_p=attn_drop)
+        x = x.transpose(1, 2).reshape(B, Q, C)
+        x = self.proj(x)
+        return self.out_drop(self.gamma1(self.proj_drop(x)))
+
 
 def unbind_qkv_attention(module: nn.Module) -> int:
     """Give every mmpretrain ``MultiheadAttention`` under ``module`` the

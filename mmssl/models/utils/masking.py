@@ -36,6 +36,44 @@ def num_visible(num_tokens: int, mask_ratio: float) -> int:
     return max(1, int(num_tokens * (1 - mask_ratio)))
 
 
+def masking_ids(
+    batch: int,
+    num_tokens: int,
+    mask_ratio: float,
+    noise: Optional[torch.Tensor] = None,
+    device: Optional[torch.device] = None,
+    dtype: torch.dtype = torch.float32
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The bookkeeping of :func:`random_masking` without the tokens.
+
+    Lets an encoder choose the visible patches before it embeds them (only
+    those are embedded). Draws the same random numbers as
+    :func:`random_masking`, so both give the same masks for one seed.
+
+    Args:
+        batch (int): B.
+        num_tokens (int): L.
+        mask_ratio (float): Fraction of tokens removed.
+        noise (Tensor, optional): (B, L) sort keys; random if None.
+        device (torch.device, optional): Where the random keys are drawn.
+        dtype (torch.dtype): dtype of the mask. Defaults to fp32.
+
+    Returns:
+        tuple: ``mask`` (B, L) (1 = removed), ``ids_restore`` (B, L) and
+        ``ids_keep`` (B, V), as :func:`random_masking` returns them.
+    """
+    keep = num_visible(num_tokens, mask_ratio)
+    if noise is None:
+        noise = torch.rand(batch, num_tokens, device=device)
+    ids_shuffle = torch.argsort(noise, dim=1)
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    ids_keep = ids_shuffle[:, :keep]
+    mask = torch.ones(batch, num_tokens, device=noise.device, dtype=dtype)
+    mask[:, :keep] = 0
+    mask = torch.gather(mask, 1, ids_restore)
+    return mask, ids_restore, ids_keep
+
+
 def random_masking(
     x: torch.Tensor,
     mask_ratio: float,
@@ -58,16 +96,9 @@ def random_masking(
         - ids_keep (Tensor): (B, V) long, indices of the kept tokens.
     """
     B, L, C = x.shape
-    keep = num_visible(L, mask_ratio)
-    if noise is None:
-        noise = torch.rand(B, L, device=x.device)
-    ids_shuffle = torch.argsort(noise, dim=1)
-    ids_restore = torch.argsort(ids_shuffle, dim=1)
-    ids_keep = ids_shuffle[:, :keep]
+    mask, ids_restore, ids_keep = masking_ids(B, L, mask_ratio, noise,
+                                              x.device, x.dtype)
     x_visible = torch.gather(x, 1, ids_keep.unsqueeze(-1).expand(-1, -1, C))
-    mask = torch.ones(B, L, device=x.device, dtype=x.dtype)
-    mask[:, :keep] = 0
-    mask = torch.gather(mask, 1, ids_restore)
     return x_visible, mask, ids_restore, ids_keep
 
 
@@ -376,3 +407,20 @@ def kept_ids(ids_restore: torch.Tensor, num_keep: int) -> torch.Tensor:
         Tensor: (B, V) long (``ids_keep`` of :func:`random_masking`).
     """
     return torch.argsort(ids_restore, dim=1)[:, :num_keep]
+
+
+def removed_ids(ids_restore: torch.Tensor, num_keep: int) -> torch.Tensor:
+    """Original indices of the removed tokens, in the decoder's order.
+
+    The complement of :func:`kept_ids`: token ``V + k`` of the decoder's
+    concatenation ``[visible, removed]`` is the patch
+    ``removed_ids(ids_restore, V)[:, k]``.
+
+    Args:
+        ids_restore (Tensor): (B, L) long, from the masking.
+        num_keep (int): V, the number of visible tokens.
+
+    Returns:
+        Tensor: (B, L - V) long.
+    """
+    return torch.argsort(ids_restore, dim=1)[:, num_keep:]
