@@ -39,6 +39,10 @@ For every config the numbers are:
   sampled every millisecond) minus ``VmRSS`` before the step, with the
   allocator's free memory handed back to the system (``malloc_trim``) first;
   it includes allocator overhead and is an approximation.
+* ``faults_per_step``: the process's minor page faults per timed step
+  (:func:`minor_page_faults`): fresh pages the kernel zero-fills on first
+  touch, which malloc's defaults cause every CPU step
+  (:mod:`mmssl.utils.cpu_memory`).
 """
 import argparse
 import contextlib
@@ -284,6 +288,17 @@ def _default_names(cfgs: Sequence) -> List[str]:
     return names
 
 
+def minor_page_faults() -> int:
+    """The process's minor page faults so far (``ru_minflt``; first touches
+    of fresh pages, see :mod:`mmssl.utils.cpu_memory`); 0 where the
+    ``resource`` module is missing."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def _run_steps(model, optim_wrapper, data, steps: int) -> float:
     log_vars = {}
     for _ in range(steps):
@@ -406,17 +421,20 @@ def benchmark_configs(cfgs: Sequence[Union[str, Config, dict]],
                     step_bytes=step_bytes,
                     memory_method=meter.method,
                     times=[],
+                    faults=0,
                     loss=float('nan')))
 
         for r in range(repeat):
             start_at = r % len(runs) if rotate else 0
             for run in runs[start_at:] + runs[:start_at]:
                 sync_device(device)
+                faults = minor_page_faults()
                 start = time.perf_counter()
                 run['loss'] = _run_steps(run['model'], run['optim_wrapper'],
                                          run['data'], iters)
                 sync_device(device)
                 run['times'].append(time.perf_counter() - start)
+                run['faults'] += minor_page_faults() - faults
 
         if matmul_peak is None:
             peaks.append(
@@ -455,6 +473,7 @@ def benchmark_configs(cfgs: Sequence[Union[str, Config, dict]],
                 amp=run['amp'],
                 compiled=run['compiled'],
                 loss=run['loss'],
+                faults_per_step=run['faults'] / (repeat * iters),
                 threads=num_threads,
                 device=str(device),
                 iters=iters,

@@ -137,11 +137,16 @@ def test_tool_cli(tmp_path, capsys):
     tool.main([
         TINY, '--batch-size', '2', '--iters', '1', '--warmup', '0', '--repeat',
         '1', '--threads', '1', '--matmul-size', '64', '--out',
-        str(out), '--cfg-options', 'model.backbone.mask_ratio=0.5'
+        str(out), '--cfg-options', 'model.backbone.mask_ratio=0.5', '--malloc',
+        'default'
     ])
     text = capsys.readouterr().out
     assert 'GFLOPs/img' in text and 'in the given order' in text
+    assert 'minor page faults per step: ' in text
     payload = json.loads(out.read_text())
+    assert payload['results'][0]['faults_per_step'] >= 0
+    assert payload['machine']['malloc'] == 'default' or \
+        payload['machine']['malloc'].startswith('set by the environment')
     assert payload['machine']['torch_threads'] == 1
     assert payload['args']['batch_size'] == 2
     assert payload['results'][0]['name'] == osp.splitext(osp.basename(TINY))[0]
@@ -150,11 +155,39 @@ def test_tool_cli(tmp_path, capsys):
         TINY, TINY, '--batch-size', '2', '--iters', '1', '--warmup', '0',
         '--repeat', '2', '--threads', '1', '--matmul-size', '64', '--rotate',
         '--out',
-        str(out)
+        str(out), '--malloc', 'default'
     ])
     assert 'each round one config later' in capsys.readouterr().out
     assert [r['rotate']
             for r in json.loads(out.read_text())['results']] == [True, True]
+
+
+def test_tool_malloc_choice(monkeypatch):
+    """--malloc keep applies mmssl.utils.cpu_memory on CPU only, never over
+    an allocator the environment chose; default leaves malloc alone."""
+    spec = importlib.util.spec_from_file_location(
+        'benchmark_train',
+        osp.join(ROOT, 'tools/analysis_tools/benchmark_train.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    calls = []
+    monkeypatch.setattr(tool, 'keep_freed_memory',
+                        lambda: calls.append(1) or True)
+    monkeypatch.setattr(tool, 'user_allocator_env', lambda: [])
+    assert tool.parse_args([TINY]).malloc == 'default'
+    assert tool.choose_malloc('keep', 'cpu') == 'keep' and calls == [1]
+    assert tool.choose_malloc('default', 'cpu') == 'default'
+    assert tool.choose_malloc('keep', 'cuda') == 'default (CUDA run)'
+    assert calls == [1]
+    monkeypatch.setattr(tool, 'user_allocator_env', lambda: ['LD_PRELOAD'])
+    assert tool.choose_malloc('keep', 'cpu') == \
+        'set by the environment (LD_PRELOAD)'
+    monkeypatch.setattr(tool, 'user_allocator_env', lambda: [])
+    monkeypatch.setattr(tool, 'keep_freed_memory', lambda: False)
+    assert tool.choose_malloc('keep', 'cpu') == 'default (not settable)'
+    assert calls == [1]
+    with pytest.raises(SystemExit):
+        tool.parse_args([TINY, '--malloc', 'jemalloc'])
 
 
 def test_tool_arm_options_set_one_config_each(tmp_path):

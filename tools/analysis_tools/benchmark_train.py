@@ -55,6 +55,12 @@ switches by its type alone)::
         --names fp32 bf16 \
         --arm-options - optim_wrapper.type=mmssl.CPUAmpOptimWrapper
 
+The minor page faults per step of each arm (fresh pages the kernel
+zero-fills, which glibc's malloc causes each CPU step) are printed under the
+table; ``--malloc keep`` makes malloc keep freed memory for reuse instead
+(:mod:`mmssl.utils.cpu_memory`; a setting of the whole process, so of every
+arm: compare it with the default in separate runs).
+
 Example (mmssl's MAE vs mmpretrain's on the tiny 64 px config)::
 
     python tools/analysis_tools/benchmark_train.py \\
@@ -76,6 +82,7 @@ from mmssl.apis import benchmark_configs
 from mmssl.engine.config_options import (check_one_per_config,
                                          parse_options_text)
 from mmssl.engine.runner_utils import load_config, merge_cfg_options, run_tool
+from mmssl.utils.cpu_memory import keep_freed_memory, user_allocator_env
 from mmssl.utils.table import format_table as _format_table
 
 # (result key, column title, number format)
@@ -120,6 +127,15 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         'CPUs with AMX), AmpOptimWrapper(bf16) on CUDA where the config has '
         'none')
     parser.add_argument(
+        '--malloc',
+        choices=('default', 'keep'),
+        default='default',
+        help="on CPU: 'keep' makes glibc's malloc keep freed memory for "
+        'reuse (mmssl.utils.cpu_memory: no fresh pages, so no page faults, '
+        "per step); 'default' leaves its thresholds. A setting of the "
+        'process, so of every arm; an allocator chosen by the environment '
+        'stands')
+    parser.add_argument(
         '--arm-options',
         nargs='+',
         default=None,
@@ -136,6 +152,18 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     except ValueError as err:
         parser.error(str(err))
     return args
+
+
+def choose_malloc(mode: str, device: str) -> str:
+    """Apply ``--malloc`` (CPU only) and say what the process runs with."""
+    if device.startswith('cuda'):
+        return 'default (CUDA run)'
+    chosen = user_allocator_env()
+    if chosen:
+        return f"set by the environment ({', '.join(chosen)})"
+    if mode == 'keep':
+        return 'keep' if keep_freed_memory() else 'default (not settable)'
+    return 'default'
 
 
 def format_table(results: List[dict]) -> str:
@@ -160,6 +188,7 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
     args = parse_args(argv)
     configs = load_configs(args.configs, args.cfg_options, args.arm_options)
     machine = machine_info(args.device)
+    machine['malloc'] = choose_malloc(args.malloc, args.device)
     results = benchmark_configs(
         configs,
         names=args.names,
@@ -192,6 +221,10 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
           f"load average {machine.get('load_average')} before, "
           f"{machine.get('load_average_end')} after")
     print(f"peak memory: state + one step's growth, {first['memory_method']}")
+    faults = ', '.join(f"{r['name']} {r['faults_per_step']:.0f}"
+                       for r in results)
+    print(f"malloc: {machine['malloc']}; minor page faults per step: "
+          f'{faults}')
     if args.out:
         payload = dict(
             machine=machine, argv=sys.argv, args=vars(args), results=results)
