@@ -120,6 +120,38 @@ def test_benchmark_twin_configs():
     assert results[0]['flops_per_img'] < 0.97 * results[1]['flops_per_img']
 
 
+def test_minor_page_faults_count_fresh_pages():
+    """Touching a fresh anonymous mapping faults its pages in."""
+    import mmap
+
+    from mmssl.analysis.benchmark import minor_page_faults
+    before = minor_page_faults()
+    buf = mmap.mmap(-1, 8 << 20)
+    for i in range(0, 8 << 20, 4096):
+        buf[i] = 1
+    after = minor_page_faults()
+    buf.close()
+    assert after - before >= 1
+
+
+def test_faults_per_step_are_window_differences(monkeypatch):
+    """Each timed window adds the counter's growth across it; the result
+    is that total over all timed steps."""
+    import itertools
+
+    from mmssl.analysis import benchmark as bench
+    counter = itertools.count(step=10)
+    monkeypatch.setattr(bench, 'minor_page_faults', lambda: next(counter))
+    res = benchmark_configs([TINY],
+                            batch_size=2,
+                            iters=2,
+                            warmup=0,
+                            repeat=3,
+                            threads=1,
+                            matmul_size=64)
+    assert res[0]['faults_per_step'] == 10 * 3 / (3 * 2)
+
+
 def test_benchmark_rejects_bad_arguments():
     with pytest.raises(ValueError):
         benchmark_configs([TINY], iters=0)
