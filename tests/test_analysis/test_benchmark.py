@@ -134,6 +134,15 @@ def test_minor_page_faults_count_fresh_pages():
     assert after - before >= 1
 
 
+def test_minor_page_faults_without_resource(monkeypatch):
+    """0 where the resource module is missing (Windows)."""
+    import sys
+
+    from mmssl.analysis.benchmark import minor_page_faults
+    monkeypatch.setitem(sys.modules, 'resource', None)
+    assert minor_page_faults() == 0
+
+
 def test_faults_per_step_are_window_differences(monkeypatch):
     """Each timed window adds the counter's growth across it; the result
     is that total over all timed steps."""

@@ -100,6 +100,10 @@ def test_every_mmssl_attention_path_uses_it():
     assert _flash_dtypes(lambda: attn(x)) == {torch.float32}
     long_x = torch.randn(1, CPU_BF16_ATTENTION_MIN_KEYS, 32)
     assert _flash_dtypes(lambda: attn(long_x)) == {torch.bfloat16}
+    # the queries-only path of MAE's last decoder block
+    assert _flash_dtypes(lambda: attn.forward_queries(x[:, :3], x)) == {
+        torch.float32
+    }
     block = D2V2Block(embed_dims=32, num_heads=4, feedforward_channels=64)
     pad = torch.zeros(2, 9, dtype=torch.bool)
     pad[0, -2:] = True

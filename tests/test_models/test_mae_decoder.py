@@ -127,6 +127,20 @@ def test_decoder_predicts_the_requested_patches(depth):
         new(latent, ids_restore, query_ids=vis), gather_tokens(full, vis))
 
 
+def test_decoder_with_more_images_than_visible_tokens():
+    """The mask tokens fill L - V places whatever the batch size (here
+    B > 1 + V)."""
+    ref, new = _decoders()
+    B, L, V = 8, 16, 1
+    torch.manual_seed(2)
+    latent = torch.randn(B, 1 + V, 24)
+    _, ids_restore, _ = masking_ids(B, L, 0.95)
+    ids = removed_ids(ids_restore, V)
+    torch.testing.assert_close(
+        new(latent, ids_restore, query_ids=ids),
+        gather_tokens(ref(latent, ids_restore), ids))
+
+
 def test_removed_ids_complement_kept_ids():
     """removed_ids are the patches the mask marks 1, kept_ids those it
     marks 0; the concatenation is the shuffle order."""

@@ -64,6 +64,39 @@ def test_embed_at_equals_embed_all_then_gather(kwargs):
         torch.testing.assert_close(b, a)
 
 
+class _LinearEmbed(nn.Module):
+    """A patch embedding whose projection is no convolution."""
+
+    def __init__(self):
+        super().__init__()
+        self.projection = nn.Linear(3, 16)
+
+    def forward(self, imgs):
+        return self.projection(imgs.flatten(2).transpose(1, 2)), None
+
+
+@pytest.mark.parametrize('proj', [
+    nn.Conv2d(3, 6, 4, 4, groups=3),
+    nn.Conv2d(3, 16, 4, 4, padding=1),
+    nn.Conv2d(3, 16, 2, 2, dilation=2),
+])
+def test_embed_at_falls_back_for_other_convolutions(proj):
+    """Grouped, padded or dilated convolutions (and no convolution at all)
+    embed every patch and gather: the same as the module's own output."""
+    embed = _embed()
+    embed.projection = proj
+    imgs = torch.randn(2, 3, 12, 8)
+    tokens = embed(imgs)[0]
+    ids = torch.stack([torch.randperm(tokens.shape[1])[:3] for _ in range(2)])
+    assert torch.equal(
+        embed_patches_at(embed, imgs, ids), gather_tokens(tokens, ids))
+    other = _LinearEmbed()
+    ids = torch.tensor([[0, 7, 3]])
+    imgs = torch.randn(1, 3, 4, 4)
+    assert torch.equal(
+        embed_patches_at(other, imgs, ids), gather_tokens(other(imgs)[0], ids))
+
+
 def test_embed_at_runs_no_convolution_on_plain_patches():
     """Plain patches go through one product of the chosen patches; a size
     the patch does not divide falls back to the padded convolution."""
@@ -103,6 +136,8 @@ def test_mae_vit_masked_path_equals_mmpretrain():
     torch.manual_seed(0)
     ours = MAEViT(**kwargs)
     ours.init_weights()
+    with torch.no_grad():  # a CLS position of its own
+        ours.pos_embed.add_(0.1 * torch.randn_like(ours.pos_embed))
     ref = MMPretrainMAEViT(**kwargs)
     ref.load_state_dict(ours.state_dict())
     x = torch.randn(2, 3, 32, 32)
