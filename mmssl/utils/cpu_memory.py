@@ -13,9 +13,10 @@ from jemalloc or tcmalloc, which need ``LD_PRELOAD``): after the first few
 steps, while the heap grows to its working size, a step touches no new
 pages; the process keeps its peak memory. ``benchmark_train.py --malloc
 keep`` measures it. On the 2-core CPU of ``configs/mae/README.md`` it
-removes 95-99 % of the faults, and the MAE step is 1.04 +- 0.03x (ViT-tiny)
-and 1.01 +- 0.02x (ViT-B) as fast as with glibc's defaults: within the
-machine's drift, so the training tools leave malloc as it is.
+removes most of the faults (90-99 % in 11 of 12 pairs), and the MAE step
+is 1.04 +- 0.03x (ViT-tiny) and 1.01 +- 0.02x (ViT-B) as fast as with
+glibc's defaults: within the machine's drift, so the training tools leave
+malloc as it is.
 """
 import ctypes
 import ctypes.util
