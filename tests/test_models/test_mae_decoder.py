@@ -239,6 +239,10 @@ def test_fallback_with_mmpretrain_decoder_or_the_option_off():
         dict(copy.deepcopy(tiny_mae_cfg()), predict_removed_only=False))
     assert not other._predicts_removed_only()
     other.load_state_dict(model.state_dict())
+    # another reconstruction loss: its mask semantics are its own
+    cfg = tiny_mae_cfg()
+    cfg['head']['loss'] = dict(type='mmpretrain.CosineSimilarityLoss')
+    assert not MODELS.build(cfg)._predicts_removed_only()
     x = torch.randn(2, 3, 32, 32)
     torch.manual_seed(3)
     a = model.loss(x, [])['loss']

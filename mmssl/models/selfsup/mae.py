@@ -26,6 +26,7 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 from mmpretrain.models.backbones import VisionTransformer
 from mmpretrain.models.heads import MAEPretrainHead
+from mmpretrain.models.losses import PixelReconstructionLoss
 from mmpretrain.models.selfsup.mae import MAE as _MMPretrainMAE
 from mmpretrain.models.selfsup.mae import MAEViT as _MMPretrainMAEViT
 from mmpretrain.structures import DataSample
@@ -176,11 +177,14 @@ class MAE(_MMPretrainMAE):
 
     def _predicts_removed_only(self) -> bool:
         """Whether the loss can decode the removed patches only: mmssl's
-        decoder and mmpretrain's pixel head (whose loss averages over the
-        removed patches), and ``predict_removed_only`` on."""
+        decoder, mmpretrain's pixel head with its pixel loss (which
+        averages over the removed patches, so a mask of ones over them
+        gives the same value), and ``predict_removed_only`` on. Any other
+        head or loss gets every patch, as mmpretrain decodes them."""
         return (self.predict_removed_only
                 and isinstance(self.neck, MAEPretrainDecoder)
-                and type(self.head) is MAEPretrainHead)
+                and type(self.head) is MAEPretrainHead
+                and type(self.head.loss_module) is PixelReconstructionLoss)
 
     @torch.no_grad()
     def reconstruct(

@@ -19,6 +19,7 @@ from .masking import (check_index_range, check_mask_ratio, check_token_ids,
                       masking_ids, num_visible, patchify, random_mask,
                       random_masking, removed_ids, tensor_check, unpatchify,
                       unshuffle_tokens, visible_count)
+from .patch_embed import embed_patches_at, patch_columns
 from .poslabel import (abs_pos_labels, full_grid_ids, grid_coords,
                        num_rel_classes, rel_pos_label_matrix, rel_pos_labels,
                        sample_pairs, window_pairs)
@@ -45,5 +46,5 @@ __all__ = [
     'block_span_mask', 'span_mask', 'tensor_check', 'visible_count',
     'check_token_ids', 'check_index_range', 'UnbindMultiheadAttention',
     'unbind_qkv_attention', 'scaled_dot_product_attention', 'masking_ids',
-    'removed_ids'
+    'removed_ids', 'embed_patches_at', 'patch_columns'
 ]
