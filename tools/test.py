@@ -17,7 +17,8 @@ Same arguments and behaviour as mmpretrain 1.2's ``tools/test.py``, plus:
   unknown ``--cfg-options`` key, unknown ``type=``, a missing or empty data
   folder, a missing, unsafe or broken checkpoint) are reported the same
   way;
-* without CUDA, ``--amp`` keeps fp32 and distributed runs use ``gloo``.
+* without CUDA, ``--amp`` tests in bf16 autocast on a CPU with AMX tiles
+  and keeps fp32 on other CPUs; distributed runs use ``gloo``.
 """
 import argparse
 import os
@@ -56,7 +57,8 @@ def parse_args(argv=None):
     parser.add_argument(
         '--amp',
         action='store_true',
-        help='enable automatic-mixed-precision test (needs CUDA)')
+        help='automatic mixed precision: fp16 with CUDA, bf16 on a CPU with '
+        'AMX (else fp32 with a warning)')
     parser.add_argument(
         '--show-dir',
         help='directory where the visualization images will be saved.')

@@ -102,17 +102,34 @@ def configure_amp(cfg: Config, enable: bool) -> Config:
 
 
 def configure_test_amp(cfg: Config, enable: bool) -> Config:
-    """``--amp`` for testing: ``test_cfg.fp16=True`` with CUDA, else fp32."""
+    """``--amp`` for testing: ``test_cfg.fp16=True`` where it is faster.
+
+    mmengine's ``TestLoop`` runs ``test_step`` in its ``autocast`` when
+    ``fp16`` is set: fp16 with CUDA, bf16 on the CPU. So the flag is set
+    with CUDA and on a CPU with AMX tiles
+    (:func:`mmssl.engine.optimizers.cpu_has_amx_bf16`, the same rule as
+    :func:`configure_amp`); on other CPUs, which have no bf16 matrix units,
+    it only logs a warning and testing stays in fp32.
+    """
     if not enable:
         return cfg
-    if torch.cuda.is_available():
+    cuda = torch.cuda.is_available()
+    if cuda or cpu_has_amx_bf16():
         cfg.setdefault('test_cfg', ConfigDict())
         if cfg.test_cfg is None:
             cfg.test_cfg = ConfigDict()
         cfg.test_cfg.fp16 = True
+        if not cuda:
+            print_log(
+                '--amp without CUDA: this CPU has AMX bf16 units, so the '
+                'test forward runs in bf16 autocast on the CPU',
+                logger='current',
+                level=logging.INFO)
     else:
         print_log(
-            '--amp is ignored: CUDA is not available, testing stays in fp32',
+            '--amp is ignored: CUDA is not available and this CPU has no '
+            'AMX bf16 units (bf16 autocast would not be faster), so '
+            'testing stays in fp32',
             logger='current',
             level=logging.WARNING)
     return cfg

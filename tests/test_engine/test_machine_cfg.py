@@ -137,7 +137,10 @@ def test_amp_with_cuda_keeps_a_configs_own_amp_settings(cuda, warnings):
     assert warnings == []
 
 
-def test_test_amp_sets_fp16_with_cuda_only(cuda, warnings):
+@pytest.mark.parametrize('has_amx', [False, True])
+def test_test_amp_sets_fp16_with_cuda_or_amx_only(cuda, amx, warnings,
+                                                  has_amx):
+    amx(has_amx)
     cuda(True)
     assert machine_cfg.configure_test_amp(_cfg(),
                                           False).to_dict() == _cfg().to_dict()
@@ -149,10 +152,18 @@ def test_test_amp_sets_fp16_with_cuda_only(cuda, warnings):
     assert cfg.test_cfg == dict(a=1, fp16=True)
     assert warnings == []
     cuda(False)
-    cfg = machine_cfg.configure_test_amp(_cfg(), True)
-    assert 'test_cfg' not in cfg
-    assert warnings == [(logging.WARNING, '--amp is ignored: CUDA is not '
-                         'available, testing stays in fp32')]
+    assert machine_cfg.configure_test_amp(_cfg(),
+                                          False).to_dict() == _cfg().to_dict()
+    cfg = machine_cfg.configure_test_amp(_cfg(test_cfg=dict(a=1)), True)
+    if has_amx:  # mmengine's TestLoop autocast is bf16 on the CPU
+        assert cfg.test_cfg == dict(a=1, fp16=True)
+        assert len(warnings) == 1 and warnings[0][0] == logging.INFO
+        assert 'AMX' in warnings[0][1] and 'bf16' in warnings[0][1]
+    else:
+        assert cfg.test_cfg == dict(a=1)
+        assert len(warnings) == 1 and warnings[0][0] == logging.WARNING
+        assert warnings[0][1].startswith('--amp is ignored: CUDA is not '
+                                         'available and this CPU has no AMX')
 
 
 # --------------------------------------------------------- distributed
