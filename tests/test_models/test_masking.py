@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from mmssl.models.utils import (check_mask_ratio, patchify, random_masking,
-                                unpatchify, unshuffle_tokens)
+from mmssl.models.utils import (check_mask_ratio, patch_mean_var, patchify,
+                                pixel_targets, random_masking, unpatchify,
+                                unshuffle_tokens)
 
 
 def test_patchify_roundtrip_and_order():
@@ -14,6 +15,72 @@ def test_patchify_roundtrip_and_order():
     # patch 1 (row 0, col 1), element (row 2, col 5, channel 1)
     k = (2 * 8 + 5) * 3 + 1
     assert p[0, 1, k] == x[0, 1, 2, 8 + 5]
+
+
+def test_patchify_is_mmpretrains_and_takes_rectangles():
+    from mmpretrain.models.heads import MAEPretrainHead
+    x = torch.randn(2, 3, 32, 32)
+    head = MAEPretrainHead(
+        patch_size=8,
+        loss=dict(type='PixelReconstructionLoss', criterion='L2'))
+    assert torch.equal(patchify(x, 8), head.patchify(x))
+    x = torch.randn(2, 3, 16, 24)  # 2 x 3 patches
+    p = patchify(x, 8)
+    assert p.shape == (2, 6, 192)
+    # patch 5 (row 1, col 2), element (row 3, col 6, channel 2)
+    assert p[1, 5, (3 * 8 + 6) * 3 + 2] == x[1, 2, 8 + 3, 16 + 6]
+    assert torch.equal(unpatchify(p, 8, 3, (2, 3)), x)
+    with pytest.raises(ValueError, match='16x20 is not divisible'):
+        patchify(torch.zeros(1, 3, 16, 20), 8)
+
+
+def test_pixel_targets_by_hand():
+    # one image, 2 x 1 patches of 2 x 2 px, one channel
+    x = torch.tensor([[[[1., 2.], [3., 4.], [0., 0.], [0., 6.]]]])
+    raw = pixel_targets(x, 2, norm_pix=False)
+    assert torch.equal(raw, torch.tensor([[[1., 2., 3., 4.], [0., 0., 0.,
+                                                              6.]]]))
+    # unbiased variance: 5/3 and 9; each patch over sqrt(var + 1e-6)
+    t = pixel_targets(x, 2)
+    torch.testing.assert_close(
+        t,
+        torch.tensor([[[-1.5, -0.5, 0.5, 1.5], [-1.5, -1.5, -1.5, 4.5]]]) /
+        torch.tensor([5 / 3 + 1e-6, 9 + 1e-6]).sqrt().reshape(1, 2, 1))
+    mean, var = patch_mean_var(raw)
+    torch.testing.assert_close(mean, torch.tensor([[[2.5], [1.5]]]))
+    torch.testing.assert_close(var, torch.tensor([[[5 / 3], [9.]]]))
+    # ids pick patches (here the second, then the first)
+    torch.testing.assert_close(
+        pixel_targets(x, 2, torch.tensor([[1, 0]])), t.flip(1))
+    assert torch.equal(
+        pixel_targets(x, 2, torch.tensor([[1]]), norm_pix=False), raw[:, 1:])
+    # eps is added to the variance: a flat patch gives zeros, not NaN
+    flat = pixel_targets(torch.ones(1, 1, 2, 2), 2)
+    assert torch.equal(flat, torch.zeros(1, 1, 4))
+
+
+@pytest.mark.parametrize('norm_pix', [True, False])
+def test_pixel_targets_are_mmpretrains_at_the_ids(norm_pix):
+    from mmpretrain.models.heads import MAEPretrainHead
+    torch.manual_seed(0)
+    x = torch.randn(3, 3, 32, 32) * 2 + 1
+    head = MAEPretrainHead(
+        norm_pix=norm_pix,
+        patch_size=8,
+        loss=dict(type='PixelReconstructionLoss', criterion='L2'))
+    full = head.construct_target(x)  # (3, 16, 192)
+    ids = torch.rand(3, 16).argsort(1)[:, :12]
+    ref = torch.gather(full, 1, ids.unsqueeze(-1).expand(-1, -1, 192))
+    out = pixel_targets(x, 8, ids, norm_pix)
+    if norm_pix:  # two-pass variance against torch's: rounding only
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+        mean, var = patch_mean_var(patchify(x, 8))
+        torch.testing.assert_close(var, patchify(x, 8).var(-1, keepdim=True))
+        torch.testing.assert_close(mean, patchify(x, 8).mean(-1, True))
+    else:
+        assert torch.equal(out, ref)
+    torch.testing.assert_close(
+        pixel_targets(x, 8, norm_pix=norm_pix), full, rtol=1e-5, atol=1e-6)
 
 
 def test_random_masking_counts_and_restore():

@@ -37,7 +37,8 @@ from ..necks.mae_decoder import MAEPretrainDecoder
 from ..utils.attention import unbind_qkv_attention
 from ..utils.drop_path import python_drop_path_rates
 from ..utils.masking import (check_mask_ratio, gather_tokens, masking_ids,
-                             patchify, removed_ids, unpatchify)
+                             patch_mean_var, patchify, pixel_targets,
+                             removed_ids, unpatchify)
 from ..utils.patch_embed import embed_patches_at
 
 
@@ -171,7 +172,8 @@ class MAE(_MMPretrainMAE):
             return self.head.loss(pred, inputs, mask)
         ids = removed_ids(ids_restore, latent.shape[1] - 1)  # (B, M)
         pred = self.neck(latent, ids_restore, query_ids=ids)  # (B, M, D)
-        target = gather_tokens(self.head.construct_target(inputs), ids)
+        target = pixel_targets(inputs, self.head.patch_size, ids,
+                               self.head.norm_pix)
         return self.head.loss_module(pred, target,
                                      pred.new_ones(pred.shape[:2]))
 
@@ -207,9 +209,7 @@ class MAE(_MMPretrainMAE):
         latent, mask, ids_restore = self.backbone(inputs, noise=noise)
         pred = self.neck(latent, ids_restore)  # (B, L, p*p*3)
         if self.head.norm_pix:
-            target = patchify(inputs, p)
-            mean = target.mean(dim=-1, keepdim=True)
-            var = target.var(dim=-1, keepdim=True)
+            mean, var = patch_mean_var(patchify(inputs, p))
             pred = pred * (var + 1.e-6)**.5 + mean
         grid = self.backbone.patch_resolution
         recon = unpatchify(pred, p, inputs.shape[1], grid)

@@ -121,16 +121,62 @@ def unshuffle_tokens(visible: torch.Tensor, fill: torch.Tensor,
 
 
 def patchify(imgs: torch.Tensor, patch_size: int) -> torch.Tensor:
-    """(B, C, H, W) -> (B, L, p*p*C), element order (row, col, channel)."""
+    """(B, C, H, W) -> (B, L, p*p*C), element order (row, col, channel).
+
+    The order of mmpretrain's ``MAEPretrainHead.patchify`` (the same
+    tensor), gathered in one copy from a channels-last view: the inner
+    (col, channel) run of each patch row is contiguous there.
+    """
     B, C, H, W = imgs.shape
     p = patch_size
     if H % p or W % p:
         raise ValueError(f'image size {H}x{W} is not divisible by the patch '
                          f'size {p}')
     h, w = H // p, W // p
-    x = imgs.reshape(B, C, h, p, w, p)
-    x = torch.einsum('nchpwq->nhwpqc', x)
+    x = imgs.permute(0, 2, 3, 1).reshape(B, h, p, w, p, C).transpose(2, 3)
     return x.reshape(B, h * w, p * p * C)
+
+
+def patch_mean_var(patches: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per-patch mean and unbiased variance, (B, L, D) -> two (B, L, 1).
+
+    ``patches.mean(-1)`` and ``patches.var(-1)`` (what mmpretrain's
+    normalised-pixel target uses) up to rounding, computed in two passes
+    (mean, then the mean square of the deviations) instead of torch's
+    per-element Welford update, which is several times slower on the CPU.
+    """
+    mean, _, var = _mean_dev_var(patches)
+    return mean, var
+
+
+def _mean_dev_var(x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    """Mean (B, L, 1), deviations (B, L, D), unbiased variance (B, L, 1)."""
+    mean = x.mean(dim=-1, keepdim=True)
+    dev = x - mean
+    return mean, dev, (dev * dev).sum(dim=-1, keepdim=True) / (x.shape[-1] - 1)
+
+
+def pixel_targets(imgs: torch.Tensor,
+                  patch_size: int,
+                  ids: Optional[torch.Tensor] = None,
+                  norm_pix: bool = True,
+                  eps: float = 1e-6) -> torch.Tensor:
+    """MAE's pixel targets: (B, C, H, W) -> (B, L or M, p*p*C).
+
+    mmpretrain's ``MAEPretrainHead.construct_target`` (patches in
+    :func:`patchify`'s order, each normalised by its own mean and
+    ``sqrt(var + eps)`` when ``norm_pix``), for the patches at ``ids``
+    (B, M) only when given: those are gathered first, so the statistics
+    are taken of the M patches the loss reads. Equal to the head's
+    targets gathered at ``ids`` up to rounding (:func:`patch_mean_var`).
+    """
+    x = patchify(imgs, patch_size)
+    if ids is not None:
+        x = gather_tokens(x, ids)
+    if not norm_pix:
+        return x
+    _, dev, var = _mean_dev_var(x)
+    return dev / (var + eps)**.5
 
 
 def unpatchify(x: torch.Tensor,
