@@ -1,6 +1,7 @@
 # Copyright (c) mmssl contributors. All rights reserved.
-"""The ViT-B MAE configs' fused AdamW makes the same update as torch's
-per-tensor AdamW (what the configs ran before and what lightly runs)."""
+"""The MAE configs' fused AdamW (ViT-B and the ViT-tiny demo) makes the same
+update as torch's per-tensor AdamW (what the configs ran before and what
+lightly runs)."""
 import copy
 import os.path as osp
 
@@ -33,8 +34,8 @@ def _train(optimizer_cfg, steps=3):
     return model, wrapper, losses
 
 
-def test_vitb_configs_use_the_fused_adamw():
-    for path in VITB:
+def test_vitb_and_tiny_configs_use_the_fused_adamw():
+    for path in VITB + [TINY]:
         opt = Config.fromfile(path).optim_wrapper.optimizer
         assert opt.type == 'AdamW' and opt.fused is True, path
 
