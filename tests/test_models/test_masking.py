@@ -54,7 +54,12 @@ def test_pixel_targets_by_hand():
         pixel_targets(x, 2, torch.tensor([[1, 0]])), t.flip(1))
     assert torch.equal(
         pixel_targets(x, 2, torch.tensor([[1]]), norm_pix=False), raw[:, 1:])
-    # eps is added to the variance: a flat patch gives zeros, not NaN
+    # eps = 1e-6 is added to the variance: with a variance of 1e-6 the
+    # deviations are divided by sqrt(2e-6); a flat patch gives zeros, not NaN
+    small = torch.tensor([[[[0., 0.], [0., 2e-3]]]])  # var (2e-3)^2 / 4
+    torch.testing.assert_close(
+        pixel_targets(small, 2),
+        torch.tensor([[[-5e-4, -5e-4, -5e-4, 1.5e-3]]]) / 2e-6**.5)
     flat = pixel_targets(torch.ones(1, 1, 2, 2), 2)
     assert torch.equal(flat, torch.zeros(1, 1, 4))
 
