@@ -142,8 +142,8 @@ def patch_mean_var(patches: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
 
     ``patches.mean(-1)`` and ``patches.var(-1)`` (what mmpretrain's
     normalised-pixel target uses) up to rounding, computed in two passes
-    (the mean, then the squared deviations summed over D - 1) instead of torch's
-    per-element Welford update, which is several times slower on the CPU.
+    (the mean, then the squared deviations summed over D - 1) instead of
+    torch's per-element Welford update, several times slower on the CPU.
     """
     mean, _, var = _mean_dev_var(patches)
     return mean, var
